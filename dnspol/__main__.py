@@ -1,0 +1,3 @@
+from dnspol.cli import main
+
+raise SystemExit(main())
