@@ -37,7 +37,7 @@ def to_label(name: Name) -> DNSLabel:
 
 def is_subdomain(name: Name, parent: Name) -> bool:
     """True when ``name`` is ``parent`` or lies below it."""
-    return len(name) >= len(parent) and name[len(name) - len(parent):] == parent
+    return len(name) >= len(parent) and name[len(name) - len(parent) :] == parent
 
 
 def relative_labels(name: Name, parent: Name) -> Name:

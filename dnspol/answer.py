@@ -1,0 +1,110 @@
+"""Building response messages: the one place that sets rcodes, flags and sizes.
+
+Messages are packed by dnslib from a question spelled in lowercase, then the
+query's own question bytes are put back in its place. Owner names compress
+against the question, so clients see their own letter case (RFC 4343), and the
+packed bytes depend only on what decides the answer — which is what lets the
+handler store and reuse them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+
+from dnslib import RR, DNSHeader, DNSQuestion, DNSRecord, EDNSOption
+
+from dnspol.names import to_label
+from dnspol.wire import TYPE_OPT, Query
+from dnspol.zones.lookup import LookupResult
+
+OPTION_EDE = 15
+EDE_PROHIBITED = 18
+KEEPALIVE_TIMEOUT = 300  # units of 100 ms: 30 s, as BIND (RFC 7828)
+
+
+def flags_word(query_flags: int, rcode: int, aa: bool, tc: bool = False) -> int:
+    """QR=1; OPCODE, RD and CD copied; AA as given; RA, Z and AD clear (RFC 1035, 4035)."""
+    return (
+        0x8000
+        | (query_flags & 0x7800)  # opcode
+        | (0x0400 if aa else 0)
+        | (0x0200 if tc else 0)
+        | (query_flags & 0x0100)  # RD
+        | (query_flags & 0x0010)  # CD
+        | (rcode & 0xF)
+    )
+
+
+def build(
+    query: Query,
+    rcode: int,
+    result: LookupResult | None = None,
+    *,
+    limit: int,
+    server_max: int,
+    aa: bool = False,
+    ttl_cap: int | None = None,
+    options: Sequence[tuple[int, bytes]] = (),
+) -> bytes:
+    """Pack a full response; if it does not fit ``limit``, drop what may go, then TC."""
+    opt = _opt(query, rcode, server_max, options)
+    answer = authority = additional = ()
+    if result is not None:
+        answer, authority, additional = (
+            _capped(result.answer, ttl_cap),
+            _capped(result.authority, ttl_cap),
+            _capped(result.additional, ttl_cap),
+        )
+    wire = _pack(query, flags_word(query.flags, rcode, aa), answer, authority, additional, opt)
+    if len(wire) <= limit:
+        return wire
+    if additional and not (result is not None and result.glue_required):
+        # RFC 2181 §9: additional data may be dropped without TC
+        wire = _pack(query, flags_word(query.flags, rcode, aa), answer, authority, (), opt)
+        if len(wire) <= limit:
+            return wire
+    # RFC 2181 §9 / RFC 6891 §7: empty TC reply with the question and OPT kept
+    return _pack(query, flags_word(query.flags, rcode, aa, tc=True), (), (), (), opt)
+
+
+def error(query: Query, rcode: int, server_max: int, options=()) -> bytes:
+    """An answer-less reply (REFUSED, NOTIMP, FORMERR with a question, BADVERS)."""
+    return build(query, rcode, limit=65535, server_max=server_max, options=options)
+
+
+def header_only(ident: int, query_flags: int, rcode: int) -> bytes:
+    """A reply with no question at all (FORMERR when not even that could be read)."""
+    return struct.pack("!HHHHHH", ident, flags_word(query_flags, rcode, aa=False), 0, 0, 0, 0)
+
+
+def ede_option(code: int, text: str = "") -> tuple[int, bytes]:
+    return OPTION_EDE, struct.pack("!H", code) + text.encode()
+
+
+def _opt(query: Query, rcode: int, server_max: int, options) -> RR | None:
+    edns = query.edns
+    if edns is None:
+        return None
+    ttl = ((rcode >> 4) << 24) | (0x8000 if edns.do else 0)
+    opts = [EDNSOption(code, data) for code, data in options]
+    return RR(rtype=TYPE_OPT, rclass=server_max, ttl=ttl, rdata=opts)
+
+
+def _capped(rrs: list[RR], cap: int | None) -> Iterable[RR]:
+    if cap is None or all(rr.ttl <= cap for rr in rrs):
+        return rrs
+    return [RR(rr.rname, rr.rtype, rr.rclass, min(rr.ttl, cap), rr.rdata) for rr in rrs]
+
+
+def _pack(query: Query, flags: int, answer, authority, additional, opt: RR | None) -> bytes:
+    record = DNSRecord(
+        DNSHeader(id=query.id, bitmap=flags),
+        q=DNSQuestion(to_label(query.qname), query.qtype, query.qclass),
+        rr=list(answer),
+        auth=list(authority),
+        ar=list(additional) + ([opt] if opt is not None else []),
+    )
+    wire = record.pack()
+    # put the query's own spelling of the question back (same length, RFC 1035 §4.1.2)
+    return wire[:12] + query.question + wire[12 + len(query.question) :]

@@ -1,0 +1,126 @@
+"""Command line: ``dnspol serve | check | explain | schema``.
+
+Every command reads the same configuration (a config file, or zone files given
+directly), so what ``check`` accepts is exactly what ``serve`` will run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from datetime import datetime
+
+from dnspol import __version__
+from dnspol.errors import ConfigError
+from dnspol.handler import Clock
+from dnspol.server import Server, ServerOptions, parse_listen
+from dnspol.state import Snapshot
+
+DEFAULT_LISTEN = "127.0.0.1:5353"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    return args.func(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dnspol",
+        description="A policy-driven authoritative DNS server.",
+    )
+    parser.add_argument("--version", action="version", version=f"dnspol {__version__}")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="answer queries", description="Answer DNS queries.")
+    _add_source_args(serve)
+    serve.add_argument(
+        "--listen",
+        action="append",
+        metavar="ADDR:PORT",
+        help=f"listen address for UDP and TCP, repeatable (default {DEFAULT_LISTEN} "
+        "or the config's server.listen); port 0 picks a free port",
+    )
+    serve.add_argument("--fake-time", metavar="ISO8601", help="start the clock at this time")
+    serve.add_argument("--ready-file", metavar="PATH", help="write 'HOST PORT' here once listening")
+    serve.add_argument("--no-watch", action="store_true", help="reload on SIGHUP only")
+    serve.add_argument("--seed", type=int, help="seed weighted choices (repeatable answers)")
+    serve.set_defaults(func=_cmd_serve)
+
+    check = sub.add_parser(
+        "check", help="validate configuration and zones", description="Validate; exit 1 on errors."
+    )
+    _add_source_args(check)
+    check.set_defaults(func=_cmd_check)
+    return parser
+
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="configuration file (YAML)")
+    p.add_argument(
+        "--zone",
+        "-z",
+        action="append",
+        metavar="[ORIGIN=]FILE",
+        help="serve this zone file, repeatable (origin from $ORIGIN or the file name)",
+    )
+
+
+def _loader(args) -> Callable[[], Snapshot]:
+    if args.config and args.zone:
+        raise SystemExit("dnspol: use --config or --zone, not both")
+    if not args.config and not args.zone:
+        raise SystemExit("dnspol: nothing to serve: give --config FILE or --zone FILE")
+    from dnspol.state import snapshot_loader
+
+    return snapshot_loader(config=args.config, zone_args=args.zone or [])
+
+
+def _cmd_serve(args) -> int:
+    load = _loader(args)
+    clock = Clock(_parse_time(args.fake_time) if args.fake_time else None)
+    listen = [parse_listen(x) for x in args.listen] if args.listen else None
+    try:
+        first = load()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            logging.error("%s", problem)
+        return 1
+    listen = listen or list(first.listen) or [parse_listen(DEFAULT_LISTEN)]
+    options = ServerOptions(listen=listen, ready_file=args.ready_file, watch=not args.no_watch)
+    options.seed = args.seed if args.seed is not None else first.seed
+    return Server(load, options, clock).run()
+
+
+def _cmd_check(args) -> int:
+    load = _loader(args)
+    try:
+        snap = load()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    for warning in snap.warnings:
+        print(warning)
+    from dnspol.server import describe
+
+    print(f"ok: {describe(snap)}")
+    return 0
+
+
+def _parse_time(text: str) -> float:
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise SystemExit(f"dnspol: --fake-time needs a UTC offset, e.g. {text}+00:00")
+    return when.timestamp()

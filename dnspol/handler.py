@@ -1,0 +1,216 @@
+"""handle(wire, peer, listener) -> bytes | None: the query pipeline and its error boundary.
+
+The journey: drop checks → fast path (a stored answer for a plain query) →
+decode → opcode and class dispatch → zone selection → policy → lookup →
+response. Nothing below this module knows about sockets, and nothing raised
+below it escapes: a bug answers SERVFAIL and is logged, a malformed packet
+answers FORMERR or is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from dnslib import QTYPE
+
+from dnspol import answer
+from dnspol.state import ServerState, Snapshot
+from dnspol.wire import (
+    CLASS_CH,
+    CLASS_IN,
+    OPCODE_QUERY,
+    RCODE_BADVERS,
+    RCODE_FORMERR,
+    RCODE_NOERROR,
+    RCODE_NOTIMP,
+    RCODE_REFUSED,
+    RCODE_SERVFAIL,
+    TCP_LIMIT,
+    BadVersion,
+    FormErr,
+    Query,
+    decode,
+    fast_key,
+    should_drop,
+    udp_limit,
+)
+from dnspol.zones.lookup import Outcome, lookup
+
+log = logging.getLogger("dnspol.handler")
+
+TYPE_AXFR = 252
+TYPE_IXFR = 251
+TYPE_TXT = QTYPE.TXT
+TYPE_ANY = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """Where queries arrive: built once per socket, passed with every packet."""
+
+    address: str
+    port: int
+    transport: str  # "udp" | "tcp"
+
+    @property
+    def tcp(self) -> bool:
+        return self.transport == "tcp"
+
+
+class Clock:
+    """The server's idea of now; tests may pin or shift it (``--fake-time``)."""
+
+    def __init__(self, fixed: float | None = None) -> None:
+        self._offset = 0.0 if fixed is None else fixed - time.time()
+        self._frozen: float | None = None
+
+    def now(self) -> float:
+        return self._frozen if self._frozen is not None else time.time() + self._offset
+
+    def set(self, when: float, frozen: bool = False) -> None:
+        if frozen:
+            self._frozen = when
+        else:
+            self._frozen = None
+            self._offset = when - time.time()
+
+    @property
+    def faked(self) -> bool:
+        return self._frozen is not None or self._offset != 0.0
+
+
+@dataclass(slots=True)
+class Answered:
+    """What the slow path decided, for the cache and for metrics."""
+
+    wire: bytes | None
+    cacheable: bool = False
+    rcode: int = 0
+    rule: str | None = None
+    scope: str = "default"
+
+
+class Handler:
+    def __init__(self, state: ServerState, clock: Clock | None = None, seed: int | None = None):
+        self.state = state
+        self.clock = clock or Clock()
+        self.rng = random.Random(seed)
+        self.fast_path = True
+
+    def handle(self, wire: bytes, peer: tuple, listener: Listener) -> bytes | None:
+        """The whole pipeline for one message. Never raises."""
+        snap = self.state.snapshot
+        if snap is None or should_drop(wire):
+            return None
+        tcp = listener.transport == "tcp"
+        found = fast_key(wire, tcp, snap.udp_max_payload) if self.fast_path else None
+        if found is not None and not snap.has_rules:
+            key, qend = found
+            hit = snap.answers.get(key)
+            if hit is not None:
+                return wire[:2] + hit[0] + wire[12:qend] + hit[1]
+        result = self.answer(wire, peer, listener, snap)
+        if found is not None and result.cacheable and result.wire is not None:
+            qend = found[1]
+            snap.answers.put(found[0], (result.wire[2:12], result.wire[qend:]))
+        return result.wire
+
+    def answer(self, wire: bytes, peer: tuple, listener: Listener, snap: Snapshot) -> Answered:
+        """The slow path: decode fully and build the answer. Never raises."""
+        if (wire[2] >> 3) & 0xF != OPCODE_QUERY:
+            return Answered(_notimp(wire, snap), cacheable=False, rcode=RCODE_NOTIMP)
+        try:
+            query = decode(wire)
+        except FormErr as exc:
+            return Answered(_formerr(wire, exc, snap), rcode=RCODE_FORMERR)
+        except BadVersion as exc:
+            out = answer.error(exc.query, RCODE_BADVERS, snap.udp_max_payload)
+            return Answered(out, rcode=RCODE_BADVERS)
+        except Exception:  # noqa: BLE001 - the error boundary
+            log.exception("decoding a query failed")
+            return Answered(None)
+        try:
+            return self._respond(query, peer, listener, snap)
+        except Exception:  # noqa: BLE001 - the error boundary
+            log.exception("answering %s failed", query.qname)
+            return Answered(answer.error(query, RCODE_SERVFAIL, snap.udp_max_payload), rcode=2)
+
+    def _respond(self, query: Query, peer: tuple, listener: Listener, snap: Snapshot) -> Answered:
+        server_max = snap.udp_max_payload
+        if query.qclass != CLASS_IN:
+            return self._other_class(query, snap)
+        limit = TCP_LIMIT if listener.tcp else udp_limit(query.edns, server_max)
+        if query.qtype in (TYPE_AXFR, TYPE_IXFR):
+            # no zone transfers: NOTIMP over UDP (RFC 5936 §4.2), REFUSED + EDE 18 over TCP
+            if not listener.tcp:
+                return Answered(answer.error(query, RCODE_NOTIMP, server_max), True, RCODE_NOTIMP)
+            return self._refused(query, snap, prohibited=True)
+        zone = snap.zones.find(query.qname)
+        if zone is None:
+            return self._refused(query, snap, prohibited=False)
+        result = lookup(zone, query.qname, query.qtype)
+        rcode = 3 if result.outcome is Outcome.NXDOMAIN else RCODE_NOERROR
+        out = answer.build(
+            query,
+            rcode,
+            result,
+            limit=limit,
+            server_max=server_max,
+            aa=result.authoritative,
+        )
+        return Answered(out, cacheable=True, rcode=rcode)
+
+    def _refused(self, query: Query, snap: Snapshot, prohibited: bool) -> Answered:
+        options = [answer.ede_option(answer.EDE_PROHIBITED)] if prohibited else []
+        out = answer.error(query, RCODE_REFUSED, snap.udp_max_payload, options)
+        return Answered(out, cacheable=not prohibited, rcode=RCODE_REFUSED)
+
+    def _other_class(self, query: Query, snap: Snapshot) -> Answered:
+        """CHAOS built-ins only when configured; every other class is REFUSED."""
+        text = None
+        if query.qclass == CLASS_CH and query.qtype in (TYPE_TXT, TYPE_ANY):
+            text = snap.chaos.get(b".".join(query.qname).decode("ascii", "replace"))
+        if text is None:
+            return self._refused(query, snap, prohibited=False)
+        return Answered(_chaos_answer(query, text, snap), True, RCODE_NOERROR)
+
+
+def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:
+    from dnslib import RR, TXT
+
+    from dnspol.names import to_label
+    from dnspol.zones.lookup import LookupResult
+
+    rr = RR(to_label(query.qname), TYPE_TXT, CLASS_CH, 0, TXT(text))
+    result = LookupResult(Outcome.ANSWER, [rr])
+    return answer.build(
+        query, RCODE_NOERROR, result, limit=TCP_LIMIT, server_max=snap.udp_max_payload, aa=True
+    )
+
+
+def _notimp(wire: bytes, snap: Snapshot) -> bytes:
+    """NOTIMP for opcodes other than QUERY, echoing the question when there is one."""
+    try:
+        query = decode(wire)
+    except Exception:  # noqa: BLE001 - anything unreadable gets a bare header
+        ident = int.from_bytes(wire[0:2], "big")
+        return answer.header_only(ident, int.from_bytes(wire[2:4], "big"), RCODE_NOTIMP)
+    return answer.error(query, RCODE_NOTIMP, snap.udp_max_payload)
+
+
+def _formerr(wire: bytes, exc: FormErr, snap: Snapshot) -> bytes:
+    """FORMERR echoing the question when it was readable (RFC 8906 §3: never silence)."""
+    ident = int.from_bytes(wire[0:2], "big")
+    flags = int.from_bytes(wire[2:4], "big")
+    if not exc.question:
+        return answer.header_only(ident, flags, RCODE_FORMERR)
+    from dnspol.wire import read_qname
+
+    qname, _ = read_qname(wire, 12)
+    qtype = int.from_bytes(exc.question[-4:-2], "big")
+    qclass = int.from_bytes(exc.question[-2:], "big")
+    query = Query(ident, flags, qname, qtype, qclass, exc.question, exc.edns)
+    return answer.error(query, RCODE_FORMERR, snap.udp_max_payload)

@@ -1,0 +1,238 @@
+"""The running server: sockets, threads, signals, reload and shutdown.
+
+``Server.run`` loads the first snapshot (a bad configuration ends the start
+with every problem listed), binds every listen address for UDP and TCP, and
+then keeps three promises: SIGHUP or a changed file reloads (build, check,
+swap; a bad file keeps the old configuration), SIGTERM stops accepting, lets
+in-flight TCP answers go out (bounded wait) and exits 0, and no error in one
+query ever stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dnspol import __version__
+from dnspol.errors import ConfigError
+from dnspol.handler import Clock, Handler, Listener
+from dnspol.names import to_text
+from dnspol.state import ServerState, Snapshot
+from dnspol.transport import tcp, udp
+
+log = logging.getLogger("dnspol")
+
+DRAIN_SECONDS = 5.0
+WATCH_INTERVAL = 1.0
+
+
+@dataclass
+class ReloadStats:
+    ok: int = 0
+    failed: int = 0
+    last_ok: float = 0.0
+    last_problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ServerOptions:
+    listen: list[tuple[str, int]]
+    ready_file: str | None = None
+    print_ready: bool = True
+    watch: bool = True
+    tcp_limits: tcp.TcpLimits = field(default_factory=tcp.TcpLimits)
+    reuse_port: bool = False
+    seed: int | None = None
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``127.0.0.1:5353``, ``[::1]:5353``, ``::1`` or ``127.0.0.1`` (port 53)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":") or "53"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, "53"
+    socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    return host, int(port)
+
+
+def format_listen(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Server:
+    def __init__(
+        self, load: Callable[[], Snapshot], options: ServerOptions, clock: Clock | None = None
+    ) -> None:
+        self.load = load
+        self.options = options
+        self.state = ServerState()
+        self.clock = clock or Clock()
+        self.handler = Handler(self.state, self.clock, options.seed)
+        self.reloads = ReloadStats()
+        self.conns = tcp.Connections(options.tcp_limits)
+        self.bound: list[tuple[str, int]] = []
+        self._stop: asyncio.Event | None = None
+        self._reload_wanted: asyncio.Event | None = None
+
+    # -- configuration -------------------------------------------------------
+    def reload(self) -> bool:
+        """Build and check a new snapshot; swap it in only when it is good."""
+        try:
+            snapshot = self.load()
+        except ConfigError as exc:
+            self.reloads.failed += 1
+            self.reloads.last_problems = exc.problems
+            for problem in exc.problems:
+                log.error("reload failed: %s", problem)
+            log.error("still serving the previous configuration")
+            return False
+        self.state.swap(snapshot)
+        self.reloads.ok += 1
+        self.reloads.last_ok = time.time()
+        log.info("loaded %s", describe(snapshot))
+        return True
+
+    # -- lifecycle -----------------------------------------------------------
+    def run(self) -> int:
+        try:
+            snapshot = self.load()
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("%s", problem)
+            return 1
+        self.state.swap(snapshot)
+        self.reloads.last_ok = time.time()
+        try:
+            return asyncio.run(self._serve())
+        except OSError as exc:
+            log.error("cannot listen: %s", exc)
+            return 1
+
+    async def _serve(self) -> int:
+        self._stop = asyncio.Event()
+        self._reload_wanted = asyncio.Event()
+        sockets = self._bind_all()
+        servers = []
+        for (host, port), (usock, tsock) in zip(self.bound, sockets, strict=True):
+            udp.start(usock, self.handler, Listener(host, port, "udp"))
+            tcp_listener = Listener(host, port, "tcp")
+            servers.append(await tcp.start(tsock, self.handler, tcp_listener, self.conns))
+        self._install_signals()
+        tasks = [asyncio.create_task(self.conns.sweep_forever())]
+        if self.options.watch:
+            tasks.append(asyncio.create_task(self._watch_files()))
+        tasks.append(asyncio.create_task(self._reload_on_request()))
+        self._announce()
+        await self._stop.wait()
+        log.info("shutting down: no new connections, finishing TCP answers")
+        for server in servers:
+            server.close()
+        await self._drain()
+        for task in tasks:
+            task.cancel()
+        for usock, _ in sockets:
+            usock.close()
+        return 0
+
+    def _bind_all(self) -> list[tuple[socket.socket, socket.socket]]:
+        pairs = []
+        for host, port in self.options.listen:
+            usock, tsock = self._bind_pair(host, port)
+            self.bound.append((host, usock.getsockname()[1]))
+            pairs.append((usock, tsock))
+        return pairs
+
+    def _bind_pair(self, host: str, port: int) -> tuple[socket.socket, socket.socket]:
+        """UDP and TCP on the same port; port 0 picks a free one for both."""
+        reuse = self.options.reuse_port
+        for _ in range(20):
+            usock = udp.open_socket(host, port, reuse)
+            try:
+                return usock, tcp.open_socket(host, usock.getsockname()[1], reuse)
+            except OSError as exc:
+                usock.close()
+                if port != 0 or exc.errno != errno.EADDRINUSE:
+                    raise
+        raise OSError(errno.EADDRINUSE, f"no free port for UDP and TCP on {host}")
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._stop is not None and self._reload_wanted is not None
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_wanted.set)
+
+    async def _reload_on_request(self) -> None:
+        assert self._reload_wanted is not None
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            log.info("reloading")
+            self.reload()
+
+    async def _watch_files(self) -> None:
+        """Reload when any file the configuration was read from changes."""
+        seen = _fingerprint(self.state.snapshot.files if self.state.snapshot else ())
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            snap = self.state.snapshot
+            now = _fingerprint(snap.files if snap else ())
+            if now != seen:
+                seen = now
+                log.info("a configuration file changed; reloading")
+                self.reload()
+                snap = self.state.snapshot
+                seen = _fingerprint(snap.files if snap else ())
+
+    async def _drain(self) -> None:
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while self.conns.open and time.monotonic() < deadline:
+            busy = [c for c in self.conns.open if c.buffer]
+            if not busy:
+                break
+            await asyncio.sleep(0.05)
+        self.conns.close_all()
+        await asyncio.sleep(0)
+
+    def _announce(self) -> None:
+        snap = self.state.snapshot
+        addresses = ", ".join(format_listen(h, p) for h, p in self.bound)
+        log.info("dnspol %s serving %s on udp+tcp %s", __version__, describe(snap), addresses)
+        host, port = self.bound[0]
+        if self.options.ready_file:
+            tmp = self.options.ready_file + ".tmp"
+            with open(tmp, "w") as fh:
+                fh.write(f"{host} {port}\n")
+            os.replace(tmp, self.options.ready_file)
+        if self.options.print_ready:
+            print(f"READY {host} {port}", flush=True)
+
+
+def describe(snap: Snapshot | None) -> str:
+    if snap is None:
+        return "nothing"
+    zones = ", ".join(f"{to_text(z.origin)} (serial {z.serial})" for z in snap.zones)
+    return f"{len(snap.zones)} zone(s): {zones}"
+
+
+def _fingerprint(files) -> tuple:
+    out = []
+    for path in files:
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            out.append((path, st.st_mtime_ns, st.st_size))
+            continue
+        out.append((path, None, None))
+    return tuple(out)

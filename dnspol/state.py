@@ -1,0 +1,139 @@
+"""One immutable snapshot of what the server answers from, and the swap on reload.
+
+A query reads ``ServerState.snapshot`` once and uses that object from start to
+end, so a reload (build, check, then one reference assignment) can never show
+a query half of the old configuration and half of the new.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from dnspol.names import Name
+from dnspol.zones.model import Zone, ZoneSet
+
+DEFAULT_UDP_MAX = 1232
+DEFAULT_CACHE_ENTRIES = 100_000
+
+
+class AnswerCache:
+    """Packed answers by what decides them; bounded, because qnames are attacker-chosen.
+
+    When full it starts over (cheap, and a working set refills in milliseconds);
+    ``evictions`` counts how often, for the metrics.
+    """
+
+    __slots__ = ("_entries", "limit", "evictions")
+
+    def __init__(self, limit: int = DEFAULT_CACHE_ENTRIES) -> None:
+        self._entries: dict = {}
+        self.limit = limit
+        self.evictions = 0
+
+    def get(self, key):
+        return self._entries.get(key)
+
+    def put(self, key, value) -> None:
+        if len(self._entries) >= self.limit:
+            self._entries.clear()
+            self.evictions += 1
+        self._entries[key] = value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    zones: ZoneSet
+    variants: Mapping[tuple[Name, str], Zone] = field(default_factory=lambda: MappingProxyType({}))
+    policy: object | None = None  # dnspol.policy Policy; None or rule-less: no evaluation
+    chaos: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    udp_max_payload: int = DEFAULT_UDP_MAX
+    digest: str = ""
+    files: tuple[str, ...] = ()
+    listen: tuple[tuple[str, int], ...] = ()
+    seed: int | None = None
+    warnings: tuple[str, ...] = ()
+    loaded_at: float = field(default_factory=time.time)
+    answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
+
+    @property
+    def has_rules(self) -> bool:
+        return self.policy is not None and bool(getattr(self.policy, "has_rules", False))
+
+
+class ServerState:
+    """Holds the current snapshot; ``swap`` is the only way to change it."""
+
+    def __init__(self, snapshot: Snapshot | None = None) -> None:
+        self.snapshot = snapshot
+        self._lock = threading.Lock()  # serialises reloads, never queries
+
+    def swap(self, snapshot: Snapshot) -> Snapshot | None:
+        with self._lock:
+            old, self.snapshot = self.snapshot, snapshot
+            return old
+
+
+def snapshot_loader(config: str | None = None, zone_args: list[str] | None = None):
+    """A function that builds a fresh snapshot each time it is called (start, reload)."""
+    if config:
+        return lambda: snapshot_from_config(_load_config(config))
+    args = list(zone_args or [])
+    return lambda: snapshot_from_zone_args(args)
+
+
+def _load_config(path: str):
+    from dnspol.config import load_config
+
+    return load_config(path)
+
+
+def snapshot_from_config(cfg) -> Snapshot:
+    return Snapshot(
+        zones=cfg.zones,
+        variants=cfg.variants,
+        policy=cfg.policy,
+        chaos=cfg.chaos,
+        udp_max_payload=cfg.udp_max_payload,
+        digest=cfg.digest,
+        files=tuple(cfg.files),
+        listen=tuple(cfg.listen),
+        seed=cfg.seed,
+        warnings=tuple(getattr(cfg, "warnings", ())),
+    )
+
+
+def snapshot_from_zone_args(args: list[str]) -> Snapshot:
+    """``--zone [ORIGIN=]FILE`` arguments: zones served as they are, no rules."""
+    import hashlib
+
+    from dnspol.errors import ConfigError
+    from dnspol.zones.loader import load_zone_file
+
+    zones: list[Zone] = []
+    problems: list[str] = []
+    digest = hashlib.sha256()
+    for arg in args:
+        origin, _, path = arg.rpartition("=") if "=" in arg else (None, "", arg)
+        try:
+            zone = load_zone_file(path, origin or None)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        zones.append(zone)
+        with open(path, "rb") as fh:
+            digest.update(fh.read())
+    if problems:
+        raise ConfigError(problems)
+    files = tuple(sorted({z.source for z in zones} | set(_included(zones))))
+    return Snapshot(zones=ZoneSet(zones), digest=digest.hexdigest(), files=files)
+
+
+def _included(zones: list[Zone]) -> list[str]:
+    return [f for z in zones for f in z.extras.get("files", ())]  # type: ignore[union-attr]

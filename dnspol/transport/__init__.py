@@ -1,0 +1,1 @@
+"""Transports move bytes between sockets and ``Handler.handle``; no DNS logic here."""

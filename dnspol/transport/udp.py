@@ -1,0 +1,63 @@
+"""UDP: one plain blocking receive/answer loop per socket, in its own thread.
+
+A blocking ``recvfrom``/``sendto`` loop costs a few µs per packet, less than an
+asyncio ``DatagramProtocol`` (see shared/reference/python-dns-speed.md), and the
+GIL is released while it waits, so TCP and housekeeping run in the main thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+
+from dnspol.handler import Handler, Listener
+
+log = logging.getLogger("dnspol.udp")
+
+RECV_SIZE = 65535
+RCVBUF = 4 * 1024 * 1024
+
+
+def open_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    with contextlib.suppress(OSError):  # a smaller buffer still works
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    sock.bind((host, port))
+    return sock
+
+
+def serve(sock: socket.socket, handler: Handler, listener: Listener) -> None:
+    """Answer datagrams until the socket is closed. No exception ends the loop."""
+    recvfrom = sock.recvfrom
+    sendto = sock.sendto
+    handle = handler.handle
+    while True:
+        try:
+            data, peer = recvfrom(RECV_SIZE)
+        except OSError:
+            if sock.fileno() == -1:
+                return
+            continue
+        try:
+            out = handle(data, peer, listener)
+            if out is not None:
+                sendto(out, peer)
+        except OSError:
+            pass  # the client went away; nothing to do
+        except Exception:  # noqa: BLE001 - never let one packet end the loop
+            log.exception("UDP answer failed")
+
+
+def start(sock: socket.socket, handler: Handler, listener: Listener) -> threading.Thread:
+    thread = threading.Thread(
+        target=serve, args=(sock, handler, listener), name=f"udp-{listener.port}", daemon=True
+    )
+    thread.start()
+    return thread

@@ -1,0 +1,170 @@
+"""The lookup in one zone (RFC 1034 §4.3.2 step 3, RFC 4592, RFC 6604).
+
+``lookup`` walks a zone for one name and type and returns what the answer is
+made of: an ``Outcome`` and the records for each section. It never decides an
+rcode or touches the wire; ``answer`` maps outcomes to messages.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from dnslib import QTYPE, RR
+
+from dnspol.names import Name, is_subdomain, to_label
+from dnspol.zones.model import TYPE_CNAME, TYPE_DS, TYPE_NS, TYPE_SOA, WILDCARD, RRset, Zone
+
+TYPE_A = QTYPE.A
+TYPE_AAAA = QTYPE.AAAA
+TYPE_MX = QTYPE.MX
+TYPE_SRV = QTYPE.SRV
+TYPE_ANY = 255
+MAX_CHAIN = 16  # CNAME links followed before giving up (never spin, never SERVFAIL)
+
+
+class Outcome(enum.Enum):
+    ANSWER = "answer"  # data (possibly after CNAMEs), NOERROR
+    NODATA = "nodata"  # the name exists without that type, NOERROR + SOA
+    NXDOMAIN = "nxdomain"  # the (last) name does not exist, NXDOMAIN + SOA
+    REFERRAL = "referral"  # below a zone cut: NS in authority, AA=0
+
+
+@dataclass(slots=True)
+class LookupResult:
+    outcome: Outcome
+    answer: list[RR] = field(default_factory=list)
+    authority: list[RR] = field(default_factory=list)
+    additional: list[RR] = field(default_factory=list)
+    glue_required: bool = False  # additional records that must fit (RFC 9471)
+
+    @property
+    def authoritative(self) -> bool:
+        return self.outcome is not Outcome.REFERRAL
+
+
+def lookup(zone: Zone, qname: Name, qtype: int) -> LookupResult:
+    """Answer ``qname``/``qtype`` from ``zone``, following CNAMEs inside it."""
+    answer: list[RR] = []
+    seen = {qname}
+    name = qname
+    for _ in range(MAX_CHAIN):
+        cut = _find_cut(zone, name, qtype)
+        if cut is not None:
+            if answer:  # a CNAME led below a cut: stop with what we have
+                return LookupResult(Outcome.ANSWER, answer)
+            return _referral(zone, cut)
+        node = zone.nodes.get(name)
+        synthesized = False
+        if node is None:
+            if name in zone.existing:  # empty non-terminal: blocks wildcards
+                return _negative(zone, Outcome.NODATA, answer)
+            node = _wildcard_source(zone, name)
+            if node is None:
+                return _negative(zone, Outcome.NXDOMAIN, answer)
+            synthesized = True
+        rrset = _select(node, qtype)
+        if rrset is not None:
+            answer.extend(_records(rrset, name, synthesized))
+            return LookupResult(Outcome.ANSWER, answer, additional=_additional(zone, rrset))
+        cname = node.get(TYPE_CNAME)
+        if cname is None:
+            return _negative(zone, Outcome.NODATA, answer)
+        answer.extend(_records(cname, name, synthesized))
+        target = _target_name(cname)
+        if target in seen or not is_subdomain(target, zone.origin):
+            return LookupResult(Outcome.ANSWER, answer)
+        seen.add(target)
+        name = target
+    return LookupResult(Outcome.ANSWER, answer)
+
+
+def _select(node, qtype: int) -> RRset | None:
+    if qtype == TYPE_ANY:  # RFC 8482 §4.1: one RRset, never the whole node
+        return node[min(node)] if node else None
+    return node.get(qtype)
+
+
+def _find_cut(zone: Zone, name: Name, qtype: int) -> Name | None:
+    """The highest zone cut at or above ``name`` (DS at the cut is the parent's)."""
+    cuts = zone.cuts
+    if not cuts:
+        return None
+    depth = len(zone.origin)
+    for i in range(len(name) - depth - 1, -1, -1):
+        candidate = name[i:]
+        if candidate in cuts and not (i == 0 and qtype == TYPE_DS):
+            return candidate
+    return None
+
+
+def _wildcard_source(zone: Zone, name: Name):
+    """RFC 4592 §3.3.1: only ``*.<closest encloser>`` may synthesize."""
+    existing = zone.existing
+    for i in range(1, len(name) - len(zone.origin) + 1):
+        encloser = name[i:]
+        if encloser in existing:
+            return zone.nodes.get((WILDCARD, *encloser))
+    return None
+
+
+def _records(rrset: RRset, name: Name, synthesized: bool) -> list[RR]:
+    # owners are written lowercase; the packer points them at the question,
+    # so clients see their own spelling (as Knot does)
+    return rrset.to_rrs(to_label(name) if synthesized else None)
+
+
+def _target_name(cname: RRset) -> Name:
+    return tuple(label.lower() for label in cname.rdatas[0].label.label)
+
+
+def _negative(zone: Zone, outcome: Outcome, answer: list[RR]) -> LookupResult:
+    soa = zone.soa.to_rrs(ttl=zone.negative_ttl)  # RFC 2308 §5
+    return LookupResult(outcome, answer, authority=soa)
+
+
+def _referral(zone: Zone, cut: Name) -> LookupResult:
+    ns = zone.nodes[cut][TYPE_NS]
+    glue = _addresses(zone, ns, glue=True)
+    return LookupResult(
+        Outcome.REFERRAL, authority=ns.to_rrs(), additional=glue, glue_required=bool(glue)
+    )
+
+
+def _additional(zone: Zone, rrset: RRset) -> list[RR]:
+    if rrset.rtype in (TYPE_NS, TYPE_MX, TYPE_SRV):
+        return _addresses(zone, rrset, glue=False)
+    return []
+
+
+def _addresses(zone: Zone, rrset: RRset, glue: bool) -> list[RR]:
+    """A/AAAA of the NS/MX/SRV targets that we hold (RFC 1034 §4.3.2 step 6)."""
+    out: list[RR] = []
+    done: set[Name] = set()
+    for rdata in rrset.rdatas:
+        target = _rdata_target(rrset.rtype, rdata)
+        if target in done or not is_subdomain(target, zone.origin):
+            continue
+        done.add(target)
+        if not glue and _find_cut(zone, target, TYPE_A) is not None:
+            continue  # below a cut: glue, not authoritative data
+        node = zone.nodes.get(target)
+        if node is None:
+            continue
+        for rtype in (TYPE_A, TYPE_AAAA):
+            if rtype in node:
+                out.extend(node[rtype].to_rrs())
+    return out
+
+
+def _rdata_target(rtype: int, rdata) -> Name:
+    if rtype == TYPE_MX:
+        label = rdata.label
+    elif rtype == TYPE_SRV:
+        label = rdata.target
+    else:
+        label = rdata.label
+    return tuple(part.lower() for part in label.label)
+
+
+__all__ = ["LookupResult", "Outcome", "lookup", "TYPE_SOA"]
