@@ -97,7 +97,12 @@ def _cmd_serve(args) -> int:
             logging.error("%s", problem)
         return 1
     listen = listen or list(first.listen) or [parse_listen(DEFAULT_LISTEN)]
-    options = ServerOptions(listen=listen, ready_file=args.ready_file, watch=not args.no_watch)
+    options = ServerOptions(
+        listen=listen,
+        ready_file=args.ready_file,
+        watch=not args.no_watch,
+        test_control=bool(args.fake_time),
+    )
     options.seed = args.seed if args.seed is not None else first.seed
     return Server(load, options, clock).run()
 

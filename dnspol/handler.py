@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dnslib import QTYPE
 
 from dnspol import answer
+from dnspol.names import Name
 from dnspol.state import ServerState, Snapshot
 from dnspol.wire import (
     CLASS_CH,
@@ -99,10 +101,14 @@ class Handler:
         self.clock = clock or Clock()
         self.rng = random.Random(seed)
         self.fast_path = True
+        # test mode only (``--fake-time``): CHAOS TXT queries drive the clock and reload
+        self.control: Callable[[Name], str | None] | None = None
 
     def handle(self, wire: bytes, peer: tuple, listener: Listener) -> bytes | None:
         """The whole pipeline for one message. Never raises."""
         snap = self.state.snapshot
+        if type(wire) is not bytes:  # the cache keys are slices of it
+            wire = bytes(wire)
         if snap is None or should_drop(wire):
             return None
         tcp = listener.transport == "tcp"
@@ -141,7 +147,7 @@ class Handler:
     def _respond(self, query: Query, peer: tuple, listener: Listener, snap: Snapshot) -> Answered:
         server_max = snap.udp_max_payload
         if query.qclass != CLASS_IN:
-            return self._other_class(query, snap)
+            return self._other_class(query, peer, snap)
         limit = TCP_LIMIT if listener.tcp else udp_limit(query.edns, server_max)
         if query.qtype in (TYPE_AXFR, TYPE_IXFR):
             # no zone transfers: NOTIMP over UDP (RFC 5936 §4.2), REFUSED + EDE 18 over TCP
@@ -168,14 +174,18 @@ class Handler:
         out = answer.error(query, RCODE_REFUSED, snap.udp_max_payload, options)
         return Answered(out, cacheable=not prohibited, rcode=RCODE_REFUSED)
 
-    def _other_class(self, query: Query, snap: Snapshot) -> Answered:
+    def _other_class(self, query: Query, peer: tuple, snap: Snapshot) -> Answered:
         """CHAOS built-ins only when configured; every other class is REFUSED."""
         text = None
+        cacheable = True
         if query.qclass == CLASS_CH and query.qtype in (TYPE_TXT, TYPE_ANY):
             text = snap.chaos.get(b".".join(query.qname).decode("ascii", "replace"))
+            if text is None and self.control is not None and _is_loopback(peer):
+                text = self.control(query.qname)
+                cacheable = False
         if text is None:
             return self._refused(query, snap, prohibited=False)
-        return Answered(_chaos_answer(query, text, snap), True, RCODE_NOERROR)
+        return Answered(_chaos_answer(query, text, snap), cacheable, RCODE_NOERROR)
 
 
 def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:
@@ -189,6 +199,11 @@ def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:
     return answer.build(
         query, RCODE_NOERROR, result, limit=TCP_LIMIT, server_max=snap.udp_max_payload, aa=True
     )
+
+
+def _is_loopback(peer: tuple) -> bool:
+    host = peer[0] if peer else ""
+    return host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1")
 
 
 def _notimp(wire: bytes, snap: Snapshot) -> bytes:

@@ -20,11 +20,12 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from dnspol import __version__
 from dnspol.errors import ConfigError
 from dnspol.handler import Clock, Handler, Listener
-from dnspol.names import to_text
+from dnspol.names import Name, to_text
 from dnspol.state import ServerState, Snapshot
 from dnspol.transport import tcp, udp
 
@@ -51,6 +52,7 @@ class ServerOptions:
     tcp_limits: tcp.TcpLimits = field(default_factory=tcp.TcpLimits)
     reuse_port: bool = False
     seed: int | None = None
+    test_control: bool = False  # CHAOS TXT clock/reload control (``--fake-time``)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -80,6 +82,8 @@ class Server:
         self.state = ServerState()
         self.clock = clock or Clock()
         self.handler = Handler(self.state, self.clock, options.seed)
+        if options.test_control:
+            self.handler.control = self.control
         self.reloads = ReloadStats()
         self.conns = tcp.Connections(options.tcp_limits)
         self.bound: list[tuple[str, int]] = []
@@ -103,6 +107,29 @@ class Server:
         self.reloads.last_ok = time.time()
         log.info("loaded %s", describe(snapshot))
         return True
+
+    def control(self, qname: Name) -> str | None:
+        """Test-only commands sent as CHAOS TXT queries (documented in docs/testing.md).
+
+        ``clock.dnspol`` reads the clock, ``<epoch>.set.clock.dnspol`` sets it,
+        ``<seconds>.advance.clock.dnspol`` moves it on, ``reload.dnspol`` reloads
+        and says whether it worked. Enabled only with ``--fake-time``.
+        """
+        if qname == (b"reload", b"dnspol"):
+            ok = self.reload()
+            return "ok" if ok else "failed: " + "; ".join(self.reloads.last_problems[:3])
+        if qname[-2:] != (b"clock", b"dnspol"):
+            return None
+        try:
+            if len(qname) == 4 and qname[1] == b"set":
+                self.clock.set(float(qname[0]))
+            elif len(qname) == 4 and qname[1] == b"advance":
+                self.clock.set(self.clock.now() + float(qname[0]))
+            elif len(qname) != 2:
+                return None
+        except ValueError:
+            return None
+        return datetime.fromtimestamp(self.clock.now(), UTC).isoformat()
 
     # -- lifecycle -----------------------------------------------------------
     def run(self) -> int:
