@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Quick start: set up (venv, test extras, dig), lint, and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test bind9-dnsutils:dig
+.venv/bin/ruff check .
+exec .venv/bin/pytest "$@"

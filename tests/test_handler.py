@@ -1,0 +1,330 @@
+"""handle(): rcodes, flags and sections per RFC 1034/2308/4592/6891/8482, fast == slow."""
+
+import struct
+
+import pytest
+from dnslib import EDNS0, QTYPE, RCODE, DNSRecord, EDNSOption
+
+from dnspol.handler import Handler, Listener
+from dnspol.state import ServerState, Snapshot
+from dnspol.zones.loader import load_zone_text
+from dnspol.zones.model import ZoneSet
+
+ZONE = """\
+$ORIGIN example.com.
+$TTL 3600
+@       IN SOA ns1 hostmaster 2026112501 7200 900 1209600 300
+@       NS    ns1
+@       NS    ns2
+@       MX    10 mail
+ns1     A     192.0.2.1
+ns2     A     192.0.2.2
+www     A     192.0.2.10
+www     AAAA  2001:db8::10
+mail    A     192.0.2.20
+alias   CNAME www
+alias2  CNAME alias
+out     CNAME www.example.net.
+gone    CNAME missing.c
+loop1   CNAME loop2
+loop2   CNAME loop1
+*       A     192.0.2.99
+*.w     CNAME www
+*.t     TXT   "text"
+a.b.c   A     192.0.2.30
+sub     NS    ns.sub
+sub     DS    12345 8 2 49FD46E6C4B45C55D4AC69CBD3CD34AC1AFE51DE4C3A5C8B5E1D6A7B8C9D0E1F
+ns.sub  A     192.0.2.53
+_sip._tcp SRV 0 5 5060 www
+"""
+CHILD = """\
+$ORIGIN child.example.com.
+@ 300 IN SOA ns1 hostmaster 7 7200 900 1209600 60
+@ NS ns1
+ns1 A 192.0.2.77
+www A 192.0.2.78
+"""
+BIG = "".join(f'big TXT "{"x" * 60}-{i:02d}"\n' for i in range(40))
+
+UDP = Listener("127.0.0.1", 53, "udp")
+TCP = Listener("127.0.0.1", 53, "tcp")
+PEER = ("127.0.0.1", 40000)
+
+
+def make_handler(fast=True, chaos=None):
+    zones = ZoneSet(
+        [
+            load_zone_text(ZONE + BIG, "example.com."),
+            load_zone_text(CHILD, "child.example.com."),
+        ]
+    )
+    handler = Handler(ServerState(Snapshot(zones=zones, chaos=chaos or {})))
+    handler.fast_path = fast
+    return handler
+
+
+@pytest.fixture(scope="module")
+def handler():
+    return make_handler()
+
+
+def ask(handler, name, qtype="A", listener=UDP, edns=None, rd=1, qclass="IN", opts=None):
+    q = DNSRecord.question(name, qtype, qclass)
+    q.header.rd = rd
+    if edns is not None:
+        q.add_ar(EDNS0(udp_len=edns, opts=opts or []))
+    wire = handler.handle(bytes(q.pack()), PEER, listener)
+    return q, (None if wire is None else DNSRecord.parse(wire)), wire
+
+
+def rrs(section):
+    return [(str(rr.rname).lower(), QTYPE[rr.rtype], str(rr.rdata)) for rr in section]
+
+
+CASES = [
+    # qname, qtype, rcode, aa, answer (owner, type, rdata), authority types
+    ("www.example.com", "A", "NOERROR", 1, [("www.example.com.", "A", "192.0.2.10")], []),
+    ("nope.x.b.c.example.com", "A", "NXDOMAIN", 1, [], ["SOA"]),
+    ("www.example.com", "MX", "NOERROR", 1, [], ["SOA"]),  # NODATA
+    ("c.example.com", "A", "NOERROR", 1, [], ["SOA"]),  # empty non-terminal
+    ("b.c.example.com", "TXT", "NOERROR", 1, [], ["SOA"]),
+    ("x.c.example.com", "A", "NXDOMAIN", 1, [], ["SOA"]),  # ENT blocks *.example.com
+    ("x.y.example.com", "A", "NOERROR", 1, [("x.y.example.com.", "A", "192.0.2.99")], []),
+    ("foo.t.example.com", "A", "NOERROR", 1, [], ["SOA"]),  # wildcard NODATA
+    (
+        "foo.w.example.com",
+        "A",
+        "NOERROR",
+        1,
+        [
+            ("foo.w.example.com.", "CNAME", "www.example.com."),
+            ("www.example.com.", "A", "192.0.2.10"),
+        ],
+        [],
+    ),
+    ("*.example.com", "A", "NOERROR", 1, [("*.example.com.", "A", "192.0.2.99")], []),
+    (
+        "alias2.example.com",
+        "A",
+        "NOERROR",
+        1,
+        [
+            ("alias2.example.com.", "CNAME", "alias.example.com."),
+            ("alias.example.com.", "CNAME", "www.example.com."),
+            ("www.example.com.", "A", "192.0.2.10"),
+        ],
+        [],
+    ),
+    (
+        "alias.example.com",
+        "CNAME",
+        "NOERROR",
+        1,
+        [("alias.example.com.", "CNAME", "www.example.com.")],
+        [],
+    ),
+    ("out.example.com", "A", "NOERROR", 1, [("out.example.com.", "CNAME", "www.example.net.")], []),
+    (
+        "gone.example.com",
+        "A",
+        "NXDOMAIN",
+        1,
+        [("gone.example.com.", "CNAME", "missing.c.example.com.")],
+        ["SOA"],
+    ),
+    (
+        "loop1.example.com",
+        "A",
+        "NOERROR",
+        1,
+        [
+            ("loop1.example.com.", "CNAME", "loop2.example.com."),
+            ("loop2.example.com.", "CNAME", "loop1.example.com."),
+        ],
+        [],
+    ),
+    ("foo.sub.example.com", "A", "NOERROR", 0, [], ["NS"]),  # referral
+    ("sub.example.com", "NS", "NOERROR", 0, [], ["NS"]),
+    ("ns.sub.example.com", "A", "NOERROR", 0, [], ["NS"]),  # glue is not an answer
+    ("sub.example.com", "DS", "NOERROR", 1, None, []),  # DS from the parent side
+    (
+        "www.child.example.com",
+        "A",
+        "NOERROR",
+        1,
+        [("www.child.example.com.", "A", "192.0.2.78")],
+        [],
+    ),
+    ("www.example.org", "A", "REFUSED", 0, [], []),
+    ("www.example.com", "TYPE65000", "NOERROR", 1, [], ["SOA"]),  # unknown type: NODATA
+]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "slow"])
+@pytest.mark.parametrize("qname, qtype, rcode, aa, answer, authority", CASES)
+def test_answers(qname, qtype, rcode, aa, answer, authority, fast):
+    handler = make_handler(fast)
+    for _ in range(2):  # the second time comes from the stored answer
+        q, r, _ = ask(handler, qname, qtype)
+        assert RCODE[r.header.rcode] == rcode
+        assert r.header.aa == aa
+        assert r.header.ra == 0 and r.header.qr == 1 and r.header.id == q.header.id
+        if answer is not None:
+            assert rrs(r.rr) == answer
+        assert [QTYPE[rr.rtype] for rr in r.auth] == authority
+
+
+def test_negative_ttl_is_min_of_soa_ttl_and_minimum(handler):
+    _, r, _ = ask(handler, "nope.example.com", "TXT")  # *.example.com has no TXT: NODATA
+    assert r.auth[0].ttl == 300
+    _, r, _ = ask(handler, "nope.child.example.com")
+    assert RCODE[r.header.rcode] == "NXDOMAIN" and r.auth[0].ttl == 60
+
+
+def test_referral_carries_glue(handler):
+    _, r, _ = ask(handler, "foo.sub.example.com")
+    assert rrs(r.ar) == [("ns.sub.example.com.", "A", "192.0.2.53")]
+
+
+def test_mx_and_srv_answers_carry_addresses(handler):
+    _, r, _ = ask(handler, "example.com", "MX")
+    assert rrs(r.ar) == [("mail.example.com.", "A", "192.0.2.20")]
+    _, r, _ = ask(handler, "_sip._tcp.example.com", "SRV")
+    assert ("www.example.com.", "A", "192.0.2.10") in rrs(r.ar)
+
+
+def test_question_keeps_the_clients_spelling(handler):
+    for _ in range(2):
+        q, r, wire = ask(handler, "WwW.ExAmPlE.cOm")
+        assert wire[12 : 12 + len(q.q.qname.label) + 20].startswith(bytes(q.pack())[12:29])
+        assert str(r.q.qname) == "WwW.ExAmPlE.cOm."
+
+
+def test_rd_copied_and_ra_never_set(handler):
+    for rd in (0, 1):
+        _, r, _ = ask(handler, "www.example.com", rd=rd)
+        assert r.header.rd == rd and r.header.ra == 0
+
+
+def test_any_returns_one_rrset(handler):
+    _, r, _ = ask(handler, "www.example.com", "ANY")
+    assert len({rr.rtype for rr in r.rr}) == 1
+
+
+def test_edns_echoed_only_when_asked(handler):
+    _, r, _ = ask(handler, "www.example.com")
+    assert not [rr for rr in r.ar if rr.rtype == 41]
+    _, r, _ = ask(handler, "www.example.com", edns=4096)
+    opt = [rr for rr in r.ar if rr.rtype == 41]
+    assert len(opt) == 1 and opt[0].rclass == 1232
+
+
+def test_badvers():
+    q = DNSRecord.question("www.example.com")
+    q.add_ar(EDNS0(version=1))
+    r = DNSRecord.parse(make_handler().handle(bytes(q.pack()), PEER, UDP))
+    opt = [rr for rr in r.ar if rr.rtype == 41][0]
+    assert r.header.rcode == 0 and opt.ttl >> 24 == 1 and not r.rr
+
+
+@pytest.mark.parametrize(
+    "edns, listener, tc", [(None, UDP, 1), (512, UDP, 1), (4096, UDP, 1), (None, TCP, 0)]
+)
+def test_truncation(handler, edns, listener, tc):
+    _, r, wire = ask(handler, "big.example.com", "TXT", listener=listener, edns=edns)
+    assert r.header.tc == tc
+    if tc:
+        assert not r.rr and r.q.qname == "big.example.com"  # question kept, nothing partial
+        assert (edns is None) == (not [rr for rr in r.ar if rr.rtype == 41])
+    else:
+        assert len(r.rr) == 40
+
+
+def test_additional_dropped_before_truncating():
+    zone = ZONE + "".join(f"@ MX 10 m{i}\nm{i} A 192.0.2.{i}\n" for i in range(20))
+    handler = Handler(ServerState(Snapshot(zones=ZoneSet([load_zone_text(zone, "example.com.")]))))
+    _, r, _ = ask(handler, "example.com", "MX")
+    assert r.header.tc == 0 and len(r.rr) == 21 and not r.ar
+
+
+def test_chaos_is_refused_unless_configured():
+    _, r, _ = ask(make_handler(), "version.bind", "TXT", qclass="CH")
+    assert RCODE[r.header.rcode] == "REFUSED"
+    _, r, _ = ask(
+        make_handler(chaos={"version.bind": "dnspol"}), "version.bind", "TXT", qclass="CH"
+    )
+    assert RCODE[r.header.rcode] == "NOERROR" and str(r.rr[0].rdata) == '"dnspol"'
+
+
+def test_zone_transfer_refused_over_tcp_and_notimp_over_udp(handler):
+    _, r, _ = ask(handler, "example.com", "AXFR", listener=TCP, edns=1232)
+    assert RCODE[r.header.rcode] == "REFUSED"
+    ede = [o for rr in r.ar if rr.rtype == 41 for o in rr.rdata if o.code == 15]
+    assert ede and struct.unpack("!H", ede[0].data[:2])[0] == 18
+    _, r, _ = ask(handler, "example.com", "AXFR", listener=UDP)
+    assert RCODE[r.header.rcode] == "NOTIMP"
+
+
+def raw(handler, wire):
+    return handler.handle(wire, PEER, UDP)
+
+
+def test_malformed_packets(handler):
+    good = bytes(DNSRecord.question("www.example.com").pack())
+    assert raw(handler, b"") is None
+    assert raw(handler, good[:11]) is None
+    assert raw(handler, good[:2] + bytes([good[2] | 0x80]) + good[3:]) is None  # QR=1
+    two = good[:4] + b"\x00\x02" + good[6:] + good[12:]
+    assert DNSRecord.parse(raw(handler, two)).header.rcode == RCODE.FORMERR
+    r = raw(handler, good[:14])
+    assert r[:2] == good[:2] and r[3] & 0xF == RCODE.FORMERR
+    opcode3 = good[:2] + bytes([(good[2] & 0x87) | (3 << 3)]) + good[3:]
+    r = DNSRecord.parse(raw(handler, opcode3))
+    assert r.header.rcode == RCODE.NOTIMP and r.q.qname == "www.example.com"
+    assert rrs(ask(handler, "www.example.com")[1].rr)  # still answering
+
+
+def test_formerr_keeps_opt_when_query_had_one(handler):
+    q = DNSRecord.question("www.example.com")
+    q.add_ar(EDNS0(opts=[EDNSOption(8, b"\x00\x01")]))
+    r = DNSRecord.parse(raw(handler, bytes(q.pack())))
+    assert r.header.rcode == RCODE.FORMERR and [rr for rr in r.ar if rr.rtype == 41]
+
+
+def mixed_queries():
+    """Every case above, in several spellings, with and without EDNS, RD and CD."""
+    for qname, qtype, *_ in CASES + [("big.example.com", "TXT", 0, 0, 0, 0)]:
+        for spelling in (qname, qname.upper(), qname.title()):
+            for edns in (None, 512, 1232, 4096):
+                for rd, cd in ((0, 0), (1, 0), (1, 1)):
+                    q = DNSRecord.question(spelling, qtype)
+                    q.header.rd, q.header.cd = rd, cd
+                    if edns is not None:
+                        q.add_ar(EDNS0(udp_len=edns))
+                    yield bytes(q.pack())
+
+
+def test_fast_path_answers_byte_identical_to_slow_path():
+    fast, slow = make_handler(True), make_handler(False)
+    queries = list(mixed_queries())
+    for listener in (UDP, TCP):
+        for wire in queries + queries:  # second pass: all from the stored answers
+            assert fast.handle(wire, PEER, listener) == slow.handle(wire, PEER, listener)
+    assert len(fast.state.snapshot.answers) > 0
+
+
+def test_answer_cache_is_bounded():
+    handler = make_handler()
+    handler.state.snapshot.answers.limit = 50
+    for i in range(500):
+        ask(handler, f"n{i}.example.com")
+    assert len(handler.state.snapshot.answers) <= 50
+    assert handler.state.snapshot.answers.evictions >= 9
+
+
+def test_class_any_and_unknown_classes_are_refused(handler):
+    q = DNSRecord.question("www.example.com")
+    q.q.qclass = 255
+    assert DNSRecord.parse(raw(handler, bytes(q.pack()))).header.rcode == RCODE.REFUSED
+    q.q.qclass = 5
+    assert DNSRecord.parse(raw(handler, bytes(q.pack()))).header.rcode == RCODE.REFUSED

@@ -1,0 +1,172 @@
+"""Decoding queries: strict checks, EDNS and ECS, and the fast-path key."""
+
+import struct
+
+import pytest
+from dnslib import EDNS0, DNSRecord, EDNSOption
+
+from dnspol.wire import (
+    BadVersion,
+    FormErr,
+    decode,
+    fast_key,
+    read_qname,
+    should_drop,
+    udp_limit,
+)
+
+
+def query(name="www.example.com", qtype="A", edns=None, opts=None, **header):
+    q = DNSRecord.question(name, qtype)
+    for k, v in header.items():
+        setattr(q.header, k, v)
+    if edns is not None:
+        q.add_ar(EDNS0(udp_len=edns, opts=opts or []))
+    return bytes(q.pack())
+
+
+def test_decode_plain_query_normalises_name_and_keeps_spelling():
+    wire = query("WwW.Example.COM")
+    q = decode(wire)
+    assert q.qname == (b"www", b"example", b"com")
+    assert q.question == wire[12:]
+    assert q.qtype == 1 and q.qclass == 1 and q.edns is None
+
+
+@pytest.mark.parametrize(
+    "wire, dropped",
+    [
+        (b"", True),
+        (b"\x00" * 11, True),
+        (query()[:2] + b"\x80\x00" + query()[4:], True),  # QR=1
+        (query(), False),
+    ],
+)
+def test_should_drop(wire, dropped):
+    assert should_drop(wire) is dropped
+
+
+def _with_counts(wire: bytes, qd=1, an=0, ns=0, ar=0) -> bytes:
+    return wire[:4] + struct.pack("!HHHH", qd, an, ns, ar) + wire[12:]
+
+
+@pytest.mark.parametrize(
+    "wire, why",
+    [
+        (_with_counts(query(), qd=0), "no question"),
+        (_with_counts(query(), qd=2) + query()[12:], "more than one question"),
+        (query()[:20], "past the end"),
+        (query()[:-2], "past the end"),
+        (query()[:12] + b"\xc0\x0c" + b"\x00\x01\x00\x01", "compressed"),
+        (query()[:12] + b"\x40" + b"a" * 64 + b"\x00\x00\x01\x00\x01", "reserved"),
+    ],
+)
+def test_decode_rejects_malformed(wire, why):
+    with pytest.raises(FormErr, match=why):
+        decode(wire)
+
+
+def test_name_longer_than_255_octets_is_formerr():
+    name = b"".join(b"\x3f" + b"a" * 63 for _ in range(5)) + b"\x00"
+    with pytest.raises(FormErr, match="255"):
+        read_qname(b"\x00" * 12 + name, 12)
+
+
+def test_edns_fields():
+    q = decode(query(edns=4096))
+    assert q.edns is not None and q.edns.payload == 4096 and q.edns.version == 0
+
+
+def test_two_opt_records_are_formerr():
+    wire = query(edns=1232)
+    opt = wire[-11:]
+    with pytest.raises(FormErr, match="more than one OPT"):
+        decode(_with_counts(wire + opt, ar=2))
+
+
+def test_edns_version_1_is_badvers():
+    q = DNSRecord.question("www.example.com")
+    q.add_ar(EDNS0(version=1))
+    with pytest.raises(BadVersion):
+        decode(bytes(q.pack()))
+
+
+def test_option_running_past_the_opt_is_formerr():
+    wire = query(edns=1232)
+    # claim a 4-byte RDATA holding an option header that announces 10 bytes
+    bad = wire[:-2] + b"\x00\x04" + b"\x00\x0a\x00\x0a"
+    with pytest.raises(FormErr, match="runs past"):
+        decode(bad)
+
+
+def ecs(family, source, address, scope=0):
+    return EDNSOption(8, struct.pack("!HBB", family, source, scope) + address)
+
+
+@pytest.mark.parametrize(
+    "option, why",
+    [
+        (EDNSOption(8, b"\x00\x01"), "too short"),
+        (ecs(3, 8, b"\x0a"), "family"),
+        (ecs(1, 33, b"\x0a" * 5), "longer than the address"),
+        (ecs(1, 24, b"\x0a\x00"), "length"),
+        (ecs(1, 24, b"\x0a\x00\x00", scope=24), "scope"),
+        (ecs(1, 23, b"\x0a\x00\x01"), "beyond the source"),
+        (EDNSOption(10, b"\x01\x02\x03"), "COOKIE"),
+        (EDNSOption(11, b"\x00\x10"), "keepalive"),
+    ],
+)
+def test_malformed_options_are_formerr(option, why):
+    with pytest.raises(FormErr, match=why):
+        decode(query(edns=1232, opts=[option]))
+
+
+def test_valid_ecs_is_decoded():
+    q = decode(query(edns=1232, opts=[ecs(1, 24, b"\xc6\x33\x64")]))
+    assert q.edns.ecs is not None
+    assert str(q.edns.ecs.network) == "198.51.100.0/24"
+    assert q.edns.ecs.to_option(16) == struct.pack("!HBB", 1, 24, 16) + b"\xc6\x33\x64"
+
+
+@pytest.mark.parametrize(
+    "payload, limit", [(None, 512), (100, 512), (1232, 1232), (4096, 1232), (800, 800)]
+)
+def test_udp_limit(payload, limit):
+    edns = None if payload is None else decode(query(edns=payload)).edns
+    assert udp_limit(edns, 1232) == limit
+
+
+def test_fast_key_ignores_case_but_not_type():
+    k1, end1 = fast_key(query("WWW.example.com"), False, 1232)
+    k2, _ = fast_key(query("www.EXAMPLE.com"), False, 1232)
+    k3, _ = fast_key(query("www.example.com", "AAAA"), False, 1232)
+    assert k1 == k2 and k1 != k3
+    assert end1 == len(query("www.example.com"))
+
+
+def test_fast_key_tells_rd_edns_size_and_transport_apart():
+    keys = {
+        fast_key(query(), False, 1232)[0],
+        fast_key(query(rd=0), False, 1232)[0],
+        fast_key(query(edns=1232), False, 1232)[0],
+        fast_key(query(edns=4096), False, 4096)[0],
+        fast_key(query(), True, 1232)[0],
+    }
+    assert len(keys) == 5
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        query(edns=1232, opts=[ecs(1, 24, b"\xc6\x33\x64")]),  # ECS: slow path
+        query()[:2] + b"\x18\x00" + query()[4:],  # opcode 3
+        _with_counts(query(), qd=2),
+        query() + b"trailing",
+    ],
+)
+def test_uncommon_queries_take_the_slow_path(wire):
+    assert fast_key(wire, False, 1232) is None
+
+
+def test_cookie_stays_on_the_fast_path():
+    assert fast_key(query(edns=1232, opts=[EDNSOption(10, b"12345678")]), False, 1232)
