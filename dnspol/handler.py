@@ -14,20 +14,24 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import ip_address
 
 from dnslib import QTYPE
 
 from dnspol import answer
 from dnspol.names import Name
+from dnspol.policy.model import Action, Decision, QueryFacts
 from dnspol.state import ServerState, Snapshot
 from dnspol.wire import (
     CLASS_CH,
     CLASS_IN,
     OPCODE_QUERY,
+    OPTION_ECS,
     RCODE_BADVERS,
     RCODE_FORMERR,
     RCODE_NOERROR,
     RCODE_NOTIMP,
+    RCODE_NXDOMAIN,
     RCODE_REFUSED,
     RCODE_SERVFAIL,
     TCP_LIMIT,
@@ -39,9 +43,11 @@ from dnspol.wire import (
     should_drop,
     udp_limit,
 )
-from dnspol.zones.lookup import Outcome, lookup
+from dnspol.zones.lookup import LookupResult, Outcome, lookup
 
 log = logging.getLogger("dnspol.handler")
+
+ANSWER, DROP, NXDOMAIN_ACTION = Action.ANSWER, Action.DROP, Action.NXDOMAIN
 
 TYPE_AXFR = 252
 TYPE_IXFR = 251
@@ -91,8 +97,7 @@ class Answered:
     wire: bytes | None
     cacheable: bool = False
     rcode: int = 0
-    rule: str | None = None
-    scope: str = "default"
+    decision: Decision | None = None
 
 
 class Handler:
@@ -111,18 +116,39 @@ class Handler:
             wire = bytes(wire)
         if snap is None or should_drop(wire):
             return None
-        tcp = listener.transport == "tcp"
-        found = fast_key(wire, tcp, snap.udp_max_payload) if self.fast_path else None
-        if found is not None and not snap.has_rules:
+        found = fast_key(wire, listener.tcp, snap.udp_max_payload) if self.fast_path else None
+        if found is not None:
             key, qend = found
-            hit = snap.answers.get(key)
-            if hit is not None:
-                return wire[:2] + hit[0] + wire[12:qend] + hit[1]
+            if snap.has_rules:
+                decision = snap.decisions.get((peer[0], listener, key[0]))
+                if decision is not None and decision.valid_until > self.clock.now():
+                    if decision.action is DROP:
+                        return None
+                    key = (key, decision.action, decision.scope)
+                else:
+                    key = None
+            if key is not None:
+                hit = snap.answers.get(key)
+                if hit is not None:
+                    return wire[:2] + hit[0] + wire[12:qend] + hit[1]
         result = self.answer(wire, peer, listener, snap)
-        if found is not None and result.cacheable and result.wire is not None:
-            qend = found[1]
-            snap.answers.put(found[0], (result.wire[2:12], result.wire[qend:]))
+        if found is not None and result.cacheable:
+            self._store(snap, found, result, peer, listener)
         return result.wire
+
+    def _store(self, snap: Snapshot, found: tuple, result: Answered, peer, listener) -> None:
+        """Keep the packed answer (and the policy decision) for the next same query."""
+        key, qend = found
+        decision = result.decision
+        if decision is not None:
+            if decision.weighted or decision.ttl_cap is not None or decision.ecs_scope is not None:
+                return  # drawn at random or shaped by the clock: decide again next time
+            snap.decisions.put((peer[0], listener, key[0]), decision)
+            if result.wire is None:
+                return
+            key = (key, decision.action, decision.scope)
+        if result.wire is not None:
+            snap.answers.put(key, (result.wire[2:12], result.wire[qend:]))
 
     def answer(self, wire: bytes, peer: tuple, listener: Listener, snap: Snapshot) -> Answered:
         """The slow path: decode fully and build the answer. Never raises."""
@@ -155,10 +181,16 @@ class Handler:
                 return Answered(answer.error(query, RCODE_NOTIMP, server_max), True, RCODE_NOTIMP)
             return self._refused(query, snap, prohibited=True)
         zone = snap.zones.find(query.qname)
+        decision = self._decide(query, peer, listener, snap, zone) if snap.has_rules else None
+        options = _ecs_echo(query, decision)
+        if decision is not None and decision.action is not ANSWER:
+            return self._enforce(query, decision, zone, limit, options, snap)
         if zone is None:
-            return self._refused(query, snap, prohibited=False)
+            return self._refused(query, snap, prohibited=False, decision=decision, options=options)
+        if decision is not None:
+            zone = snap.variants.get((zone.origin, decision.scope), zone)
         result = lookup(zone, query.qname, query.qtype)
-        rcode = 3 if result.outcome is Outcome.NXDOMAIN else RCODE_NOERROR
+        rcode = RCODE_NXDOMAIN if result.outcome is Outcome.NXDOMAIN else RCODE_NOERROR
         out = answer.build(
             query,
             rcode,
@@ -166,13 +198,54 @@ class Handler:
             limit=limit,
             server_max=server_max,
             aa=result.authoritative,
+            ttl_cap=decision.ttl_cap if decision is not None else None,
+            options=options,
         )
-        return Answered(out, cacheable=True, rcode=rcode)
+        return Answered(out, True, rcode, decision)
 
-    def _refused(self, query: Query, snap: Snapshot, prohibited: bool) -> Answered:
-        options = [answer.ede_option(answer.EDE_PROHIBITED)] if prohibited else []
+    def _decide(self, query: Query, peer, listener: Listener, snap: Snapshot, zone):
+        ecs = query.edns.ecs if query.edns is not None else None
+        facts = QueryFacts(
+            client=ip_address(peer[0]),
+            ecs=ecs.network if ecs is not None and ecs.source > 0 else None,
+            server=ip_address(listener.address),
+            transport=listener.transport,
+            qname=query.qname,
+            qtype=query.qtype,
+            zone=zone.origin if zone is not None else None,
+            now=self.clock.now(),
+        )
+        return snap.policy.evaluate(facts, self.rng)
+
+    def _enforce(self, query: Query, decision, zone, limit: int, options, snap) -> Answered:
+        """Policy actions other than answering: drop, refuse, NXDOMAIN."""
+        if decision.action is DROP:
+            return Answered(None, True, decision=decision)
+        if decision.action is NXDOMAIN_ACTION and zone is not None:
+            result = LookupResult(
+                Outcome.NXDOMAIN, authority=zone.soa.to_rrs(ttl=zone.negative_ttl)
+            )
+            out = answer.build(
+                query,
+                RCODE_NXDOMAIN,
+                result,
+                limit=limit,
+                server_max=snap.udp_max_payload,
+                aa=True,
+                ttl_cap=decision.ttl_cap,
+                options=options,
+            )
+            return Answered(out, True, RCODE_NXDOMAIN, decision)
+        return self._refused(query, snap, prohibited=True, decision=decision, options=options)
+
+    def _refused(
+        self, query: Query, snap: Snapshot, prohibited: bool, decision=None, options=()
+    ) -> Answered:
+        options = list(options)
+        if prohibited:
+            options.append(answer.ede_option(answer.EDE_PROHIBITED))  # RFC 8914 §4.19
         out = answer.error(query, RCODE_REFUSED, snap.udp_max_payload, options)
-        return Answered(out, cacheable=not prohibited, rcode=RCODE_REFUSED)
+        return Answered(out, True, RCODE_REFUSED, decision)
 
     def _other_class(self, query: Query, peer: tuple, snap: Snapshot) -> Answered:
         """CHAOS built-ins only when configured; every other class is REFUSED."""
@@ -192,13 +265,21 @@ def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:
     from dnslib import RR, TXT
 
     from dnspol.names import to_label
-    from dnspol.zones.lookup import LookupResult
 
     rr = RR(to_label(query.qname), TYPE_TXT, CLASS_CH, 0, TXT(text))
     result = LookupResult(Outcome.ANSWER, [rr])
     return answer.build(
         query, RCODE_NOERROR, result, limit=TCP_LIMIT, server_max=snap.udp_max_payload, aa=True
     )
+
+
+def _ecs_echo(query: Query, decision) -> list[tuple[int, bytes]]:
+    """RFC 7871 §7.2.1: echo ECS only when it was sent, with the scope the policy set."""
+    ecs = query.edns.ecs if query.edns is not None else None
+    if ecs is None:
+        return []
+    scope = decision.ecs_scope if decision is not None and decision.ecs_scope is not None else 0
+    return [(OPTION_ECS, ecs.to_option(min(scope, ecs.source)))]
 
 
 def _is_loopback(peer: tuple) -> bool:

@@ -61,6 +61,7 @@ class Snapshot:
     warnings: tuple[str, ...] = ()
     loaded_at: float = field(default_factory=time.time)
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
+    decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
 
     @property
     def has_rules(self) -> bool:
