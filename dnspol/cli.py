@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -55,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--ready-file", metavar="PATH", help="write 'HOST PORT' here once listening")
     serve.add_argument("--no-watch", action="store_true", help="reload on SIGHUP only")
     serve.add_argument("--seed", type=int, help="seed weighted choices (repeatable answers)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker processes sharing the ports (default: one per usable core; "
+        "1 with --fake-time or --seed, whose clock and draws live in one process)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--quiet-ready", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_cmd_serve)
 
     check = sub.add_parser(
@@ -97,14 +108,39 @@ def _cmd_serve(args) -> int:
             logging.error("%s", problem)
         return 1
     listen = listen or list(first.listen) or [parse_listen(DEFAULT_LISTEN)]
+    workers = args.workers or _default_workers(args)
+    if workers > 1:
+        from dnspol import supervisor
+
+        return supervisor.run(_worker_args(args), listen, workers, args.ready_file)
     options = ServerOptions(
         listen=listen,
         ready_file=args.ready_file,
+        print_ready=not args.quiet_ready,
         watch=not args.no_watch,
         test_control=bool(args.fake_time),
+        reuse_port=args.reuse_port,
     )
     options.seed = args.seed if args.seed is not None else first.seed
     return Server(load, options, clock).run()
+
+
+def _default_workers(args) -> int:
+    if args.fake_time or args.seed is not None:
+        return 1
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _worker_args(args) -> list[str]:
+    """The command line of one worker: this one, bound to the reserved ports."""
+    out = ["--log-level", args.log_level, "serve", "--reuse-port"]
+    if args.config:
+        out += ["--config", args.config]
+    for zone in args.zone or []:
+        out += ["--zone", zone]
+    if args.no_watch:
+        out.append("--no-watch")
+    return out
 
 
 def _cmd_check(args) -> int:

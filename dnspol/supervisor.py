@@ -1,0 +1,143 @@
+"""Several worker processes on one set of ports, so every core answers.
+
+Python runs one thread of Python code at a time, so dnspol scales across cores
+with processes: each worker is a full ``dnspol serve --workers 1`` with its own
+sockets bound with SO_REUSEPORT, and the kernel spreads queries between them.
+Workers share nothing but the configuration files, like replicas behind a load
+balancer. The supervisor reserves the ports (port 0 becomes a real port for
+all), starts the workers, forwards SIGHUP and SIGTERM, restarts a worker that
+dies, and exits when told to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dnspol.server import format_listen
+from dnspol.transport import tcp, udp
+
+log = logging.getLogger("dnspol.supervisor")
+
+START_TIMEOUT = 30.0
+
+
+def reserve_ports(listen: list[tuple[str, int]]) -> tuple[list[tuple[str, int]], list]:
+    """Bind every address once (SO_REUSEPORT) to turn port 0 into a concrete port."""
+    resolved, held = [], []
+    for host, port in listen:
+        for _ in range(20):
+            usock = udp.open_socket(host, port, reuse_port=True)
+            try:
+                tsock = tcp.open_socket(host, usock.getsockname()[1], reuse_port=True)
+            except OSError:
+                usock.close()
+                if port != 0:
+                    raise
+                continue
+            break
+        else:
+            raise OSError(f"no free port on {host}")
+        resolved.append((host, usock.getsockname()[1]))
+        held += [usock, tsock]
+    return resolved, held
+
+
+def run(
+    worker_args: list[str], listen: list[tuple[str, int]], count: int, ready_file: str | None
+) -> int:
+    resolved, held = reserve_ports(listen)
+    listen_args = [a for host, port in resolved for a in ("--listen", format_listen(host, port))]
+    stopping = False
+    workdir = Path(tempfile.mkdtemp(prefix="dnspol-workers-"))
+
+    def start(index: int) -> tuple[subprocess.Popen, Path]:
+        ready = workdir / f"worker-{index}.ready"
+        ready.unlink(missing_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "dnspol",
+            *worker_args,
+            *listen_args,
+            "--workers",
+            "1",
+            "--ready-file",
+            str(ready),
+            "--quiet-ready",
+        ]
+        return subprocess.Popen(cmd, preexec_fn=_die_with_parent), ready
+
+    workers = [start(i) for i in range(count)]
+    if not _wait_ready(workers):
+        _stop_all(workers)
+        log.error("workers did not start")
+        return 1
+    for sock in held:  # the workers hold the ports now; ours would only steal queries
+        sock.close()
+
+    def forward(signum, _frame) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for proc, _ in workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM if signum == signal.SIGINT else signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    log.info("%d workers serving on %s", count, ", ".join(format_listen(*a) for a in resolved))
+    _announce(resolved[0], ready_file)
+    while True:
+        time.sleep(0.2)
+        if stopping:
+            codes = [proc.wait() for proc, _ in workers]
+            return max(codes, default=0)
+        for i, (proc, _) in enumerate(workers):
+            if proc.poll() is not None:
+                log.error("worker %d exited with %s; starting it again", proc.pid, proc.returncode)
+                workers[i] = start(i)
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM if the supervisor dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _wait_ready(workers) -> bool:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if any(proc.poll() is not None for proc, _ in workers):
+            return False
+        if all(ready.exists() for _, ready in workers):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _stop_all(workers) -> None:
+    for proc, _ in workers:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc, _ in workers:
+        proc.wait()
+
+
+def _announce(first: tuple[str, int], ready_file: str | None) -> None:
+    host, port = first
+    if ready_file:
+        tmp = ready_file + ".tmp"
+        Path(tmp).write_text(f"{host} {port}\n")
+        os.replace(tmp, ready_file)
+    print(f"READY {host} {port}", flush=True)
