@@ -73,6 +73,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_source_args(check)
     check.set_defaults(func=_cmd_check)
+
+    explain = sub.add_parser(
+        "explain",
+        help="show which rule answers a query, and the answer",
+        description="Evaluate the rules for one query without a running server: which rule "
+        "matched, why the earlier ones did not, the scope, and the answer as dig shows it.",
+    )
+    _add_source_args(explain)
+    explain.add_argument("--client", default="127.0.0.1", metavar="IP", help="source address")
+    explain.add_argument("--ecs", metavar="NET", help="EDNS Client Subnet sent with the query")
+    explain.add_argument("--server", default="127.0.0.1", metavar="IP", help="address asked")
+    explain.add_argument("--time", metavar="ISO8601", help="the clock (default: now)")
+    explain.add_argument("--tcp", action="store_true", help="as if over TCP")
+    explain.add_argument("--seed", type=int, help="seed for weighted choices")
+    explain.add_argument("name")
+    explain.add_argument("qtype", nargs="?", default="A")
+    explain.set_defaults(func=_cmd_explain)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the configuration files")
+    schema.set_defaults(func=_cmd_schema)
     return parser
 
 
@@ -157,6 +177,45 @@ def _cmd_check(args) -> int:
     from dnspol.server import describe
 
     print(f"ok: {describe(snap)}")
+    return 0
+
+
+def _cmd_explain(args) -> int:
+    from dnspol.explain import explain
+
+    try:
+        snap = _loader(args)()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return 1
+    when = _parse_time(args.time) if args.time else None
+    try:
+        print(
+            explain(
+                snap,
+                args.name,
+                args.qtype,
+                args.client,
+                args.server,
+                args.ecs,
+                when,
+                args.tcp,
+                args.seed,
+            )
+        )
+    except ValueError as exc:
+        print(f"dnspol explain: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_schema(args) -> int:
+    import json
+
+    from dnspol.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
     return 0
 
 
