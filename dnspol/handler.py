@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import ip_address
 
 from dnslib import QTYPE
@@ -22,6 +22,7 @@ from dnspol import answer
 from dnspol.names import Name
 from dnspol.policy.model import Action, Decision, QueryFacts
 from dnspol.state import ServerState, Snapshot
+from dnspol.stats import AnswerLabel, Stats, qtype_label, rcode_label
 from dnspol.wire import (
     CLASS_CH,
     CLASS_IN,
@@ -62,10 +63,13 @@ class Listener:
     address: str
     port: int
     transport: str  # "udp" | "tcp"
+    tcp: bool = field(init=False)
+    tag: tuple[str, str] = field(init=False)  # (transport, family) for counting
 
-    @property
-    def tcp(self) -> bool:
-        return self.transport == "tcp"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tcp", self.transport == "tcp")
+        family = "ipv6" if ":" in self.address else "ipv4"
+        object.__setattr__(self, "tag", (self.transport, family))
 
 
 class Clock:
@@ -98,6 +102,8 @@ class Answered:
     cacheable: bool = False
     rcode: int = 0
     decision: Decision | None = None
+    zone: str = ""
+    label: int | None = None  # interned AnswerLabel (Stats.intern)
 
 
 class Handler:
@@ -106,6 +112,7 @@ class Handler:
         self.clock = clock or Clock()
         self.rng = random.Random(seed)
         self.fast_path = True
+        self.stats = Stats()
         # test mode only (``--fake-time``): CHAOS TXT queries drive the clock and reload
         self.control: Callable[[Name], str | None] | None = None
 
@@ -115,6 +122,7 @@ class Handler:
         if type(wire) is not bytes:  # the cache keys are slices of it
             wire = bytes(wire)
         if snap is None or should_drop(wire):
+            self.stats.drop("malformed")
             return None
         found = fast_key(wire, listener.tcp, snap.udp_max_payload) if self.fast_path else None
         if found is not None:
@@ -123,6 +131,7 @@ class Handler:
                 decision = snap.decisions.get((peer[0], listener, key[0]))
                 if decision is not None and decision.valid_until > self.clock.now():
                     if decision.action is DROP:
+                        self.stats.drop("policy")
                         return None
                     key = (key, decision.action, decision.scope)
                 else:
@@ -130,8 +139,17 @@ class Handler:
             if key is not None:
                 hit = snap.answers.get(key)
                 if hit is not None:
-                    return wire[:2] + hit[0] + wire[12:qend] + hit[1]
+                    out = wire[:2] + hit[0] + wire[12:qend] + hit[1]
+                    counted = (hit[2], listener.tag, len(wire), len(out))
+                    answers = self.stats.answers
+                    answers[counted] = answers.get(counted, 0) + 1
+                    return out
         result = self.answer(wire, peer, listener, snap)
+        if result.label is not None:
+            if result.wire is None:
+                self.stats.drop(self.stats.labels[result.label].dropped or "malformed")
+            else:
+                self.stats.count(result.label, listener.tag, len(wire), len(result.wire))
         if found is not None and result.cacheable:
             self._store(snap, found, result, peer, listener)
         return result.wire
@@ -148,27 +166,37 @@ class Handler:
                 return
             key = (key, decision.action, decision.scope)
         if result.wire is not None:
-            snap.answers.put(key, (result.wire[2:12], result.wire[qend:]))
+            snap.answers.put(key, (result.wire[2:12], result.wire[qend:], result.label))
 
     def answer(self, wire: bytes, peer: tuple, listener: Listener, snap: Snapshot) -> Answered:
         """The slow path: decode fully and build the answer. Never raises."""
         if (wire[2] >> 3) & 0xF != OPCODE_QUERY:
-            return Answered(_notimp(wire, snap), cacheable=False, rcode=RCODE_NOTIMP)
+            out = _notimp(wire, snap)
+            return Answered(
+                out, rcode=RCODE_NOTIMP, label=self.stats.intern(AnswerLabel(rcode="NOTIMP"))
+            )
         try:
             query = decode(wire)
         except FormErr as exc:
-            return Answered(_formerr(wire, exc, snap), rcode=RCODE_FORMERR)
+            out = _formerr(wire, exc, snap)
+            return Answered(
+                out, rcode=RCODE_FORMERR, label=self.stats.intern(AnswerLabel(rcode="FORMERR"))
+            )
         except BadVersion as exc:
             out = answer.error(exc.query, RCODE_BADVERS, snap.udp_max_payload)
-            return Answered(out, rcode=RCODE_BADVERS)
+            return Answered(
+                out, rcode=RCODE_BADVERS, label=self.stats.intern(AnswerLabel(rcode="BADVERS"))
+            )
         except Exception:  # noqa: BLE001 - the error boundary
             log.exception("decoding a query failed")
-            return Answered(None)
+            return Answered(None, label=self.stats.intern(AnswerLabel(dropped="malformed")))
         try:
-            return self._respond(query, peer, listener, snap)
+            result = self._respond(query, peer, listener, snap)
         except Exception:  # noqa: BLE001 - the error boundary
             log.exception("answering %s failed", query.qname)
-            return Answered(answer.error(query, RCODE_SERVFAIL, snap.udp_max_payload), rcode=2)
+            result = Answered(answer.error(query, RCODE_SERVFAIL, snap.udp_max_payload), rcode=2)
+        result.label = self.stats.intern(_label(query, result))
+        return result
 
     def _respond(self, query: Query, peer: tuple, listener: Listener, snap: Snapshot) -> Answered:
         server_max = snap.udp_max_payload
@@ -184,7 +212,9 @@ class Handler:
         decision = self._decide(query, peer, listener, snap, zone) if snap.has_rules else None
         options = _ecs_echo(query, decision)
         if decision is not None and decision.action is not ANSWER:
-            return self._enforce(query, decision, zone, limit, options, snap)
+            result = self._enforce(query, decision, zone, limit, options, snap)
+            result.zone = zone.name if zone is not None else ""
+            return result
         if zone is None:
             return self._refused(query, snap, prohibited=False, decision=decision, options=options)
         if decision is not None:
@@ -201,7 +231,7 @@ class Handler:
             ttl_cap=decision.ttl_cap if decision is not None else None,
             options=options,
         )
-        return Answered(out, True, rcode, decision)
+        return Answered(out, True, rcode, decision, zone.name)
 
     def _decide(self, query: Query, peer, listener: Listener, snap: Snapshot, zone):
         ecs = query.edns.ecs if query.edns is not None else None
@@ -270,6 +300,23 @@ def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:
     result = LookupResult(Outcome.ANSWER, [rr])
     return answer.build(
         query, RCODE_NOERROR, result, limit=TCP_LIMIT, server_max=snap.udp_max_payload, aa=True
+    )
+
+
+def _label(query: Query, result: Answered) -> AnswerLabel:
+    decision = result.decision
+    wire = result.wire
+    return AnswerLabel(
+        zone=result.zone,
+        qtype=qtype_label(query.qtype),
+        rcode=rcode_label(result.rcode),
+        rule=(decision.rule or "") if decision is not None else "",
+        action=decision.action.value if decision is not None else "answer",
+        scope=decision.scope if decision is not None else "default",
+        weighted=decision.weighted if decision is not None else False,
+        ecs=query.edns is not None and query.edns.ecs is not None,
+        truncated=wire is not None and bool(wire[2] & 0x02),
+        dropped="policy" if wire is None else "",
     )
 
 

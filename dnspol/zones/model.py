@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from dnslib import QTYPE, RR, DNSLabel
 
-from dnspol.names import Name, to_label
+from dnspol.names import Name, to_label, to_text
 
 TYPE_SOA = QTYPE.SOA
 TYPE_NS = QTYPE.NS
@@ -62,6 +62,11 @@ class Zone:
     source: str = ""
     scope: str = "default"
     extras: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Presentation form of the origin, e.g. ``example.com.``."""
+        return to_text(self.origin)
 
     @property
     def soa(self) -> RRset:

@@ -1,0 +1,105 @@
+"""What happened to queries, counted in plain dicts on the hot path.
+
+Recording a query is one dict increment keyed by an ``AnswerLabel`` (built once
+per kind of answer and stored beside the packed answer), the listener's
+transport and family, and the two message sizes. Exporters (``dnspol.metrics``)
+turn the counts into Prometheus series off the hot path. Every label value comes
+from a bounded set: served zone names, a fixed list of query types, rcodes, rule
+and scope names from the configuration — never a query name or an address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dnslib import QTYPE
+
+COMMON_TYPES = frozenset(
+    [
+        "A",
+        "AAAA",
+        "CNAME",
+        "MX",
+        "NS",
+        "PTR",
+        "SOA",
+        "SRV",
+        "TXT",
+        "CAA",
+        "DS",
+        "DNSKEY",
+        "HTTPS",
+        "SVCB",
+        "NAPTR",
+        "ANY",
+        "AXFR",
+        "IXFR",
+    ]
+)
+RCODES = {
+    0: "NOERROR",
+    1: "FORMERR",
+    2: "SERVFAIL",
+    3: "NXDOMAIN",
+    4: "NOTIMP",
+    5: "REFUSED",
+    16: "BADVERS",
+}
+
+
+def qtype_label(qtype: int) -> str:
+    name = QTYPE.get(qtype, "")
+    return name if name in COMMON_TYPES else "other"
+
+
+def rcode_label(rcode: int) -> str:
+    return RCODES.get(rcode, "other")
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerLabel:
+    """The bounded description of one kind of answer, for counting.
+
+    Hashing ten fields per query would cost more than answering, so labels are
+    interned (``Stats.intern``) and counted under ``key``, a small int.
+    """
+
+    zone: str = ""  # served zone, "" when none
+    qtype: str = "other"
+    rcode: str = "NOERROR"
+    rule: str = ""  # "" when no rule matched (or no rules)
+    action: str = "answer"
+    scope: str = "default"
+    weighted: bool = False
+    ecs: bool = False
+    truncated: bool = False
+    dropped: str = ""  # reason when no answer was sent: malformed, policy
+
+
+@dataclass
+class Stats:
+    """Counters of one process. Increments happen under the GIL; exporters copy."""
+
+    # (label key, (transport, family), request bytes, response bytes) -> queries
+    answers: dict = field(default_factory=dict)
+    labels: list[AnswerLabel] = field(default_factory=list)  # label key -> label
+    _keys: dict = field(default_factory=dict)
+    # (transport, seconds bucket index) -> queries, sampled (see SAMPLE_MASK)
+    durations: dict = field(default_factory=dict)
+    dropped: dict = field(default_factory=dict)  # reason -> packets
+
+    def intern(self, label: AnswerLabel) -> int:
+        """The small int that stands for ``label`` in ``answers``."""
+        key = self._keys.get(label)
+        if key is None:
+            key = self._keys[label] = len(self.labels)
+            self.labels.append(label)
+        return key
+
+    def count(self, label: int, tag: tuple[str, str], size_in: int, size_out: int) -> None:
+        key = (label, tag, size_in, size_out)
+        answers = self.answers
+        answers[key] = answers.get(key, 0) + 1
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
