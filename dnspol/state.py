@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from dnspol.names import Name
+from dnspol.transport.proxy import ProxyTrust
 from dnspol.zones.model import Zone, ZoneSet
 
 DEFAULT_UDP_MAX = 1232
@@ -59,6 +60,7 @@ class Snapshot:
     listen: tuple[tuple[str, int], ...] = ()
     seed: int | None = None
     warnings: tuple[str, ...] = ()
+    proxy: ProxyTrust = field(default_factory=ProxyTrust)  # PROXY v2 senders
     loaded_at: float = field(default_factory=time.time)
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
@@ -107,6 +109,7 @@ def snapshot_from_config(cfg) -> Snapshot:
         listen=tuple(cfg.listen),
         seed=cfg.seed,
         warnings=tuple(getattr(cfg, "warnings", ())),
+        proxy=ProxyTrust(getattr(cfg, "proxy_trusted", ())),
     )
 
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from dnspol.handler import Handler, Listener
+from dnspol.transport import proxy
 
 log = logging.getLogger("dnspol.tcp")
 
@@ -60,10 +61,14 @@ class DnsOverTcp(asyncio.Protocol):
         self.buffer = bytearray()
         self.last_activity = time.monotonic()
         self.message_started: float | None = None
+        self.awaiting_proxy_header = False
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
         self.peer = transport.get_extra_info("peername") or ("", 0)
+        snap = self.handler.state.snapshot
+        trust = snap.proxy if snap is not None else None
+        self.awaiting_proxy_header = bool(trust) and trust.trusts(self.peer[0])
         if len(self.conns.open) >= self.conns.limits.max_connections:
             self._close_idlest_or(transport)
         self.conns.open.add(self)
@@ -82,9 +87,29 @@ class DnsOverTcp(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         self.last_activity = time.monotonic()
+        if self.awaiting_proxy_header and not self._take_proxy_header():
+            return
         self._answer_complete_messages()
         if len(self.buffer) > self.conns.limits.max_buffer:
             self.close()
+
+    def _take_proxy_header(self) -> bool:
+        """From a trusted proxy the connection starts with PROXY v2; no header, no service."""
+        parsed = proxy.parse(bytes(self.buffer[: proxy.HEADER_LEN + 536]))
+        if parsed is proxy.NEED_MORE:
+            self.message_started = self.message_started or self.last_activity
+            return False
+        if parsed is None:
+            self.handler.stats.drop("proxy")
+            self.close()
+            return False
+        source, length = parsed
+        if source is not None:
+            self.peer = source
+        del self.buffer[:length]
+        self.awaiting_proxy_header = False
+        self.message_started = None
+        return True
 
     def _answer_complete_messages(self) -> None:
         buf = self.buffer

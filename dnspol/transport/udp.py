@@ -13,6 +13,7 @@ import socket
 import threading
 
 from dnspol.handler import Handler, Listener
+from dnspol.transport import proxy
 
 log = logging.getLogger("dnspol.udp")
 
@@ -38,6 +39,7 @@ def serve(sock: socket.socket, handler: Handler, listener: Listener) -> None:
     recvfrom = sock.recvfrom
     sendto = sock.sendto
     handle = handler.handle
+    state = handler.state
     while True:
         try:
             data, peer = recvfrom(RECV_SIZE)
@@ -46,13 +48,29 @@ def serve(sock: socket.socket, handler: Handler, listener: Listener) -> None:
                 return
             continue
         try:
-            out = handle(data, peer, listener)
+            client = peer
+            trust = state.snapshot.proxy
+            if trust and trust.trusts(peer[0]):
+                data, client = _unwrap(data, peer, handler)
+                if data is None:
+                    continue
+            out = handle(data, client, listener)
             if out is not None:
                 sendto(out, peer)
         except OSError:
             pass  # the client went away; nothing to do
         except Exception:  # noqa: BLE001 - never let one packet end the loop
             log.exception("UDP answer failed")
+
+
+def _unwrap(data: bytes, peer: tuple, handler: Handler):
+    """A datagram from a trusted proxy: strip its PROXY v2 header, or drop it."""
+    parsed = proxy.parse(data)
+    if parsed is None or parsed is proxy.NEED_MORE:
+        handler.stats.drop("proxy")
+        return None, peer
+    source, length = parsed
+    return data[length:], source or peer
 
 
 def start(sock: socket.socket, handler: Handler, listener: Listener) -> threading.Thread:
