@@ -116,8 +116,14 @@ class Handler:
         # test mode only (``--fake-time``): CHAOS TXT queries drive the clock and reload
         self.control: Callable[[Name], str | None] | None = None
 
-    def handle(self, wire: bytes, peer: tuple, listener: Listener) -> bytes | None:
-        """The whole pipeline for one message. Never raises."""
+    def handle(
+        self, wire: bytes, peer: tuple, listener: Listener, report: list | None = None
+    ) -> bytes | None:
+        """The whole pipeline for one message. Never raises.
+
+        ``report``, when given, receives the interned ``AnswerLabel`` key of the
+        answer (see ``Stats.labels``), for the query log and other observers.
+        """
         snap = self.state.snapshot
         if type(wire) is not bytes:  # the cache keys are slices of it
             wire = bytes(wire)
@@ -132,6 +138,8 @@ class Handler:
                 if decision is not None and decision.valid_until > self.clock.now():
                     if decision.action is DROP:
                         self.stats.drop("policy")
+                        if report is not None:
+                            report.append(None)
                         return None
                     key = (key, decision.action, decision.scope)
                 else:
@@ -143,8 +151,12 @@ class Handler:
                     counted = (hit[2], listener.tag, len(wire), len(out))
                     answers = self.stats.answers
                     answers[counted] = answers.get(counted, 0) + 1
+                    if report is not None:
+                        report.append(hit[2])
                     return out
         result = self.answer(wire, peer, listener, snap)
+        if report is not None:
+            report.append(result.label)
         if result.label is not None:
             if result.wire is None:
                 self.stats.drop(self.stats.labels[result.label].dropped or "malformed")
