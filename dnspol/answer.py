@@ -105,6 +105,6 @@ def _pack(query: Query, flags: int, answer, authority, additional, opt: RR | Non
         auth=list(authority),
         ar=list(additional) + ([opt] if opt is not None else []),
     )
-    wire = record.pack()
+    wire = bytes(record.pack())
     # put the query's own spelling of the question back (same length, RFC 1035 §4.1.2)
     return wire[:12] + query.question + wire[12 + len(query.question) :]
