@@ -1,0 +1,169 @@
+"""Small process/network helpers for bench/run.sh.
+
+python bench/proc.py cpu PID    -> CPU seconds (user+system) used so far by PID, its
+                                   reaped children, and its live descendants
+python bench/proc.py freeport   -> a port that is free on 127.0.0.1 for both UDP and TCP
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+PROC = Path("/proc")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def stat_fields(pid: int) -> list[str]:
+    """Fields of /proc/PID/stat after the ``comm`` field (which may contain spaces)."""
+    text = (PROC / str(pid) / "stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def own_ticks(pid: int, with_children: bool) -> int:
+    # After comm: [0]=state [1]=ppid ... [11]=utime [12]=stime [13]=cutime [14]=cstime
+    fields = stat_fields(pid)
+    ticks = int(fields[11]) + int(fields[12])
+    if with_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks
+
+
+def parent_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int(stat_fields(int(entry.name))[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    children = parent_map()
+    found: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of the process tree rooted at ``pid`` (all threads of every process)."""
+    ticks = own_ticks(pid, with_children=True)
+    for child in descendants(pid):
+        try:
+            ticks += own_ticks(child, with_children=False)
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+    return ticks / CLK_TCK
+
+
+def free_port() -> int:
+    """A port currently free on 127.0.0.1 for UDP and TCP alike."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port found")
+
+
+def snmp_counter(path: Path, section: str, counter: str) -> int:
+    """One counter from /proc/net/snmp (header/value line pairs) or snmp6 ("name value")."""
+    if not path.exists():
+        return 0
+    lines = path.read_text().splitlines()
+    for header, values in zip(lines, lines[1:], strict=False):
+        if header.startswith(f"{section}:") and values.startswith(f"{section}:"):
+            fields = dict(zip(header.split()[1:], values.split()[1:], strict=True))
+            return int(fields.get(counter, 0))
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == f"{section}6{counter}":
+            return int(parts[1])
+    return 0
+
+
+def udp_rcvbuf_drops() -> int:
+    """Datagrams the kernel dropped because a socket's receive buffer was full."""
+    v4 = snmp_counter(PROC / "net" / "snmp", "Udp", "RcvbufErrors")
+    v6 = snmp_counter(PROC / "net" / "snmp6", "Udp", "RcvbufErrors")
+    return v4 + v6
+
+
+def core_seconds(cpu: int) -> tuple[float, float, float]:
+    """(user+nice+system, all states, steal) seconds spent by one CPU since boot."""
+    for line in (PROC / "stat").read_text().splitlines():
+        name, *values = line.split()
+        if name == f"cpu{cpu}":
+            ticks = [int(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
+            user, nice, system, steal = ticks[0], ticks[1], ticks[2], ticks[7]
+            return (user + nice + system) / CLK_TCK, sum(ticks) / CLK_TCK, steal / CLK_TCK
+    raise ValueError(f"cpu{cpu} not in /proc/stat")
+
+
+def run_timed(out: Path, cmd: list[str]) -> int:
+    """Run ``cmd``; record its wall and CPU seconds (from wait4's rusage) in ``out``."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if not started:
+            raise SystemExit(128 + signum)
+        started[0].send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    start = time.monotonic()
+    child = subprocess.Popen(cmd)
+    started.append(child)
+    while True:
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+            break
+        except InterruptedError:
+            continue
+    child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - start
+    out.write_text(f"{wall:.3f} {usage.ru_utime:.3f} {usage.ru_stime:.3f}\n")
+    code = child.returncode
+    return code if code >= 0 else 128 - code
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "cpu":
+        print(f"{cpu_seconds(int(argv[1])):.2f}")
+        return 0
+    if len(argv) == 2 and argv[0] == "core":
+        print(" ".join(f"{v:.2f}" for v in core_seconds(int(argv[1]))))
+        return 0
+    if argv == ["udp-drops"]:
+        print(udp_rcvbuf_drops())
+        return 0
+    if len(argv) >= 4 and argv[0] == "timed" and argv[2] == "--":
+        return run_timed(Path(argv[1]), argv[3:])
+    if argv == ["freeport"]:
+        print(free_port())
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

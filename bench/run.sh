@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# bench/run.sh -- serve one zone from BIND, dnslib's DNSServer and dnspol, one after the
+# other, load each with the same dnsperf query file and compare. See bench/README.md.
+#
+#   bash bench/run.sh [--distinct] [--edns] [--tcp] [--servers bind,dnspol,dnslib] [--seconds N]
+#
+# Environment: BENCH_SECONDS (15), BENCH_CLIENTS (4), BENCH_OUTSTANDING (100),
+# BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_STARTUP_TIMEOUT (10), BENCH_KEEP (0),
+# DNSPOL_ARGS (extra arguments for `dnspol serve`), VENV (<repo>/.venv),
+# DNSPOL (the dnspol executable, default $VENV/bin/dnspol).
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+VENV=${VENV:-$ROOT/.venv}
+PY=$VENV/bin/python
+DNSPOL=${DNSPOL:-$VENV/bin/dnspol}
+export PATH="$PATH:/usr/sbin:/sbin"
+
+RUN_SECONDS=${BENCH_SECONDS:-15}
+CLIENTS=${BENCH_CLIENTS:-4}
+OUTSTANDING=${BENCH_OUTSTANDING:-100}
+SERVER_CPU=${BENCH_SERVER_CPU:-0}
+CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
+STARTUP_TIMEOUT=${BENCH_STARTUP_TIMEOUT:-10}
+KEEP=${BENCH_KEEP:-0}
+MODE=repeat
+EDNS=0
+TRANSPORT=udp
+SERVERS=bind,dnspol,dnslib
+KNOWN_SERVERS=" bind dnspol dnslib "
+
+ZONE=$BENCH_DIR/zone/bench.example.zone
+RESULTS_DIR=$BENCH_DIR/results
+WORK=""
+SERVER_PID=""
+DNSPERF_PID=""
+NAMED=""
+CMD=()
+SKIP_REASON=""
+DNSPERF_ARGS=()
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
+}
+
+parse_args() {
+    while (($#)); do
+        case $1 in
+            --distinct) MODE=distinct ;;
+            --edns) EDNS=1 ;;
+            --tcp) TRANSPORT=tcp ;;
+            --servers) SERVERS=${2:?--servers needs a list}; shift ;;
+            --servers=*) SERVERS=${1#*=} ;;
+            --seconds) RUN_SECONDS=${2:?--seconds needs a number}; shift ;;
+            --seconds=*) RUN_SECONDS=${1#*=} ;;
+            -h|--help) usage; exit 0 ;;
+            *) usage >&2; die "unknown option: $1" ;;
+        esac
+        shift
+    done
+    [[ $RUN_SECONDS =~ ^[0-9]+$ && $RUN_SECONDS -gt 0 ]] || die "--seconds must be a positive integer"
+    local name
+    for name in ${SERVERS//,/ }; do
+        [[ $KNOWN_SERVERS == *" $name "* ]] || die "unknown server '$name' (known:$KNOWN_SERVERS)"
+    done
+}
+
+wants() { [[ ",$SERVERS," == *",$1,"* ]]; }
+
+# --- tools ------------------------------------------------------------------------------
+
+ensure_tools() {
+    local need=()
+    command -v dnsperf >/dev/null || need+=(dnsperf)
+    command -v dig >/dev/null || need+=(bind9-dnsutils)
+    command -v taskset >/dev/null || need+=(util-linux)
+    if wants bind && ! command -v named >/dev/null; then need+=(bind9); fi
+    ((${#need[@]})) || return 0
+    log "installing missing packages: ${need[*]}"
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}"
+}
+
+check_cpus() {
+    taskset -c "$SERVER_CPU" true 2>/dev/null || die "cannot pin to CPU $SERVER_CPU (BENCH_SERVER_CPU)"
+    taskset -c "$CLIENT_CPU" true 2>/dev/null || die "cannot pin to CPU $CLIENT_CPU (BENCH_CLIENT_CPU)"
+    [[ $SERVER_CPU != "$CLIENT_CPU" ]] || log "warning: server and dnsperf share CPU $SERVER_CPU"
+}
+
+# --- work dir, cleanup --------------------------------------------------------------------
+
+make_workdir() {
+    # AppArmor's profile for /usr/sbin/named allows reading /var/cache/bind/**, so keep the
+    # generated named.conf and the zone copy there when possible.
+    if [[ -d /var/cache/bind && -w /var/cache/bind ]]; then
+        WORK=$(mktemp -d /var/cache/bind/dnspol-bench.XXXXXX)
+    else
+        WORK=$(mktemp -d -t dnspol-bench.XXXXXX)
+    fi
+    chmod 755 "$WORK"
+}
+
+alive() {
+    local state
+    state=$(sed -E 's/^.*\) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [[ -n $state && $state != Z ]]
+}
+
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    local pid=$SERVER_PID i
+    SERVER_PID=""
+    # The server runs in its own process group (setsid), so this also reaches any workers.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        alive "$pid" || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $DNSPERF_PID ]]; then
+        kill -TERM "$DNSPERF_PID" 2>/dev/null || true
+        wait "$DNSPERF_PID" 2>/dev/null || true
+    fi
+    stop_server
+    if [[ -n $WORK && -d $WORK ]]; then
+        if [[ $KEEP == 1 ]]; then log "kept work dir $WORK"; else rm -rf "$WORK"; fi
+    fi
+    exit "$rc"
+}
+
+# --- inputs -------------------------------------------------------------------------------
+
+generate_inputs() {
+    (cd "$BENCH_DIR" && "$PY" gen_zone.py --out "$ZONE") >&2
+    QUERIES=$BENCH_DIR/zone/queries-$MODE.txt
+    MIX=$BENCH_DIR/zone/queries-$MODE.mix.json
+    (cd "$BENCH_DIR" && "$PY" gen_queries.py --mode "$MODE" --out "$QUERIES" --mix-out "$MIX") >&2
+}
+
+# --- servers ------------------------------------------------------------------------------
+
+apparmor_enforces_named() {
+    local profiles=/sys/kernel/security/apparmor/profiles
+    [[ -r $profiles ]] && grep -q 'named (enforce)' "$profiles"
+}
+
+prepare_named() {
+    NAMED=$(command -v named) || return 1
+    if apparmor_enforces_named && [[ $WORK != /var/cache/bind/* ]]; then
+        # The profile is attached by path; a copy of the binary runs unconfined.
+        cp "$NAMED" "$WORK/named-bin"
+        NAMED=$WORK/named-bin
+        log "apparmor enforces named and /var/cache/bind is unusable: running a copy, $NAMED"
+    fi
+}
+
+write_named_conf() {
+    local port=$1 dir=$WORK/named
+    mkdir -p "$dir"
+    cp "$ZONE" "$dir/bench.example.zone"
+    cat >"$dir/named.conf" <<EOF
+options {
+    directory "$dir";
+    pid-file none;
+    session-keyfile none;
+    managed-keys-directory "$dir";
+    listen-on port $port { 127.0.0.1; };
+    listen-on-v6 { none; };
+    recursion no;
+    allow-query { any; };
+    allow-transfer { none; };
+    notify no;
+    dnssec-validation no;
+    querylog no;
+};
+controls { };
+zone "bench.example" {
+    type primary;
+    file "$dir/bench.example.zone";
+};
+EOF
+    named-checkconf "$dir/named.conf" >&2
+}
+
+# Sets CMD to the server's command line; returns 1 (reason in SKIP_REASON) if impossible.
+build_cmd() {
+    local name=$1 port=$2 extra=()
+    case $name in
+        bind)
+            [[ -n $NAMED ]] || { SKIP_REASON="named is not installed"; return 1; }
+            write_named_conf "$port"
+            # -g: foreground, log to stderr; -n 1: one worker thread. Runs as root (no -u).
+            CMD=("$NAMED" -g -n 1 -c "$WORK/named/named.conf")
+            ;;
+        dnslib)
+            CMD=("$PY" "$BENCH_DIR/dnslib_server.py" --zone "$ZONE" --port "$port" --address 127.0.0.1)
+            ;;
+        dnspol)
+            if [[ ! -x $DNSPOL ]]; then
+                SKIP_REASON="$DNSPOL does not exist (not installed yet?)"
+                return 1
+            fi
+            read -r -a extra <<<"${DNSPOL_ARGS:-}"
+            CMD=("$DNSPOL" serve --zone "$ZONE" --listen "127.0.0.1:$port" "${extra[@]}")
+            ;;
+    esac
+}
+
+dig_at() {
+    local port=$1
+    shift
+    local tcp=()
+    [[ $TRANSPORT == tcp ]] && tcp=(+tcp)
+    dig @127.0.0.1 -p "$port" +time=1 +tries=1 "${tcp[@]}" "$@" 2>/dev/null
+}
+
+now_ms() {
+    local t=${EPOCHREALTIME//[!0-9]/}
+    echo $((t / 1000))
+}
+
+# Returns 0 once the server answers the zone's SOA; else 1 with the reason in SKIP_REASON.
+wait_until_answering() {
+    local port=$1 deadline rc=0
+    deadline=$(($(now_ms) + STARTUP_TIMEOUT * 1000))
+    while (($(now_ms) < deadline)); do
+        if ! alive "$SERVER_PID"; then
+            wait "$SERVER_PID" 2>/dev/null || rc=$?
+            SERVER_PID=""
+            SKIP_REASON="exited (status $rc) before answering on 127.0.0.1:$port"
+            return 1
+        fi
+        [[ $(dig_at "$port" +short bench.example. SOA || true) == *hostmaster* ]] && return 0
+        sleep 0.2
+    done
+    SKIP_REASON="did not answer a SOA query ($TRANSPORT) on 127.0.0.1:$port within ${STARTUP_TIMEOUT} s"
+    return 1
+}
+
+sanity_line() {
+    local port=$1 a c w nx
+    a=$(dig_at "$port" +short host-0001.bench.example. A | tr '\n' ' ' || true)
+    c=$(dig_at "$port" +short alias-001.bench.example. A | tr '\n' ' ' || true)
+    w=$(dig_at "$port" +short foo.wild.bench.example. A | tr '\n' ' ' || true)
+    nx=$(dig_at "$port" nx-0001.bench.example. A | grep -o 'status: [A-Z]*' || true)
+    log "  sanity: host-0001 A -> ${a:-none}| alias-001 A -> ${c:-none}| foo.wild A -> ${w:-none}| nx-0001 -> ${nx:-?}"
+}
+
+skip_server() {
+    local name=$1 reason=$2
+    echo "skipped: $reason" >"$WORK/$name.status"
+    log "SKIP $name: $reason"
+}
+
+cpu_of() { "$PY" "$BENCH_DIR/proc.py" cpu "$1"; }
+
+# "task total steal" seconds of a core (to see other processes sharing it).
+core_of() {
+    if [[ $1 =~ ^[0-9]+$ ]]; then "$PY" "$BENCH_DIR/proc.py" core "$1"; else echo "-"; fi
+}
+
+# Runs dnsperf in the background (so a signal to this script is handled at once) and waits;
+# its wall/user/system seconds go to NAME.client: they show whether dnsperf, rather than the
+# server, was the limit.
+run_dnsperf() {
+    local name=$1 port=$2 rc=0
+    taskset -c "$CLIENT_CPU" "$PY" "$BENCH_DIR/proc.py" timed "$WORK/$name.client" -- \
+        dnsperf -s 127.0.0.1 -p "$port" -d "$QUERIES" "${DNSPERF_ARGS[@]}" \
+        >"$WORK/$name.dnsperf.txt" 2>&1 &
+    DNSPERF_PID=$!
+    wait "$DNSPERF_PID" || rc=$?
+    DNSPERF_PID=""
+    return "$rc"
+}
+
+bench_server() {
+    local name=$1 port cpu_before cpu_after drops_before drops_after
+    local core_before core_after client_before client_after perf_rc=0
+    port=$("$PY" "$BENCH_DIR/proc.py" freeport)
+    if ! build_cmd "$name" "$port"; then
+        skip_server "$name" "$SKIP_REASON"
+        return 0
+    fi
+    printf '%q ' taskset -c "$SERVER_CPU" "${CMD[@]}" >"$WORK/$name.cmd"
+    log "starting $name on 127.0.0.1:$port, pinned to CPU $SERVER_CPU"
+    setsid taskset -c "$SERVER_CPU" "${CMD[@]}" >"$WORK/$name.log" 2>&1 </dev/null &
+    SERVER_PID=$!
+    if ! wait_until_answering "$port"; then
+        skip_server "$name" "$SKIP_REASON"
+        tail -n 15 "$WORK/$name.log" | sed 's/^/[bench]   | /' >&2 || true
+        stop_server
+        return 0
+    fi
+    sanity_line "$port"
+    log "  dnsperf for ${RUN_SECONDS} s (pinned to CPU $CLIENT_CPU) ..."
+    drops_before=$("$PY" "$BENCH_DIR/proc.py" udp-drops)
+    core_before=$(core_of "$SERVER_CPU")
+    client_before=$(core_of "$CLIENT_CPU")
+    cpu_before=$(cpu_of "$SERVER_PID")
+    run_dnsperf "$name" "$port" || perf_rc=$?
+    if ! grep -q '^Statistics:' "$WORK/$name.dnsperf.txt"; then
+        local last
+        last=$(grep -v '^\[' "$WORK/$name.dnsperf.txt" | grep . | tail -n 1 || true)
+        echo "failed: dnsperf exited with status $perf_rc without statistics: $last" >"$WORK/$name.status"
+        log "  dnsperf failed (status $perf_rc); its output:"
+        grep -v '^\[Timeout\]' "$WORK/$name.dnsperf.txt" | sed 's/^/[bench]   | /' >&2
+        stop_server
+        return 0
+    fi
+    if ! alive "$SERVER_PID"; then
+        echo "failed: server exited during the run" >"$WORK/$name.status"
+        log "  $name exited during the run"
+        stop_server
+        return 0
+    fi
+    cpu_after=$(cpu_of "$SERVER_PID")
+    core_after=$(core_of "$SERVER_CPU")
+    client_after=$(core_of "$CLIENT_CPU")
+    drops_after=$("$PY" "$BENCH_DIR/proc.py" udp-drops)
+    echo "$cpu_before $cpu_after" >"$WORK/$name.cpu"
+    echo "$core_before $core_after" >"$WORK/$name.core"
+    echo "$client_before $client_after" >"$WORK/$name.clientcore"
+    echo $((drops_after - drops_before)) >"$WORK/$name.drops"
+    echo ok >"$WORK/$name.status"
+    grep -E 'Queries per second|Queries lost' "$WORK/$name.dnsperf.txt" | sed 's/^ */[bench]   /' >&2 || true
+    stop_server
+    sleep 1 # let sockets and the CPU settle before the next server
+}
+
+build_dnsperf_args() {
+    # -c/-q: enough clients and outstanding queries that the server, not dnsperf, is the
+    # limit (see README); dnsperf's default 5 s timeout decides what counts as "lost".
+    DNSPERF_ARGS=(-l "$RUN_SECONDS" -c "$CLIENTS" -q "$OUTSTANDING")
+    ((EDNS)) && DNSPERF_ARGS+=(-e)
+    [[ $TRANSPORT == tcp ]] && DNSPERF_ARGS+=(-m tcp)
+    if dnsperf -H 2>&1 | grep -q 'latency-histogram'; then
+        DNSPERF_ARGS+=(-O latency-histogram)
+    fi
+    return 0
+}
+
+main() {
+    parse_args "$@"
+    [[ -x $PY ]] || die "no python at $PY (set VENV)"
+    trap cleanup EXIT
+    trap 'log "interrupted, cleaning up"; exit 130' INT
+    trap 'log "terminated, cleaning up"; exit 143' TERM
+    ensure_tools
+    check_cpus
+    make_workdir
+    generate_inputs
+    build_dnsperf_args
+    if wants bind; then prepare_named || log "named not found"; fi
+    log "mode=$MODE transport=$TRANSPORT edns=$EDNS seconds=$RUN_SECONDS servers=$SERVERS"
+    log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    local name
+    for name in ${SERVERS//,/ }; do
+        bench_server "$name"
+    done
+    "$PY" "$BENCH_DIR/report.py" --run-dir "$WORK" --results-dir "$RESULTS_DIR" \
+        --servers "$SERVERS" --mix "$MIX" --mode "$MODE" --transport "$TRANSPORT" \
+        --edns "$EDNS" --seconds "$RUN_SECONDS" --python "$PY" \
+        --dnsperf-args "taskset -c $CLIENT_CPU dnsperf -s 127.0.0.1 -p PORT -d $QUERIES ${DNSPERF_ARGS[*]}"
+}
+
+main "$@"
