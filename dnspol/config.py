@@ -90,6 +90,11 @@ class Config:
     metrics: tuple[str, int] | None = None  # Prometheus listener; None: off
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
 
+    @property
+    def proxy_trusted(self) -> tuple[str, ...]:
+        """``trusted_proxies`` as CIDR texts (what ``ProxyTrust`` takes)."""
+        return tuple(str(prefix) for prefix in self.trusted_proxies)
+
     def scope_zone(self, origin: Name, scope: str) -> Zone | None:
         """The zone to answer from for a decision's scope (None: no such scope)."""
         return self.variants.get((origin, scope))
@@ -191,6 +196,8 @@ class _ConfigBuilder:
         server = self._server(top.get("server"), subnets)
         zones, variants, scopes = self._zones(top.get("zones"), root)
         policy = self._policy(top.get("rules"), subnets, scopes, server)
+        self.problems[:] = sort_problems(self.problems)
+        self.warnings[:] = sort_problems(self.warnings)
         if self.problems:
             return self.problems, self.warnings, None
         config = _assemble(
@@ -293,8 +300,8 @@ class _ConfigBuilder:
             else (read.mapping(node, what, ZONE_KEYS, required=("file",)) or {})
         )
         scope_entries = _map_items(entries["scopes"], read, "scopes") if "scopes" in entries else []
-        names = {"default"}
-        for scope, key_node, _ in scope_entries:
+        declared = []
+        for scope, key_node, value in scope_entries:
             if scope == "default" or not SCOPE_NAME.match(scope):
                 read.problem(
                     key_node,
@@ -302,19 +309,19 @@ class _ConfigBuilder:
                     "'default' (letters, digits, _ and -)",
                 )
             else:
-                names.add(scope)
+                declared.append((scope, value))
+        names = frozenset({"default"} | {scope for scope, _ in declared})
         if "file" not in entries:
-            return frozenset(names)
+            return names
         default = self._load(entries["file"], lambda path: load_scope_file(path, origin, "default"))
         if default is not None:
             zones[origin] = default
             variants[(origin, "default")] = default
-        for scope, _, value in scope_entries:
-            if scope in names:
-                zone = self._scope(origin, scope, value, default)
-                if zone is not None:
-                    variants[(origin, scope)] = zone
-        return frozenset(names)
+        for scope, value in declared:
+            zone = self._scope(origin, scope, value, default)
+            if zone is not None:
+                variants[(origin, scope)] = zone
+        return names
 
     def _scope(self, origin: Name, scope: str, node: Node, default: Zone | None) -> Zone | None:
         what = f"scope {scope!r}"
@@ -371,6 +378,21 @@ class _ConfigBuilder:
         self.warnings.extend(source.warnings)
         self.warnings.extend(shadowed_rule_warnings(compiler.rules, bool(server.trusted_resolvers)))
         return Policy(compiler.rules, server.trusted_resolvers)
+
+
+_LOCATION = re.compile(r"^(?:warning: )?(?P<file>[^\n]*?):(?P<line>\d+): ")
+
+
+def sort_problems(problems: list[str]) -> list[str]:
+    """By file (in the order files first appear), then line; unlocated ones keep their place."""
+    order: dict[str, int] = {}
+    keyed = []
+    for index, problem in enumerate(problems):
+        found = _LOCATION.match(problem)
+        file, line = (found["file"], int(found["line"])) if found else ("", 0)
+        order.setdefault(file, len(order))
+        keyed.append(((order[file], line, index), problem))
+    return [problem for _, problem in sorted(keyed)]
 
 
 def _map_items(node: Node, reader: Reader, what: str) -> list[tuple[str, Node, Node]]:

@@ -1,0 +1,261 @@
+"""Compiled rules and the ``Policy`` that evaluates them per query.
+
+Processing order: the server-wide rules (no ``zone:``), then the rules of the query's zone,
+each list in written order; the first enabled rule that matches decides. No match: answer
+from the zone's default scope.
+
+Evaluation is pure: the facts, the rules and the caller's ``random.Random`` decide everything,
+so tests (and ``dnspol explain``) replay a decision exactly.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from dnspol.names import Name, to_text
+from dnspol.policy.criteria import ALWAYS, AddressIn, All, Any, Context, Criterion, Not
+from dnspol.policy.model import (
+    Action,
+    Decision,
+    Explanation,
+    IPAddress,
+    Outcome,
+    QueryFacts,
+    RuleTrace,
+)
+from dnspol.policy.prefixes import PrefixSet, address_value, parse_prefix
+
+MAX_TTL_CAP = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One compiled rule.
+
+    ``zones``: the served zones the rule can act in. None means anywhere, unserved names too
+    (refuse and drop rules without ``zone:``). A server-wide answer rule only acts in the zones
+    that have every scope it names.
+    """
+
+    name: str
+    where: str  # file:line where the rule starts
+    zone: Name | None = None
+    action: Action = Action.ANSWER
+    scope: str = "default"
+    weights: tuple[tuple[str, float], ...] = ()  # non-empty: a weighted choice between scopes
+    criteria: Criterion = ALWAYS
+    enabled: bool = True
+    use_ecs: bool = True
+    zones: frozenset[Name] | None = None
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        if self.weights:
+            return tuple(scope for scope, _ in self.weights)
+        return (self.scope,) if self.action is Action.ANSWER else ()
+
+    def acts_in(self, zone: Name | None) -> bool:
+        return self.zones is None or (zone is not None and zone in self.zones)
+
+    def matches(self, ctx: Context) -> bool:
+        ctx.use_ecs = self.use_ecs
+        return self.criteria.test(ctx)
+
+    def describe_action(self) -> str:
+        if self.weights:
+            return "weighted: " + ", ".join(f"{scope} {weight:g}" for scope, weight in self.weights)
+        if self.action is Action.ANSWER:
+            return f"answer: {self.scope}"
+        return f"action: {self.action.value}"
+
+
+class _WeightedChoice:
+    """Scopes and cumulative weights, for one ``rng.random()`` per pick."""
+
+    __slots__ = ("scopes", "cumulative", "total")
+
+    def __init__(self, weights: tuple[tuple[str, float], ...]) -> None:
+        self.scopes = tuple(scope for scope, _ in weights)
+        self.cumulative = tuple(itertools.accumulate(weight for _, weight in weights))
+        self.total = self.cumulative[-1]
+
+    def pick(self, rng: random.Random) -> str:
+        index = bisect.bisect_right(self.cumulative, rng.random() * self.total)
+        return self.scopes[min(index, len(self.scopes) - 1)]
+
+
+class Policy:
+    """Every rule, compiled and ordered; immutable once built."""
+
+    __slots__ = (
+        "rules",
+        "_server_rules",
+        "_zone_rules",
+        "_choices",
+        "_trusted",
+        "has_rules",
+        "_sealed",
+    )
+
+    def __init__(self, rules: Iterable[Rule] = (), trusted_resolvers: PrefixSet | None = None):
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        active = [rule for rule in self.rules if rule.enabled]
+        self._server_rules = tuple(rule for rule in active if rule.zone is None)
+        by_zone: dict[Name, list[Rule]] = {}
+        for rule in active:
+            if rule.zone is not None:
+                by_zone.setdefault(rule.zone, []).append(rule)
+        self._zone_rules: Mapping[Name, tuple[Rule, ...]] = MappingProxyType(
+            {zone: tuple(items) for zone, items in by_zone.items()}
+        )
+        self._choices = MappingProxyType(
+            {rule.name: _WeightedChoice(rule.weights) for rule in active if rule.weights}
+        )
+        self._trusted = trusted_resolvers if trusted_resolvers is not None else PrefixSet()
+        self.has_rules: bool = bool(active)
+        """False: every decision is "answer from the default scope" (ECS scope 0 when the
+        query had trusted ECS), and the server may skip ``evaluate``."""
+        self._sealed = True
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if getattr(self, "_sealed", False):
+            raise AttributeError(f"Policy is immutable; cannot set {name!r}")
+        object.__setattr__(self, name, value)
+
+    @property
+    def rule_names(self) -> tuple[str, ...]:
+        """Every rule name, for metrics labels (a bounded set)."""
+        return tuple(rule.name for rule in self.rules)
+
+    @property
+    def trusted_resolvers(self) -> PrefixSet:
+        return self._trusted
+
+    def is_trusted_resolver(self, addr: IPAddress) -> bool:
+        """May ECS from this (packet or PROXY) source address be used?"""
+        return self._trusted.contains(*address_value(addr))
+
+    def rules_for(self, zone: Name | None) -> tuple[Rule, ...]:
+        """The enabled rules a query in ``zone`` passes through, in processing order."""
+        if zone is None:
+            return self._server_rules
+        return self._server_rules + self._zone_rules.get(zone, ())
+
+    # --- evaluation ----------------------------------------------------------------------
+
+    def evaluate(self, facts: QueryFacts, rng: random.Random) -> Decision:
+        ctx = self._context(facts)
+        for rule in self.rules_for(facts.zone):
+            if rule.acts_in(facts.zone) and rule.matches(ctx):
+                return self._decide(rule, ctx, rng)
+        return _decision(Action.ANSWER, "default", None, ctx)
+
+    def _context(self, facts: QueryFacts) -> Context:
+        trusted = facts.ecs is not None and self.is_trusted_resolver(facts.client)
+        return Context(facts, trusted)
+
+    def _decide(self, rule: Rule, ctx: Context, rng: random.Random) -> Decision:
+        choice = self._choices.get(rule.name)
+        if choice is not None:
+            return _decision(rule.action, choice.pick(rng), rule.name, ctx, weighted=True)
+        return _decision(rule.action, rule.scope, rule.name, ctx)
+
+    # --- explanation ---------------------------------------------------------------------
+
+    def explain(self, facts: QueryFacts, rng: random.Random) -> Explanation:
+        """The decision ``evaluate`` makes, with each rule's outcome in processing order."""
+        decision = self.evaluate(facts, rng)
+        ctx = self._context(facts)
+        traces = []
+        decided = False
+        for rule in self._rules_in_order(facts.zone):
+            traces.append(self._trace(rule, ctx, decided))
+            decided = decided or traces[-1].matched
+        return Explanation(facts, decision, _addresses_text(facts, ctx), tuple(traces))
+
+    def _rules_in_order(self, zone: Name | None) -> list[Rule]:
+        server = [rule for rule in self.rules if rule.zone is None]
+        zonal = [rule for rule in self.rules if zone is not None and rule.zone == zone]
+        return server + zonal
+
+    def _trace(self, rule: Rule, ctx: Context, decided: bool) -> RuleTrace:
+        def trace(outcome: Outcome, reasons: tuple[str, ...] = ()) -> RuleTrace:
+            return RuleTrace(rule.name, rule.where, rule.zone, outcome, reasons)
+
+        if not rule.enabled:
+            return trace(Outcome.DISABLED)
+        if decided:
+            return trace(Outcome.NOT_REACHED)
+        if not rule.acts_in(ctx.facts.zone):
+            return trace(Outcome.NO_MATCH, (_why_not_here(rule, ctx.facts.zone),))
+        if rule.matches(ctx):
+            return trace(Outcome.MATCHED, _match_notes(rule, ctx))
+        ctx.use_ecs = rule.use_ecs
+        return trace(Outcome.NO_MATCH, tuple(rule.criteria.failures(ctx)))
+
+
+def _decision(
+    action: Action, scope: str, rule: str | None, ctx: Context, *, weighted: bool = False
+) -> Decision:
+    now = ctx.facts.now
+    ttl_cap = None
+    if ctx.next_change != math.inf:
+        ttl_cap = min(MAX_TTL_CAP, max(0, math.floor(ctx.next_change - now)))
+    ecs_scope = min(ctx.scope_length, ctx.ecs_length) if ctx.ecs is not None else None
+    return Decision(
+        action=action,
+        scope=scope,
+        rule=rule,
+        ttl_cap=ttl_cap,
+        ecs_scope=ecs_scope,
+        valid_until=ctx.next_change,
+        weighted=weighted,
+    )
+
+
+def _why_not_here(rule: Rule, zone: Name | None) -> str:
+    if zone is None:
+        return "the name is in no served zone, and this rule needs one to answer from"
+    missing = ", ".join(repr(scope) for scope in rule.scopes)
+    return f"zone {to_text(zone)} has no scope {missing}"
+
+
+def _match_notes(rule: Rule, ctx: Context) -> tuple[str, ...]:
+    notes = [rule.describe_action()]
+    for criterion in _leaves(rule.criteria):
+        if isinstance(criterion, AddressIn):
+            label = criterion.matched_label(ctx)
+            if label is not None:
+                notes.append(f"{criterion.subject} matched {label}")
+    return tuple(notes)
+
+
+def _leaves(criterion: Criterion) -> list[Criterion]:
+    """The plain criteria inside ``all``/``any``/``not``, at any depth."""
+    if isinstance(criterion, All | Any):
+        return [leaf for child in criterion.children for leaf in _leaves(child)]
+    if isinstance(criterion, Not):
+        return _leaves(criterion.child)
+    return [criterion]
+
+
+def _addresses_text(facts: QueryFacts, ctx: Context) -> str:
+    if facts.ecs is None:
+        return f"{facts.client}"
+    if ctx.ecs is None:
+        return f"{facts.client} (ECS {facts.ecs} ignored: {facts.client} is not a trusted resolver)"
+    return (
+        f"ECS {facts.ecs} from trusted resolver {facts.client} "
+        "(refuse and drop rules see the resolver's address unless use_ecs: true)"
+    )
+
+
+def empty_policy(trusted_resolvers: Iterable[str] = ()) -> Policy:
+    """A policy without rules (``dnspol serve --zone``)."""
+    return Policy((), PrefixSet(parse_prefix(text) for text in trusted_resolvers))

@@ -1,0 +1,279 @@
+"""YAML with line numbers: every value remembers ``file:line``, every problem is collected.
+
+PyYAML's composer gives nodes with marks; this module turns them into ``Node`` values (maps,
+lists, scalars kept as the text that was written) and offers a ``Reader`` whose typed getters
+never raise: they record a problem naming the file and line and return None, so one pass
+reports every mistake in a file at once.
+
+Scalars stay text until a getter asks for a type. That sidesteps YAML 1.1 surprises
+(``9:30`` read as the integer 570, ``no`` as False, ``2026-12-24`` as a date) for values
+that are really strings.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import yaml
+
+T = TypeVar("T")
+TRUE_WORDS = {"true", "yes", "on"}
+FALSE_WORDS = {"false", "no", "off"}
+NULL_WORDS = {"", "~", "null"}
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A YAML value with where it was written.
+
+    ``kind`` is "map" (``value``: dict key text → (key Node, value Node)), "list" (``value``:
+    list of Node) or "scalar" (``value``: the text as written; ``quoted`` when it was quoted).
+    """
+
+    kind: str
+    value: object
+    file: str
+    line: int
+    quoted: bool = False
+    plain_null: bool = field(default=False)
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    @property
+    def is_null(self) -> bool:
+        return self.plain_null
+
+    def items(self) -> Iterable[tuple[str, Node, Node]]:
+        """(key text, key node, value node) of a map, in written order."""
+        assert self.kind == "map"
+        for key, (key_node, value_node) in self.value.items():  # type: ignore[union-attr]
+            yield key, key_node, value_node
+
+
+def parse_yaml(text: str, filename: str, problems: list[str]) -> Node | None:
+    """Parse one YAML document. Syntax errors and duplicate keys become problems."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        what = error.problem or error.context or "invalid YAML"
+        problems.append(f"{filename}:{line}: YAML syntax error: {what}")
+        return None
+    except yaml.YAMLError as error:
+        problems.append(f"{filename}:1: YAML error: {error}")
+        return None
+    if root is None:
+        return None
+    return _convert(root, filename, problems)
+
+
+def read_yaml_file(path: str, problems: list[str]) -> tuple[Node | None, bytes | None]:
+    """Read and parse a file; an unreadable file is a problem, not an exception."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        problems.append(f"{path}:1: cannot read file: {error.strerror or error}")
+        return None, None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        problems.append(f"{path}:1: not UTF-8 text ({error.reason})")
+        return None, data
+    return parse_yaml(text, path, problems), data
+
+
+def _convert(node: yaml.Node, filename: str, problems: list[str]) -> Node:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        try:
+            _FLATTENER.flatten_mapping(node)  # YAML merge keys (<<)
+        except yaml.MarkedYAMLError as error:
+            problems.append(f"{filename}:{line}: YAML merge key error: {error.problem}")
+        entries: dict[str, tuple[Node, Node]] = {}
+        for key_node, value_node in node.value:
+            key = _convert(key_node, filename, problems)
+            text = key.value if key.kind == "scalar" else ""
+            if key.kind != "scalar":
+                problems.append(f"{filename}:{key.line}: a key must be plain text")
+                continue
+            if text in entries:
+                first = entries[text][0].line
+                problems.append(
+                    f"{filename}:{key.line}: duplicate key {text!r} (first written at line {first})"
+                )
+                continue
+            entries[text] = (key, _convert(value_node, filename, problems))  # type: ignore[index]
+        return Node("map", entries, filename, line)
+    if isinstance(node, yaml.SequenceNode):
+        items = [_convert(item, filename, problems) for item in node.value]
+        return Node("list", items, filename, line)
+    scalar: yaml.ScalarNode = node  # type: ignore[assignment]
+    quoted = scalar.style in ("'", '"', "|", ">")
+    is_null = not quoted and scalar.tag == "tag:yaml.org,2002:null"
+    return Node("scalar", scalar.value, filename, line, quoted=quoted, plain_null=is_null)
+
+
+_FLATTENER = yaml.constructor.SafeConstructor()  # only for flatten_mapping (merge keys)
+
+
+class Reader:
+    """Typed access to ``Node`` values that records problems instead of raising."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+
+    def problem(self, node: Node | str, message: str) -> None:
+        where = node.where if isinstance(node, Node) else node
+        self.problems.append(f"{where}: {message}")
+
+    # --- shapes -----------------------------------------------------------------------------
+
+    def mapping(
+        self,
+        node: Node,
+        what: str,
+        allowed: Iterable[str] | None,
+        required: Iterable[str] = (),
+    ) -> dict[str, Node] | None:
+        """The map's entries by key; unknown keys are problems with a "did you mean".
+
+        ``allowed`` None: any key (maps keyed by names the user chose).
+        """
+        if node.kind != "map":
+            self.problem(node, f"{what} must be a mapping (key: value), not {describe(node)}")
+            return None
+        known = None if allowed is None else list(allowed)
+        entries: dict[str, Node] = {}
+        for key, key_node, value in node.items():
+            if known is not None and key not in known:
+                self.problem(key_node, f"unknown key {key!r} in {what}{did_you_mean(key, known)}")
+                continue
+            entries[key] = value
+        for key in required:
+            if key not in entries:
+                self.problem(node, f"{what} needs {key!r}")
+        return entries
+
+    def sequence(self, node: Node, what: str, *, scalar_ok: bool = True) -> list[Node] | None:
+        """A list; a single scalar counts as a list of one when ``scalar_ok``."""
+        if node.kind == "list":
+            return list(node.value)  # type: ignore[arg-type]
+        if node.kind == "scalar" and scalar_ok and not node.is_null:
+            return [node]
+        self.problem(node, f"{what} must be a list, not {describe(node)}")
+        return None
+
+    # --- scalars ----------------------------------------------------------------------------
+
+    def text(self, node: Node, what: str) -> str | None:
+        if node.kind != "scalar" or node.is_null:
+            self.problem(node, f"{what} must be text, not {describe(node)}")
+            return None
+        return str(node.value)
+
+    def texts(self, node: Node, what: str) -> list[tuple[str, Node]]:
+        """One text or a list of texts, each with its node (for line numbers)."""
+        items = self.sequence(node, what)
+        if items is None:
+            return []
+        if not items:
+            self.problem(node, f"{what} is an empty list")
+        out = []
+        for item in items:
+            value = self.text(item, f"each item of {what}")
+            if value is not None:
+                out.append((value, item))
+        return out
+
+    def integer(
+        self, node: Node, what: str, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
+        value = None
+        if node.kind == "scalar" and not node.quoted:
+            try:
+                value = int(str(node.value).replace("_", ""), 10)
+            except ValueError:
+                value = None
+        if value is None:
+            self.problem(node, f"{what} must be a whole number, not {describe(node)}")
+            return None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            bounds = _bounds(minimum, maximum)
+            self.problem(node, f"{what} must be {bounds}, not {value}")
+            return None
+        return value
+
+    def number(self, node: Node, what: str) -> float | None:
+        if node.kind == "scalar" and not node.quoted:
+            try:
+                return float(str(node.value).replace("_", ""))
+            except ValueError:
+                pass
+        self.problem(node, f"{what} must be a number, not {describe(node)}")
+        return None
+
+    def boolean(self, node: Node, what: str) -> bool | None:
+        word = str(node.value).lower() if node.kind == "scalar" and not node.quoted else None
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        self.problem(node, f"{what} must be true or false, not {describe(node)}")
+        return None
+
+    def choice(self, node: Node, what: str, choices: Iterable[str]) -> str | None:
+        choices = list(choices)
+        value = self.text(node, what)
+        if value is None:
+            return None
+        if value.lower() not in choices:
+            options = ", ".join(choices)
+            self.problem(
+                node, f"{what} {value!r} is not one of {options}{did_you_mean(value, choices)}"
+            )
+            return None
+        return value.lower()
+
+    def convert(self, node: Node, what: str, parse: Callable[[str], T]) -> T | None:
+        """Text parsed by ``parse``; its ValueError message becomes the problem."""
+        value = self.text(node, what)
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as error:
+            self.problem(node, str(error))
+            return None
+
+
+def describe(node: Node) -> str:
+    """What a value looks like, for "must be X, not Y" messages."""
+    if node.kind == "map":
+        return "a mapping"
+    if node.kind == "list":
+        return "a list"
+    if node.is_null:
+        return "nothing (empty value)"
+    return repr(str(node.value))
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, compared without case; or ""."""
+    by_lower = {str(choice).lower(): str(choice) for choice in choices}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+
+
+def _bounds(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"between {minimum} and {maximum}"
+    if minimum is not None:
+        return f"at least {minimum}"
+    return f"at most {maximum}"
