@@ -1,0 +1,178 @@
+"""The command line: ``dnspol --version``, ``dnspol check``, ``dnspol serve`` and its signals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from itkit import DATA, EXAMPLE, wait_gone
+
+import dnspol
+import dnspol.testing
+
+ZONE_V1 = """$ORIGIN reload.test.
+$TTL 60
+@   IN SOA ns hostmaster 1 7200 900 1209600 60
+    IN NS  ns
+ns  IN A   192.0.2.1
+www IN A   192.0.2.10
+"""
+ZONE_V2 = ZONE_V1.replace(" 1 7200", " 2 7200").replace("192.0.2.10", "192.0.2.20")
+ZONE_BROKEN = ZONE_V2.replace(" 2 7200", " 3 7200") + "bad IN A 999.1.2.3\n"
+
+
+def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dnspol", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_version() -> None:
+    done = run_cli("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"dnspol {dnspol.__version__}"
+
+
+def test_check_good_zones() -> None:
+    done = run_cli(
+        "check", "--zone", str(DATA / "example.zone"), "--zone", str(DATA / "sub2.example.zone")
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok" in done.stdout
+    assert "example." in done.stdout and "2024010101" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "bad, line",
+    [
+        ("www IN A 999.1.2.3\n", 7),
+        ("www IN CNAME other\n", 7),  # CNAME beside the A at www
+        ("out.example.net. IN A 192.0.2.1\n", 7),  # outside the zone
+    ],
+    ids=["bad-address", "cname-and-data", "outside-zone"],
+)
+def test_check_bad_zone_names_file_and_line(tmp_path, bad, line) -> None:
+    text = ZONE_V1.replace("reload.test.", "bad.test.") + bad
+    path = tmp_path / "bad.test.zone"
+    path.write_text(text)
+    done = run_cli("check", "--zone", str(path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    out = done.stdout + done.stderr
+    assert re.search(rf"{re.escape(str(path))}:{line}:", out), out
+
+
+def test_check_missing_file(tmp_path) -> None:
+    done = run_cli("check", "--zone", str(tmp_path / "nope.zone"))
+    assert done.returncode == 1
+    assert "nope.zone" in done.stdout + done.stderr
+
+
+def test_serve_bad_zone_exits_1(tmp_path) -> None:
+    path = tmp_path / "bad.test.zone"
+    path.write_text("$ORIGIN bad.test.\nwww IN A 192.0.2.1\n")
+    done = run_cli("serve", "--zone", str(path), "--listen", "127.0.0.1:0", timeout=20)
+    assert done.returncode == 1
+    assert "bad.test.zone" in done.stderr
+
+
+def test_sighup_reloads_changed_zone(dnspol) -> None:
+    srv = dnspol(zone=ZONE_V1)
+    assert srv.dig("www.reload.test.").addresses == ["192.0.2.10"]
+    srv.zone_paths["reload.test."].write_text(ZONE_V2)
+    mark = srv.log_size()
+    srv.signal(signal.SIGHUP)
+    srv.wait_for_log("serial 2", since=mark)
+    assert _serial(srv) == 2
+    assert srv.dig("www.reload.test.").addresses == ["192.0.2.20"]
+
+
+def test_broken_zone_on_reload_keeps_old_answers(dnspol) -> None:
+    srv = dnspol(zone=ZONE_V1)
+    srv.zone_paths["reload.test."].write_text(ZONE_BROKEN)
+    mark = srv.log_size()
+    srv.signal(signal.SIGHUP)
+    log = srv.wait_for_log("reload failed", since=mark)
+    assert "reload.test.zone:7:" in log  # the problem names file:line
+    assert _serial(srv) == 1
+    assert srv.dig("www.reload.test.").addresses == ["192.0.2.10"]
+    assert srv.running
+
+
+def test_sigterm_exits_0(dnspol) -> None:
+    srv = dnspol(zone=EXAMPLE)
+    assert srv.dig("www.example.").addresses == ["192.0.2.1"]
+    started = time.monotonic()
+    assert srv.stop() == 0
+    assert time.monotonic() - started < 5
+    assert "shutting down" in srv.log
+
+
+def test_sigterm_with_open_tcp_connection_exits_0(dnspol) -> None:
+    import socket
+
+    srv = dnspol(zone=EXAMPLE)
+    with socket.create_connection((srv.host, srv.port)):
+        assert srv.stop() == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_production_serve_reload_and_stop(tmp_path, workers) -> None:
+    """``dnspol serve`` as deployed (no --fake-time, workers): SIGHUP reloads, SIGTERM exits 0."""
+    zone = tmp_path / "reload.test.zone"
+    zone.write_text(ZONE_V1)
+    ready = tmp_path / "ready"
+    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone)]
+    argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), "--workers", workers]
+    log = open(tmp_path / "log", "w")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert proc.poll() is None, (tmp_path / "log").read_text()
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.02)
+        host, port = ready.read_text().split()
+        ask = lambda *a: dnspol.testing.dig(host, int(port), *a)  # noqa: E731
+        assert ask("www.reload.test.").addresses == ["192.0.2.10"]
+        # test controls exist only with --fake-time
+        assert ask("clock.dnspol.", "TXT", "-c", "CH").rcode == "REFUSED"
+        assert ask("reload.dnspol.", "TXT", "-c", "CH").rcode == "REFUSED"
+        zone.write_text(ZONE_V2)
+        proc.send_signal(signal.SIGHUP)
+        seen: list[str] = []
+        while seen[-6:] != ["192.0.2.20"] * 6:  # every worker has the new zone
+            assert time.monotonic() < deadline + 30, (tmp_path / "log").read_text()
+            seen.append(ask("www.reload.test.", "A", "+tcp").addresses[0])
+            seen.append(ask("www.reload.test.").addresses[0])
+        children = _children(proc.pid)
+        assert len(children) == (int(workers) if workers != "1" else 0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, (tmp_path / "log").read_text()
+        assert wait_gone(children) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except OSError:
+        return []
+
+
+def _serial(srv) -> int:
+    res = srv.dig(next(iter(srv.zone_paths)), "SOA")
+    return int(res.answer[0].data.split()[2])

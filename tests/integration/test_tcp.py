@@ -1,0 +1,101 @@
+"""TCP behaviour (RFC 7766, reference §13): pipelining, partial reads, idle clients."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from dnslib import DNSRecord
+from itkit import header, make_query
+
+
+def _connect(srv) -> socket.socket:
+    sock = socket.create_connection((srv.host, srv.port), timeout=3)
+    return sock
+
+
+def _read_message(sock: socket.socket) -> bytes:
+    size = int.from_bytes(_read_exact(sock, 2), "big")
+    return _read_exact(sock, size)
+
+
+def _read_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        assert chunk, "connection closed early"
+        buf += chunk
+    return buf
+
+
+def _framed(wire: bytes) -> bytes:
+    return len(wire).to_bytes(2, "big") + wire
+
+
+def test_pipelined_queries_on_one_connection(core) -> None:
+    names = [
+        "www.example.",
+        "mail.example.",
+        "nope.sub2.example.",
+        "www.sub2.example.",
+        "x.y.example.",
+    ]
+    queries = {100 + i: make_query(name, ident=100 + i) for i, name in enumerate(names)}
+    with _connect(core) as sock:
+        sock.sendall(b"".join(_framed(q) for q in queries.values()))  # all in one write
+        replies = {}
+        for _ in queries:
+            reply = _read_message(sock)
+            replies[header(reply)["id"]] = DNSRecord.parse(reply)
+    assert set(replies) == set(queries)  # every query answered; order may differ
+    for ident, name in zip(queries, names, strict=True):
+        msg = replies[ident]
+        assert str(msg.q.qname) == name
+    assert replies[102].header.rcode == 3
+    assert str(replies[104].rr[0].rdata) == "192.0.2.99"
+
+
+def test_connection_stays_open_between_queries(core) -> None:
+    with _connect(core) as sock:
+        for i in range(5):
+            sock.sendall(_framed(make_query(ident=i)))
+            assert header(_read_message(sock))["id"] == i
+            time.sleep(0.05)
+
+
+def test_message_split_across_writes(core) -> None:
+    wire = _framed(make_query(ident=0xABCD))
+    with _connect(core) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for byte in wire:
+            sock.sendall(bytes([byte]))
+            time.sleep(0.002)
+        assert header(_read_message(sock))["id"] == 0xABCD
+
+
+def test_idle_connection_does_not_block_others(core) -> None:
+    idle = [_connect(core) for _ in range(3)]
+    half = _connect(core)
+    try:
+        half.sendall(b"\x00\x40\x12\x34")  # a frame header that promises 64 bytes, then silence
+        started = time.monotonic()
+        assert core.dig("www.example.", "A", tcp=True).addresses == ["192.0.2.1"]
+        assert core.dig("www.example.", "A", tcp=False).addresses == ["192.0.2.1"]
+        assert header(core.exchange(make_query(), tcp=True))["an"] == 1
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in [*idle, half]:
+            sock.close()
+
+
+def test_large_answer_over_tcp_is_whole(core) -> None:
+    reply = core.exchange(make_query("big.example.", 16), tcp=True)
+    msg = DNSRecord.parse(reply)
+    assert len(msg.rr) == 40 and not msg.header.tc
+
+
+def test_client_closing_early_is_harmless(core) -> None:
+    for _ in range(5):
+        with _connect(core) as sock:
+            sock.sendall(_framed(make_query("big.example.", 16))[:10])
+    assert header(core.exchange(make_query(), tcp=True))["an"] == 1
