@@ -49,6 +49,7 @@ from dnspol.zones.lookup import LookupResult, Outcome, lookup
 log = logging.getLogger("dnspol.handler")
 
 ANSWER, DROP, NXDOMAIN_ACTION = Action.ANSWER, Action.DROP, Action.NXDOMAIN
+OUTCOME_RCODES = {Outcome.NXDOMAIN: 3, Outcome.YXDOMAIN: 6}
 
 TYPE_AXFR = 252
 TYPE_IXFR = 251
@@ -231,8 +232,8 @@ class Handler:
             return self._refused(query, snap, prohibited=False, decision=decision, options=options)
         if decision is not None:
             zone = snap.variants.get((zone.origin, decision.scope), zone)
-        result = lookup(zone, query.qname, query.qtype)
-        rcode = RCODE_NXDOMAIN if result.outcome is Outcome.NXDOMAIN else RCODE_NOERROR
+        result = lookup(zone, query.qname, query.qtype, snap.zones)
+        rcode = OUTCOME_RCODES.get(result.outcome, RCODE_NOERROR)
         out = answer.build(
             query,
             rcode,

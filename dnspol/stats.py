@@ -43,6 +43,7 @@ RCODES = {
     3: "NXDOMAIN",
     4: "NOTIMP",
     5: "REFUSED",
+    6: "YXDOMAIN",
     16: "BADVERS",
 }
 

@@ -36,6 +36,9 @@ sub     NS    ns.sub
 sub     DS    12345 8 2 49FD46E6C4B45C55D4AC69CBD3CD34AC1AFE51DE4C3A5C8B5E1D6A7B8C9D0E1F
 ns.sub  A     192.0.2.53
 _sip._tcp SRV 0 5 5060 www
+d       DNAME example.net.
+e       DNAME c.example.com.
+cnchild CNAME www.child.example.com.
 """
 CHILD = """\
 $ORIGIN child.example.com.
@@ -78,7 +81,10 @@ def ask(handler, name, qtype="A", listener=UDP, edns=None, rd=1, qclass="IN", op
 
 
 def rrs(section):
-    return [(str(rr.rname).lower(), QTYPE[rr.rtype], str(rr.rdata)) for rr in section]
+    return [
+        (str(rr.rname).lower(), QTYPE[rr.rtype], None if rr.rtype == 39 else str(rr.rdata))
+        for rr in section
+    ]
 
 
 CASES = [
@@ -156,6 +162,36 @@ CASES = [
         [],
     ),
     ("www.example.org", "A", "REFUSED", 0, [], []),
+    # RFC 6672: DNAME substitution, followed in the zone only
+    (
+        "foo.d.example.com",
+        "A",
+        "NOERROR",
+        1,
+        [("d.example.com.", "DNAME", None), ("foo.d.example.com.", "CNAME", "foo.example.net.")],
+        [],
+    ),
+    (
+        "a.b.e.example.com",
+        "A",
+        "NOERROR",
+        1,
+        [
+            ("e.example.com.", "DNAME", None),
+            ("a.b.e.example.com.", "CNAME", "a.b.c.example.com."),
+            ("a.b.c.example.com.", "A", "192.0.2.30"),
+        ],
+        [],
+    ),
+    # a CNAME into a separately served child zone is not followed (§7.3, §6)
+    (
+        "cnchild.example.com",
+        "A",
+        "NOERROR",
+        1,
+        [("cnchild.example.com.", "CNAME", "www.child.example.com.")],
+        [],
+    ),
     ("www.example.com", "TYPE65000", "NOERROR", 1, [], ["SOA"]),  # unknown type: NODATA
 ]
 

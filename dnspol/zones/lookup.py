@@ -10,16 +10,26 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from dnslib import QTYPE, RR
+from dnslib import CNAME, QTYPE, RR, DNSBuffer
 
 from dnspol.names import Name, is_subdomain, to_label
-from dnspol.zones.model import TYPE_CNAME, TYPE_DS, TYPE_NS, TYPE_SOA, WILDCARD, RRset, Zone
+from dnspol.zones.model import (
+    TYPE_CNAME,
+    TYPE_DS,
+    TYPE_NS,
+    TYPE_SOA,
+    WILDCARD,
+    RRset,
+    Zone,
+    ZoneSet,
+)
 
 TYPE_A = QTYPE.A
 TYPE_AAAA = QTYPE.AAAA
 TYPE_MX = QTYPE.MX
 TYPE_SRV = QTYPE.SRV
 TYPE_ANY = 255
+TYPE_DNAME = 39
 MAX_CHAIN = 16  # CNAME links followed before giving up (never spin, never SERVFAIL)
 
 
@@ -28,6 +38,7 @@ class Outcome(enum.Enum):
     NODATA = "nodata"  # the name exists without that type, NOERROR + SOA
     NXDOMAIN = "nxdomain"  # the (last) name does not exist, NXDOMAIN + SOA
     REFERRAL = "referral"  # below a zone cut: NS in authority, AA=0
+    YXDOMAIN = "yxdomain"  # a DNAME substitution would exceed 255 octets (RFC 6672 §2.2)
 
 
 @dataclass(slots=True)
@@ -43,8 +54,12 @@ class LookupResult:
         return self.outcome is not Outcome.REFERRAL
 
 
-def lookup(zone: Zone, qname: Name, qtype: int) -> LookupResult:
-    """Answer ``qname``/``qtype`` from ``zone``, following CNAMEs inside it."""
+def lookup(zone: Zone, qname: Name, qtype: int, served: ZoneSet | None = None) -> LookupResult:
+    """Answer ``qname``/``qtype`` from ``zone``, following CNAMEs inside it.
+
+    ``served`` (all zones of the server) stops a chain at a name that belongs to
+    another served zone, even one below this zone's origin (RFC 1034 §4.3.2).
+    """
     answer: list[RR] = []
     seen = {qname}
     name = qname
@@ -59,7 +74,20 @@ def lookup(zone: Zone, qname: Name, qtype: int) -> LookupResult:
         if node is None:
             if name in zone.existing:  # empty non-terminal: blocks wildcards
                 return _negative(zone, Outcome.NODATA, answer)
-            node = _wildcard_source(zone, name)
+            encloser = _closest_encloser(zone, name)
+            dname = zone.nodes.get(encloser, {}).get(TYPE_DNAME)
+            if dname is not None:  # RFC 6672 §3.2: substitute, then go on as a CNAME
+                target = _substitute(name, encloser, dname)
+                if target is None:
+                    return LookupResult(Outcome.YXDOMAIN, answer + dname.to_rrs())
+                answer.extend(dname.to_rrs())
+                answer.append(RR(to_label(name), TYPE_CNAME, 1, dname.ttl, CNAME(to_label(target))))
+                if not _same_zone(zone, target, served) or target in seen:
+                    return LookupResult(Outcome.ANSWER, answer)
+                seen.add(target)
+                name = target
+                continue
+            node = zone.nodes.get((WILDCARD, *encloser))
             if node is None:
                 return _negative(zone, Outcome.NXDOMAIN, answer)
             synthesized = True
@@ -72,7 +100,7 @@ def lookup(zone: Zone, qname: Name, qtype: int) -> LookupResult:
             return _negative(zone, Outcome.NODATA, answer)
         answer.extend(_records(cname, name, synthesized))
         target = _target_name(cname)
-        if target in seen or not is_subdomain(target, zone.origin):
+        if target in seen or not _same_zone(zone, target, served):
             return LookupResult(Outcome.ANSWER, answer)
         seen.add(target)
         name = target
@@ -98,14 +126,29 @@ def _find_cut(zone: Zone, name: Name, qtype: int) -> Name | None:
     return None
 
 
-def _wildcard_source(zone: Zone, name: Name):
-    """RFC 4592 §3.3.1: only ``*.<closest encloser>`` may synthesize."""
+def _closest_encloser(zone: Zone, name: Name) -> Name:
+    """RFC 4592 §3.3.1: the longest existing ancestor; only ``*.<it>`` may synthesize."""
     existing = zone.existing
     for i in range(1, len(name) - len(zone.origin) + 1):
         encloser = name[i:]
         if encloser in existing:
-            return zone.nodes.get((WILDCARD, *encloser))
-    return None
+            return encloser
+    return zone.origin
+
+
+def _same_zone(zone: Zone, target: Name, served: ZoneSet | None) -> bool:
+    if not is_subdomain(target, zone.origin):
+        return False
+    return served is None or served.find(target).origin == zone.origin
+
+
+def _substitute(name: Name, owner: Name, dname: RRset) -> Name | None:
+    """``name`` with the DNAME owner suffix replaced by its target; None if too long."""
+    target = DNSBuffer(dname.rdatas[0].data).decode_name().label
+    result = name[: len(name) - len(owner)] + tuple(label.lower() for label in target)
+    if sum(len(label) + 1 for label in result) + 1 > 255:
+        return None
+    return result
 
 
 def _records(rrset: RRset, name: Name, synthesized: bool) -> list[RR]:
