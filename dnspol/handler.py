@@ -133,22 +133,26 @@ class Handler:
             return None
         found = fast_key(wire, listener.tcp, snap.udp_max_payload) if self.fast_path else None
         if found is not None:
-            key, qend = found
+            key, qend, ecs = found
             if snap.has_rules:
-                decision = snap.decisions.get((peer[0], listener, key[0]))
+                decision = snap.decisions.get((peer[0], listener, key[0], ecs))
                 if decision is not None and decision.valid_until > self.clock.now():
                     if decision.action is DROP:
                         self.stats.drop("policy")
                         if report is not None:
                             report.append(None)
                         return None
-                    key = (key, decision.action, decision.scope)
+                    key = (key, decision.action, decision.scope, decision.ecs_scope)
                 else:
                     key = None
             if key is not None:
                 hit = snap.answers.get(key)
                 if hit is not None:
-                    out = wire[:2] + hit[0] + wire[12:qend] + hit[1]
+                    tail = hit[1]
+                    if ecs is not None:  # the client's own subnet, echoed (RFC 7871 §7.2.1)
+                        at = hit[3]
+                        tail = tail[:at] + ecs[4:] + tail[at + len(ecs) - 4 :]
+                    out = wire[:2] + hit[0] + wire[12:qend] + tail
                     counted = (hit[2], listener.tag, len(wire), len(out))
                     answers = self.stats.answers
                     answers[counted] = answers.get(counted, 0) + 1
@@ -169,17 +173,26 @@ class Handler:
 
     def _store(self, snap: Snapshot, found: tuple, result: Answered, peer, listener) -> None:
         """Keep the packed answer (and the policy decision) for the next same query."""
-        key, qend = found
+        key, qend, ecs = found
         decision = result.decision
         if decision is not None:
-            if decision.weighted or decision.ttl_cap is not None or decision.ecs_scope is not None:
+            if decision.weighted or decision.ttl_cap is not None:
                 return  # drawn at random or shaped by the clock: decide again next time
-            snap.decisions.put((peer[0], listener, key[0]), decision)
+            snap.decisions.put((peer[0], listener, key[0], ecs), decision)
             if result.wire is None:
                 return
-            key = (key, decision.action, decision.scope)
-        if result.wire is not None:
-            snap.answers.put(key, (result.wire[2:12], result.wire[qend:], result.label))
+            key = (key, decision.action, decision.scope, decision.ecs_scope)
+        if result.wire is None:
+            return
+        tail = result.wire[qend:]
+        at = 0
+        if ecs is not None:
+            # where the echoed address sits in the stored tail: after code, length,
+            # family, source and scope of our (last-written) ECS option
+            at = tail.rfind(b"\x00\x08" + len(ecs).to_bytes(2, "big") + ecs[:3]) + 8
+            if at < 8:
+                return
+        snap.answers.put(key, (result.wire[2:12], tail, result.label, at))
 
     def answer(self, wire: bytes, peer: tuple, listener: Listener, snap: Snapshot) -> Answered:
         """The slow path: decode fully and build the answer. Never raises."""

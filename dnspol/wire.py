@@ -276,13 +276,15 @@ def udp_limit(edns: Edns | None, server_max: int) -> int:
     return min(max(edns.payload, MIN_UDP_PAYLOAD), server_max)
 
 
-def fast_key(wire: bytes, tcp: bool, server_max: int) -> tuple[tuple, int] | None:
-    """Key of the stored answer for a plain query, and the end of its question.
+def fast_key(wire: bytes, tcp: bool, server_max: int) -> tuple[tuple, int, bytes | None] | None:
+    """Key of the stored answer for a plain query, the end of its question, its ECS.
 
     Only the common shape qualifies: QUERY opcode, one question, no records but
-    at most one OPT with version 0 and no options except a well-formed COOKIE.
-    Everything else returns None and takes the slow path, which produces the
-    same bytes (tests replay queries through both and compare).
+    at most one OPT with version 0 whose options are a well-formed COOKIE and/or
+    one well-formed ECS. The ECS option's data comes back separately: its family
+    and source length are part of the key, its address is patched into the
+    stored answer. Everything else returns None and takes the slow path, which
+    produces the same bytes (tests replay queries through both and compare).
     """
     n = len(wire)
     if n < 17 or wire[2] & 0xF8:  # QR and OPCODE must be 0
@@ -306,7 +308,7 @@ def fast_key(wire: bytes, tcp: bool, server_max: int) -> tuple[tuple, int] | Non
     if counts == b"\x00\x01\x00\x00\x00\x00\x00\x00":
         if qend != n:
             return None
-        return (qkey, flags, None, TCP_LIMIT if tcp else MIN_UDP_PAYLOAD), qend
+        return (qkey, flags, None, TCP_LIMIT if tcp else MIN_UDP_PAYLOAD, None), qend, None
     if counts != b"\x00\x01\x00\x00\x00\x00\x00\x01":
         return None
     if qend + 11 > n or wire[qend] != 0 or wire[qend + 1 : qend + 3] != b"\x00\x29":
@@ -318,15 +320,46 @@ def fast_key(wire: bytes, tcp: bool, server_max: int) -> tuple[tuple, int] | Non
     rdlength = (wire[qend + 9] << 8) | wire[qend + 10]
     if qend + 11 + rdlength != n:
         return None
-    if rdlength and not _only_cookie(wire, qend + 11, n):
-        return None
+    ecs = None
+    if rdlength:
+        ecs = _plain_options(wire, qend + 11, n)
+        if ecs is None:
+            return None
     limit = TCP_LIMIT if tcp else min(max(payload, MIN_UDP_PAYLOAD), server_max)
-    return (qkey, flags, do, limit), qend
+    return (qkey, flags, do, limit, ecs[:3] if ecs else None), qend, ecs or None
 
 
-def _only_cookie(wire: bytes, pos: int, end: int) -> bool:
-    if pos + 4 > end:
+def _plain_options(wire: bytes, pos: int, end: int) -> bytes | None:
+    """b"" for options the fast path may ignore (COOKIE), the ECS data if there is
+    one valid ECS, None for anything that needs the slow path."""
+    ecs = b""
+    while pos < end:
+        if pos + 4 > end:
+            return None
+        code = (wire[pos] << 8) | wire[pos + 1]
+        length = (wire[pos + 2] << 8) | wire[pos + 3]
+        data = wire[pos + 4 : pos + 4 + length]
+        pos += 4 + length
+        if pos > end:
+            return None
+        if code == OPTION_COOKIE:
+            if not (length == 8 or 16 <= length <= 40):
+                return None
+        elif code == OPTION_ECS and not ecs and _plain_ecs(data):
+            ecs = data
+        else:
+            return None
+    return ecs
+
+
+def _plain_ecs(data: bytes) -> bool:
+    """What ``_read_ecs`` accepts, as a yes/no (a no goes the slow path to FORMERR)."""
+    if len(data) < 4 or data[3] != 0:
         return False
-    code = (wire[pos] << 8) | wire[pos + 1]
-    length = (wire[pos + 2] << 8) | wire[pos + 3]
-    return code == OPTION_COOKIE and pos + 4 + length == end and (length == 8 or 16 <= length <= 40)
+    family = (data[0] << 8) | data[1]
+    source = data[2]
+    if family not in (1, 2) or source > (32 if family == 1 else 128):
+        return False
+    if len(data) - 4 != (source + 7) // 8:
+        return False
+    return not (source % 8 and data[-1] & (0xFF >> (source % 8)))

@@ -331,11 +331,17 @@ def mixed_queries():
     """Every case above, in several spellings, with and without EDNS, RD and CD."""
     for qname, qtype, *_ in CASES + [("big.example.com", "TXT", 0, 0, 0, 0)]:
         for spelling in (qname, qname.upper(), qname.title()):
-            for edns in (None, 512, 1232, 4096):
+            for edns in (None, 512, 1232, 4096, "ecs4", "ecs6"):
                 for rd, cd in ((0, 0), (1, 0), (1, 1)):
                     q = DNSRecord.question(spelling, qtype)
                     q.header.rd, q.header.cd = rd, cd
-                    if edns is not None:
+                    if edns == "ecs4":
+                        subnet = struct.pack("!HBB", 1, 24, 0) + bytes((10, rd, cd))
+                        q.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(8, subnet)]))
+                    elif edns == "ecs6":
+                        subnet = struct.pack("!HBB", 2, 56, 0) + bytes(range(rd, rd + 7))
+                        q.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(8, subnet)]))
+                    elif edns is not None:
                         q.add_ar(EDNS0(udp_len=edns))
                     yield bytes(q.pack())
 

@@ -137,9 +137,9 @@ def test_udp_limit(payload, limit):
 
 
 def test_fast_key_ignores_case_but_not_type():
-    k1, end1 = fast_key(query("WWW.example.com"), False, 1232)
-    k2, _ = fast_key(query("www.EXAMPLE.com"), False, 1232)
-    k3, _ = fast_key(query("www.example.com", "AAAA"), False, 1232)
+    k1, end1, _ = fast_key(query("WWW.example.com"), False, 1232)
+    k2, _, _ = fast_key(query("www.EXAMPLE.com"), False, 1232)
+    k3, _, _ = fast_key(query("www.example.com", "AAAA"), False, 1232)
     assert k1 == k2 and k1 != k3
     assert end1 == len(query("www.example.com"))
 
@@ -158,7 +158,8 @@ def test_fast_key_tells_rd_edns_size_and_transport_apart():
 @pytest.mark.parametrize(
     "wire",
     [
-        query(edns=1232, opts=[ecs(1, 24, b"\xc6\x33\x64")]),  # ECS: slow path
+        query(edns=1232, opts=[ecs(1, 23, b"\xc6\x33\x65")]),  # malformed ECS
+        query(edns=1232, opts=[EDNSOption(3, b"")]),  # NSID: not handled on the fast path
         query()[:2] + b"\x18\x00" + query()[4:],  # opcode 3
         _with_counts(query(), qd=2),
         query() + b"trailing",
@@ -166,6 +167,14 @@ def test_fast_key_tells_rd_edns_size_and_transport_apart():
 )
 def test_uncommon_queries_take_the_slow_path(wire):
     assert fast_key(wire, False, 1232) is None
+
+
+def test_ecs_stays_on_the_fast_path_keyed_by_family_and_source():
+    key, _, data = fast_key(query(edns=1232, opts=[ecs(1, 24, b"\xc6\x33\x64")]), False, 1232)
+    assert data == struct.pack("!HBB", 1, 24, 0) + b"\xc6\x33\x64"
+    other, _, _ = fast_key(query(edns=1232, opts=[ecs(1, 24, b"\x0a\x00\x01")]), False, 1232)
+    shorter, _, _ = fast_key(query(edns=1232, opts=[ecs(1, 16, b"\x0a\x00")]), False, 1232)
+    assert key == other and key != shorter
 
 
 def test_cookie_stays_on_the_fast_path():

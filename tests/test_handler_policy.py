@@ -1,0 +1,152 @@
+"""handle() with rules: decisions, ECS scopes, and the fast path byte-identical to the slow."""
+
+import ipaddress
+import random
+import struct
+
+import pytest
+from dnslib import EDNS0, RCODE, DNSRecord, EDNSOption
+
+from dnspol.config import load_config
+from dnspol.handler import Handler, Listener
+from dnspol.state import ServerState, snapshot_from_config
+
+ZONE = """\
+$ORIGIN example.com.
+$TTL 3600
+@    SOA ns1 hostmaster 1 7200 900 1209600 300
+@    NS  ns1
+ns1  A   192.0.2.1
+www  A   192.0.2.10
+app  A   192.0.2.20
+"""
+INTERNAL = """\
+$ORIGIN example.com.
+www 60 A 10.0.0.10
+"""
+CONFIG = """\
+server:
+  trusted_resolvers: [127.0.0.1/32]
+subnets:
+  corp: [10.0.0.0/8, 198.51.100.0/24, "2001:db8::/32"]
+zones:
+  example.com:
+    file: example.com.zone
+    scopes:
+      internal: {overlay: internal.zone}
+rules:
+  - name: blocked
+    match: {client: [203.0.113.0/24]}
+    action: refuse
+  - name: no-any
+    match: {qtype: ANY}
+    action: drop
+  - name: internal
+    zone: example.com
+    match: {client: corp}
+    answer: internal
+"""
+UDP = Listener("127.0.0.1", 53, "udp")
+
+
+@pytest.fixture
+def make(tmp_path):
+    (tmp_path / "example.com.zone").write_text(ZONE)
+    (tmp_path / "internal.zone").write_text(INTERNAL)
+    (tmp_path / "dnspol.yaml").write_text(CONFIG)
+
+    def build(fast: bool) -> Handler:
+        snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
+        handler = Handler(ServerState(snap), seed=1)
+        handler.fast_path = fast
+        return handler
+
+    return build
+
+
+def wire(name="www.example.com", qtype="A", subnet=None, edns=True):
+    q = DNSRecord.question(name, qtype)
+    if subnet is not None:
+        net = ipaddress.ip_network(subnet)
+        data = struct.pack("!HBB", 1 if net.version == 4 else 2, net.prefixlen, 0)
+        data += net.network_address.packed[: (net.prefixlen + 7) // 8]
+        q.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(8, data)]))
+    elif edns:
+        q.add_ar(EDNS0(udp_len=1232))
+    return bytes(q.pack())
+
+
+def ecs_echo(reply: bytes):
+    r = DNSRecord.parse(reply)
+    opts = [o for rr in r.ar if rr.rtype == 41 for o in rr.rdata if o.code == 8]
+    if not opts:
+        return None
+    family, source, scope = struct.unpack("!HBB", opts[0].data[:4])
+    return source, scope, opts[0].data[4:]
+
+
+@pytest.mark.parametrize(
+    "client, subnet, answer, scope",
+    [
+        ("127.0.0.1", None, "192.0.2.10", None),  # no ECS: none back
+        ("127.0.0.1", "10.1.2.0/24", "10.0.0.10", 8),  # trusted resolver, corp subnet
+        ("127.0.0.1", "198.51.100.0/24", "10.0.0.10", 24),
+        ("127.0.0.1", "203.0.113.0/24", "192.0.2.10", None),  # ECS never feeds refuse rules
+        ("127.0.0.1", "192.0.2.0/24", "192.0.2.10", None),  # outside: scope keeps it apart
+        ("127.0.0.9", "10.1.2.0/24", "192.0.2.10", 0),  # untrusted resolver: ECS ignored
+        ("10.9.9.9", None, "10.0.0.10", None),  # a corp client asking directly
+    ],
+)
+def test_decisions_and_ecs_scope(make, client, subnet, answer, scope):
+    handler = make(True)
+    for _ in range(2):  # the second comes from the stored decision and answer
+        out = handler.handle(wire(subnet=subnet), (client, 5300), UDP)
+        r = DNSRecord.parse(out)
+        assert str(r.rr[0].rdata) == answer
+        echo = ecs_echo(out)
+        if subnet is None:
+            assert echo is None
+        else:
+            net = ipaddress.ip_network(subnet)
+            assert echo[0] == net.prefixlen
+            assert echo[2] == net.network_address.packed[: (net.prefixlen + 7) // 8]
+            assert echo[1] <= net.prefixlen
+            if scope is not None:
+                assert echo[1] == scope
+            else:
+                assert echo[1] >= 1  # never 0 when a subnet rule could change the answer
+
+
+def test_refuse_and_drop(make):
+    handler = make(True)
+    for _ in range(2):
+        out = handler.handle(wire(), ("203.0.113.5", 5300), UDP)
+        assert DNSRecord.parse(out).header.rcode == RCODE.REFUSED
+        assert handler.handle(wire(qtype="ANY"), ("127.0.0.1", 5300), UDP) is None
+
+
+def test_fast_path_with_rules_and_ecs_is_byte_identical_to_slow_path(make):
+    fast, slow = make(True), make(False)
+    rng = random.Random(7)
+    queries = []
+    for _ in range(300):
+        subnet = rng.choice(
+            [
+                None,
+                f"10.{rng.randrange(256)}.{rng.randrange(256)}.0/24",
+                f"198.51.100.{rng.randrange(0, 256, 16)}/28",
+                f"192.0.{rng.randrange(256)}.0/24",
+                f"2001:db8:{rng.randrange(65536):x}::/48",
+                "2001:db9::/32",
+                "0.0.0.0/0",
+            ]
+        )
+        name = rng.choice(
+            ["www.example.com", "WWW.Example.COM", "app.example.com", "x.example.com"]
+        )
+        client = rng.choice(["127.0.0.1", "127.0.0.9", "10.1.1.1", "203.0.113.9"])
+        qtype = rng.choice(["A", "A", "AAAA", "ANY"])
+        queries.append((wire(name, qtype, subnet), (client, 5300)))
+    for data, peer in queries + queries:
+        assert fast.handle(data, peer, UDP) == slow.handle(data, peer, UDP)
+    assert len(fast.state.snapshot.answers) > 0 and len(fast.state.snapshot.decisions) > 0
