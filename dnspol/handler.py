@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
-from dnslib import QTYPE
+from dnslib import QTYPE, RR, TXT
 
 from dnspol import answer
-from dnspol.names import Name
+from dnspol.names import Name, to_label
 from dnspol.policy.model import Action, Decision, QueryFacts
 from dnspol.state import ServerState, Snapshot
 from dnspol.stats import AnswerLabel, Stats, qtype_label, rcode_label
@@ -35,12 +35,14 @@ from dnspol.wire import (
     RCODE_NXDOMAIN,
     RCODE_REFUSED,
     RCODE_SERVFAIL,
+    RCODE_YXDOMAIN,
     TCP_LIMIT,
     BadVersion,
     FormErr,
     Query,
     decode,
     fast_key,
+    read_qname,
     should_drop,
     udp_limit,
 )
@@ -49,7 +51,7 @@ from dnspol.zones.lookup import LookupResult, Outcome, lookup
 log = logging.getLogger("dnspol.handler")
 
 ANSWER, DROP, NXDOMAIN_ACTION = Action.ANSWER, Action.DROP, Action.NXDOMAIN
-OUTCOME_RCODES = {Outcome.NXDOMAIN: 3, Outcome.YXDOMAIN: 6}
+OUTCOME_RCODES = {Outcome.NXDOMAIN: RCODE_NXDOMAIN, Outcome.YXDOMAIN: RCODE_YXDOMAIN}
 
 TYPE_AXFR = 252
 TYPE_IXFR = 251
@@ -220,7 +222,8 @@ class Handler:
             result = self._respond(query, peer, listener, snap)
         except Exception:  # noqa: BLE001 - the error boundary
             log.exception("answering %s failed", query.qname)
-            result = Answered(answer.error(query, RCODE_SERVFAIL, snap.udp_max_payload), rcode=2)
+            out = answer.error(query, RCODE_SERVFAIL, snap.udp_max_payload)
+            result = Answered(out, rcode=RCODE_SERVFAIL)
         result.label = self.stats.intern(_label(query, result))
         return result
 
@@ -318,10 +321,6 @@ class Handler:
 
 
 def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:
-    from dnslib import RR, TXT
-
-    from dnspol.names import to_label
-
     rr = RR(to_label(query.qname), TYPE_TXT, CLASS_CH, 0, TXT(text))
     result = LookupResult(Outcome.ANSWER, [rr])
     return answer.build(
@@ -376,8 +375,6 @@ def _formerr(wire: bytes, exc: FormErr, snap: Snapshot) -> bytes:
     flags = int.from_bytes(wire[2:4], "big")
     if not exc.question:
         return answer.header_only(ident, flags, RCODE_FORMERR)
-    from dnspol.wire import read_qname
-
     qname, _ = read_qname(wire, 12)
     qtype = int.from_bytes(exc.question[-4:-2], "big")
     qclass = int.from_bytes(exc.question[-2:], "big")
