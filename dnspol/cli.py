@@ -64,6 +64,26 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes sharing the ports (default: one per usable core; "
         "1 with --fake-time or --seed, whose clock and draws live in one process)",
     )
+    serve.add_argument(
+        "--metrics-listen",
+        type=_address_arg,
+        metavar="ADDR:PORT",
+        help="serve Prometheus /metrics, /health and /ready here, e.g. 127.0.0.1:9153 "
+        "(default: the config's server.metrics; off when neither)",
+    )
+    serve.add_argument(
+        "--query-log",
+        metavar="PATH|-",
+        help="log queries as JSON lines to this file (appended) or - for stdout; off by default",
+    )
+    serve.add_argument(
+        "--query-log-sample",
+        type=_rate_arg,
+        default=1.0,
+        metavar="RATE",
+        help="fraction of queries logged, e.g. 0.01 (default 1: all)",
+    )
+    serve.add_argument("--metrics-file", help=argparse.SUPPRESS)  # a worker's totals
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--quiet-ready", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_cmd_serve)
@@ -107,6 +127,25 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _address_arg(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except (OSError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not ADDR:PORT, e.g. 127.0.0.1:9153"
+        ) from None
+
+
+def _rate_arg(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = -1.0
+    if not 0 < rate <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate in (0, 1], e.g. 0.01")
+    return rate
+
+
 def _loader(args) -> Callable[[], Snapshot]:
     if args.config and args.zone:
         raise SystemExit("dnspol: use --config or --zone, not both")
@@ -128,11 +167,13 @@ def _cmd_serve(args) -> int:
             logging.error("%s", problem)
         return 1
     listen = listen or list(first.listen) or [parse_listen(DEFAULT_LISTEN)]
+    # a worker reports to its supervisor, which serves the metrics port for all
+    metrics_listen = None if args.metrics_file else args.metrics_listen or _config_metrics(first)
     workers = args.workers or _default_workers(args)
     if workers > 1:
         from dnspol import supervisor
 
-        return supervisor.run(_worker_args(args), listen, workers, args.ready_file)
+        return supervisor.run(_worker_args(args), listen, workers, args.ready_file, metrics_listen)
     options = ServerOptions(
         listen=listen,
         ready_file=args.ready_file,
@@ -140,9 +181,21 @@ def _cmd_serve(args) -> int:
         watch=not args.no_watch,
         test_control=bool(args.fake_time),
         reuse_port=args.reuse_port,
+        metrics_listen=metrics_listen,
+        metrics_file=args.metrics_file,
+        query_log=args.query_log,
+        query_log_sample=args.query_log_sample,
     )
     options.seed = args.seed if args.seed is not None else first.seed
     return Server(load, options, clock).run()
+
+
+def _config_metrics(snap: Snapshot) -> tuple[str, int] | None:
+    """The config's ``server.metrics`` address, when the snapshot carries it."""
+    value = getattr(snap, "metrics", None)
+    if isinstance(value, str):
+        return parse_listen(value)
+    return tuple(value) if value else None  # type: ignore[return-value]
 
 
 def _default_workers(args) -> int:
@@ -160,6 +213,8 @@ def _worker_args(args) -> list[str]:
         out += ["--zone", zone]
     if args.no_watch:
         out.append("--no-watch")
+    if args.query_log:
+        out += ["--query-log", args.query_log, "--query-log-sample", str(args.query_log_sample)]
     return out
 
 

@@ -140,7 +140,7 @@ class Handler:
                 decision = snap.decisions.get((peer[0], listener, key[0], ecs))
                 if decision is not None and decision.valid_until > self.clock.now():
                     if decision.action is DROP:
-                        self.stats.drop("policy")
+                        self.stats.drop("policy", decision.rule)
                         if report is not None:
                             report.append(None)
                         return None
@@ -166,7 +166,8 @@ class Handler:
             report.append(result.label)
         if result.label is not None:
             if result.wire is None:
-                self.stats.drop(self.stats.labels[result.label].dropped or "malformed")
+                label = self.stats.labels[result.label]
+                self.stats.drop(label.dropped or "malformed", label.rule)
             else:
                 self.stats.count(result.label, listener.tag, len(wire), len(result.wire))
         if found is not None and result.cacheable:

@@ -5,7 +5,9 @@ with every problem listed), binds every listen address for UDP and TCP, and
 then keeps three promises: SIGHUP or a changed file reloads (build, check,
 swap; a bad file keeps the old configuration), SIGTERM stops accepting, lets
 in-flight TCP answers go out (bounded wait) and exits 0, and no error in one
-query ever stops the others.
+query ever stops the others. Around the handler sit the observers the options
+ask for: metrics (``dnspol.metrics``), the operations port (``dnspol.health``)
+and the query log (``dnspol.querylog``), wired in through ``dnspol.observe``.
 """
 
 from __future__ import annotations
@@ -22,16 +24,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dnspol import __version__
+from dnspol import __version__, health, metrics
 from dnspol.errors import ConfigError
 from dnspol.handler import Clock, Handler, Listener
 from dnspol.names import Name, to_text
+from dnspol.observe import Observed
+from dnspol.querylog import QueryLog
 from dnspol.state import ServerState, Snapshot
 from dnspol.transport import tcp, udp
 
 log = logging.getLogger("dnspol")
 
 DRAIN_SECONDS = 5.0
+# on SIGTERM, event-loop time to accept connections already queued in the kernel and read
+# queries already sent, before the listeners close (closing resets queued connections)
+SETTLE_SECONDS = 0.05
 WATCH_INTERVAL = 1.0
 
 
@@ -53,6 +60,10 @@ class ServerOptions:
     reuse_port: bool = False
     seed: int | None = None
     test_control: bool = False  # CHAOS TXT clock/reload control (``--fake-time``)
+    metrics_listen: tuple[str, int] | None = None  # /metrics, /health, /ready
+    metrics_file: str | None = None  # a worker: write metric totals here for the supervisor
+    query_log: str | None = None  # a path, or "-" for stdout
+    query_log_sample: float = 1.0
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -87,6 +98,10 @@ class Server:
         self.reloads = ReloadStats()
         self.conns = tcp.Connections(options.tcp_limits)
         self.bound: list[tuple[str, int]] = []
+        self.ready = False  # listening with a good configuration (``/ready``)
+        self.query_log: QueryLog | None = None
+        self.exporter: metrics.Exporter | None = None
+        self.ops: health.OpsServer | None = None
         self._stop: asyncio.Event | None = None
         self._reload_wanted: asyncio.Event | None = None
 
@@ -134,10 +149,17 @@ class Server:
     # -- lifecycle -----------------------------------------------------------
     def run(self) -> int:
         try:
+            self._start_observers()
+        except (OSError, ValueError) as exc:
+            log.error("cannot start the metrics port or the query log: %s", exc)
+            self._stop_observers()
+            return 1
+        try:
             snapshot = self.load()
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("%s", problem)
+            self._stop_observers()
             return 1
         self.state.swap(snapshot)
         self.reloads.last_ok = time.time()
@@ -146,16 +168,56 @@ class Server:
         except OSError as exc:
             log.error("cannot listen: %s", exc)
             return 1
+        finally:
+            self._stop_observers()
+
+    def readiness(self) -> tuple[bool, str]:
+        """What ``/ready`` says: a good configuration loaded and every listener bound."""
+        if self.state.snapshot is None:
+            return False, "no configuration loaded"
+        if not self.ready:
+            return False, "shutting down" if self._stop and self._stop.is_set() else "not listening"
+        return True, ""
+
+    def _start_observers(self) -> None:
+        """The query log, metric folding and the operations port, as the options ask."""
+        opts = self.options
+        if opts.query_log:
+            labels = self.handler.stats.labels
+            self.query_log = QueryLog(opts.query_log, opts.query_log_sample, labels)
+            self.query_log.start()
+        if opts.metrics_listen or opts.metrics_file:
+            self.exporter = metrics.Exporter(self, self.query_log, opts.metrics_file)
+            self.exporter.start()
+        if opts.metrics_listen:
+            assert self.exporter is not None
+            registry = metrics.registry(self.exporter.totals)
+            self.ops = health.OpsServer(opts.metrics_listen, registry, self.readiness).start()
+
+    def _observed(self) -> Handler | Observed:
+        """What the transports call: the handler, or the handler watched by the observers."""
+        if self.exporter is None and self.query_log is None:
+            return self.handler
+        return Observed(self.handler, durations=self.exporter is not None, query_log=self.query_log)
+
+    def _stop_observers(self) -> None:
+        if self.exporter is not None:
+            self.exporter.stop()
+        if self.query_log is not None:
+            self.query_log.stop()
+        if self.ops is not None:
+            self.ops.stop()
 
     async def _serve(self) -> int:
         self._stop = asyncio.Event()
         self._reload_wanted = asyncio.Event()
         sockets = self._bind_all()
         servers = []
+        handler = self._observed()
         for (host, port), (usock, tsock) in zip(self.bound, sockets, strict=True):
-            udp.start(usock, self.handler, Listener(host, port, "udp"))
+            udp.start(usock, handler, Listener(host, port, "udp"))
             tcp_listener = Listener(host, port, "tcp")
-            servers.append(await tcp.start(tsock, self.handler, tcp_listener, self.conns))
+            servers.append(await tcp.start(tsock, handler, tcp_listener, self.conns))
         self._install_signals()
         tasks = [asyncio.create_task(self.conns.sweep_forever())]
         if self.options.watch:
@@ -163,9 +225,12 @@ class Server:
         tasks.append(asyncio.create_task(self._reload_on_request()))
         self._announce()
         await self._stop.wait()
+        self.ready = False
         log.info("shutting down: no new connections, finishing TCP answers")
+        await asyncio.sleep(SETTLE_SECONDS)
         for server in servers:
             server.close()
+        await asyncio.sleep(SETTLE_SECONDS)
         await self._drain()
         for task in tasks:
             task.cancel()
@@ -237,6 +302,7 @@ class Server:
         snap = self.state.snapshot
         addresses = ", ".join(format_listen(h, p) for h, p in self.bound)
         log.info("dnspol %s serving %s on udp+tcp %s", __version__, describe(snap), addresses)
+        self.ready = True
         host, port = self.bound[0]
         if self.options.ready_file:
             tmp = self.options.ready_file + ".tmp"

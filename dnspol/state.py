@@ -61,6 +61,7 @@ class Snapshot:
     seed: int | None = None
     warnings: tuple[str, ...] = ()
     proxy: ProxyTrust = field(default_factory=ProxyTrust)  # PROXY v2 senders
+    metrics: tuple[str, int] | None = None  # where /metrics, /health, /ready listen
     loaded_at: float = field(default_factory=time.time)
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
@@ -110,6 +111,7 @@ def snapshot_from_config(cfg) -> Snapshot:
         seed=cfg.seed,
         warnings=tuple(getattr(cfg, "warnings", ())),
         proxy=ProxyTrust(getattr(cfg, "proxy_trusted", ())),
+        metrics=getattr(cfg, "metrics", None),
     )
 
 

@@ -88,6 +88,7 @@ class Stats:
     # (transport, seconds bucket index) -> queries, sampled (see SAMPLE_MASK)
     durations: dict = field(default_factory=dict)
     dropped: dict = field(default_factory=dict)  # reason -> packets
+    rule_drops: dict = field(default_factory=dict)  # rule name -> packets dropped by it
 
     def intern(self, label: AnswerLabel) -> int:
         """The small int that stands for ``label`` in ``answers``."""
@@ -102,5 +103,7 @@ class Stats:
         answers = self.answers
         answers[key] = answers.get(key, 0) + 1
 
-    def drop(self, reason: str) -> None:
+    def drop(self, reason: str, rule: str | None = None) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        if rule:
+            self.rule_drops[rule] = self.rule_drops.get(rule, 0) + 1

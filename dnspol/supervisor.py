@@ -6,13 +6,17 @@ sockets bound with SO_REUSEPORT, and the kernel spreads queries between them.
 Workers share nothing but the configuration files, like replicas behind a load
 balancer. The supervisor reserves the ports (port 0 becomes a real port for
 all), starts the workers, forwards SIGHUP and SIGTERM, restarts a worker that
-dies, and exits when told to stop.
+dies, and exits when told to stop. With a metrics port, the supervisor serves
+it: every worker writes its metric totals to a file in the supervisor's work
+directory each second, and ``/metrics`` adds them up (``dnspol.metrics.WorkerFiles``);
+``/ready`` holds until every worker is listening.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from dnspol import health, metrics
 from dnspol.server import format_listen
 from dnspol.transport import tcp, udp
 
@@ -50,12 +55,18 @@ def reserve_ports(listen: list[tuple[str, int]]) -> tuple[list[tuple[str, int]],
 
 
 def run(
-    worker_args: list[str], listen: list[tuple[str, int]], count: int, ready_file: str | None
+    worker_args: list[str],
+    listen: list[tuple[str, int]],
+    count: int,
+    ready_file: str | None,
+    metrics_listen: tuple[str, int] | None = None,
 ) -> int:
     resolved, held = reserve_ports(listen)
     listen_args = [a for host, port in resolved for a in ("--listen", format_listen(host, port))]
     stopping = False
     workdir = Path(tempfile.mkdtemp(prefix="dnspol-workers-"))
+    files = metrics.WorkerFiles(workdir)
+    workers: list[tuple[subprocess.Popen, Path]] = []
 
     def start(index: int) -> tuple[subprocess.Popen, Path]:
         ready = workdir / f"worker-{index}.ready"
@@ -72,12 +83,36 @@ def run(
             str(ready),
             "--quiet-ready",
         ]
+        if metrics_listen is not None:
+            cmd += ["--metrics-file", str(files.path(index))]
         return subprocess.Popen(cmd, preexec_fn=_die_with_parent), ready
 
-    workers = [start(i) for i in range(count)]
+    def readiness() -> tuple[bool, str]:
+        """``/ready``: every worker is running and listening."""
+        if stopping:
+            return False, "shutting down"
+        current = list(workers)
+        if len(current) < count:
+            return False, "workers starting"
+        for i, (proc, ready) in enumerate(current):
+            if proc.poll() is not None or not ready.exists():
+                return False, f"worker {i} not listening"
+        return True, ""
+
+    ops = None
+    if metrics_listen is not None:
+        registry = metrics.registry(files.totals)
+        try:
+            ops = health.OpsServer(metrics_listen, registry, readiness).start()
+        except OSError as exc:
+            log.error("cannot start the metrics port: %s", exc)
+            _clean_up(None, workdir)
+            return 1
+    workers += [start(i) for i in range(count)]
     if not _wait_ready(workers):
         _stop_all(workers)
         log.error("workers did not start")
+        _clean_up(ops, workdir)
         return 1
     for sock in held:  # the workers hold the ports now; ours would only steal queries
         sock.close()
@@ -98,11 +133,19 @@ def run(
         time.sleep(0.2)
         if stopping:
             codes = [proc.wait() for proc, _ in workers]
+            _clean_up(ops, workdir)
             return max(codes, default=0)
         for i, (proc, _) in enumerate(workers):
             if proc.poll() is not None:
                 log.error("worker %d exited with %s; starting it again", proc.pid, proc.returncode)
+                files.retire(i)  # keep its counters, so the sums never go backwards
                 workers[i] = start(i)
+
+
+def _clean_up(ops: health.OpsServer | None, workdir: Path) -> None:
+    if ops is not None:
+        ops.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _die_with_parent() -> None:

@@ -1,0 +1,609 @@
+"""Every Prometheus series dnspol exports, and the folding that feeds them.
+
+Answering never touches a Prometheus object: it counts into the plain dicts of
+``dnspol.stats`` (one increment per query). This module turns those counts into
+series off the hot path, in three steps:
+
+* ``Folder`` copies the hot dicts (a dict copy is atomic under the GIL), adds
+  what grew since the last copy to cumulative ``Totals``, and swaps the hot dict
+  for an empty one when it holds too many keys. It runs on a 1 s thread and
+  again at every scrape, so a scrape sees every query answered before it.
+* ``Totals`` are plain, JSON-able numbers per family and label values. A worker
+  process writes its totals to a file every second (``Exporter``); the
+  supervisor adds up every worker's file (``WorkerFiles``), so one scrape covers
+  all cores.
+* ``TotalsCollector`` builds the metric families from totals when Prometheus
+  scrapes.
+
+``FAMILIES`` declares every series: name, type, help, label names, and how the
+values of several worker processes combine. Label values come from bounded sets
+only: served zone names, a fixed list of query types, rcodes, the rule and
+scope names of the configuration — never a query name or a client address.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from dnspol import __version__
+from dnspol.stats import Stats
+
+log = logging.getLogger("dnspol.metrics")
+
+# CoreDNS's size buckets (plugin/metrics/vars: coredns_dns_request_size_bytes)
+SIZE_BUCKETS = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16e3, 32e3, 48e3, 64e3)
+# finer than CoreDNS's (250 µs and up): a cached answer takes a few µs here
+DURATION_BUCKETS = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
+DURATION_SUM = "sum"  # Stats.durations[(transport, DURATION_SUM)]: seconds, sampled queries
+DROP_REASONS = ("malformed", "policy", "proxy", "rate_limit")
+SAMPLE_EVERY = 64  # one query in this many is timed (dnspol.observe)
+FOLD_INTERVAL = 1.0
+SWAP_AT = 50_000  # keys in Stats.answers before the hot dict is swapped for an empty one
+NEVER_REACHED_POLICY = frozenset({"FORMERR", "NOTIMP", "BADVERS"})
+
+SUM, MAX = "sum", "max"
+
+
+@dataclass(frozen=True)
+class Family:
+    """One exported series: what Prometheus sees, and how workers' values combine."""
+
+    name: str
+    kind: str  # counter | gauge | histogram | info
+    help: str
+    labels: tuple[str, ...] = ()
+    merge: str = SUM  # across worker processes
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def cumulative(self) -> bool:
+        """Counters and histograms: kept when a worker is replaced (``WorkerFiles``)."""
+        return self.kind in ("counter", "histogram")
+
+
+FAMILIES = {
+    f.name: f
+    for f in (
+        Family(
+            "dnspol_dns_requests_total",
+            "counter",
+            "Queries answered, by zone, transport, address family and query type "
+            "(dropped packets are counted in dnspol_dns_dropped_total).",
+            ("zone", "proto", "family", "type"),
+        ),
+        Family(
+            "dnspol_dns_responses_total",
+            "counter",
+            "Responses sent, by zone and rcode.",
+            ("zone", "rcode"),
+        ),
+        Family(
+            "dnspol_dns_request_size_bytes",
+            "histogram",
+            "Size of the queries answered, in bytes (TCP: without the length prefix).",
+            ("zone", "proto"),
+            buckets=SIZE_BUCKETS,
+        ),
+        Family(
+            "dnspol_dns_response_size_bytes",
+            "histogram",
+            "Size of the responses sent, in bytes (TCP: without the length prefix).",
+            ("zone", "proto"),
+            buckets=SIZE_BUCKETS,
+        ),
+        Family(
+            "dnspol_dns_request_duration_seconds",
+            "histogram",
+            f"Time to answer a query, sampled: one query in {SAMPLE_EVERY} is timed, "
+            "from the bytes received to the bytes to send (socket time not included).",
+            ("proto",),
+            buckets=DURATION_BUCKETS,
+        ),
+        Family(
+            "dnspol_dns_ecs_requests_total",
+            "counter",
+            "Queries answered that carried EDNS Client Subnet, by zone.",
+            ("zone",),
+        ),
+        Family(
+            "dnspol_dns_truncated_responses_total",
+            "counter",
+            "Responses sent truncated (TC=1), by zone.",
+            ("zone",),
+        ),
+        Family(
+            "dnspol_dns_dropped_total",
+            "counter",
+            "Packets that got no answer, by reason: malformed, policy (a drop rule), "
+            "proxy (bad PROXY header from a trusted proxy), rate_limit.",
+            ("reason",),
+        ),
+        Family(
+            "dnspol_policy_rule_matches_total",
+            "counter",
+            "Queries answered as a policy rule decided, by rule name, action and scope.",
+            ("rule", "action", "scope"),
+        ),
+        Family(
+            "dnspol_policy_no_match_total",
+            "counter",
+            "Queries answered from the default scope because no rule matched (every "
+            "query when no rules are configured), by zone.",
+            ("zone",),
+        ),
+        Family(
+            "dnspol_policy_weighted_picks_total",
+            "counter",
+            "Weighted answers, by the rule that drew and the scope it picked.",
+            ("rule", "scope"),
+        ),
+        Family(
+            "dnspol_tcp_open_connections",
+            "gauge",
+            "TCP connections open now.",
+        ),
+        Family(
+            "dnspol_cache_entries",
+            "gauge",
+            "Entries in the answer and decision caches now.",
+            ("cache",),
+        ),
+        Family(
+            "dnspol_cache_evictions_total",
+            "counter",
+            "Times a full cache was emptied to make room.",
+            ("cache",),
+        ),
+        Family(
+            "dnspol_reloads_total",
+            "counter",
+            "Configuration reloads, by result (ok, failed). With several worker "
+            "processes, the most any worker counted: each reloads the same files.",
+            ("result",),
+            merge=MAX,
+        ),
+        Family(
+            "dnspol_reload_last_success_timestamp_seconds",
+            "gauge",
+            "When the configuration in use was loaded (Unix time).",
+            merge=MAX,
+        ),
+        Family(
+            "dnspol_config",
+            "info",
+            "The configuration in use: a hash over its files' names and contents.",
+            ("hash", "value"),
+            merge=MAX,
+        ),
+        Family(
+            "dnspol_zone_serial",
+            "gauge",
+            "SOA serial of each zone served (default scope).",
+            ("zone",),
+            merge=MAX,
+        ),
+        Family(
+            "dnspol_query_log_written_total",
+            "counter",
+            "Query log records written.",
+        ),
+        Family(
+            "dnspol_query_log_dropped_total",
+            "counter",
+            "Query log records dropped because the log's output could not keep up.",
+        ),
+    )
+}
+ALWAYS = {  # series present from the first scrape, so dashboards and alerts see zeros
+    "dnspol_dns_dropped_total": [(r,) for r in DROP_REASONS],
+    "dnspol_reloads_total": [("ok",), ("failed",)],
+    "dnspol_tcp_open_connections": [()],
+    "dnspol_cache_entries": [("answers",), ("decisions",)],
+    "dnspol_cache_evictions_total": [("answers",), ("decisions",)],
+}
+
+
+class Totals:
+    """Numbers per family and label values: counters, gauges, and histograms.
+
+    A histogram's value is a list: one count per bucket (the last for +Inf, not
+    cumulative), then the sum of the observed values.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[tuple[str, ...], float | list[float]]] = {}
+
+    def add(self, name: str, labels: tuple[str, ...], amount: float = 1) -> None:
+        series = self.values.setdefault(name, {})
+        series[labels] = series.get(labels, 0) + amount  # type: ignore[operator]
+
+    def set(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        self.values.setdefault(name, {})[labels] = value
+
+    def observe(self, name: str, labels: tuple[str, ...], value: float, count: int = 1) -> None:
+        """``count`` observations of ``value`` into a histogram."""
+        counts = self._histogram(name, labels)
+        counts[bisect.bisect_left(FAMILIES[name].buckets, value)] += count
+        counts[-1] += value * count
+
+    def add_bucket(self, name: str, labels: tuple[str, ...], index: int, count: float) -> None:
+        """Observations already sorted into bucket ``index`` (-1: add to the sum)."""
+        self._histogram(name, labels)[index] += count
+
+    def _histogram(self, name: str, labels: tuple[str, ...]) -> list[float]:
+        series = self.values.setdefault(name, {})
+        counts = series.get(labels)
+        if counts is None:
+            counts = series[labels] = [0] * (len(FAMILIES[name].buckets) + 2)
+        return counts  # type: ignore[return-value]
+
+    def get(self, name: str, labels: tuple[str, ...] = ()) -> float | list[float] | None:
+        return self.values.get(name, {}).get(labels)
+
+    def merge(self, other: Totals, only_cumulative: bool = False) -> None:
+        """Combine another process's totals into these, as each family says."""
+        for name, series in other.values.items():
+            family = FAMILIES.get(name)
+            if family is None or (only_cumulative and not family.cumulative):
+                continue
+            mine = self.values.setdefault(name, {})
+            for labels, value in series.items():
+                have = mine.get(labels)
+                if have is None:
+                    mine[labels] = list(value) if isinstance(value, list) else value
+                elif isinstance(have, list):
+                    for i, v in enumerate(value):  # type: ignore[arg-type]
+                        have[i] += v
+                elif family.merge == MAX:
+                    mine[labels] = max(have, value)  # type: ignore[type-var]
+                else:
+                    mine[labels] = have + value  # type: ignore[operator]
+
+    def copy(self) -> Totals:
+        out = Totals()
+        out.merge(self)
+        return out
+
+    def to_json(self) -> dict:
+        return {
+            name: [[*labels, value] for labels, value in series.items()]
+            for name, series in self.values.items()
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Totals:
+        out = cls()
+        for name, rows in data.items():
+            family = FAMILIES.get(name)
+            if family is None:
+                continue
+            width = len(family.labels)
+            out.values[name] = {tuple(row[:width]): row[width] for row in rows}
+        return out
+
+
+class Folder:
+    """Adds what one process's ``Stats`` counted since the last fold to cumulative totals."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+        self.totals = Totals()
+        self._seen: dict = {}  # Stats.answers key -> count already folded
+        self._retiring: tuple[dict, dict] | None = None  # a swapped-out hot dict, folded once more
+        self._seen_durations: dict = {}
+        self._seen_dropped: dict = {}
+        self._seen_rule_drops: dict = {}
+        self._lock = threading.Lock()
+
+    def fold(self) -> None:
+        with self._lock:
+            stats = self.stats
+            if self._retiring is not None:  # increments that raced the swap landed there
+                old, seen = self._retiring
+                self._retiring = None
+                self._fold_answers(dict(old), seen)
+            hot = stats.answers
+            current = dict(hot)
+            self._fold_answers(current, self._seen)
+            if len(current) > SWAP_AT:
+                stats.answers = {}
+                self._retiring = (hot, self._seen)
+                self._seen = {}
+            self._fold_simple(stats.dropped, self._seen_dropped, "dnspol_dns_dropped_total")
+            self._fold_durations()
+            rule_drops = getattr(stats, "rule_drops", None)  # rule name -> packets dropped
+            if rule_drops is not None:
+                for rule, count in self._deltas(rule_drops, self._seen_rule_drops):
+                    self.totals.add(
+                        "dnspol_policy_rule_matches_total", (rule, "drop", "default"), count
+                    )
+
+    @staticmethod
+    def _deltas(hot: dict, seen: dict) -> Iterator[tuple]:
+        for key, count in dict(hot).items():
+            delta = count - seen.get(key, 0)
+            if delta > 0:
+                seen[key] = count
+                yield key, delta
+
+    def _fold_simple(self, hot: dict, seen: dict, name: str) -> None:
+        for key, delta in self._deltas(hot, seen):
+            self.totals.add(name, (str(key),), delta)
+
+    def _fold_answers(self, current: dict, seen: dict) -> None:
+        labels = self.stats.labels
+        add = self.totals.add
+        by_label: dict[tuple, int] = {}
+        sizes: dict[tuple, int] = {}
+        for key, count in current.items():
+            delta = count - seen.get(key, 0)
+            if delta <= 0:
+                continue
+            seen[key] = count
+            label_key, tag, size_in, size_out = key
+            lt = (label_key, tag)
+            by_label[lt] = by_label.get(lt, 0) + delta
+            for size_key in ((lt, True, size_in), (lt, False, size_out)):
+                sizes[size_key] = sizes.get(size_key, 0) + delta
+        for (label_key, (proto, family)), n in by_label.items():
+            label = labels[label_key]
+            zone = label.zone
+            add("dnspol_dns_requests_total", (zone, proto, family, label.qtype), n)
+            add("dnspol_dns_responses_total", (zone, label.rcode), n)
+            if label.rule:
+                add("dnspol_policy_rule_matches_total", (label.rule, label.action, label.scope), n)
+            elif label.rcode not in NEVER_REACHED_POLICY:
+                add("dnspol_policy_no_match_total", (zone,), n)
+            if label.weighted:
+                add("dnspol_policy_weighted_picks_total", (label.rule, label.scope), n)
+            if label.ecs:
+                add("dnspol_dns_ecs_requests_total", (zone,), n)
+            if label.truncated:
+                add("dnspol_dns_truncated_responses_total", (zone,), n)
+        for ((label_key, (proto, _)), is_request, size), n in sizes.items():
+            name = (
+                "dnspol_dns_request_size_bytes" if is_request else "dnspol_dns_response_size_bytes"
+            )
+            self.totals.observe(name, (labels[label_key].zone, proto), size, n)
+
+    def _fold_durations(self) -> None:
+        name = "dnspol_dns_request_duration_seconds"
+        for (proto, bucket), delta in self._deltas(self.stats.durations, self._seen_durations):
+            index = -1 if bucket == DURATION_SUM else bucket
+            self.totals.add_bucket(name, (proto,), index, delta)
+
+
+def duration_bucket(seconds: float) -> int:
+    """The index into ``DURATION_BUCKETS`` (len for +Inf) a duration is counted under."""
+    return bisect.bisect_left(DURATION_BUCKETS, seconds)
+
+
+class Exporter:
+    """One process's metrics: folded counters plus the server's gauges, read now.
+
+    In a worker (``path`` given) a thread also writes the totals to ``path``
+    every second, atomically, for the supervisor to add up.
+    """
+
+    def __init__(self, server, query_log=None, path: str | None = None) -> None:
+        self.server = server
+        self.query_log = query_log
+        self.path = path
+        self.folder = Folder(server.handler.stats)
+        self._caches: dict[str, tuple[object, int]] = {}  # cache name -> (object, evictions seen)
+        self._evictions: dict[str, int] = {}  # cache name -> evictions over all snapshots
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # scrapes and the writer thread may read at once
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Fold and write one last time (a worker's final second is not lost)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self.path:
+            self.write()
+
+    def _run(self) -> None:
+        while not self._stop.wait(FOLD_INTERVAL):
+            try:
+                if self.path:
+                    self.write()
+                else:
+                    self.folder.fold()
+            except Exception:  # noqa: BLE001 - metrics must never stop the server
+                log.exception("folding metrics failed")
+
+    def totals(self) -> Totals:
+        """Cumulative counters as of now, with the gauges read now."""
+        with self._lock:
+            self.folder.fold()
+            out = self.folder.totals.copy()
+            self._read_server(out)
+        return out
+
+    def ready(self) -> bool:
+        return bool(getattr(self.server, "ready", False))
+
+    def write(self) -> None:
+        assert self.path is not None
+        data = {"pid": os.getpid(), "time": time.time(), "ready": self.ready()}
+        data["totals"] = self.totals().to_json()
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(data, fh, separators=(",", ":"))
+        os.replace(tmp, self.path)
+
+    def _read_server(self, out: Totals) -> None:
+        server = self.server
+        out.set("dnspol_tcp_open_connections", (), len(server.conns.open))
+        reloads = server.reloads
+        out.set("dnspol_reloads_total", ("ok",), reloads.ok)
+        out.set("dnspol_reloads_total", ("failed",), reloads.failed)
+        if reloads.last_ok:
+            out.set("dnspol_reload_last_success_timestamp_seconds", (), reloads.last_ok)
+        snap = server.state.snapshot
+        if snap is not None:
+            if snap.digest:
+                out.set("dnspol_config", ("sha256", snap.digest), 1)
+            for zone in snap.zones:
+                out.set("dnspol_zone_serial", (zone.name,), zone.serial)
+            for name in ("answers", "decisions"):
+                cache = getattr(snap, name)
+                out.set("dnspol_cache_entries", (name,), len(cache))
+                self._count_evictions(name, cache)
+        for name, total in self._evictions.items():
+            out.set("dnspol_cache_evictions_total", (name,), total)
+        if self.query_log is not None:
+            out.set("dnspol_query_log_written_total", (), self.query_log.written)
+            out.set("dnspol_query_log_dropped_total", (), self.query_log.dropped)
+
+    def _count_evictions(self, name: str, cache) -> None:
+        """A reload brings new caches; keep counting across them."""
+        seen_cache, seen = self._caches.get(name, (None, 0))
+        total = self._evictions.get(name, 0)
+        if seen_cache is not None and seen_cache is not cache:
+            total += seen_cache.evictions - seen  # type: ignore[attr-defined]
+            seen = 0
+        total += cache.evictions - seen
+        self._caches[name] = (cache, cache.evictions)
+        self._evictions[name] = total
+
+
+class WorkerFiles:
+    """The supervisor's view: every worker's totals file, added up.
+
+    When a worker is replaced, its last counters are kept (``retire``), so the
+    sums never go backwards while the workers come and go.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.retired = Totals()
+        self._lock = threading.Lock()
+
+    def path(self, index: int) -> Path:
+        return self.directory / f"worker-{index}.json"
+
+    def retire(self, index: int) -> None:
+        path = self.path(index)
+        data = _read_json(path)
+        with self._lock:
+            if data is not None:
+                self.retired.merge(Totals.from_json(data.get("totals", {})), only_cumulative=True)
+            path.unlink(missing_ok=True)
+
+    def totals(self) -> Totals:
+        with self._lock:
+            out = self.retired.copy()
+            for path in sorted(self.directory.glob("worker-*.json")):
+                data = _read_json(path)
+                if data is not None:
+                    out.merge(Totals.from_json(data.get("totals", {})))
+        return out
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def registry(source: Callable[[], Totals]) -> CollectorRegistry:
+    """A registry holding only dnspol's series, read from ``source`` at each scrape."""
+    out = CollectorRegistry(auto_describe=False)
+    out.register(TotalsCollector(source))
+    return out
+
+
+class TotalsCollector(Collector):
+    """Builds every family in ``FAMILIES`` from totals read at scrape time."""
+
+    def __init__(self, source: Callable[[], Totals]) -> None:
+        self.source = source
+
+    def describe(self) -> Iterable:
+        return []  # unchecked collector: families are only known at scrape time
+
+    def collect(self) -> Iterator:
+        totals = self.source()
+        build = InfoMetricFamily("dnspol_build", "dnspol version.", labels=("version", "python"))
+        build.add_metric((__version__, platform.python_version()), {})
+        yield build
+        for name, family in FAMILIES.items():
+            series = dict.fromkeys(ALWAYS.get(name, ()), 0)
+            series.update(totals.values.get(name, {}))
+            if not series and family.kind == "info":
+                continue
+            yield _family(family, series)
+
+
+def _family(family: Family, series: dict):
+    labels = list(family.labels)
+    if family.kind == "counter":
+        out = CounterMetricFamily(family.name, family.help, labels=labels)
+    elif family.kind == "gauge":
+        out = GaugeMetricFamily(family.name, family.help, labels=labels)
+    elif family.kind == "info":
+        out = InfoMetricFamily(family.name, family.help, labels=labels)
+        for values in sorted(series):
+            out.add_metric(list(values), {})
+        return out
+    else:
+        out = HistogramMetricFamily(family.name, family.help, labels=labels)
+        for values, counts in sorted(series.items()):
+            out.add_metric(list(values), _cumulative(family.buckets, counts), counts[-1])
+        return out
+    for values, value in sorted(series.items()):
+        out.add_metric(list(values), value)
+    return out
+
+
+def _cumulative(bounds: tuple[float, ...], counts: list[float]) -> list[tuple[str, float]]:
+    out, running = [], 0.0
+    for bound, count in zip((*bounds, float("inf")), counts[:-1], strict=True):
+        running += count
+        out.append((floatToGoString(bound), running))
+    return out

@@ -1,0 +1,211 @@
+"""The operations port and the query log on a real server: /metrics, /health, /ready.
+
+One process serves its own counters; with several workers the supervisor adds up
+the workers' files, keeps a replaced worker's counters, and holds /ready while a
+worker is down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from itkit import DATA, EXAMPLE, wait_gone
+from prometheus_client.parser import text_string_to_metric_families
+
+import dnspol.testing
+from dnspol.state import Snapshot
+
+METRICS_LINE = re.compile(r"metrics and health on (http://\S+) ")
+
+
+def ops_url(log_text: str) -> str:
+    found = METRICS_LINE.search(log_text)
+    assert found, f"no metrics address in the log:\n{log_text}"
+    return found.group(1)
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """Every sample as {(name, sorted labels): value}."""
+    status, text = get(url + "/metrics")
+    assert status == 200, text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def total(samples: dict, name: str, **labels: str) -> float:
+    return sum(
+        value
+        for (sample, have), value in samples.items()
+        if sample == name and set(labels.items()) <= set(have)
+    )
+
+
+def test_one_process_counts_what_it_answered(dnspol) -> None:
+    srv = dnspol(zone=EXAMPLE, extra_args=["--metrics-listen", "127.0.0.1:0"])
+    url = ops_url(srv.wait_for_log("metrics and health on"))
+    assert get(url + "/health") == (200, "OK\n")
+    assert get(url + "/ready") == (200, "OK\n")
+    for _ in range(5):
+        assert srv.dig("www.example.").addresses == ["192.0.2.1"]
+    srv.dig("mail.example.", "AAAA", tcp=True)
+    srv.dig("www.example.", "A", "+subnet=198.51.100.0/24")
+    assert srv.exchange(b"\x12\x34\x81\x00" + b"\x00" * 8, timeout=0.5) is None  # QR=1: dropped
+    with socket.create_connection((srv.host, srv.port)):
+        time.sleep(0.1)
+        samples = scrape(url)
+        assert total(samples, "dnspol_tcp_open_connections") == 1
+    requests = "dnspol_dns_requests_total"
+    assert total(samples, requests, zone="example.", proto="udp", type="A") == 6
+    assert total(samples, requests, zone="example.", proto="tcp", type="AAAA") == 1
+    assert total(samples, "dnspol_dns_responses_total", rcode="NOERROR") == 7
+    assert total(samples, "dnspol_dns_ecs_requests_total", zone="example.") == 1
+    assert total(samples, "dnspol_dns_dropped_total", reason="malformed") == 1
+    assert total(samples, "dnspol_dns_request_size_bytes_count", proto="udp") == 6
+    assert total(samples, "dnspol_zone_serial", zone="example.") == 2024010101
+    assert any(name == "dnspol_config_info" for name, _ in samples)
+
+
+def test_query_log_records_the_real_client(dnspol, tmp_path) -> None:
+    path = tmp_path / "queries.jsonl"
+    srv = dnspol(zone=EXAMPLE, extra_args=["--query-log", str(path)])
+    srv.dig("www.example.", source="127.0.0.2")
+    srv.dig("www.example.", "MX", "+subnet=198.51.100.0/24", tcp=True)
+    deadline = time.monotonic() + 5
+    while len(_lines(path)) < 2:
+        assert time.monotonic() < deadline, f"query log has {_lines(path)}"
+        time.sleep(0.05)
+    first, second = _lines(path)
+    assert first["client"] == "127.0.0.2" and first["qname"] == "www.example."
+    assert first["proto"] == "udp" and first["rcode"] == "NOERROR" and first["ecs"] is None
+    assert second["qtype"] == "MX" and second["proto"] == "tcp"
+    assert second["ecs"] == "198.51.100.0/24"
+    assert second["duration_ms"] >= 0
+
+
+def test_query_log_to_stdout(dnspol) -> None:
+    srv = dnspol(zone=EXAMPLE, extra_args=["--query-log", "-"])
+    srv.dig("www.example.")
+    log = srv.wait_for_log('"qname": "www.example."')
+    line = next(x for x in log.splitlines() if x.startswith("{"))
+    assert json.loads(line)["qtype"] == "A"
+
+
+def test_metrics_address_from_the_config(dnspol) -> None:
+    carried = {field.name for field in dataclasses.fields(Snapshot)}
+    if "metrics" not in carried:
+        pytest.fail(
+            "dnspol.state.Snapshot does not carry the config's server.metrics: add "
+            "`metrics: tuple[str, int] | None = None` and pass cfg.metrics in snapshot_from_config"
+        )
+    port = _free_port()
+    srv = dnspol(zone=EXAMPLE, policies=f"server:\n  metrics: 127.0.0.1:{port}\n")
+    assert f"127.0.0.1:{port}" in ops_url(srv.wait_for_log("metrics and health on"))
+    assert get(f"http://127.0.0.1:{port}/ready") == (200, "OK\n")
+
+
+def test_supervisor_adds_up_workers_and_holds_ready_while_one_restarts(tmp_path) -> None:
+    ready = tmp_path / "ready"
+    log_path = tmp_path / "log"
+    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(DATA / "example.zone")]
+    argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), "--workers", "2"]
+    argv += ["--metrics-listen", "127.0.0.1:0"]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.02)
+        host, port = ready.read_text().split()
+        url = ops_url(log_path.read_text())
+        assert get(url + "/ready") == (200, "OK\n")
+        sent = 60
+        for i in range(sent):  # dig uses a new source port each time: both workers answer
+            dnspol.testing.dig(host, int(port), f"n{i}.example.")
+        samples = _wait_for(url, "dnspol_dns_requests_total", sent)
+        assert total(samples, "dnspol_dns_responses_total", zone="example.") == sent
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        seen = _wait_ready_states(url)
+        assert seen[-2:] == [503, 200], seen
+        # the replaced worker's counters are kept: the sum never goes backwards
+        assert total(scrape(url), "dnspol_dns_requests_total") >= sent
+        dnspol.testing.dig(host, int(port), "www.example.")
+        _wait_for(url, "dnspol_dns_requests_total", sent + 1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log_path.read_text()
+        assert wait_gone(_children(proc.pid)) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _wait_for(url: str, name: str, want: float, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(url)
+        if total(samples, name) >= want:
+            return samples
+        assert time.monotonic() < deadline, f"{name} is {total(samples, name)}, not {want}"
+        time.sleep(0.2)
+
+
+def _wait_ready_states(url: str, timeout: float = 30) -> list[int]:
+    """/ready's answers from now until it is 200 again after having been 503."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, _ = get(url + "/ready")
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        if status == 200 and 503 in seen:
+            break
+        time.sleep(0.01)
+    return seen
+
+
+def _lines(path: Path) -> list[dict]:
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    except FileNotFoundError:
+        return []
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except OSError:
+        return []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
