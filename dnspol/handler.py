@@ -51,6 +51,7 @@ from dnspol.zones.lookup import LookupResult, Outcome, lookup
 log = logging.getLogger("dnspol.handler")
 
 ANSWER, DROP, NXDOMAIN_ACTION = Action.ANSWER, Action.DROP, Action.NXDOMAIN
+INF = float("inf")
 OUTCOME_RCODES = {Outcome.NXDOMAIN: RCODE_NXDOMAIN, Outcome.YXDOMAIN: RCODE_YXDOMAIN}
 
 TYPE_AXFR = 252
@@ -59,9 +60,13 @@ TYPE_TXT = QTYPE.TXT
 TYPE_ANY = 255
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Listener:
-    """Where queries arrive: built once per socket, passed with every packet."""
+    """Where queries arrive: built once per socket, passed with every packet.
+
+    Compared by identity (one object per socket), which also keeps its hash, used
+    in the decision cache's keys, as cheap as an int's.
+    """
 
     address: str
     port: int
@@ -137,16 +142,16 @@ class Handler:
         if found is not None:
             key, qend, ecs = found
             if snap.has_rules:
-                decision = snap.decisions.get((peer[0], listener, key[0], ecs))
-                if decision is not None and decision.valid_until > self.clock.now():
-                    if decision.action is DROP:
-                        self.stats.drop("policy", decision.rule)
-                        if report is not None:
-                            report.append(None)
-                        return None
-                    key = (key, decision.action, decision.scope, decision.ecs_scope)
-                else:
+                decided = snap.decisions.get((peer[0], listener, key[0], ecs))
+                if decided is None:
                     key = None
+                elif decided[0] is DROP:
+                    self.stats.drop("policy", decided[2])
+                    if report is not None:
+                        report.append(None)
+                    return None
+                else:
+                    key = (key, decided[1])
             if key is not None:
                 hit = snap.answers.get(key)
                 if hit is not None:
@@ -179,12 +184,16 @@ class Handler:
         key, qend, ecs = found
         decision = result.decision
         if decision is not None:
-            if decision.weighted or decision.ttl_cap is not None:
+            if decision.weighted or decision.ttl_cap is not None or decision.valid_until != INF:
                 return  # drawn at random or shaped by the clock: decide again next time
-            snap.decisions.put((peer[0], listener, key[0], ecs), decision)
+            # what the stored answer depends on, as plain values that hash fast
+            token = (decision.action.value, decision.scope, decision.ecs_scope)
+            snap.decisions.put(
+                (peer[0], listener, key[0], ecs), (decision.action, token, decision.rule)
+            )
             if result.wire is None:
                 return
-            key = (key, decision.action, decision.scope, decision.ecs_scope)
+            key = (key, token)
         if result.wire is None:
             return
         tail = result.wire[qend:]
