@@ -4,9 +4,12 @@ cannot send, and reading reply headers."""
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import time
 from pathlib import Path
+
+import pytest
 
 DATA = Path(__file__).parent / "data"
 EXAMPLE = (DATA / "example.zone").read_text()
@@ -88,3 +91,13 @@ def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
             return []
         time.sleep(0.05)
     return [p for p in pids if alive(p)]
+
+
+def need(command: str, package: str) -> str:
+    """The path of a tool the tests need; scripts/test.sh installs it, so missing fails."""
+    path = shutil.which(command)
+    if path is None:
+        pytest.fail(
+            f"{command} is not installed: scripts/test.sh installs it (apt-get install {package})"
+        )
+    return path

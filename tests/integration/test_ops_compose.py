@@ -14,19 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
+from itkit import need
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def need(command: str, package: str) -> str:
-    path = shutil.which(command)
-    if path is None:
-        pytest.fail(
-            f"{command} is not installed: scripts/test.sh installs it (apt-get install {package})"
-        )
-    return path
 
 
 def run(*argv: str, cwd: Path = ROOT) -> str:

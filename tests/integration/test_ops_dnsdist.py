@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -21,22 +20,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from itkit import make_query
+from itkit import make_query, need
 
 import dnspol.testing
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERNAL, EXTERNAL = ["10.0.0.10"], ["192.0.2.10"]
 COMPOSE_DNSDIST = "172.28.0.2/32"
-
-
-def need(command: str, package: str) -> str:
-    path = shutil.which(command)
-    if path is None:
-        pytest.fail(
-            f"{command} is not installed: scripts/test.sh installs it (apt-get install {package})"
-        )
-    return path
 
 
 def free_port() -> int:

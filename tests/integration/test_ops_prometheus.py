@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -13,7 +12,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from itkit import EXAMPLE
+from itkit import EXAMPLE, need
 
 SCRAPE_CONFIG = """\
 global:
@@ -24,15 +23,6 @@ scrape_configs:
     static_configs:
       - targets: ["{target}"]
 """
-
-
-def need(command: str, package: str) -> str:
-    path = shutil.which(command)
-    if path is None:
-        pytest.fail(
-            f"{command} is not installed: scripts/test.sh installs it (apt-get install {package})"
-        )
-    return path
 
 
 def api(base: str, path: str, **params: str) -> dict:
