@@ -150,8 +150,10 @@ class Handler:
                     if report is not None:
                         report.append(None)
                     return None
-                else:
+                elif decided[3] is None:
                     key = (key, decided[1])
+                else:  # a weighted rule: draw the scope now, as evaluate() would
+                    key = (key, ("answer", decided[3].pick(self.rng), decided[1][2]))
             if key is not None:
                 hit = snap.answers.get(key)
                 if hit is not None:
@@ -184,13 +186,13 @@ class Handler:
         key, qend, ecs = found
         decision = result.decision
         if decision is not None:
-            if decision.weighted or decision.ttl_cap is not None or decision.valid_until != INF:
-                return  # drawn at random or shaped by the clock: decide again next time
+            if decision.ttl_cap is not None or decision.valid_until != INF:
+                return  # shaped by the clock: decide again next time
             # what the stored answer depends on, as plain values that hash fast
             token = (decision.action.value, decision.scope, decision.ecs_scope)
-            snap.decisions.put(
-                (peer[0], listener, key[0], ecs), (decision.action, token, decision.rule)
-            )
+            choice = snap.policy.weighted_choice(decision.rule) if decision.weighted else None
+            decided = (decision.action, token, decision.rule, choice)
+            snap.decisions.put((peer[0], listener, key[0], ecs), decided)
             if result.wire is None:
                 return
             key = (key, token)

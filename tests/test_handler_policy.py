@@ -150,3 +150,29 @@ def test_fast_path_with_rules_and_ecs_is_byte_identical_to_slow_path(make):
     for data, peer in queries + queries:
         assert fast.handle(data, peer, UDP) == slow.handle(data, peer, UDP)
     assert len(fast.state.snapshot.answers) > 0 and len(fast.state.snapshot.decisions) > 0
+
+
+def test_weighted_answers_on_the_fast_path_follow_weights_and_seed(tmp_path):
+    (tmp_path / "example.com.zone").write_text(ZONE)
+    (tmp_path / "internal.zone").write_text(INTERNAL)
+    (tmp_path / "dnspol.yaml").write_text(
+        CONFIG.replace(
+            "rules:\n",
+            "rules:\n  - name: split\n    zone: example.com\n    match: {qname: www.example.com}\n"
+            "    answer: {weighted: {default: 3, internal: 1}}\n",
+        )
+    )
+
+    def draws(seed: int) -> list[str]:
+        snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
+        handler = Handler(ServerState(snap), seed=seed)
+        out = []
+        for _ in range(10_000):
+            reply = DNSRecord.parse(handler.handle(wire(edns=False), ("127.0.0.1", 1), UDP))
+            out.append(str(reply.rr[0].rdata))
+        assert len(snap.answers) == 2  # both scopes' answers stored, then reused
+        return out
+
+    first = draws(5)
+    assert abs(first.count("10.0.0.10") / 10_000 - 0.25) <= 0.02
+    assert draws(5) == first

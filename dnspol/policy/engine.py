@@ -141,6 +141,11 @@ class Policy:
         """May ECS from this (packet or PROXY) source address be used?"""
         return self._trusted.contains(*address_value(addr))
 
+    def weighted_choice(self, rule_name: str) -> _WeightedChoice | None:
+        """The compiled weights of a weighted rule, so a server that cached the rest of a
+        decision can draw the scope itself (one ``rng.random()``, as ``evaluate`` does)."""
+        return self._choices.get(rule_name)
+
     def rules_for(self, zone: Name | None) -> tuple[Rule, ...]:
         """The enabled rules a query in ``zone`` passes through, in processing order."""
         if zone is None:
