@@ -169,10 +169,12 @@ def _cmd_serve(args) -> int:
     listen = listen or list(first.listen) or [parse_listen(DEFAULT_LISTEN)]
     # a worker reports to its supervisor, which serves the metrics port for all
     metrics_listen = None if args.metrics_file else args.metrics_listen or _config_metrics(first)
+    seed = args.seed if args.seed is not None else first.seed
     workers = args.workers or _default_workers(args)
     if workers > 1:
         from dnspol import supervisor
 
+        del first  # each worker loads its own; the supervisor needs none of it
         return supervisor.run(_worker_args(args), listen, workers, args.ready_file, metrics_listen)
     options = ServerOptions(
         listen=listen,
@@ -186,8 +188,8 @@ def _cmd_serve(args) -> int:
         query_log=args.query_log,
         query_log_sample=args.query_log_sample,
     )
-    options.seed = args.seed if args.seed is not None else first.seed
-    return Server(load, options, clock).run()
+    options.seed = seed
+    return Server(load, options, clock).run(first)
 
 
 def _config_metrics(snap: Snapshot) -> tuple[str, int] | None:

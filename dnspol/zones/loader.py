@@ -6,9 +6,12 @@ one: it turns master-file text into ``Record`` values that each remember their
 the apex, CNAME alone, nothing outside the zone, TTLs in range) and builds the
 ``Zone``. Every problem found is reported at once in one ``ZoneError``.
 
-dnspython's ``dns.zonefile.Reader`` reads the text ($ORIGIN, $TTL, $INCLUDE,
-$GENERATE, ``@``, owner inheritance, ``( )``, ``1h30m``, escapes, RFC 3597
-``\\#``); its rdata is converted to dnslib ``RD`` objects, our wire codec.
+dnspython's ``dns.zonefile.Reader`` defines how the text reads ($ORIGIN, $TTL,
+$INCLUDE, $GENERATE, ``@``, owner inheritance, ``( )``, ``1h30m``, escapes, RFC 3597
+``\\#``); its rdata is converted to dnslib ``RD`` objects, our wire codec. A fast
+reader reads the plain one-line records that make up nearly all of a big zone
+(A, AAAA, CNAME, NS, PTR, MX, TXT, SOA) itself, straight into dnslib objects,
+and hands every other statement to the Reader, with the same result.
 Three things are changed around the Reader:
 
 * adds go to a recording transaction, so nothing is merged or silently
@@ -21,20 +24,25 @@ Three things are changed around the Reader:
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import dns.exception
+import dns.ipv4
+import dns.ipv6
 import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.tokenizer
+import dns.ttl
 import dns.zonefile
-from dnslib import QTYPE, RD, DNSBuffer
+from dnslib import QTYPE, RD, DNSBuffer, DNSLabel
 from dnslib.dns import RDMAP
 
 from dnspol.errors import ZoneError
@@ -110,14 +118,8 @@ def read_records(path_or_text: str | os.PathLike[str], origin: Name, filename: s
         text = _read_text(os.fspath(path_or_text))
     else:
         text = path_or_text
-    added = _parse(text, origin, filename)
-    records: list[Record] = []
-    problems: list[str] = []
-    for rr in added:
-        try:
-            records.append(_to_record(rr))
-        except _Unrepresentable as exc:
-            problems.append(f"{rr.where}: {exc}")
+    with _collector_paused():
+        records, problems = _read(text, origin, filename)
     if problems:
         raise ZoneError(problems)
     return records
@@ -130,16 +132,14 @@ def validate(origin: Name, records: list[Record], *, require_apex: bool = True) 
     records (for files that overlay another zone); everything else is checked.
     Problems come in file order, zone-wide ones first.
     """
-    numbered = list(enumerate(records))
-    inside = [(i, r) for i, r in numbered if is_subdomain(r.name, origin)]
     checks = [
-        _outside_zone(origin, numbered),
-        _ttl_too_large(numbered),
-        _soa_misplaced_or_repeated(origin, inside),
-        _cname_not_alone(inside),
+        _outside_zone(origin, records),
+        _ttl_too_large(records),
+        _soa_misplaced_or_repeated(origin, records),
+        _cname_not_alone(origin, records),
     ]
     if require_apex:
-        checks.append(_apex_incomplete(origin, inside, records))
+        checks.append(_apex_incomplete(origin, records))
     found = sorted((found for check in checks for found in check), key=lambda f: f[0])
     return [text for _, text in found]
 
@@ -148,15 +148,33 @@ def validate(origin: Name, records: list[Record], *, require_apex: bool = True) 
 
 
 def _build(text: str, origin: Name, filename: str, scope: str) -> Zone:
-    records = read_records(text, origin, filename)
-    if not records:
-        raise ZoneError(
-            f"{filename}: no records: zone {to_text(origin)} needs an SOA and NS at its apex"
-        )
-    problems = validate(origin, records)
-    if problems:
-        raise ZoneError(problems)
-    return Zone.from_records(origin, records, source=filename, scope=scope)
+    with _collector_paused():
+        records = read_records(text, origin, filename)
+        if not records:
+            raise ZoneError(
+                f"{filename}: no records: zone {to_text(origin)} needs an SOA and NS at its apex"
+            )
+        problems = validate(origin, records)
+        if problems:
+            raise ZoneError(problems)
+        return Zone.from_records(origin, records, source=filename, scope=scope)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a zone is built.
+
+    Building makes millions of objects that all stay alive; every collection would walk
+    them all again for nothing (it took half the time of loading a big zone). Reference
+    counting still frees what is dropped; cycles wait until the end.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _read_text(filename: str) -> str:
@@ -367,9 +385,20 @@ class _Reader(dns.zonefile.Reader):
                 yield state[3]
 
 
-def _parse(text: str, origin: Name, filename: str) -> list[_Added]:
+def _parse(
+    text: str, origin: Name, filename: str, state: _State | None = None, first_line: int = 1
+) -> list[_Added]:
+    """Read ``text`` with dnspython's Reader; it starts at line ``first_line`` of the file.
+
+    With a ``state``, the Reader starts from it (origin, last owner, TTLs), and the
+    state is updated to where the Reader ended: how the fast reader hands it a part.
+    """
     recorder = _Recorder(_to_dns_name(origin))
-    reader = _Reader(_Tokenizer(text, filename), recorder)
+    tokenizer = _Tokenizer(text, filename)
+    tokenizer.line_number = first_line
+    reader = _Reader(tokenizer, recorder)
+    if state is not None:
+        state.to_reader(reader)
     try:
         reader.read()
     except _LocatedError as exc:
@@ -381,6 +410,8 @@ def _parse(text: str, origin: Name, filename: str) -> list[_Added]:
     finally:
         for f in reader.open_files():
             f.close()
+    if state is not None:
+        state.from_reader(reader)
     return recorder.added
 
 
@@ -420,6 +451,459 @@ def _explain(exc: dns.exception.DNSException) -> str:
     return detail
 
 
+# --------------------------------------------------------------------------- the fast reader
+
+# Nearly every line of a big zone is one simple record, ``owner [ttl] [class] type rdata``
+# with an address, a name or a few strings. The fast reader reads those with str methods
+# and makes the dnslib RD directly (the Reader, rdata.from_text and the round trip through
+# wire format cost some 50 µs a record). Every other statement (parentheses, escapes,
+# $INCLUDE, $GENERATE, other types, anything it is not sure of) goes to dnspython's Reader,
+# which starts from the fast reader's state and hands its state back, so the records, the
+# file:line of each and every error are the Reader's own. tests/test_zones_loader.py
+# reads zone texts both ways and compares.
+
+_DIGITS = frozenset("0123456789")
+# A line the fast reader leaves to the Reader: anything but tab and printable ASCII
+# (line breaks, IDN), parentheses (a statement over several lines), backslash escapes.
+_NOT_SIMPLE = re.compile(r"[^\t -~]|[()\\]")
+# A line with quotes, in tokens: "string", plain, the start of a comment, a quote left open.
+_QUOTED_LINE_TOKEN = re.compile(r'"([^"]*)"|([^ \t";]+)|(;)|(")')
+# $UNICODE changes how the Reader's tokenizer reads the rest of the file: dnspython reads it.
+_UNICODE_DIRECTIVE = re.compile(r"^\$UNICODE", re.IGNORECASE | re.MULTILINE)
+_MAX_WIRE_NAME = 255
+_MAX_LABEL = 63
+_MAX_UINT32 = 2**32 - 1
+
+_TYPE_A = int(QTYPE.A)
+_TYPE_AAAA = int(QTYPE.AAAA)
+_TYPE_MX = int(QTYPE.MX)
+_TYPE_TXT = int(QTYPE.TXT)
+_TYPE_SOA = int(QTYPE.SOA)
+# Types whose rdata is one name; the RD class is the one _to_dnslib would pick.
+_NAME_TYPES = {int(QTYPE.CNAME): RDMAP["CNAME"], int(QTYPE.NS): RDMAP["NS"],
+               int(QTYPE.PTR): RDMAP["PTR"]}  # fmt: skip
+_FAST_TYPES = {
+    word: int(getattr(QTYPE, word))
+    for word in ("A", "AAAA", "CNAME", "NS", "PTR", "MX", "TXT", "SOA")
+}
+_FAST_TYPES.update({word.lower(): rtype for word, rtype in _FAST_TYPES.items()})
+
+
+def _read(text: str, origin: Name, filename: str) -> tuple[list[Record], list[str]]:
+    """Records in file order, and the rdata problems (a syntax error raises ZoneError)."""
+    if "\r" in text:
+        if '"' in text:  # a CR inside quotes is data, outside it ends a line
+            return _read_by_dnspython(text, origin, filename)
+        # the Reader's tokenizer reads CR LF, and a lone CR, as one line break
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if _UNICODE_DIRECTIVE.search(text):
+        return _read_by_dnspython(text, origin, filename)
+    reader = _FastReader(origin, filename)
+    reader.read(text)
+    return reader.records, reader.problems
+
+
+def _read_by_dnspython(text: str, origin: Name, filename: str) -> tuple[list[Record], list[str]]:
+    """The whole text through dnspython's Reader (the reference the fast reader matches)."""
+    records: list[Record] = []
+    problems: list[str] = []
+    _convert(_parse(text, origin, filename), records, problems)
+    return records, problems
+
+
+def _convert(added: list[_Added], records: list[Record], problems: list[str]) -> None:
+    for rr in added:
+        try:
+            records.append(_to_record(rr))
+        except _Unrepresentable as exc:
+            problems.append(f"{rr.where}: {exc}")
+
+
+@dataclass(slots=True)
+class _State:
+    """What dnspython's Reader carries from one statement to the next."""
+
+    origin: Name  # the current $ORIGIN as written: names in rdata keep its spelling
+    last_name: Name  # the owner of the last record, lowercased
+    last_ttl: int = 0
+    last_ttl_known: bool = False
+    default_ttl: int = 0
+    default_ttl_known: bool = False
+    default_ttl_from_soa: bool = False
+
+    def implicit_ttl(self) -> int | None:
+        """The TTL of a record that states none: ``Reader._implicit_ttl`` (RFC 2308 mode).
+
+        $TTL wins; before any $TTL the last stated TTL (RFC 1035 §5.1) wins over the
+        SOA MINIMUM; None when there is neither yet.
+        """
+        if self.last_ttl_known and (not self.default_ttl_known or self.default_ttl_from_soa):
+            return self.last_ttl
+        if self.default_ttl_known:
+            return self.default_ttl
+        return None
+
+    def to_reader(self, reader: _Reader) -> None:
+        reader.current_origin = _to_dns_name(self.origin)
+        reader.last_name = _to_dns_name(self.last_name)
+        reader.last_ttl = self.last_ttl
+        reader.last_ttl_known = self.last_ttl_known
+        reader.default_ttl = self.default_ttl
+        reader.default_ttl_known = self.default_ttl_known
+        reader.default_ttl_from_soa = self.default_ttl_from_soa
+
+    def from_reader(self, reader: _Reader) -> None:
+        self.origin = tuple(reader.current_origin.labels[:-1])
+        self.last_name = _to_name(reader.last_name)
+        self.last_ttl = reader.last_ttl
+        self.last_ttl_known = reader.last_ttl_known
+        self.default_ttl = reader.default_ttl
+        self.default_ttl_known = reader.default_ttl_known
+        self.default_ttl_from_soa = reader.default_ttl_from_soa
+
+
+class _FastReader:
+    """Reads simple lines itself and hands every other statement to dnspython's Reader.
+
+    A line is read here only when all of it is understood: otherwise nothing of it is
+    kept and the Reader reads the statement from the same state, so it gives the records
+    or the error the whole-file Reader would give.
+    """
+
+    def __init__(self, origin: Name, filename: str) -> None:
+        self.zone_origin = origin
+        self.filename = filename
+        self.state = _State(origin, origin)
+        self.origin_lower = origin
+        self.origin_wire = _wire_length(origin)
+        self.records: list[Record] = []
+        self.problems: list[str] = []
+        self.handed_over = 0  # statements the Reader read
+        self._classes: dict[str, int] = {}
+        self._owner_text: str | None = None  # the last owner read, and its name
+        self._owner: Name | None = origin
+
+    def read(self, text: str) -> None:
+        # line by line without a list of them all: a big zone's lines would weigh ~80 MB
+        length = len(text)
+        start = 0  # of the line being read
+        number = 0  # its number, from 1
+        while start < length:
+            end = text.find("\n", start)
+            if end < 0:
+                end = length
+            number += 1
+            line = text[start:end]
+            if not line or self._line(line, number):
+                start = end + 1
+                continue
+            stop = _statement_end(text, start)
+            part = text[start:stop]
+            self._hand_over(part, number)
+            number += part.count("\n") - 1
+            start = stop
+
+    # --- lines
+
+    def _line(self, line: str, number: int) -> bool:
+        """Read one line if it is simple; False leaves it (all of it) to the Reader."""
+        if '"' in line:
+            return self._quoted_line(line, number)
+        semicolon = line.find(";")
+        code = line if semicolon < 0 else line[:semicolon]
+        if _NOT_SIMPLE.search(code):
+            return False
+        tokens = code.split()  # only spaces and tabs can be in it
+        if not tokens:
+            return True  # blank, or a comment
+        if code[0] == "$":
+            return self._directive(tokens)
+        return self._record(tokens, len(tokens), code[0] in " \t", number)
+
+    def _quoted_line(self, line: str, number: int) -> bool:
+        """A line with quoted strings: read here only as the strings of a TXT record."""
+        if _NOT_SIMPLE.search(line):
+            return False
+        tokens: list[str] = []
+        first_quoted = -1
+        for match in _QUOTED_LINE_TOKEN.finditer(line):
+            quoted, plain, comment, _ = match.groups()
+            if quoted is not None:
+                if first_quoted < 0:
+                    first_quoted = len(tokens)
+                tokens.append(quoted)
+            elif plain is not None:
+                tokens.append(plain)
+            elif comment is not None:
+                break
+            else:
+                return False  # a quote left open
+        if not tokens:
+            return True
+        if first_quoted < 0:
+            first_quoted = len(tokens)
+        if first_quoted == 0 or tokens[0][0] == "$":
+            return False
+        return self._record(tokens, first_quoted, line[0] in " \t", number)
+
+    def _directive(self, tokens: list[str]) -> bool:
+        if len(tokens) != 2:
+            return False
+        word = tokens[0].upper()
+        state = self.state
+        if word == "$TTL":
+            ttl = _ttl(tokens[1])
+            if ttl is None:
+                return False
+            state.default_ttl = ttl
+            state.default_ttl_known = True
+            state.default_ttl_from_soa = False
+            return True
+        if word == "$ORIGIN":
+            origin = self._name(tokens[1], state.origin, self.origin_wire)
+            if origin is None:
+                return False
+            state.origin = origin
+            self._origin_changed()
+            return True
+        return False
+
+    def _record(self, tokens: list[str], first_quoted: int, inherited: bool, number: int) -> bool:
+        """``owner [ttl] [class] [ttl] type rdata``, as ``Reader._rr_line`` reads it."""
+        state = self.state
+        if inherited:
+            owner = state.last_name
+            at = 0
+        else:
+            owner = self._owner_name(tokens[0])
+            if owner is None:
+                return False
+            at = 1
+        count = len(tokens)
+        if at >= count:
+            return False
+        token = tokens[at]
+        ttl: int | None = None
+        if token[0] in _DIGITS:
+            ttl = _ttl(token)
+            if ttl is not None:
+                at += 1
+                if at >= count:
+                    return False
+                token = tokens[at]
+        rdclass = self._class(token)
+        if rdclass < 0:
+            return False
+        if rdclass:
+            at += 1
+            if at >= count:
+                return False
+            token = tokens[at]
+        stated = ttl is not None
+        if not stated and token[0] in _DIGITS:  # <class> <ttl> <type>
+            ttl = _ttl(token)
+            if ttl is not None:
+                stated = True
+                at += 1
+                if at >= count:
+                    return False
+                token = tokens[at]
+        rtype = _FAST_TYPES.get(token)
+        if rtype is None:
+            rtype = _FAST_TYPES.get(token.upper())
+            if rtype is None:
+                return False
+        at += 1
+        if first_quoted < at or (first_quoted < count and rtype != _TYPE_TXT):
+            return False
+        if not stated:
+            ttl = state.implicit_ttl()
+        rdata = self._rdata(rtype, tokens, at)
+        if rdata is None:
+            return False
+        if rtype == _TYPE_SOA and not state.default_ttl_known:
+            # before any $TTL the SOA MINIMUM becomes the default (pre-RFC 2308 files)
+            state.default_ttl = rdata.times[4]  # type: ignore[attr-defined]
+            state.default_ttl_known = True
+            state.default_ttl_from_soa = True
+            if ttl is None:
+                ttl = state.implicit_ttl()
+        if ttl is None:
+            return False  # the Reader's "Missing default TTL value"
+        if not inherited:
+            state.last_name = owner
+        if stated:
+            state.last_ttl = ttl
+            state.last_ttl_known = True
+        self.records.append(Record(owner, rtype, ttl, rdata, self.filename, number))
+        return True
+
+    def _class(self, token: str) -> int:
+        """1: IN; 0: not a class (the type comes next); -1: another class, or unsure."""
+        known = self._classes.get(token)
+        if known is None:
+            try:
+                known = 1 if dns.rdataclass.from_text(token) == dns.rdataclass.IN else -1
+            except dns.exception.SyntaxError:
+                known = -1
+            except Exception:  # what the Reader takes for "not a class"
+                known = 0
+            if len(self._classes) < 1000:
+                self._classes[token] = known
+        return known
+
+    def _rdata(self, rtype: int, tokens: list[str], at: int) -> object | None:
+        """The dnslib RD for the rdata ``tokens[at:]``; None when not sure it is valid."""
+        count = len(tokens) - at
+        if rtype == _TYPE_A:
+            if count != 1:
+                return None
+            try:
+                return RDMAP["A"](tuple(dns.ipv4.inet_aton(tokens[at])))
+            except Exception:
+                return None
+        if rtype == _TYPE_AAAA:
+            if count != 1:
+                return None
+            try:
+                return RDMAP["AAAA"](tuple(dns.ipv6.inet_aton(tokens[at])))
+            except Exception:
+                return None
+        if rtype == _TYPE_TXT:
+            strings = [token.encode("ascii") for token in tokens[at:]]
+            if not strings or max(map(len, strings)) > 255:
+                return None
+            return RDMAP["TXT"](strings)
+        if rtype == _TYPE_SOA:
+            return self._soa(tokens, at) if count == 7 else None
+        if rtype == _TYPE_MX:
+            if count != 2:
+                return None
+            preference = tokens[at]
+            if not preference.isdigit() or int(preference) > 0xFFFF:
+                return None
+            exchange = self._name(tokens[at + 1], self.state.origin, self.origin_wire)
+            if exchange is None:
+                return None
+            return RDMAP["MX"](DNSLabel(exchange), int(preference))
+        if count != 1:
+            return None
+        target = self._name(tokens[at], self.state.origin, self.origin_wire)
+        if target is None:
+            return None
+        return _NAME_TYPES[rtype](DNSLabel(target))
+
+    def _soa(self, tokens: list[str], at: int) -> object | None:
+        """``mname rname serial refresh retry expire minimum``; the timers may have units."""
+        origin, origin_wire = self.state.origin, self.origin_wire
+        mname = self._name(tokens[at], origin, origin_wire)
+        rname = self._name(tokens[at + 1], origin, origin_wire)
+        serial = tokens[at + 2]
+        if mname is None or rname is None or not serial.isdigit():
+            return None
+        times = [int(serial), *map(_ttl, tokens[at + 3 : at + 7])]
+        if times[0] > _MAX_UINT32 or None in times:
+            return None
+        return RDMAP["SOA"](DNSLabel(mname), DNSLabel(rname), times)
+
+    # --- names
+
+    def _owner_name(self, text: str) -> Name | None:
+        """The owner, lowercased; consecutive records of one owner share one tuple."""
+        if text != self._owner_text:
+            self._owner = self._name(text.lower(), self.origin_lower, self.origin_wire)
+            self._owner_text = text
+        return self._owner
+
+    def _name(self, text: str, origin: Name, origin_wire: int) -> Name | None:
+        """``dns.name.from_text(text, origin)`` for text without escapes, as label bytes."""
+        if text == "@":
+            return origin
+        if text == ".":
+            return ()
+        absolute = text[-1] == "."
+        raw = text[:-1].encode("ascii") if absolute else text.encode("ascii")
+        labels = raw.split(b".")
+        wire = len(raw) + (2 if absolute else 1 + origin_wire)
+        if wire > _MAX_WIRE_NAME or b"" in labels or max(map(len, labels)) > _MAX_LABEL:
+            return None
+        return tuple(labels) if absolute else (*labels, *origin)
+
+    def _origin_changed(self) -> None:
+        self.origin_lower = tuple(label.lower() for label in self.state.origin)
+        self.origin_wire = _wire_length(self.state.origin)
+        self._owner_text = None
+
+    # --- the rest
+
+    def _hand_over(self, text: str, first_line: int) -> None:
+        """Let dnspython's Reader read ``text`` (whole statements) from the current state."""
+        self.handed_over += 1
+        added = _parse(text, self.zone_origin, self.filename, self.state, first_line)
+        self._origin_changed()
+        _convert(added, self.records, self.problems)
+
+
+def _ttl(text: str) -> int | None:
+    """``dns.ttl.from_text`` (0 to 2**32-1, units w d h m s), None where it raises."""
+    if text.isdigit():  # the text is ASCII: only 0-9
+        value = int(text)
+        return value if value <= _MAX_UINT32 else None
+    try:
+        return dns.ttl.from_text(text)
+    except dns.exception.SyntaxError:
+        return None
+
+
+def _wire_length(name: Name) -> int:
+    return sum(len(label) + 1 for label in name) + 1
+
+
+def _statement_end(text: str, start: int) -> int:
+    """Where the statement that starts at ``text[start]`` ends: after its line break.
+
+    Follows the tokenizer: ``( )`` outside quotes join lines, ``;`` outside quotes starts
+    a comment, a backslash escapes the next character (in quotes even the line break).
+    A statement the tokenizer would refuse ends where it fails: the Reader reports it.
+    """
+    depth = 0
+    quoting = False
+    length = len(text)
+    at = start
+    while at < length:
+        end = text.find("\n", at)
+        if end < 0:
+            end = length
+        escaped_break = False
+        while at < end:
+            char = text[at]
+            if char == "\\":
+                at += 2
+                escaped_break = at > end
+                continue
+            if quoting:
+                if char == '"':
+                    quoting = False
+            elif char == '"':
+                quoting = True
+            elif char == "(":
+                depth += 1
+            elif char == ")":
+                depth -= 1
+                if depth < 0:
+                    return min(end + 1, length)
+            elif char == ";":
+                break
+            at += 1
+        if quoting:
+            if not escaped_break:
+                return min(end + 1, length)  # a line break in a quoted string
+        elif escaped_break or depth == 0:
+            return min(end + 1, length)
+        at = end + 1
+    return length
+
+
 # --------------------------------------------------------------------------- conversion
 
 
@@ -433,7 +917,7 @@ def _to_record(rr: _Added) -> Record:
         rtype=int(rr.rdata.rdtype),
         ttl=rr.ttl,
         rdata=_to_dnslib(rr.rdata),
-        where=rr.where,
+        file=rr.where,  # already file:line
     )
 
 
@@ -491,22 +975,27 @@ _Found = Iterator[tuple[int, str]]
 _Numbered = list[tuple[int, Record]]
 
 
-def _outside_zone(origin: Name, numbered: _Numbered) -> _Found:
-    for i, r in numbered:
-        if not is_subdomain(r.name, origin):
+def _outside_zone(origin: Name, records: list[Record]) -> _Found:
+    last: Name | None = None
+    inside = True
+    for i, r in enumerate(records):
+        if r.name is not last:  # records of one owner often share its tuple
+            last = r.name
+            inside = is_subdomain(last, origin)
+        if not inside:
             yield i, f"{r.where}: {to_text(r.name)} is outside the zone {to_text(origin)}"
 
 
-def _ttl_too_large(numbered: _Numbered) -> _Found:
-    for i, r in numbered:
+def _ttl_too_large(records: list[Record]) -> _Found:
+    for i, r in enumerate(records):
         if r.ttl > MAX_TTL:
             yield i, f"{r.where}: TTL {r.ttl} is above {MAX_TTL}, the largest allowed (RFC 2181 §8)"
 
 
-def _soa_misplaced_or_repeated(origin: Name, inside: _Numbered) -> _Found:
+def _soa_misplaced_or_repeated(origin: Name, records: list[Record]) -> _Found:
     first: Record | None = None
-    for i, r in inside:
-        if r.rtype != TYPE_SOA:
+    for i, r in enumerate(records):
+        if r.rtype != TYPE_SOA or not is_subdomain(r.name, origin):
             continue
         if r.name != origin:
             yield i, f"{r.where}: SOA at {to_text(r.name)} is not at the apex {to_text(origin)}"
@@ -516,9 +1005,9 @@ def _soa_misplaced_or_repeated(origin: Name, inside: _Numbered) -> _Found:
             yield i, f"{r.where}: a second SOA (the first is at {first.where}); a zone has one"
 
 
-def _apex_incomplete(origin: Name, inside: _Numbered, records: list[Record]) -> _Found:
+def _apex_incomplete(origin: Name, records: list[Record]) -> _Found:
     apex_types: dict[int, Record] = {}  # the first record of each type at the apex
-    for _, r in inside:
+    for r in records:
         if r.name == origin:
             apex_types.setdefault(r.rtype, r)
     soa = apex_types.get(TYPE_SOA)
@@ -530,10 +1019,15 @@ def _apex_incomplete(origin: Name, inside: _Numbered, records: list[Record]) -> 
         yield -1, f"{where}: zone {zone} has no NS records at its apex"
 
 
-def _cname_not_alone(inside: _Numbered) -> _Found:
+def _cname_not_alone(origin: Name, records: list[Record]) -> _Found:
+    cname_owners = {
+        r.name for r in records if r.rtype == TYPE_CNAME and is_subdomain(r.name, origin)
+    }
     by_owner: dict[Name, _Numbered] = {}
-    for i, r in inside:
-        by_owner.setdefault(r.name, []).append((i, r))
+    if cname_owners:
+        for i, r in enumerate(records):
+            if r.name in cname_owners:
+                by_owner.setdefault(r.name, []).append((i, r))
     for owned in by_owner.values():
         cnames = [(i, r) for i, r in owned if r.rtype == TYPE_CNAME]
         if cnames:

@@ -8,11 +8,13 @@ where are the zone cuts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
-from dnslib import QTYPE, RR, DNSLabel
+from dnslib import QTYPE, RR, DNSBuffer, DNSLabel
 
 from dnspol.names import Name, to_label, to_text
 
@@ -25,13 +27,23 @@ WILDCARD = b"*"
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One resource record as read from a file; ``where`` is ``file:line``."""
+    """One resource record as read from a file.
+
+    ``where`` (``file:line``) is made from ``file`` and ``line`` when a message needs it,
+    so a million records do not carry a million strings. With ``line`` 0, ``file`` alone
+    says where the record comes from (e.g. ``file:line`` already, or a zone's source).
+    """
 
     name: Name
     rtype: int
     ttl: int
     rdata: object  # a dnslib RD instance, ready to pack
-    where: str = "?"
+    file: str = "?"
+    line: int = 0
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +65,69 @@ class RRset:
 Node = Mapping[int, RRset]
 
 
+class OneRRsetNode(Mapping[int, RRset]):
+    """A node that holds one RRset, as most do: a read-only mapping of one entry.
+
+    A dict of one entry behind a ``MappingProxyType`` takes some 300 bytes; this takes
+    about 50, which is most of what a million-name zone weighs.
+    """
+
+    __slots__ = ("_rrset",)
+
+    def __init__(self, rrset: RRset) -> None:
+        self._rrset = rrset
+
+    def __getitem__(self, rtype: int) -> RRset:
+        if rtype == self._rrset.rtype:
+            return self._rrset
+        raise KeyError(rtype)
+
+    def get(self, rtype: int, default: RRset | None = None) -> RRset | None:  # type: ignore[override]
+        rrset = self._rrset
+        return rrset if rtype == rrset.rtype else default
+
+    def __contains__(self, rtype: object) -> bool:
+        return rtype == self._rrset.rtype
+
+    def __iter__(self) -> Iterator[int]:
+        return iter((self._rrset.rtype,))
+
+    def __len__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return f"OneRRsetNode({self._rrset!r})"
+
+
+class Existing(AbstractSet[Name]):
+    """The names that exist in a zone: owners of data and empty non-terminals.
+
+    A view over ``Zone.nodes`` and the (few) empty non-terminals, so that every owner
+    name is not held a second time.
+    """
+
+    __slots__ = ("_nodes", "empty_non_terminals")
+
+    def __init__(self, nodes: Mapping[Name, Node], empty_non_terminals: frozenset[Name]) -> None:
+        self._nodes = nodes
+        self.empty_non_terminals = empty_non_terminals
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._nodes or name in self.empty_non_terminals
+
+    def __iter__(self) -> Iterator[Name]:
+        yield from self._nodes
+        yield from self.empty_non_terminals
+
+    def __len__(self) -> int:
+        return len(self._nodes) + len(self.empty_non_terminals)
+
+
 @dataclass(frozen=True, slots=True)
 class Zone:
     origin: Name
     nodes: Mapping[Name, Node]
-    existing: frozenset[Name]  # owners of data plus empty non-terminals
+    existing: Existing  # owners of data plus empty non-terminals
     cuts: frozenset[Name]  # names below the apex that own NS: delegations
     source: str = ""
     scope: str = "default"
@@ -89,31 +159,57 @@ class Zone:
         cls, origin: Name, records: Iterable[Record], source: str = "", scope: str = "default"
     ) -> Zone:
         """Index records by owner and type. Validation is the loader's job."""
-        grouped: dict[Name, dict[int, list[Record]]] = {}
+        # owner -> its one record, or the list of them; becomes owner -> node in place
+        grouped: dict[Name, Any] = {}
         for rec in records:
-            grouped.setdefault(rec.name, {}).setdefault(rec.rtype, []).append(rec)
-        nodes: dict[Name, Node] = {}
-        for name, by_type in grouped.items():
-            nodes[name] = MappingProxyType(
-                {rtype: _rrset(name, rtype, recs) for rtype, recs in by_type.items()}
-            )
-        existing = set()
-        for name in nodes:
-            # every ancestor between the name and the apex exists (RFC 4592 §2.2.2)
-            for i in range(len(name) - len(origin) + 1):
-                existing.add(name[i:])
+            found = grouped.get(rec.name)
+            if found is None:
+                grouped[rec.name] = rec
+            elif type(found) is list:
+                found.append(rec)
+            else:
+                grouped[rec.name] = [found, rec]
+        for name, found in grouped.items():
+            grouped[name] = _node(name, found if type(found) is list else [found])
+        nodes: dict[Name, Node] = grouped
         cuts = frozenset(n for n, node in nodes.items() if n != origin and TYPE_NS in node)
         return cls(
             origin=origin,
             nodes=MappingProxyType(nodes),
-            existing=frozenset(existing),
+            existing=Existing(nodes, _empty_non_terminals(origin, nodes)),
             cuts=cuts,
             source=source,
             scope=scope,
         )
 
 
+def _node(name: Name, recs: list[Record]) -> Node:
+    by_type: dict[int, list[Record]] = {}
+    for rec in recs:
+        by_type.setdefault(rec.rtype, []).append(rec)
+    if len(by_type) == 1:
+        ((rtype, same),) = by_type.items()
+        return OneRRsetNode(_rrset(name, rtype, same))
+    return MappingProxyType({rtype: _rrset(name, rtype, same) for rtype, same in by_type.items()})
+
+
+def _empty_non_terminals(origin: Name, nodes: Mapping[Name, Node]) -> frozenset[Name]:
+    """Names between an owner and the apex that own nothing (RFC 4592 §2.2.2)."""
+    found: set[Name] = set()
+    depth = len(origin)
+    for name in nodes:
+        for i in range(1, len(name) - depth + 1):
+            parent = name[i:]
+            if parent in nodes or parent in found:
+                break  # its own ancestors are (or will be) done from there
+            found.add(parent)
+    return frozenset(found)
+
+
 def _rrset(name: Name, rtype: int, recs: list[Record]) -> RRset:
+    if len(recs) == 1:
+        rec = recs[0]
+        return RRset(name, rtype, rec.ttl, (rec.rdata,))
     rdatas: list[object] = []
     seen: set[bytes] = set()
     for rec in recs:
@@ -126,8 +222,6 @@ def _rrset(name: Name, rtype: int, recs: list[Record]) -> RRset:
 
 
 def _rdata_key(rdata: object) -> bytes:
-    from dnslib import DNSBuffer
-
     buf = DNSBuffer()
     rdata.pack(buf)  # type: ignore[attr-defined]
     return bytes(buf.data)
