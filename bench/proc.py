@@ -2,7 +2,11 @@
 
 python bench/proc.py cpu PID    -> CPU seconds (user+system) used so far by PID, its
                                    reaped children, and its live descendants
+python bench/proc.py cpus PID   -> "pid:seconds ..." for each live process of that tree
 python bench/proc.py freeport   -> a port that is free on 127.0.0.1 for both UDP and TCP
+python bench/proc.py core N|all -> "task total steal idle irq" seconds of CPU N (all: every CPU)
+python bench/proc.py udp-drops  -> UDP receive-buffer drops so far (all sockets)
+python bench/proc.py timed OUT -- CMD...  -> run CMD, write "wall user system" to OUT
 """
 
 from __future__ import annotations
@@ -70,6 +74,17 @@ def cpu_seconds(pid: int) -> float:
     return ticks / CLK_TCK
 
 
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """CPU seconds of each live process in the tree rooted at ``pid`` (own time only)."""
+    out: dict[int, float] = {}
+    for member in [pid, *descendants(pid)]:
+        try:
+            out[member] = own_ticks(member, with_children=False) / CLK_TCK
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 def free_port() -> int:
     """A port currently free on 127.0.0.1 for UDP and TCP alike."""
     for _ in range(50):
@@ -108,15 +123,20 @@ def udp_rcvbuf_drops() -> int:
     return v4 + v6
 
 
-def core_seconds(cpu: int) -> tuple[float, float, float]:
-    """(user+nice+system, all states, steal) seconds spent by one CPU since boot."""
+def core_seconds(cpu: int | None) -> tuple[float, ...]:
+    """(user+nice+system, all states, steal, idle+iowait, irq+softirq) seconds spent by one
+    CPU (None: all CPUs, summed) since boot. Interrupt time -- on loopback most of the packet
+    delivery runs as softirq -- is charged to no process."""
+    label = "cpu" if cpu is None else f"cpu{cpu}"
     for line in (PROC / "stat").read_text().splitlines():
         name, *values = line.split()
-        if name == f"cpu{cpu}":
+        if name == label:
             ticks = [int(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
-            user, nice, system, steal = ticks[0], ticks[1], ticks[2], ticks[7]
-            return (user + nice + system) / CLK_TCK, sum(ticks) / CLK_TCK, steal / CLK_TCK
-    raise ValueError(f"cpu{cpu} not in /proc/stat")
+            task = sum(ticks[0:3])
+            idle = ticks[3] + ticks[4]
+            irq = ticks[5] + ticks[6]
+            return tuple(v / CLK_TCK for v in (task, sum(ticks), ticks[7], idle, irq))
+    raise ValueError(f"{label} not in /proc/stat")
 
 
 def run_timed(out: Path, cmd: list[str]) -> int:
@@ -150,8 +170,12 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "cpu":
         print(f"{cpu_seconds(int(argv[1])):.2f}")
         return 0
+    if len(argv) == 2 and argv[0] == "cpus":
+        print(" ".join(f"{p}:{sec:.2f}" for p, sec in cpu_by_process(int(argv[1])).items()))
+        return 0
     if len(argv) == 2 and argv[0] == "core":
-        print(" ".join(f"{v:.2f}" for v in core_seconds(int(argv[1]))))
+        cpu = None if argv[1] == "all" else int(argv[1])
+        print(" ".join(f"{v:.2f}" for v in core_seconds(cpu)))
         return 0
     if argv == ["udp-drops"]:
         print(udp_rcvbuf_drops())

@@ -3,9 +3,19 @@
 # other, load each with the same dnsperf query file and compare. See bench/README.md.
 #
 #   bash bench/run.sh [--distinct] [--edns] [--tcp] [--servers bind,dnspol,dnslib] [--seconds N]
+#                     [--policy] [--all-cores] [--ecs] [--latency] [--rate QPS] [--json-out F]
+#
+#   --policy     dnspol serves a generated split-horizon config (10,000-prefix subnet list)
+#   --all-cores  nothing pinned: named with its default threads, dnspol with its default
+#                workers (one per core), dnsperf unpinned
+#   --ecs        every query carries EDNS Client Subnet, from 4,000 distinct /24s
+#   --latency    after each max-rate run, a fixed-rate run (half that rate, or --rate QPS)
+#                with dnsperf -v, and its p50/p99/p99.9
+#   --json-out F write the JSON result to F (default bench/results/<UTC timestamp>.json)
 #
 # Environment: BENCH_SECONDS (15), BENCH_CLIENTS (4), BENCH_OUTSTANDING (100),
-# BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_STARTUP_TIMEOUT (10), BENCH_KEEP (0),
+# BENCH_THREADS (dnsperf -T, unset: dnsperf's default), BENCH_SERVER_CPU (0),
+# BENCH_CLIENT_CPU (1), BENCH_STARTUP_TIMEOUT (10), BENCH_KEEP (0),
 # DNSPOL_ARGS (extra arguments for `dnspol serve`), VENV (<repo>/.venv),
 # DNSPOL (the dnspol executable, default $VENV/bin/dnspol).
 set -euo pipefail
@@ -24,14 +34,23 @@ SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 STARTUP_TIMEOUT=${BENCH_STARTUP_TIMEOUT:-10}
 KEEP=${BENCH_KEEP:-0}
+THREADS=${BENCH_THREADS:-}
 MODE=repeat
 EDNS=0
 TRANSPORT=udp
+POLICY=0
+ALL_CORES=0
+ECS=0
+LATENCY=0
+RATE=""
+JSON_OUT=""
 SERVERS=bind,dnspol,dnslib
 KNOWN_SERVERS=" bind dnspol dnslib "
 
 ZONE=$BENCH_DIR/zone/bench.example.zone
 RESULTS_DIR=$BENCH_DIR/results
+POLICY_DIR=""
+ECS_MIX=""
 WORK=""
 SERVER_PID=""
 DNSPERF_PID=""
@@ -39,6 +58,9 @@ NAMED=""
 CMD=()
 SKIP_REASON=""
 DNSPERF_ARGS=()
+DNSPERF_INPUT=()
+PIN_SERVER=()
+PIN_CLIENT=()
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -53,6 +75,14 @@ parse_args() {
             --distinct) MODE=distinct ;;
             --edns) EDNS=1 ;;
             --tcp) TRANSPORT=tcp ;;
+            --policy) POLICY=1 ;;
+            --all-cores) ALL_CORES=1 ;;
+            --ecs) ECS=1 ;;
+            --latency) LATENCY=1 ;;
+            --rate) RATE=${2:?--rate needs a number}; LATENCY=1; shift ;;
+            --rate=*) RATE=${1#*=}; LATENCY=1 ;;
+            --json-out) JSON_OUT=${2:?--json-out needs a path}; shift ;;
+            --json-out=*) JSON_OUT=${1#*=} ;;
             --servers) SERVERS=${2:?--servers needs a list}; shift ;;
             --servers=*) SERVERS=${1#*=} ;;
             --seconds) RUN_SECONDS=${2:?--seconds needs a number}; shift ;;
@@ -63,6 +93,10 @@ parse_args() {
         shift
     done
     [[ $RUN_SECONDS =~ ^[0-9]+$ && $RUN_SECONDS -gt 0 ]] || die "--seconds must be a positive integer"
+    [[ -z $RATE || ($RATE =~ ^[0-9]+$ && $RATE -gt 0) ]] || die "--rate must be a positive integer"
+    [[ -z $THREADS || ($THREADS =~ ^[0-9]+$ && $THREADS -gt 0) ]] || die "BENCH_THREADS must be a positive integer"
+    ((ECS)) && EDNS=1 # ECS queries carry an OPT record (dnsperf -B input, not -e)
+    if [[ -n $JSON_OUT && $JSON_OUT != /* ]]; then JSON_OUT=$PWD/$JSON_OUT; fi
     local name
     for name in ${SERVERS//,/ }; do
         [[ $KNOWN_SERVERS == *" $name "* ]] || die "unknown server '$name' (known:$KNOWN_SERVERS)"
@@ -88,6 +122,12 @@ ensure_tools() {
 }
 
 check_cpus() {
+    if ((ALL_CORES)); then
+        log "all cores: no server and no dnsperf pinned ($(nproc) CPUs usable)"
+        return 0
+    fi
+    PIN_SERVER=(taskset -c "$SERVER_CPU")
+    PIN_CLIENT=(taskset -c "$CLIENT_CPU")
     taskset -c "$SERVER_CPU" true 2>/dev/null || die "cannot pin to CPU $SERVER_CPU (BENCH_SERVER_CPU)"
     taskset -c "$CLIENT_CPU" true 2>/dev/null || die "cannot pin to CPU $CLIENT_CPU (BENCH_CLIENT_CPU)"
     [[ $SERVER_CPU != "$CLIENT_CPU" ]] || log "warning: server and dnsperf share CPU $SERVER_CPU"
@@ -147,6 +187,22 @@ generate_inputs() {
     QUERIES=$BENCH_DIR/zone/queries-$MODE.txt
     MIX=$BENCH_DIR/zone/queries-$MODE.mix.json
     (cd "$BENCH_DIR" && "$PY" gen_queries.py --mode "$MODE" --out "$QUERIES" --mix-out "$MIX") >&2
+    DNSPERF_INPUT=(-d "$QUERIES")
+    if ((POLICY || ECS)); then
+        # The ECS subnets are drawn against the policy's prefix list, so generate it for
+        # --ecs alone too: the ECS query file is then the same with and without --policy.
+        POLICY_DIR=$WORK/policy
+        local trusted=()
+        ((ECS)) && trusted=(--trusted-resolver 127.0.0.1/32)
+        (cd "$BENCH_DIR" && "$PY" gen_policy.py --zone "$ZONE" --out-dir "$POLICY_DIR" "${trusted[@]}") >&2
+    fi
+    if ((ECS)); then
+        local bin=$BENCH_DIR/zone/queries-$MODE.ecs.bin
+        ECS_MIX=$BENCH_DIR/zone/queries-$MODE.ecs.json
+        (cd "$BENCH_DIR" && "$PY" gen_ecs.py --queries "$QUERIES" --out "$bin" \
+            --prefixes "$POLICY_DIR/prefixes.txt" --mix-out "$ECS_MIX") >&2
+        DNSPERF_INPUT=(-d "$bin" -B)
+    fi
 }
 
 # --- servers ------------------------------------------------------------------------------
@@ -201,8 +257,10 @@ build_cmd() {
         bind)
             [[ -n $NAMED ]] || { SKIP_REASON="named is not installed"; return 1; }
             write_named_conf "$port"
-            # -g: foreground, log to stderr; -n 1: one worker thread. Runs as root (no -u).
-            CMD=("$NAMED" -g -n 1 -c "$WORK/named/named.conf")
+            # -g: foreground, log to stderr; -n 1: one worker thread (--all-cores: named's
+            # default, one per CPU). Runs as root (no -u).
+            CMD=("$NAMED" -g -c "$WORK/named/named.conf")
+            ((ALL_CORES)) || CMD+=(-n 1)
             ;;
         dnslib)
             CMD=("$PY" "$BENCH_DIR/dnslib_server.py" --zone "$ZONE" --port "$port" --address 127.0.0.1)
@@ -213,7 +271,22 @@ build_cmd() {
                 return 1
             fi
             read -r -a extra <<<"${DNSPOL_ARGS:-}"
-            CMD=("$DNSPOL" serve --zone "$ZONE" --listen "127.0.0.1:$port" "${extra[@]}")
+            if ((POLICY)); then
+                local check
+                if ! check=$("$DNSPOL" check --config "$POLICY_DIR/dnspol.yaml" 2>&1); then
+                    SKIP_REASON="dnspol check rejects the generated config: $(tail -n 3 <<<"$check" | tr '\n' ' ')"
+                    return 1
+                fi
+                log "  dnspol check: $(tail -n 1 <<<"$check")"
+                CMD=("$DNSPOL" serve --config "$POLICY_DIR/dnspol.yaml")
+            else
+                CMD=("$DNSPOL" serve --zone "$ZONE")
+            fi
+            CMD+=(--listen "127.0.0.1:$port")
+            # One worker process when pinned to one core; with --all-cores dnspol's default
+            # (one worker per usable core, SO_REUSEPORT).
+            ((ALL_CORES)) || CMD+=(--workers 1)
+            CMD+=("${extra[@]}")
             ;;
     esac
 }
@@ -258,6 +331,24 @@ sanity_line() {
     log "  sanity: host-0001 A -> ${a:-none}| alias-001 A -> ${c:-none}| foo.wild A -> ${w:-none}| nx-0001 -> ${nx:-?}"
 }
 
+# The policy at work: an internal client, a blocked one, and (with --ecs) ECS from inside and
+# outside the prefix list. Expected from dnspol: 10.99.0.1, REFUSED, 10.99.0.1, 10.0.0.1.
+policy_sanity_line() {
+    local port=$1 internal blocked line
+    internal=$(dig_at "$port" -b 127.0.0.2 +short host-0001.bench.example. A | tr '\n' ' ' || true)
+    blocked=$(dig_at "$port" -b 127.0.0.3 host-0001.bench.example. A | grep -o 'status: [A-Z]*' || true)
+    line="  policy: from 127.0.0.2 -> ${internal:-none}| from 127.0.0.3 -> ${blocked:-?}"
+    if ((ECS)) && [[ -n $ECS_MIX ]]; then
+        local inside outside a b
+        inside=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["example_inside"])' "$ECS_MIX")
+        outside=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["example_outside"])' "$ECS_MIX")
+        a=$(dig_at "$port" "+subnet=$inside" +short host-0001.bench.example. A | tr '\n' ' ' || true)
+        b=$(dig_at "$port" "+subnet=$outside" +short host-0001.bench.example. A | tr '\n' ' ' || true)
+        line+="| ECS $inside -> ${a:-none}| ECS $outside -> ${b% }"
+    fi
+    log "$line"
+}
+
 skip_server() {
     local name=$1 reason=$2
     echo "skipped: $reason" >"$WORK/$name.status"
@@ -266,23 +357,61 @@ skip_server() {
 
 cpu_of() { "$PY" "$BENCH_DIR/proc.py" cpu "$1"; }
 
-# "task total steal" seconds of a core (to see other processes sharing it).
+# "task total steal" seconds of a core, or of all CPUs ("all"), to see other processes.
 core_of() {
-    if [[ $1 =~ ^[0-9]+$ ]]; then "$PY" "$BENCH_DIR/proc.py" core "$1"; else echo "-"; fi
+    if [[ $1 =~ ^([0-9]+|all)$ ]]; then "$PY" "$BENCH_DIR/proc.py" core "$1"; else echo "-"; fi
 }
 
 # Runs dnsperf in the background (so a signal to this script is handled at once) and waits;
 # its wall/user/system seconds go to NAME.client: they show whether dnsperf, rather than the
 # server, was the limit.
+#   run_dnsperf NAME PORT OUT_FILE TIMES_FILE [extra dnsperf args...]
 run_dnsperf() {
-    local name=$1 port=$2 rc=0
-    taskset -c "$CLIENT_CPU" "$PY" "$BENCH_DIR/proc.py" timed "$WORK/$name.client" -- \
-        dnsperf -s 127.0.0.1 -p "$port" -d "$QUERIES" "${DNSPERF_ARGS[@]}" \
-        >"$WORK/$name.dnsperf.txt" 2>&1 &
+    local name=$1 port=$2 out=$3 times=$4 rc=0
+    shift 4
+    "${PIN_CLIENT[@]}" "$PY" "$BENCH_DIR/proc.py" timed "$times" -- \
+        dnsperf -s 127.0.0.1 -p "$port" "${DNSPERF_INPUT[@]}" "${DNSPERF_ARGS[@]}" "$@" \
+        >"$out" 2>&1 &
     DNSPERF_PID=$!
     wait "$DNSPERF_PID" || rc=$?
     DNSPERF_PID=""
     return "$rc"
+}
+
+# The fixed-rate run of --latency: dnsperf -v -Q RATE (RATE: --rate, else half the qps the
+# max-rate run just measured), one line per answer to NAME.latency.raw, reduced by
+# latency.py to NAME.latency.json.
+measure_latency() {
+    local name=$1 port=$2 server_core=$3 client_core=$4 rate=$RATE qps cpu_before cpu_after
+    local core_before client_before perf_rc=0
+    if [[ -z $rate ]]; then
+        qps=$(grep -E 'Queries per second' "$WORK/$name.dnsperf.txt" | awk '{ print $4 }')
+        rate=$(awk -v q="${qps:-0}" 'BEGIN { printf "%d", q / 2 }')
+    fi
+    if ((rate < 1)); then
+        log "  no rate for the latency run of $name (max run measured ${qps:-nothing})"
+        return 0
+    fi
+    log "  latency: dnsperf -v -Q $rate for ${RUN_SECONDS} s ..."
+    core_before=$(core_of "$server_core")
+    client_before=$(core_of "$client_core")
+    cpu_before=$(cpu_of "$SERVER_PID")
+    run_dnsperf "$name" "$port" "$WORK/$name.latency.raw" "$WORK/$name.latency.client" \
+        -v -Q "$rate" || perf_rc=$?
+    cpu_after=$(cpu_of "$SERVER_PID")
+    echo "$core_before $(core_of "$server_core")" >"$WORK/$name.latency.core"
+    echo "$client_before $(core_of "$client_core")" >"$WORK/$name.latency.clientcore"
+    if ! grep -q '^Statistics:' "$WORK/$name.latency.raw"; then
+        log "  latency run failed (dnsperf status $perf_rc)"
+        echo "failed: dnsperf exited with status $perf_rc without statistics" >"$WORK/$name.latency.status"
+        return 0
+    fi
+    echo "$cpu_before $cpu_after" >"$WORK/$name.latency.cpu"
+    "$PY" "$BENCH_DIR/latency.py" "$WORK/$name.latency.raw" --rate "$rate" \
+        --out "$WORK/$name.latency.json" | sed 's/^/[bench]   /' >&2
+    # Keep only the statistics (the per-query lines are large) unless BENCH_KEEP=1.
+    grep -v '^> ' "$WORK/$name.latency.raw" >"$WORK/$name.latency.txt" || true
+    [[ $KEEP == 1 ]] || rm -f "$WORK/$name.latency.raw"
 }
 
 bench_server() {
@@ -293,9 +422,13 @@ bench_server() {
         skip_server "$name" "$SKIP_REASON"
         return 0
     fi
-    printf '%q ' taskset -c "$SERVER_CPU" "${CMD[@]}" >"$WORK/$name.cmd"
-    log "starting $name on 127.0.0.1:$port, pinned to CPU $SERVER_CPU"
-    setsid taskset -c "$SERVER_CPU" "${CMD[@]}" >"$WORK/$name.log" 2>&1 </dev/null &
+    printf '%q ' "${PIN_SERVER[@]}" "${CMD[@]}" >"$WORK/$name.cmd"
+    if ((ALL_CORES)); then
+        log "starting $name on 127.0.0.1:$port, not pinned"
+    else
+        log "starting $name on 127.0.0.1:$port, pinned to CPU $SERVER_CPU"
+    fi
+    setsid "${PIN_SERVER[@]}" "${CMD[@]}" >"$WORK/$name.log" 2>&1 </dev/null &
     SERVER_PID=$!
     if ! wait_until_answering "$port"; then
         skip_server "$name" "$SKIP_REASON"
@@ -304,12 +437,21 @@ bench_server() {
         return 0
     fi
     sanity_line "$port"
-    log "  dnsperf for ${RUN_SECONDS} s (pinned to CPU $CLIENT_CPU) ..."
+    if ((POLICY)) && [[ $name == dnspol ]]; then policy_sanity_line "$port"; fi
+    local server_core=$SERVER_CPU client_core=$CLIENT_CPU
+    if ((ALL_CORES)); then
+        server_core=all
+        client_core=none
+        log "  dnsperf for ${RUN_SECONDS} s (not pinned) ..."
+    else
+        log "  dnsperf for ${RUN_SECONDS} s (pinned to CPU $CLIENT_CPU) ..."
+    fi
     drops_before=$("$PY" "$BENCH_DIR/proc.py" udp-drops)
-    core_before=$(core_of "$SERVER_CPU")
-    client_before=$(core_of "$CLIENT_CPU")
+    core_before=$(core_of "$server_core")
+    client_before=$(core_of "$client_core")
     cpu_before=$(cpu_of "$SERVER_PID")
-    run_dnsperf "$name" "$port" || perf_rc=$?
+    "$PY" "$BENCH_DIR/proc.py" cpus "$SERVER_PID" >"$WORK/$name.procs.before"
+    run_dnsperf "$name" "$port" "$WORK/$name.dnsperf.txt" "$WORK/$name.client" || perf_rc=$?
     if ! grep -q '^Statistics:' "$WORK/$name.dnsperf.txt"; then
         local last
         last=$(grep -v '^\[' "$WORK/$name.dnsperf.txt" | grep . | tail -n 1 || true)
@@ -326,8 +468,9 @@ bench_server() {
         return 0
     fi
     cpu_after=$(cpu_of "$SERVER_PID")
-    core_after=$(core_of "$SERVER_CPU")
-    client_after=$(core_of "$CLIENT_CPU")
+    "$PY" "$BENCH_DIR/proc.py" cpus "$SERVER_PID" >"$WORK/$name.procs.after"
+    core_after=$(core_of "$server_core")
+    client_after=$(core_of "$client_core")
     drops_after=$("$PY" "$BENCH_DIR/proc.py" udp-drops)
     echo "$cpu_before $cpu_after" >"$WORK/$name.cpu"
     echo "$core_before $core_after" >"$WORK/$name.core"
@@ -335,6 +478,14 @@ bench_server() {
     echo $((drops_after - drops_before)) >"$WORK/$name.drops"
     echo ok >"$WORK/$name.status"
     grep -E 'Queries per second|Queries lost' "$WORK/$name.dnsperf.txt" | sed 's/^ */[bench]   /' >&2 || true
+    if ((LATENCY)); then
+        sleep 1
+        measure_latency "$name" "$port" "$server_core" "$client_core"
+    fi
+    if ! alive "$SERVER_PID"; then
+        log "  $name exited after the run"
+        echo "exited after the run" >"$WORK/$name.exited"
+    fi
     stop_server
     sleep 1 # let sockets and the CPU settle before the next server
 }
@@ -343,7 +494,9 @@ build_dnsperf_args() {
     # -c/-q: enough clients and outstanding queries that the server, not dnsperf, is the
     # limit (see README); dnsperf's default 5 s timeout decides what counts as "lost".
     DNSPERF_ARGS=(-l "$RUN_SECONDS" -c "$CLIENTS" -q "$OUTSTANDING")
-    ((EDNS)) && DNSPERF_ARGS+=(-e)
+    [[ -n $THREADS ]] && DNSPERF_ARGS+=(-T "$THREADS")
+    # -e cannot be combined with -B; the ECS queries carry their own OPT record.
+    ((EDNS && !ECS)) && DNSPERF_ARGS+=(-e)
     [[ $TRANSPORT == tcp ]] && DNSPERF_ARGS+=(-m tcp)
     if dnsperf -H 2>&1 | grep -q 'latency-histogram'; then
         DNSPERF_ARGS+=(-O latency-histogram)
@@ -363,16 +516,22 @@ main() {
     generate_inputs
     build_dnsperf_args
     if wants bind; then prepare_named || log "named not found"; fi
-    log "mode=$MODE transport=$TRANSPORT edns=$EDNS seconds=$RUN_SECONDS servers=$SERVERS"
+    log "mode=$MODE transport=$TRANSPORT edns=$EDNS ecs=$ECS policy=$POLICY all_cores=$ALL_CORES latency=$LATENCY${RATE:+ rate=$RATE} seconds=$RUN_SECONDS servers=$SERVERS"
     log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     local name
     for name in ${SERVERS//,/ }; do
         bench_server "$name"
     done
+    local report_args=()
+    [[ -n $JSON_OUT ]] && report_args+=(--json-out "$JSON_OUT")
+    [[ -n $ECS_MIX ]] && report_args+=(--ecs-mix "$ECS_MIX")
+    ((POLICY)) && report_args+=(--policy "$POLICY_DIR/dnspol.yaml")
+    ((ALL_CORES)) && report_args+=(--all-cores)
+    ((LATENCY)) && report_args+=(--latency)
     "$PY" "$BENCH_DIR/report.py" --run-dir "$WORK" --results-dir "$RESULTS_DIR" \
         --servers "$SERVERS" --mix "$MIX" --mode "$MODE" --transport "$TRANSPORT" \
-        --edns "$EDNS" --seconds "$RUN_SECONDS" --python "$PY" \
-        --dnsperf-args "taskset -c $CLIENT_CPU dnsperf -s 127.0.0.1 -p PORT -d $QUERIES ${DNSPERF_ARGS[*]}"
+        --edns "$EDNS" --seconds "$RUN_SECONDS" --python "$PY" "${report_args[@]}" \
+        --dnsperf-args "${PIN_CLIENT[*]}${PIN_CLIENT[*]:+ }dnsperf -s 127.0.0.1 -p PORT ${DNSPERF_INPUT[*]} ${DNSPERF_ARGS[*]}"
 }
 
 main "$@"
