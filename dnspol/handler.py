@@ -73,9 +73,11 @@ class Listener:
     transport: str  # "udp" | "tcp"
     tcp: bool = field(init=False)
     tag: tuple[str, str] = field(init=False)  # (transport, family) for counting
+    ip: object = field(init=False)  # the address, parsed once
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tcp", self.transport == "tcp")
+        object.__setattr__(self, "ip", ip_address(self.address.split("%")[0]))
         family = "ipv6" if ":" in self.address else "ipv4"
         object.__setattr__(self, "tag", (self.transport, family))
 
@@ -121,6 +123,7 @@ class Handler:
         self.rng = random.Random(seed)
         self.fast_path = True
         self.stats = Stats()
+        self._addresses: dict[str, object] = {}
         # test mode only (``--fake-time``): CHAOS TXT queries drive the clock and reload
         self.control: Callable[[Name], str | None] | None = None
 
@@ -277,9 +280,9 @@ class Handler:
     def _decide(self, query: Query, peer, listener: Listener, snap: Snapshot, zone):
         ecs = query.edns.ecs if query.edns is not None else None
         facts = QueryFacts(
-            client=ip_address(peer[0]),
+            client=self._address(peer[0]),
             ecs=ecs.network if ecs is not None and ecs.source > 0 else None,
-            server=ip_address(listener.address),
+            server=listener.ip,
             transport=listener.transport,
             qname=query.qname,
             qtype=query.qtype,
@@ -287,6 +290,16 @@ class Handler:
             now=self.clock.now(),
         )
         return snap.policy.evaluate(facts, self.rng)
+
+    def _address(self, text: str):
+        """Parsed client addresses, remembered: parsing costs more than the lookup."""
+        addresses = self._addresses
+        addr = addresses.get(text)
+        if addr is None:
+            if len(addresses) >= 65536:
+                addresses.clear()
+            addr = addresses[text] = ip_address(text.split("%")[0])
+        return addr
 
     def _enforce(self, query: Query, decision, zone, limit: int, options, snap) -> Answered:
         """Policy actions other than answering: drop, refuse, NXDOMAIN."""
