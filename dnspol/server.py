@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import itertools
 import logging
 import os
 import signal
@@ -330,11 +331,17 @@ def _settle_memory() -> None:
     gc.freeze()
 
 
+DESCRIBE_ZONES = 20  # a start line with 100,000 zones would be unreadable
+
+
 def describe(snap: Snapshot | None) -> str:
+    """Zones and serials for the start and reload log lines (the first 20 of them)."""
     if snap is None:
         return "nothing"
-    zones = ", ".join(f"{to_text(z.origin)} (serial {z.serial})" for z in snap.zones)
-    return f"{len(snap.zones)} zone(s): {zones}"
+    shown = itertools.islice(snap.zones, DESCRIBE_ZONES)
+    zones = ", ".join(f"{to_text(z.origin)} (serial {z.serial})" for z in shown)
+    more = len(snap.zones) - DESCRIBE_ZONES
+    return f"{len(snap.zones)} zone(s): {zones}" + (f" and {more} more" if more > 0 else "")
 
 
 def _fingerprint(files) -> tuple:
