@@ -295,8 +295,8 @@ class TimeIn(Criterion):
 
 
 @dataclass(frozen=True, slots=True)
-class All(Criterion):
-    """Every child matches. No children: always matches."""
+class _Group(Criterion):
+    """Children, and the same children cheapest first for testing."""
 
     children: tuple[Criterion, ...]
     ordered: tuple[Criterion, ...] = field(default=(), compare=False, repr=False)
@@ -307,6 +307,11 @@ class All(Criterion):
     @property
     def order(self) -> int:  # type: ignore[override]
         return max((child.order for child in self.children), default=PLAIN)
+
+
+@dataclass(frozen=True, slots=True)
+class All(_Group):
+    """Every child matches. No children: always matches."""
 
     def test(self, ctx: Context) -> bool:
         return all(child.test(ctx) for child in self.ordered)
@@ -321,18 +326,8 @@ class All(Criterion):
 
 
 @dataclass(frozen=True, slots=True)
-class Any(Criterion):
+class Any(_Group):
     """At least one child matches."""
-
-    children: tuple[Criterion, ...]
-    ordered: tuple[Criterion, ...] = field(default=(), compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ordered", _cheapest_first(self.children))
-
-    @property
-    def order(self) -> int:  # type: ignore[override]
-        return max((child.order for child in self.children), default=PLAIN)
 
     def test(self, ctx: Context) -> bool:
         return any(child.test(ctx) for child in self.ordered)
