@@ -18,6 +18,7 @@ from dnspol.errors import ConfigError
 from dnspol.handler import Clock
 from dnspol.server import Server, ServerOptions, parse_listen
 from dnspol.state import Snapshot
+from dnspol.transport.tcp import TcpLimits
 
 DEFAULT_LISTEN = "127.0.0.1:5353"
 
@@ -189,6 +190,9 @@ def _cmd_serve(args) -> int:
         query_log_sample=args.query_log_sample,
     )
     options.seed = seed
+    options.tcp_limits = TcpLimits(
+        idle_timeout=first.tcp_idle_timeout, max_connections=first.tcp_max_connections
+    )
     return Server(load, options, clock).run(first)
 
 

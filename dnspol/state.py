@@ -62,6 +62,8 @@ class Snapshot:
     warnings: tuple[str, ...] = ()
     proxy: ProxyTrust = field(default_factory=ProxyTrust)  # PROXY v2 senders
     metrics: tuple[str, int] | None = None  # where /metrics, /health, /ready listen
+    tcp_idle_timeout: float = 10.0
+    tcp_max_connections: int = 150
     loaded_at: float = field(default_factory=time.time)
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
@@ -112,6 +114,8 @@ def snapshot_from_config(cfg) -> Snapshot:
         warnings=tuple(getattr(cfg, "warnings", ())),
         proxy=ProxyTrust(getattr(cfg, "proxy_trusted", ())),
         metrics=getattr(cfg, "metrics", None),
+        tcp_idle_timeout=cfg.tcp_idle_timeout,
+        tcp_max_connections=cfg.tcp_max_connections,
     )
 
 

@@ -25,7 +25,7 @@ log = logging.getLogger("dnspol.tcp")
 class TcpLimits:
     idle_timeout: float = 10.0  # between messages (Knot: 10 s; RFC 7766 §6.2.3 asks for seconds)
     io_timeout: float = 2.0  # to receive the rest of a message once it started
-    max_connections: int = 1000
+    max_connections: int = 150  # BIND's tcp-clients default
     max_buffer: int = 256 * 1024  # unanswered bytes from a client before reading pauses
 
 
