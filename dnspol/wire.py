@@ -17,6 +17,8 @@ from dnspol.names import Name
 
 HEADER = struct.Struct("!HHHHHH")
 OPT_FIXED = struct.Struct("!HHIH")  # type, class (payload), ttl, rdlength
+_OPT_FIXED_AT = struct.Struct("!BHHIH")  # the same after a root owner byte
+_ECS_AT = struct.Struct("!HHHBB")  # option code, length, then ECS family, source, scope
 
 TYPE_OPT = 41
 CLASS_IN = 1
@@ -312,20 +314,33 @@ def fast_key(wire: bytes, tcp: bool, server_max: int) -> tuple[tuple, int, bytes
         return (qkey, flags, None, TCP_LIMIT if tcp else MIN_UDP_PAYLOAD, None), qend, None
     if counts != b"\x00\x01\x00\x00\x00\x00\x00\x01":
         return None
-    if qend + 11 > n or wire[qend] != 0 or wire[qend + 1 : qend + 3] != b"\x00\x29":
+    if qend + 11 > n:
         return None
-    payload = (wire[qend + 3] << 8) | wire[qend + 4]
-    if wire[qend + 5] or wire[qend + 6]:  # extended rcode, version
-        return None
-    do = wire[qend + 7] & 0x80
-    rdlength = (wire[qend + 9] << 8) | wire[qend + 10]
-    if qend + 11 + rdlength != n:
-        return None
+    root, rtype, payload, ttl, rdlength = _OPT_FIXED_AT.unpack_from(wire, qend)
+    if root or rtype != TYPE_OPT or ttl & 0xFFFF0000 or qend + 11 + rdlength != n:
+        return None  # not an OPT, or extended rcode / version set, or bytes left over
+    do = ttl & 0x8000
     ecs = None
     if rdlength:
-        ecs = _plain_options(wire, qend + 11, n)
-        if ecs is None:
-            return None
+        start = qend + 11
+        code, length, family, source, scope = (
+            _ECS_AT.unpack_from(wire, start) if rdlength >= 8 else (0, 0, 0, 0, 0)
+        )
+        if code == OPTION_ECS and rdlength == 4 + length:
+            # the one option is an ECS, the common case: checked as _read_ecs does
+            ecs = wire[start + 4 : n]
+            if (
+                scope
+                or family not in (1, 2)
+                or source > (32 if family == 1 else 128)
+                or length - 4 != (source + 7) // 8
+                or (source % 8 and ecs[-1] & (0xFF >> (source % 8)))
+            ):
+                return None
+        else:
+            ecs = _plain_options(wire, start, n)
+            if ecs is None:
+                return None
     limit = TCP_LIMIT if tcp else min(max(payload, MIN_UDP_PAYLOAD), server_max)
     return (qkey, flags, do, limit, ecs[:3] if ecs else None), qend, ecs or None
 
