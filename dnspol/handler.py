@@ -145,7 +145,7 @@ class Handler:
         if found is not None:
             key, qend, ecs = found
             if snap.has_rules:
-                decided = snap.decisions.get((peer[0], listener, key[0], ecs))
+                decided = snap.decisions.entries.get((peer[0], listener, key[0], ecs))
                 if decided is None:
                     key = None
                 elif decided[0] is DROP:
@@ -158,7 +158,7 @@ class Handler:
                 else:  # a weighted rule: draw the scope now, as evaluate() would
                     key = (key, ("answer", decided[3].pick(self.rng), decided[1][2]))
             if key is not None:
-                hit = snap.answers.get(key)
+                hit = snap.answers.entries.get(key)
                 if hit is not None:
                     tail = hit[1]
                     if ecs is not None:  # the client's own subnet, echoed (RFC 7871 §7.2.1)

@@ -28,24 +28,24 @@ class AnswerCache:
     ``evictions`` counts how often, for the metrics.
     """
 
-    __slots__ = ("_entries", "limit", "evictions")
+    __slots__ = ("entries", "limit", "evictions")
 
     def __init__(self, limit: int = DEFAULT_CACHE_ENTRIES) -> None:
-        self._entries: dict = {}
+        self.entries: dict = {}  # read directly on the hot path: a method call costs more
         self.limit = limit
         self.evictions = 0
 
     def get(self, key):
-        return self._entries.get(key)
+        return self.entries.get(key)
 
     def put(self, key, value) -> None:
-        if len(self._entries) >= self.limit:
-            self._entries.clear()
+        if len(self.entries) >= self.limit:
+            self.entries.clear()
             self.evictions += 1
-        self._entries[key] = value
+        self.entries[key] = value
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,14 @@ class Snapshot:
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
 
-    @property
-    def has_rules(self) -> bool:
-        return self.policy is not None and bool(getattr(self.policy, "has_rules", False))
+    has_rules: bool = field(init=False)  # False: no policy to evaluate, ever
+    proxied: bool = field(init=False)  # True: some peers may send PROXY v2 headers
+
+    def __post_init__(self) -> None:
+        # plain attributes, not properties: both are read for every packet
+        rules = self.policy is not None and bool(getattr(self.policy, "has_rules", False))
+        object.__setattr__(self, "has_rules", rules)
+        object.__setattr__(self, "proxied", bool(self.proxy.networks))
 
 
 class ServerState:

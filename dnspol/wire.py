@@ -306,7 +306,7 @@ def fast_key(wire: bytes, tcp: bool, server_max: int) -> tuple[tuple, int, bytes
     qend = i + 5
     if i - 12 > 254:
         return None
-    flags = (wire[2] & 0x01, wire[3] & 0x10)
+    flags = (wire[2] & 0x01) | (wire[3] & 0x10)  # RD and CD, copied into the answer
     qkey = wire[12 : i + 1].lower() + wire[i + 1 : qend]
     if counts == b"\x00\x01\x00\x00\x00\x00\x00\x00":
         if qend != n:

@@ -49,8 +49,8 @@ def serve(sock: socket.socket, handler: Handler, listener: Listener) -> None:
             continue
         try:
             client = peer
-            trust = state.snapshot.proxy
-            if trust and trust.trusts(peer[0]):
+            snap = state.snapshot
+            if snap.proxied and snap.proxy.trusts(peer[0]):
                 data, client = _unwrap(data, peer, handler)
                 if data is None:
                     continue
