@@ -53,7 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"listen address for UDP and TCP, repeatable (default {DEFAULT_LISTEN} "
         "or the config's server.listen); port 0 picks a free port",
     )
-    serve.add_argument("--fake-time", metavar="ISO8601", help="start the clock at this time")
+    serve.add_argument(
+        "--fake-time",
+        metavar="ISO8601",
+        help="start the clock at this time; test mode: also enables the CHAOS TXT clock and "
+        "reload controls (docs/testing.md), from loopback clients only",
+    )
     serve.add_argument("--ready-file", metavar="PATH", help="write 'HOST PORT' here once listening")
     serve.add_argument("--no-watch", action="store_true", help="reload on SIGHUP only")
     serve.add_argument("--seed", type=int, help="seed weighted choices (repeatable answers)")
