@@ -348,11 +348,14 @@ class _ConfigBuilder:
             self.reader.problem(node, f"zone file {path} does not exist")
             return None
         try:
-            return load(path)
+            zone = load(path)
         except ZoneError as error:
             self.problems.extend(error.problems)
         except (OSError, ValueError) as error:
             self.reader.problem(node, f"cannot load {path}: {error}")
+        else:
+            self.files.extend(zone.extras.get("files", ()))  # $INCLUDEd files, watched too
+            return zone
         return None
 
     def _record_file(self, node: Node) -> str | None:

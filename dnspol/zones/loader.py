@@ -24,6 +24,7 @@ Three things are changed around the Reader:
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import re
@@ -157,7 +158,13 @@ def _build(text: str, origin: Name, filename: str, scope: str) -> Zone:
         problems = validate(origin, records)
         if problems:
             raise ZoneError(problems)
-        return Zone.from_records(origin, records, source=filename, scope=scope)
+        zone = Zone.from_records(origin, records, source=filename, scope=scope)
+    # a record's file is "path" with a line number beside it, or "path:line" as one string
+    read = {rec.file if rec.line else rec.file.rpartition(":")[0] for rec in records}
+    included = sorted(read - {filename})
+    if included:  # so a change to an $INCLUDEd file reloads too
+        zone = dataclasses.replace(zone, extras={"files": tuple(included)})
+    return zone
 
 
 @contextmanager
