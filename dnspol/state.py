@@ -8,7 +8,6 @@ a query half of the old configuration and half of the new.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -34,9 +33,6 @@ class AnswerCache:
         self.entries: dict = {}  # read directly on the hot path: a method call costs more
         self.limit = limit
         self.evictions = 0
-
-    def get(self, key):
-        return self.entries.get(key)
 
     def put(self, key, value) -> None:
         if len(self.entries) >= self.limit:
@@ -64,7 +60,6 @@ class Snapshot:
     metrics: tuple[str, int] | None = None  # where /metrics, /health, /ready listen
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 150
-    loaded_at: float = field(default_factory=time.time)
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
 

@@ -18,7 +18,7 @@ from dnspol.names import Name
 HEADER = struct.Struct("!HHHHHH")
 OPT_FIXED = struct.Struct("!HHIH")  # type, class (payload), ttl, rdlength
 _OPT_FIXED_AT = struct.Struct("!BHHIH")  # the same after a root owner byte
-_ECS_AT = struct.Struct("!HHHBB")  # option code, length, then ECS family, source, scope
+_OPTION_AT = struct.Struct("!HH")  # an EDNS option's code and length
 
 TYPE_OPT = 41
 CLASS_IN = 1
@@ -253,23 +253,34 @@ def _read_opt(wire: bytes, offset: int, question: bytes) -> Edns:
     return Edns(payload, version, do, tuple(options), ecs, keepalive)
 
 
-def _read_ecs(data: bytes, question: bytes, bare: Edns) -> ClientSubnet:
-    """Validate ECS as RFC 7871 §6 and §7.2.1 require (what BIND enforces)."""
+def ecs_problem(data: bytes) -> str | None:
+    """What is wrong with an ECS option (RFC 7871 §6, §7.2.1; what BIND enforces), or None.
+
+    The one statement of the rules: the strict decoder turns a problem into FORMERR,
+    the fast path sends any query with a problem down the strict decoder.
+    """
     if len(data) < 4:
-        raise FormErr("ECS option too short", question, bare)
+        return "ECS option too short"
     family, source, scope = struct.unpack_from("!HBB", data)
-    address = data[4:]
     if family not in (1, 2):
-        raise FormErr("ECS family is not IPv4 or IPv6", question, bare)
+        return "ECS family is not IPv4 or IPv6"
     if source > (32 if family == 1 else 128):
-        raise FormErr("ECS source prefix longer than the address", question, bare)
-    if len(address) != (source + 7) // 8:
-        raise FormErr("ECS address length does not match the source prefix", question, bare)
+        return "ECS source prefix longer than the address"
+    if len(data) - 4 != (source + 7) // 8:
+        return "ECS address length does not match the source prefix"
     if scope != 0:
-        raise FormErr("ECS scope must be 0 in a query", question, bare)
-    if source % 8 and address[-1] & (0xFF >> (source % 8)):
-        raise FormErr("ECS address has bits set beyond the source prefix", question, bare)
-    return ClientSubnet(family, source, scope, address)
+        return "ECS scope must be 0 in a query"
+    if source % 8 and data[-1] & (0xFF >> (source % 8)):
+        return "ECS address has bits set beyond the source prefix"
+    return None
+
+
+def _read_ecs(data: bytes, question: bytes, bare: Edns) -> ClientSubnet:
+    problem = ecs_problem(data)
+    if problem is not None:
+        raise FormErr(problem, question, bare)
+    family, source, scope = struct.unpack_from("!HBB", data)
+    return ClientSubnet(family, source, scope, data[4:])
 
 
 def udp_limit(edns: Edns | None, server_max: int) -> int:
@@ -323,19 +334,10 @@ def fast_key(wire: bytes, tcp: bool, server_max: int) -> tuple[tuple, int, bytes
     ecs = None
     if rdlength:
         start = qend + 11
-        code, length, family, source, scope = (
-            _ECS_AT.unpack_from(wire, start) if rdlength >= 8 else (0, 0, 0, 0, 0)
-        )
+        code, length = _OPTION_AT.unpack_from(wire, start) if rdlength >= 4 else (0, 0)
         if code == OPTION_ECS and rdlength == 4 + length:
-            # the one option is an ECS, the common case: checked as _read_ecs does
-            ecs = wire[start + 4 : n]
-            if (
-                scope
-                or family not in (1, 2)
-                or source > (32 if family == 1 else 128)
-                or length - 4 != (source + 7) // 8
-                or (source % 8 and ecs[-1] & (0xFF >> (source % 8)))
-            ):
+            ecs = wire[start + 4 : n]  # the one option is an ECS: the common case
+            if ecs_problem(ecs) is not None:
                 return None
         else:
             ecs = _plain_options(wire, start, n)
@@ -361,21 +363,8 @@ def _plain_options(wire: bytes, pos: int, end: int) -> bytes | None:
         if code == OPTION_COOKIE:
             if not (length == 8 or 16 <= length <= 40):
                 return None
-        elif code == OPTION_ECS and not ecs and _plain_ecs(data):
+        elif code == OPTION_ECS and not ecs and ecs_problem(data) is None:
             ecs = data
         else:
             return None
     return ecs
-
-
-def _plain_ecs(data: bytes) -> bool:
-    """What ``_read_ecs`` accepts, as a yes/no (a no goes the slow path to FORMERR)."""
-    if len(data) < 4 or data[3] != 0:
-        return False
-    family = (data[0] << 8) | data[1]
-    source = data[2]
-    if family not in (1, 2) or source > (32 if family == 1 else 128):
-        return False
-    if len(data) - 4 != (source + 7) // 8:
-        return False
-    return not (source % 8 and data[-1] & (0xFF >> (source % 8)))
