@@ -32,3 +32,14 @@ def test_included_zone_files_are_watched_with_a_config(tmp_path):
     snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
     assert str(tmp_path / "hosts.inc") in snap.files
     assert str(tmp_path / "dnspol.yaml") in snap.files
+
+
+def test_zone_args_take_an_explicit_origin(tmp_path):
+    path = tmp_path / "other.db"
+    path.write_text(
+        MAIN.replace("$ORIGIN example.com.\n", "").replace(
+            "$INCLUDE hosts.inc\n", "ns1 A 192.0.2.1\n"
+        )
+    )
+    snap = snapshot_from_zone_args([f"example.net={path}"])
+    assert [zone.name for zone in snap.zones] == ["example.net."]

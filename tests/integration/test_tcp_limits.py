@@ -28,3 +28,17 @@ def test_idle_tcp_connection_is_closed_after_the_configured_timeout(tmp_path):
             assert conn.recv(1) == b""  # closed by the server, no bytes sent
             waited = time.monotonic() - started
         assert 0.5 <= waited < 4, waited
+
+
+def test_a_message_dripped_too_slowly_closes_the_connection(tmp_path):
+    """A started message must arrive within 2 s (slow-drip clients cannot hold a slot)."""
+    (tmp_path / "example.com.zone").write_text(ZONE)
+    (tmp_path / "dnspol.yaml").write_text("zones:\n  example.com: example.com.zone\n")
+    with Server(config=tmp_path / "dnspol.yaml") as srv:
+        with socket.create_connection((srv.host, srv.port), timeout=6) as conn:
+            conn.sendall(b"\x00\x21\x12")  # 33 bytes announced, 1 sent
+            started = time.monotonic()
+            assert conn.recv(1) == b""
+            waited = time.monotonic() - started
+        assert 1.5 <= waited < 5, waited  # io timeout (2 s), well before the 10 s idle one
+        assert srv.dig("example.com", "SOA", tcp=True).rcode == "NOERROR"
