@@ -138,12 +138,27 @@ class Handler:
         snap = self.state.snapshot
         if type(wire) is not bytes:  # the cache keys are slices of it
             wire = bytes(wire)
-        if snap is None or should_drop(wire):
+        if snap is None:
+            self.stats.drop("malformed")
+            return None
+        if self.fast_path:
+            # a byte-for-byte repeat (ID aside) of a query this client sent before
+            repeat = (peer[0] if snap.has_rules else None, listener, wire[2:])
+            hit = snap.repeats.entries.get(repeat)
+            if hit is not None:
+                counted = hit[1]
+                answers = self.stats.answers
+                answers[counted] = answers.get(counted, 0) + 1
+                if report is not None:
+                    report.append(counted[0])
+                return wire[:2] + hit[0]
+        if should_drop(wire):
             self.stats.drop("malformed")
             return None
         found = fast_key(wire, listener.tcp, snap.udp_max_payload) if self.fast_path else None
         if found is not None:
             key, qend, ecs = found
+            weighted = False
             if snap.has_rules:
                 decided = snap.decisions.entries.get((peer[0], listener, key[0], ecs))
                 if decided is None:
@@ -157,6 +172,7 @@ class Handler:
                     key = (key, decided[1])
                 else:  # a weighted rule: draw the scope now, as evaluate() would
                     key = (key, ("answer", decided[3].pick(self.rng), decided[1][2]))
+                    weighted = True
             if key is not None:
                 hit = snap.answers.entries.get(key)
                 if hit is not None:
@@ -170,6 +186,8 @@ class Handler:
                     answers[counted] = answers.get(counted, 0) + 1
                     if report is not None:
                         report.append(hit[2])
+                    if not weighted:
+                        snap.repeats.put(repeat, (out[2:], counted))
                     return out
         result = self.answer(wire, peer, listener, snap)
         if report is not None:
@@ -180,27 +198,35 @@ class Handler:
                 self.stats.drop(label.dropped or "malformed", label.rule)
             else:
                 self.stats.count(result.label, listener.tag, len(wire), len(result.wire))
-        if found is not None and result.cacheable:
-            self._store(snap, found, result, peer, listener)
+        stored = found is not None and result.cacheable
+        if stored and self._store(snap, found, result, peer, listener):
+            counted = (result.label, listener.tag, len(wire), len(result.wire))
+            snap.repeats.put(repeat, (result.wire[2:], counted))
         return result.wire
 
-    def _store(self, snap: Snapshot, found: tuple, result: Answered, peer, listener) -> None:
-        """Keep the packed answer (and the policy decision) for the next same query."""
+    def _store(self, snap: Snapshot, found: tuple, result: Answered, peer, listener) -> bool:
+        """Keep the packed answer (and the policy decision) for the next same query.
+
+        True when the same bytes may answer an exact repeat: stored, and not drawn
+        by a weighted rule.
+        """
         key, qend, ecs = found
         decision = result.decision
+        repeatable = True
         if decision is not None:
             if decision.ttl_cap is not None or decision.valid_until != INF:
-                return  # shaped by the clock: decide again next time
+                return False  # shaped by the clock: decide again next time
             # what the stored answer depends on, as plain values that hash fast
             token = (decision.action.value, decision.scope, decision.ecs_scope)
             choice = snap.policy.weighted_choice(decision.rule) if decision.weighted else None
             decided = (decision.action, token, decision.rule, choice)
             snap.decisions.put((peer[0], listener, key[0], ecs), decided)
             if result.wire is None:
-                return
+                return False
             key = (key, token)
+            repeatable = not decision.weighted  # a weighted rule draws anew each time
         if result.wire is None:
-            return
+            return False
         tail = result.wire[qend:]
         at = 0
         if ecs is not None:
@@ -208,8 +234,9 @@ class Handler:
             # family, source and scope of our (last-written) ECS option
             at = tail.rfind(b"\x00\x08" + len(ecs).to_bytes(2, "big") + ecs[:3]) + 8
             if at < 8:
-                return
+                return False
         snap.answers.put(key, (result.wire[2:12], tail, result.label, at))
+        return repeatable
 
     def answer(self, wire: bytes, peer: tuple, listener: Listener, snap: Snapshot) -> Answered:
         """The slow path: decode fully and build the answer. Never raises."""

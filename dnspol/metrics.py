@@ -74,6 +74,7 @@ DURATION_SUM = "sum"  # Stats.durations[(transport, DURATION_SUM)]: seconds, sam
 DROP_REASONS = ("malformed", "policy", "proxy", "rate_limit")
 SAMPLE_EVERY = 64  # one query in this many is timed (dnspol.observe)
 FOLD_INTERVAL = 1.0
+CACHES = ("answers", "decisions", "repeats")  # Snapshot attributes, one AnswerCache each
 SWAP_AT = 50_000  # keys in Stats.answers before the hot dict is swapped for an empty one
 NEVER_REACHED_POLICY = frozenset({"FORMERR", "NOTIMP", "BADVERS"})
 
@@ -234,8 +235,8 @@ ALWAYS = {  # series present from the first scrape, so dashboards and alerts see
     "dnspol_dns_dropped_total": [(r,) for r in DROP_REASONS],
     "dnspol_reloads_total": [("ok",), ("failed",)],
     "dnspol_tcp_open_connections": [()],
-    "dnspol_cache_entries": [("answers",), ("decisions",)],
-    "dnspol_cache_evictions_total": [("answers",), ("decisions",)],
+    "dnspol_cache_entries": [(name,) for name in CACHES],
+    "dnspol_cache_evictions_total": [(name,) for name in CACHES],
 }
 
 
@@ -488,7 +489,7 @@ class Exporter:
                 out.set("dnspol_config", ("sha256", snap.digest), 1)
             for zone in snap.zones:
                 out.set("dnspol_zone_serial", (zone.name,), zone.serial)
-            for name in ("answers", "decisions"):
+            for name in CACHES:
                 cache = getattr(snap, name)
                 out.set("dnspol_cache_entries", (name,), len(cache))
                 self._count_evictions(name, cache)

@@ -62,6 +62,8 @@ class Snapshot:
     tcp_max_connections: int = 150
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
+    # answers to byte-for-byte repeats of a query (ID aside) from the same client
+    repeats: AnswerCache = field(default_factory=AnswerCache, compare=False)
 
     has_rules: bool = field(init=False)  # False: no policy to evaluate, ever
     proxied: bool = field(init=False)  # True: some peers may send PROXY v2 headers

@@ -346,13 +346,49 @@ def mixed_queries():
                     yield bytes(q.pack())
 
 
+def with_id(wire: bytes, ident: int) -> bytes:
+    return ident.to_bytes(2, "big") + wire[2:]
+
+
 def test_fast_path_answers_byte_identical_to_slow_path():
     fast, slow = make_handler(True), make_handler(False)
     queries = list(mixed_queries())
+    # second pass: from the stored answers; third, new IDs: from the stored repeats
+    replay = queries + queries + [with_id(w, 0xBEEF) for w in queries]
     for listener in (UDP, TCP):
-        for wire in queries + queries:  # second pass: all from the stored answers
+        for wire in replay:
             assert fast.handle(wire, PEER, listener) == slow.handle(wire, PEER, listener)
     assert len(fast.state.snapshot.answers) > 0
+    assert len(fast.state.snapshot.repeats) > 0
+
+
+def test_a_repeated_query_is_answered_with_its_own_id_and_counted():
+    handler = make_handler()
+    q = DNSRecord.question("www.example.com")
+    first = handler.handle(with_id(bytes(q.pack()), 1), PEER, UDP)
+    again = handler.handle(with_id(bytes(q.pack()), 2), PEER, UDP)
+    assert again == with_id(first, 2)
+    assert len(handler.state.snapshot.repeats) == 1
+    assert sum(handler.stats.answers.values()) == 2
+
+
+def test_repeats_are_kept_apart_by_listener():
+    handler = make_handler()
+    wire = bytes(DNSRecord.question("big.example.com", "TXT").pack())
+    over_udp = DNSRecord.parse(handler.handle(wire, PEER, UDP))
+    over_tcp = DNSRecord.parse(handler.handle(wire, PEER, TCP))
+    assert over_udp.header.tc and not over_tcp.header.tc
+    assert DNSRecord.parse(handler.handle(wire, PEER, UDP)).header.tc
+    assert not DNSRecord.parse(handler.handle(wire, PEER, TCP)).header.tc
+
+
+def test_repeat_cache_is_bounded():
+    handler = make_handler()
+    handler.state.snapshot.repeats.limit = 20
+    for i in range(200):
+        ask(handler, "www.example.com", rd=i % 2, edns=512 + i)
+    assert len(handler.state.snapshot.repeats) <= 20
+    assert handler.state.snapshot.repeats.evictions >= 9
 
 
 def test_answer_cache_is_bounded():

@@ -147,9 +147,40 @@ def test_fast_path_with_rules_and_ecs_is_byte_identical_to_slow_path(make):
         client = rng.choice(["127.0.0.1", "127.0.0.9", "10.1.1.1", "203.0.113.9"])
         qtype = rng.choice(["A", "A", "AAAA", "ANY"])
         queries.append((wire(name, qtype, subnet), (client, 5300)))
-    for data, peer in queries + queries:
+    renumbered = [(b"\xbe\xef" + data[2:], peer) for data, peer in queries]
+    for data, peer in queries + queries + renumbered:
         assert fast.handle(data, peer, UDP) == slow.handle(data, peer, UDP)
-    assert len(fast.state.snapshot.answers) > 0 and len(fast.state.snapshot.decisions) > 0
+    snap = fast.state.snapshot
+    assert len(snap.answers) > 0 and len(snap.decisions) > 0 and len(snap.repeats) > 0
+
+
+def test_the_same_bytes_from_another_client_are_decided_for_that_client(make):
+    handler = make(True)
+    query = wire(edns=False)
+    for _ in range(2):
+        outside = DNSRecord.parse(handler.handle(query, ("127.0.0.1", 5300), UDP))
+        inside = DNSRecord.parse(handler.handle(query, ("10.9.9.9", 5300), UDP))
+        refused = DNSRecord.parse(handler.handle(query, ("203.0.113.9", 5300), UDP))
+        assert str(outside.rr[0].rdata) == "192.0.2.10"
+        assert str(inside.rr[0].rdata) == "10.0.0.10"
+        assert refused.header.rcode == RCODE.REFUSED
+
+
+def test_answers_shaped_by_the_clock_are_not_kept_as_repeats(tmp_path):
+    (tmp_path / "example.com.zone").write_text(ZONE)
+    (tmp_path / "internal.zone").write_text(INTERNAL)
+    (tmp_path / "dnspol.yaml").write_text(
+        CONFIG.replace(
+            "rules:\n",
+            "rules:\n  - name: office-hours\n    zone: example.com\n"
+            "    match: {time: {between: '08:00-18:00'}}\n    answer: internal\n",
+        )
+    )
+    snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
+    handler = Handler(ServerState(snap), seed=1)
+    for _ in range(3):
+        handler.handle(wire(), ("127.0.0.1", 5300), UDP)
+    assert len(snap.repeats) == 0 and len(snap.decisions) == 0
 
 
 def test_weighted_answers_on_the_fast_path_follow_weights_and_seed(tmp_path):
@@ -171,6 +202,7 @@ def test_weighted_answers_on_the_fast_path_follow_weights_and_seed(tmp_path):
             reply = DNSRecord.parse(handler.handle(wire(edns=False), ("127.0.0.1", 1), UDP))
             out.append(str(reply.rr[0].rdata))
         assert len(snap.answers) == 2  # both scopes' answers stored, then reused
+        assert len(snap.repeats) == 0  # a weighted answer is drawn for every query
         return out
 
     first = draws(5)
