@@ -176,11 +176,7 @@ class Handler:
             if key is not None:
                 hit = snap.answers.entries.get(key)
                 if hit is not None:
-                    tail = hit[1]
-                    if ecs is not None:  # the client's own subnet, echoed (RFC 7871 §7.2.1)
-                        at = hit[3]
-                        tail = tail[:at] + ecs[4:] + tail[at + len(ecs) - 4 :]
-                    out = wire[:2] + hit[0] + wire[12:qend] + tail
+                    out = _from_stored(hit, wire, qend, ecs)
                     counted = (hit[2], listener.tag, len(wire), len(out))
                     answers = self.stats.answers
                     answers[counted] = answers.get(counted, 0) + 1
@@ -189,7 +185,7 @@ class Handler:
                     if not weighted:
                         snap.repeats.put(repeat, (out[2:], counted))
                     return out
-        result = self.answer(wire, peer, listener, snap)
+        result = self.answer(wire, peer, listener, snap, found)
         if report is not None:
             report.append(result.label)
         if result.label is not None:
@@ -238,8 +234,14 @@ class Handler:
         snap.answers.put(key, (result.wire[2:12], tail, result.label, at))
         return repeatable
 
-    def answer(self, wire: bytes, peer: tuple, listener: Listener, snap: Snapshot) -> Answered:
-        """The slow path: decode fully and build the answer. Never raises."""
+    def answer(
+        self, wire: bytes, peer: tuple, listener: Listener, snap: Snapshot, found=None
+    ) -> Answered:
+        """The slow path: decode fully and build the answer. Never raises.
+
+        ``found``: the query's fast-path key, when it has one; a stored answer for the
+        decision made here is then reused instead of built again.
+        """
         if (wire[2] >> 3) & 0xF != OPCODE_QUERY:
             out = _notimp(wire, snap)
             return Answered(
@@ -261,15 +263,18 @@ class Handler:
             log.exception("decoding a query failed")
             return Answered(None, label=self.stats.intern(AnswerLabel(dropped="malformed")))
         try:
-            result = self._respond(query, peer, listener, snap)
+            result = self._respond(query, peer, listener, snap, found, wire)
         except Exception:  # noqa: BLE001 - the error boundary
             log.exception("answering %s failed", query.qname)
             out = answer.error(query, RCODE_SERVFAIL, snap.udp_max_payload)
             result = Answered(out, rcode=RCODE_SERVFAIL)
-        result.label = self.stats.intern(_label(query, result))
+        if result.label is None:
+            result.label = self.stats.intern(_label(query, result))
         return result
 
-    def _respond(self, query: Query, peer: tuple, listener: Listener, snap: Snapshot) -> Answered:
+    def _respond(
+        self, query: Query, peer, listener: Listener, snap: Snapshot, found=None, wire=b""
+    ) -> Answered:
         server_max = snap.udp_max_payload
         if query.qclass != CLASS_IN:
             return self._other_class(query, peer, snap)
@@ -281,6 +286,11 @@ class Handler:
             return self._refused(query, snap, prohibited=True)
         zone = snap.zones.find(query.qname)
         decision = self._decide(query, peer, listener, snap, zone) if snap.has_rules else None
+        if decision is not None and found is not None:
+            reused = _reuse(snap, found, wire, decision)
+            if reused is not None:
+                reused.zone = zone.name if zone is not None else ""
+                return reused
         options = _ecs_echo(query, decision)
         if decision is not None and decision.action is not ANSWER:
             result = self._enforce(query, decision, zone, limit, options, snap)
@@ -370,6 +380,29 @@ class Handler:
         if text is None:
             return self._refused(query, snap, prohibited=False)
         return Answered(_chaos_answer(query, text, snap), cacheable, RCODE_NOERROR)
+
+
+def _from_stored(stored: tuple, wire: bytes, qend: int, ecs: bytes | None) -> bytes:
+    """A stored answer for this query: its ID and question, the client's ECS address."""
+    tail = stored[1]
+    if ecs is not None:  # the client's own subnet, echoed (RFC 7871 §7.2.1)
+        at = stored[3]
+        tail = tail[:at] + ecs[4:] + tail[at + len(ecs) - 4 :]
+    return wire[:2] + stored[0] + wire[12:qend] + tail
+
+
+def _reuse(snap: Snapshot, found: tuple, wire: bytes, decision: Decision) -> Answered | None:
+    """The stored answer for a fresh decision, as when another client (or ECS subnet)
+    got the same decision for the same question before. None: build it."""
+    if decision.ttl_cap is not None or decision.valid_until != INF or decision.action is DROP:
+        return None
+    key, qend, ecs = found
+    token = (decision.action.value, decision.scope, decision.ecs_scope)
+    stored = snap.answers.entries.get((key, token))
+    if stored is None:
+        return None
+    out = _from_stored(stored, wire, qend, ecs)
+    return Answered(out, True, out[3] & 0x0F, decision, label=stored[2])
 
 
 def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:

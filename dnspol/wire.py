@@ -54,9 +54,10 @@ class ClientSubnet:
     @property
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         width = 4 if self.family == 1 else 16
-        packed = self.address.ljust(width, b"\x00")
-        addr = ipaddress.ip_address(packed)
-        return ipaddress.ip_network(f"{addr}/{self.source}")
+        value = int.from_bytes(self.address.ljust(width, b"\x00"), "big")
+        if width == 4:
+            return ipaddress.IPv4Network((value, self.source))
+        return ipaddress.IPv6Network((value, self.source))
 
     def to_option(self, scope: int) -> bytes:
         """The option data to echo, with our SCOPE."""

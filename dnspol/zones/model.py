@@ -132,11 +132,10 @@ class Zone:
     source: str = ""
     scope: str = "default"
     extras: Mapping[str, object] = field(default_factory=dict)
+    name: str = field(init=False, compare=False)  # the origin as text, e.g. ``example.com.``
 
-    @property
-    def name(self) -> str:
-        """Presentation form of the origin, e.g. ``example.com.``."""
-        return to_text(self.origin)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", to_text(self.origin))
 
     @property
     def soa(self) -> RRset:
