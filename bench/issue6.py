@@ -91,6 +91,8 @@ def run_notes(report: dict[str, Any] | None, run: str) -> list[str]:
             notes.append(f"{name}: {srv['log_problem_lines']} error/warning log lines: {first}")
         if srv.get("exited_after_run"):
             notes.append(f"{name}: server gone after the run")
+        if run == "distinct" and srv.get("peak_rss_mb") is not None:
+            notes.append(f"{name}: peak resident memory {srv['peak_rss_mb']:,.0f} MB")
         split = [v for v in (srv.get("cpu_seconds_by_process") or {}).values() if v > 0]
         run_time = stats.get("run_time_s")
         if all_cores and len(split) > 1 and run_time:

@@ -6,6 +6,8 @@ python bench/proc.py cpus PID   -> "pid:seconds ..." for each live process of th
 python bench/proc.py freeport   -> a port that is free on 127.0.0.1 for both UDP and TCP
 python bench/proc.py core N|all -> "task total steal idle irq" seconds of CPU N (all: every CPU)
 python bench/proc.py udp-drops  -> UDP receive-buffer drops so far (all sockets)
+python bench/proc.py rss PID    -> "rss_kb peak_kb": resident memory now and at its peak,
+                                   summed over the live processes of PID's tree
 python bench/proc.py timed OUT -- CMD...  -> run CMD, write "wall user system" to OUT
 """
 
@@ -83,6 +85,22 @@ def cpu_by_process(pid: int) -> dict[int, float]:
         except (OSError, ValueError, IndexError):
             continue
     return out
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in kB of the process tree rooted at ``pid``, summed.
+
+    A sum over workers overstates memory they share (copy-on-write pages count in each)."""
+    now = peak = 0
+    for member in [pid, *descendants(pid)]:
+        try:
+            lines = (PROC / str(member) / "status").read_text().splitlines()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in lines if ":" in line)
+        now += int(fields.get("VmRSS", "0 kB").split()[0])
+        peak += int(fields.get("VmHWM", "0 kB").split()[0])
+    return now, peak
 
 
 def free_port() -> int:
@@ -176,6 +194,9 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "core":
         cpu = None if argv[1] == "all" else int(argv[1])
         print(" ".join(f"{v:.2f}" for v in core_seconds(cpu)))
+        return 0
+    if len(argv) == 2 and argv[0] == "rss":
+        print(*memory_kb(int(argv[1])))
         return 0
     if argv == ["udp-drops"]:
         print(udp_rcvbuf_drops())

@@ -469,6 +469,7 @@ bench_server() {
     fi
     cpu_after=$(cpu_of "$SERVER_PID")
     "$PY" "$BENCH_DIR/proc.py" cpus "$SERVER_PID" >"$WORK/$name.procs.after"
+    "$PY" "$BENCH_DIR/proc.py" rss "$SERVER_PID" >"$WORK/$name.rss" || true
     core_after=$(core_of "$server_core")
     client_after=$(core_of "$client_core")
     drops_after=$("$PY" "$BENCH_DIR/proc.py" udp-drops)
