@@ -30,7 +30,7 @@ def text_queries(path: Path, edns: bool) -> list[bytes]:
         record = DNSRecord.question(name, qtype)
         if edns:
             record.add_ar(EDNS0(udp_len=4096))
-        out.append(record.pack())
+        out.append(bytes(record.pack()))
     return out
 
 

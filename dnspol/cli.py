@@ -177,28 +177,46 @@ def _cmd_serve(args) -> int:
     metrics_listen = None if args.metrics_file else args.metrics_listen or _config_metrics(first)
     seed = args.seed if args.seed is not None else first.seed
     workers = args.workers or _default_workers(args)
+    tcp_limits = TcpLimits(
+        idle_timeout=first.tcp_idle_timeout, max_connections=first.tcp_max_connections
+    )
+    # Held in a list and popped by whoever runs the server: a reference left in this
+    # frame would keep the first configuration alive beside every reloaded one.
+    preloaded = [first]
+    del first
     if workers > 1:
         from dnspol import supervisor
 
-        del first  # each worker loads its own; the supervisor needs none of it
-        return supervisor.run(_worker_args(args), listen, workers, args.ready_file, metrics_listen)
-    options = ServerOptions(
+        def worker(ports: list[tuple[str, int]], ready: str, metrics_file: str | None) -> int:
+            options = _serve_options(args, ports, ready_file=ready, metrics_file=metrics_file)
+            options.reuse_port = True
+            options.print_ready = False
+            options.seed, options.tcp_limits = seed, tcp_limits
+            # forked from the supervisor: its copy, shared until this worker reloads;
+            # a restarted worker, forked after the supervisor let go, loads afresh
+            return Server(load, options, clock).run(preloaded.pop() if preloaded else None)
+
+        return supervisor.run(
+            worker, listen, workers, args.ready_file, metrics_listen, release=preloaded.clear
+        )
+    options = _serve_options(args, listen, ready_file=args.ready_file)
+    options.metrics_listen = metrics_listen
+    options.seed, options.tcp_limits = seed, tcp_limits
+    return Server(load, options, clock).run(preloaded.pop())
+
+
+def _serve_options(args, listen, ready_file, metrics_file=None) -> ServerOptions:
+    return ServerOptions(
         listen=listen,
-        ready_file=args.ready_file,
+        ready_file=ready_file,
         print_ready=not args.quiet_ready,
         watch=not args.no_watch,
         test_control=bool(args.fake_time),
         reuse_port=args.reuse_port,
-        metrics_listen=metrics_listen,
-        metrics_file=args.metrics_file,
+        metrics_file=metrics_file or args.metrics_file,
         query_log=args.query_log,
         query_log_sample=args.query_log_sample,
     )
-    options.seed = seed
-    options.tcp_limits = TcpLimits(
-        idle_timeout=first.tcp_idle_timeout, max_connections=first.tcp_max_connections
-    )
-    return Server(load, options, clock).run(first)
 
 
 def _config_metrics(snap: Snapshot) -> tuple[str, int] | None:
@@ -213,20 +231,6 @@ def _default_workers(args) -> int:
     if args.fake_time or args.seed is not None:
         return 1
     return max(1, len(os.sched_getaffinity(0)))
-
-
-def _worker_args(args) -> list[str]:
-    """The command line of one worker: this one, bound to the reserved ports."""
-    out = ["--log-level", args.log_level, "serve", "--reuse-port"]
-    if args.config:
-        out += ["--config", args.config]
-    for zone in args.zone or []:
-        out += ["--zone", zone]
-    if args.no_watch:
-        out.append("--no-watch")
-    if args.query_log:
-        out += ["--query-log", args.query_log, "--query-log-sample", str(args.query_log_sample)]
-    return out
 
 
 def _cmd_check(args) -> int:

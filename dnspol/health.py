@@ -43,6 +43,11 @@ class OpsServer:
         self._thread: threading.Thread | None = None
 
     @property
+    def socket(self):
+        """The listening socket (a forked worker closes its inherited copy)."""
+        return self._httpd.socket
+
+    @property
     def url(self) -> str:
         host, port = self.address
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

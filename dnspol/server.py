@@ -329,6 +329,18 @@ def _settle_memory() -> None:
     """
     gc.collect()
     gc.freeze()
+    _return_freed_memory()
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps freed heap memory for reuse; after a reload that is a whole old
+    snapshot (hundreds of MB for a big zone). ``malloc_trim`` hands it back."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to do
 
 
 DESCRIBE_ZONES = 20  # a start line with 100,000 zones would be unreadable

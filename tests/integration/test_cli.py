@@ -165,6 +165,73 @@ def test_production_serve_reload_and_stop(tmp_path, workers) -> None:
         log.close()
 
 
+def _start_workers(tmp_path, zone, *extra: str) -> tuple[subprocess.Popen, str, int]:
+    ready = tmp_path / "ready"
+    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone), "--workers", "2"]
+    argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), *extra]
+    with open(tmp_path / "log", "w") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert proc.poll() is None, (tmp_path / "log").read_text()
+        assert time.monotonic() < deadline, "the server never became ready"
+        time.sleep(0.02)
+    host, port = ready.read_text().split()
+    return proc, host, int(port)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _shared_dirty_kb(pid: int) -> int:
+    """Written memory this process shares with others: what a fork shares, an exec never."""
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        fields = dict(line.split(":", 1) for line in fh if ":" in line)
+    return int(fields["Shared_Dirty"].split()[0])
+
+
+def test_workers_share_the_configuration_the_supervisor_loaded(tmp_path) -> None:
+    zone = tmp_path / "big.test.zone"
+    hosts = "".join(
+        f"h{i} IN A 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}\n" for i in range(60_000)
+    )
+    zone.write_text("$ORIGIN big.test.\n$TTL 60\n@ IN SOA ns hm 1 7200 900 1209600 60\n"
+                    "@ IN NS ns\nns IN A 192.0.2.1\n" + hosts)  # fmt: skip
+    proc, host, port = _start_workers(tmp_path, zone, "--no-watch")
+    try:
+        assert dnspol.testing.dig(host, port, "h59999.big.test.").addresses == ["10.0.234.95"]
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        # some 40 MB of zone data: each worker still shares most of it with the other
+        shared = [_shared_dirty_kb(pid) for pid in workers]
+        assert min(shared) > 20_000, shared
+    finally:
+        _stop(proc)
+
+
+def test_a_restarted_worker_loads_the_files_as_they_are_now(tmp_path) -> None:
+    zone = tmp_path / "reload.test.zone"
+    zone.write_text(ZONE_V1)
+    proc, host, port = _start_workers(tmp_path, zone, "--no-watch")
+    try:
+        zone.write_text(ZONE_V2)  # not reloaded: --no-watch and no SIGHUP
+        workers = _children(proc.pid)
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while set(_children(proc.pid)) & {workers[1]} == set() or len(_children(proc.pid)) < 2:
+            assert time.monotonic() < deadline, (tmp_path / "log").read_text()
+            time.sleep(0.05)
+        seen = set()
+        while seen != {"192.0.2.10", "192.0.2.20"}:  # new source ports reach both workers
+            assert time.monotonic() < deadline, seen
+            seen.add(dnspol.testing.dig(host, port, "www.reload.test.").addresses[0])
+    finally:
+        _stop(proc)
+
+
 def _children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as fh:
