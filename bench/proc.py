@@ -6,8 +6,9 @@ python bench/proc.py cpus PID   -> "pid:seconds ..." for each live process of th
 python bench/proc.py freeport   -> a port that is free on 127.0.0.1 for both UDP and TCP
 python bench/proc.py core N|all -> "task total steal idle irq" seconds of CPU N (all: every CPU)
 python bench/proc.py udp-drops  -> UDP receive-buffer drops so far (all sockets)
-python bench/proc.py rss PID    -> "rss_kb peak_kb": resident memory now and at its peak,
-                                   summed over the live processes of PID's tree
+python bench/proc.py rss PID    -> "rss_kb peak_kb pss_kb": resident memory now, at its
+                                   peak, and proportional (shared pages split between
+                                   the processes sharing them), summed over PID's tree
 python bench/proc.py timed OUT -- CMD...  -> run CMD, write "wall user system" to OUT
 """
 
@@ -87,20 +88,32 @@ def cpu_by_process(pid: int) -> dict[int, float]:
     return out
 
 
-def memory_kb(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) in kB of the process tree rooted at ``pid``, summed.
+def memory_kb(pid: int) -> tuple[int, int, int]:
+    """(VmRSS, VmHWM, Pss) in kB of the process tree rooted at ``pid``, summed.
 
-    A sum over workers overstates memory they share (copy-on-write pages count in each)."""
-    now = peak = 0
+    RSS and its peak count pages that forked workers share once in each; PSS splits them."""
+    now = peak = pss = 0
     for member in [pid, *descendants(pid)]:
         try:
-            lines = (PROC / str(member) / "status").read_text().splitlines()
+            status = _kb_fields(PROC / str(member) / "status")
+            rollup = _kb_fields(PROC / str(member) / "smaps_rollup")
         except OSError:
             continue
-        fields = dict(line.split(":", 1) for line in lines if ":" in line)
-        now += int(fields.get("VmRSS", "0 kB").split()[0])
-        peak += int(fields.get("VmHWM", "0 kB").split()[0])
-    return now, peak
+        now += status.get("VmRSS", 0)
+        peak += status.get("VmHWM", 0)
+        pss += rollup.get("Pss", 0)
+    return now, peak, pss
+
+
+def _kb_fields(path: Path) -> dict[str, int]:
+    """``Name:   123 kB`` lines as {name: 123}."""
+    out = {}
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition(":")
+        parts = value.split()
+        if len(parts) == 2 and parts[1] == "kB" and parts[0].isdigit():
+            out[name] = int(parts[0])
+    return out
 
 
 def free_port() -> int:

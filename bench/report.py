@@ -10,7 +10,7 @@ Reads, for every server S in --servers, from --run-dir:
   S.drops        UDP receive-buffer drops counted by the kernel during the run
   S.cmd          the server's command line
   S.procs.before, S.procs.after  "pid:cpu_seconds ..." per process of the server's tree
-  S.rss          "rss_kb peak_kb" of the server's process tree after the run (summed)
+  S.rss          "rss_kb peak_kb pss_kb" of the server's process tree after the run (summed)
   S.log          the server's stdout+stderr (error lines and the tail go to the JSON)
   S.exited       present if the server was gone after the run
 and with --latency (the fixed-rate dnsperf -v run):
@@ -96,6 +96,7 @@ class ServerResult:
     cpu_seconds_by_process: dict[str, float] = field(default_factory=dict)
     rss_mb: float | None = None  # resident memory of the server's processes after the run
     peak_rss_mb: float | None = None  # and their peaks (VmHWM), summed
+    pss_mb: float | None = None  # proportional: pages shared by forked workers counted once
     exited_after_run: bool = False
     log_problem_lines: int = 0
     log_problems: list[str] = field(default_factory=list)
@@ -243,8 +244,8 @@ def load_server(run_dir: Path, name: str, all_cores: bool = False) -> ServerResu
         read_text(run_dir / f"{name}.procs.before"), read_text(run_dir / f"{name}.procs.after")
     )
     memory = read_text(run_dir / f"{name}.rss").split()
-    if len(memory) == 2 and all(v.isdigit() for v in memory):
-        result.rss_mb, result.peak_rss_mb = (round(int(v) / 1024, 1) for v in memory)
+    if len(memory) == 3 and all(v.isdigit() for v in memory):
+        result.rss_mb, result.peak_rss_mb, result.pss_mb = (round(int(v) / 1024, 1) for v in memory)
     drops = read_text(run_dir / f"{name}.drops").strip()
     result.udp_rcvbuf_drops = int(drops) if drops.lstrip("-").isdigit() else None
     return result
@@ -528,7 +529,7 @@ def print_notes(results: list[ServerResult], all_cores: bool) -> None:
             split = ", ".join(f"{100.0 * sec / run:.0f}%" for sec in busy.values())
             print(f"{r.name}: CPU by process (% of one core): {split}")
         if r.rss_mb is not None:
-            memory = f"{r.rss_mb:,.0f} MB (peak {r.peak_rss_mb:,.0f} MB)"
+            memory = f"{r.rss_mb:,.0f} MB (PSS {r.pss_mb:,.0f} MB, peak {r.peak_rss_mb:,.0f} MB)"
             print(f"{r.name}: resident memory after the run {memory}")
         if r.exited_after_run:
             print(f"{r.name}: the server was gone after the run")

@@ -149,6 +149,26 @@ def proc_status(pid: int | str = "self") -> dict[str, float]:
     return found
 
 
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size of a process and its children, summed, in MB."""
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    total = 0
+    for member in pids:
+        try:
+            with open(f"/proc/{member}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
 def load_api(path: Path, probes: list[str]) -> dict[str, object]:
     """Load through the Python API in this process; a few lookups prove the zones answer."""
     from dnspol.names import from_text
@@ -268,10 +288,16 @@ def measure_api(case: str, target: Path, probes: list[str]) -> Row:
     return Row(case, how, found["seconds"], run.cpu, run.max_rss_mb, found["VmRSS"], note)
 
 
-def measure_serve(case: str, dnspol: str, args: list[str], cwd: Path, probes: list[str]) -> Row:
-    """Start ``dnspol serve``, time until READY, dig the probes, read its memory, stop it."""
-    cmd = [dnspol, "serve", "--workers", "1", "--no-watch", "--listen", "127.0.0.1:0", *args]
-    how = f"dnspol serve --workers 1 {' '.join(args)}"
+def measure_serve(
+    case: str, dnspol: str, args: list[str], cwd: Path, probes: list[str], workers: int = 1
+) -> Row:
+    """Start ``dnspol serve``, time until READY, dig the probes, read its memory, stop it.
+
+    With several workers the memory figures are of the whole process tree: proportional
+    set sizes summed (pages the forked workers share counted once), for peak and now."""
+    cmd = [dnspol, "serve", "--workers", str(workers), "--no-watch", "--listen", "127.0.0.1:0"]
+    cmd += args
+    how = f"dnspol serve --workers {workers} {' '.join(args)}"
     log = cwd / "serve.log"  # not a pipe: a server that logs much would block on it
     start = time.perf_counter()
     with open(log, "w") as stderr:
@@ -292,6 +318,10 @@ def measure_serve(case: str, dnspol: str, args: list[str], cwd: Path, probes: li
         status = proc_status(proc.pid)
         bad = [p for p, a in zip(probes, answers, strict=True) if not a]
         note = f"dig {len(probes)} names: " + (f"NO ANSWER for {bad}" if bad else "all answered")
+        if workers > 1:
+            pss = tree_pss_mb(proc.pid)
+            note += f"; {workers} workers + supervisor, PSS summed"
+            return Row(case, how, seconds, cpu, pss, pss, note)
         return Row(case, how, seconds, cpu, status.get("VmHWM"), status.get("VmRSS"), note)
     finally:
         _stop(proc)
@@ -370,6 +400,7 @@ def print_table(rows: list[Row]) -> None:
     print("        of the load itself for the API. CPU s: user + system of that process.")
     print("peak MB /usr/bin/time -v 'Maximum resident set size' (check, API), VmHWM (serve,")
     print("        read after the digs). RSS MB: VmRSS after loading / while serving.")
+    print("        --workers N > 1: both are the process tree's PSS summed (shared pages once).")
 
 
 def run(work: Path, only: set[str], dnspol: str) -> list[Row]:
@@ -381,6 +412,10 @@ def run(work: Path, only: set[str], dnspol: str) -> list[Row]:
         rows.append(measure_check(case, dnspol, ["--zone", BIG_FILE], work))
         _progress(f"{case}: dnspol serve")
         rows.append(measure_serve(case, dnspol, ["--zone", BIG_FILE], work, probes))
+        cores = len(os.sched_getaffinity(0))
+        if cores > 1:
+            _progress(f"{case}: dnspol serve, {cores} workers (the default)")
+            rows.append(measure_serve(case, dnspol, ["--zone", BIG_FILE], work, probes, cores))
         _progress(f"{case}: Python API")
         rows.append(measure_api(case, work / BIG_FILE, probes))
     if "many" in only and "many" in manifest:
