@@ -158,11 +158,11 @@ class Handler:
         found = fast_key(wire, listener.tcp, snap.udp_max_payload) if self.fast_path else None
         if found is not None:
             key, qend, ecs = found
-            weighted = False
+            repeatable = True  # not drawn by a weighted rule, not shaped by the clock
             if snap.has_rules:
                 decided = snap.decisions.entries.get((peer[0], listener, key[0], ecs))
-                if decided is None:
-                    key = None
+                if decided is None or (decided[4] != INF and decided[4] <= self.clock.now()):
+                    key = None  # never decided, or decided for a time that has passed
                 elif decided[0] is DROP:
                     self.stats.drop("policy", decided[2])
                     if report is not None:
@@ -170,9 +170,11 @@ class Handler:
                     return None
                 elif decided[3] is None:
                     key = (key, decided[1])
+                    repeatable = decided[4] == INF
                 else:  # a weighted rule: draw the scope now, as evaluate() would
-                    key = (key, ("answer", decided[3].pick(self.rng), decided[1][2]))
-                    weighted = True
+                    token = decided[1]
+                    key = (key, ("answer", decided[3].pick(self.rng), token[2], token[3]))
+                    repeatable = False
             if key is not None:
                 hit = snap.answers.entries.get(key)
                 if hit is not None:
@@ -182,7 +184,7 @@ class Handler:
                     answers[counted] = answers.get(counted, 0) + 1
                     if report is not None:
                         report.append(hit[2])
-                    if not weighted:
+                    if repeatable:
                         snap.repeats.put(repeat, (out[2:], counted))
                     return out
         result = self.answer(wire, peer, listener, snap, found)
@@ -203,24 +205,23 @@ class Handler:
     def _store(self, snap: Snapshot, found: tuple, result: Answered, peer, listener) -> bool:
         """Keep the packed answer (and the policy decision) for the next same query.
 
-        True when the same bytes may answer an exact repeat: stored, and not drawn
-        by a weighted rule.
+        True when the same bytes may answer an exact repeat: stored, not drawn by a
+        weighted rule, and not shaped by the clock (those are decided again when their
+        time is up: see ``_expires``).
         """
         key, qend, ecs = found
         decision = result.decision
         repeatable = True
         if decision is not None:
-            if decision.ttl_cap is not None or decision.valid_until != INF:
-                return False  # shaped by the clock: decide again next time
-            # what the stored answer depends on, as plain values that hash fast
-            token = (decision.action.value, decision.scope, decision.ecs_scope)
+            token = _token(decision)
             choice = snap.policy.weighted_choice(decision.rule) if decision.weighted else None
-            decided = (decision.action, token, decision.rule, choice)
+            decided = (decision.action, token, decision.rule, choice, _expires(decision))
             snap.decisions.put((peer[0], listener, key[0], ecs), decided)
             if result.wire is None:
                 return False
             key = (key, token)
-            repeatable = not decision.weighted  # a weighted rule draws anew each time
+            # a weighted rule draws anew each time; a time window's answer changes with it
+            repeatable = not decision.weighted and decided[4] == INF
         if result.wire is None:
             return False
         tail = result.wire[qend:]
@@ -394,15 +395,27 @@ def _from_stored(stored: tuple, wire: bytes, qend: int, ecs: bytes | None) -> by
 def _reuse(snap: Snapshot, found: tuple, wire: bytes, decision: Decision) -> Answered | None:
     """The stored answer for a fresh decision, as when another client (or ECS subnet)
     got the same decision for the same question before. None: build it."""
-    if decision.ttl_cap is not None or decision.valid_until != INF or decision.action is DROP:
+    if decision.action is DROP:
         return None
     key, qend, ecs = found
-    token = (decision.action.value, decision.scope, decision.ecs_scope)
-    stored = snap.answers.entries.get((key, token))
+    stored = snap.answers.entries.get((key, _token(decision)))
     if stored is None:
         return None
     out = _from_stored(stored, wire, qend, ecs)
     return Answered(out, True, out[3] & 0x0F, decision, label=stored[2])
+
+
+def _token(decision: Decision) -> tuple:
+    """What a stored answer depends on of a decision, as plain values that hash fast."""
+    return (decision.action.value, decision.scope, decision.ecs_scope, decision.ttl_cap)
+
+
+def _expires(decision: Decision) -> float:
+    """Until when a decision holds (exclusive): the end of its time window, or sooner, the
+    end of the second in which the TTL cap (whole seconds to that end) is still the same."""
+    if decision.ttl_cap is None:
+        return decision.valid_until
+    return decision.valid_until - decision.ttl_cap
 
 
 def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:

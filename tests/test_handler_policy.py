@@ -3,12 +3,13 @@
 import ipaddress
 import random
 import struct
+from datetime import UTC, datetime
 
 import pytest
 from dnslib import EDNS0, RCODE, DNSRecord, EDNSOption
 
 from dnspol.config import load_config
-from dnspol.handler import Handler, Listener
+from dnspol.handler import Clock, Handler, Listener
 from dnspol.state import ServerState, snapshot_from_config
 
 ZONE = """\
@@ -180,7 +181,43 @@ def test_answers_shaped_by_the_clock_are_not_kept_as_repeats(tmp_path):
     handler = Handler(ServerState(snap), seed=1)
     for _ in range(3):
         handler.handle(wire(), ("127.0.0.1", 5300), UDP)
-    assert len(snap.repeats) == 0 and len(snap.decisions) == 0
+    assert len(snap.repeats) == 0 and len(snap.decisions) == 1
+
+
+def test_decisions_shaped_by_the_clock_are_reused_until_their_time_is_up(tmp_path):
+    """Across a window's end, answers from stored decisions equal fresh ones, TTL caps too."""
+    (tmp_path / "example.com.zone").write_text(ZONE)
+    (tmp_path / "internal.zone").write_text(INTERNAL.replace("www 60 A", "www 3600 A"))
+    (tmp_path / "dnspol.yaml").write_text(
+        CONFIG.replace(
+            "rules:\n",
+            "rules:\n  - name: office-hours\n    zone: example.com\n"
+            "    match: {time: {between: '08:00-18:00'}}\n    answer: internal\n",
+        )
+    )
+
+    def build(fast: bool) -> Handler:
+        snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
+        handler = Handler(ServerState(snap), Clock(0.0), seed=1)
+        handler.fast_path = fast
+        return handler
+
+    fast, slow = build(True), build(False)
+    queries = [wire(name, qtype, subnet) for name in ("www.example.com", "WWW.example.com")
+               for qtype in ("A", "AAAA") for subnet in (None, "10.1.2.0/24")]  # fmt: skip
+    clients = [("127.0.0.1", 5300), ("10.9.9.9", 5300)]
+    end = datetime(2026, 11, 25, 18, 0, tzinfo=UTC).timestamp()  # the window's end
+    answers = set()
+    for offset in (-3.0, -2.5, -2.0, -1.2, -1.0, -0.4, 0.0, 0.3, 1.0, 3600.0):
+        fast.clock.set(end + offset, frozen=True)
+        slow.clock.set(end + offset, frozen=True)
+        for data in queries + queries:
+            for peer in clients:
+                out = fast.handle(data, peer, UDP)
+                assert out == slow.handle(data, peer, UDP), offset
+                answers.add(out[2:])
+    assert len(fast.state.snapshot.decisions) > 0
+    assert len(answers) > 10  # TTL caps 3, 2, 1, 0 and both scopes: really different bytes
 
 
 def test_weighted_answers_on_the_fast_path_follow_weights_and_seed(tmp_path):
