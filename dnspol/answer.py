@@ -1,10 +1,9 @@
 """Building response messages: the one place that sets rcodes, flags and sizes.
 
-Messages are packed by dnslib from a question spelled in lowercase, then the
-query's own question bytes are put back in its place. Owner names compress
-against the question, so clients see their own letter case (RFC 4343), and the
-packed bytes depend only on what decides the answer — which is what lets the
-handler store and reuse them.
+Messages are packed by ``dnspol.packer`` with the query's own question bytes;
+names compress against the question's lowercased labels, so owners come out in
+the client's letter case (RFC 4343), and the packed bytes depend only on what
+decides the answer — which is what lets the handler store and reuse them.
 """
 
 from __future__ import annotations
@@ -12,11 +11,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 
-from dnslib import RR, DNSHeader, DNSQuestion, DNSRecord, EDNSOption
+from dnslib import RR, EDNSOption
 
-from dnspol.names import to_label
+from dnspol.packer import pack_message
 from dnspol.wire import TYPE_OPT, Query
 from dnspol.zones.lookup import LookupResult
+from dnspol.zones.model import Rec
 
 OPTION_EDE = 15
 EDE_PROHIBITED = 18
@@ -91,20 +91,14 @@ def _opt(query: Query, rcode: int, server_max: int, options) -> RR | None:
     return RR(rtype=TYPE_OPT, rclass=server_max, ttl=ttl, rdata=opts)
 
 
-def _capped(rrs: list[RR], cap: int | None) -> Iterable[RR]:
+def _capped(rrs: list[Rec], cap: int | None) -> Iterable[Rec]:
     if cap is None or all(rr.ttl <= cap for rr in rrs):
         return rrs
-    return [RR(rr.rname, rr.rtype, rr.rclass, min(rr.ttl, cap), rr.rdata) for rr in rrs]
+    return [rr._replace(ttl=min(rr.ttl, cap)) for rr in rrs]
 
 
 def _pack(query: Query, flags: int, answer, authority, additional, opt: RR | None) -> bytes:
-    record = DNSRecord(
-        DNSHeader(id=query.id, bitmap=flags),
-        q=DNSQuestion(to_label(query.qname), query.qtype, query.qclass),
-        rr=list(answer),
-        auth=list(authority),
-        ar=list(additional) + ([opt] if opt is not None else []),
+    # the query's own spelling of the question (RFC 1035 §4.1.2), compressed against
+    return pack_message(
+        query.id, flags, query.qname, query.question, answer, authority, additional, opt
     )
-    wire = bytes(record.pack())
-    # put the query's own spelling of the question back (same length, RFC 1035 §4.1.2)
-    return wire[:12] + query.question + wire[12 + len(query.question) :]

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
-from dnslib import QTYPE, RR, TXT
+from dnslib import QTYPE, TXT
 
 from dnspol import answer
-from dnspol.names import Name, to_label
+from dnspol.names import Name
 from dnspol.policy.model import Action, Decision, QueryFacts
 from dnspol.state import ServerState, Snapshot
 from dnspol.stats import AnswerLabel, Stats, qtype_label, rcode_label
@@ -47,6 +47,7 @@ from dnspol.wire import (
     udp_limit,
 )
 from dnspol.zones.lookup import LookupResult, Outcome, lookup
+from dnspol.zones.model import Rec
 
 log = logging.getLogger("dnspol.handler")
 
@@ -345,7 +346,7 @@ class Handler:
             return Answered(None, True, decision=decision)
         if decision.action is NXDOMAIN_ACTION and zone is not None:
             result = LookupResult(
-                Outcome.NXDOMAIN, authority=zone.soa.to_rrs(ttl=zone.negative_ttl)
+                Outcome.NXDOMAIN, authority=zone.soa.records(ttl=zone.negative_ttl)
             )
             out = answer.build(
                 query,
@@ -419,7 +420,7 @@ def _expires(decision: Decision) -> float:
 
 
 def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:
-    rr = RR(to_label(query.qname), TYPE_TXT, CLASS_CH, 0, TXT(text))
+    rr = Rec(query.qname, TYPE_TXT, CLASS_CH, 0, TXT(text))
     result = LookupResult(Outcome.ANSWER, [rr])
     return answer.build(
         query, RCODE_NOERROR, result, limit=TCP_LIMIT, server_max=snap.udp_max_payload, aa=True

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from dnslib import CNAME, QTYPE, RR, DNSBuffer
+from dnslib import CNAME, QTYPE, DNSBuffer
 
 from dnspol.names import Name, is_subdomain, to_label
 from dnspol.zones.model import (
@@ -19,6 +19,7 @@ from dnspol.zones.model import (
     TYPE_NS,
     TYPE_SOA,
     WILDCARD,
+    Rec,
     RRset,
     Zone,
     ZoneSet,
@@ -44,9 +45,9 @@ class Outcome(enum.Enum):
 @dataclass(slots=True)
 class LookupResult:
     outcome: Outcome
-    answer: list[RR] = field(default_factory=list)
-    authority: list[RR] = field(default_factory=list)
-    additional: list[RR] = field(default_factory=list)
+    answer: list[Rec] = field(default_factory=list)
+    authority: list[Rec] = field(default_factory=list)
+    additional: list[Rec] = field(default_factory=list)
     glue_required: bool = False  # additional records that must fit (RFC 9471)
 
     @property
@@ -60,7 +61,7 @@ def lookup(zone: Zone, qname: Name, qtype: int, served: ZoneSet | None = None) -
     ``served`` (all zones of the server) stops a chain at a name that belongs to
     another served zone, even one below this zone's origin (RFC 1034 §4.3.2).
     """
-    answer: list[RR] = []
+    answer: list[Rec] = []
     seen = {qname}
     name = qname
     for _ in range(MAX_CHAIN):
@@ -79,9 +80,9 @@ def lookup(zone: Zone, qname: Name, qtype: int, served: ZoneSet | None = None) -
             if dname is not None:  # RFC 6672 §3.2: substitute, then go on as a CNAME
                 target = _substitute(name, encloser, dname)
                 if target is None:
-                    return LookupResult(Outcome.YXDOMAIN, answer + dname.to_rrs())
-                answer.extend(dname.to_rrs())
-                answer.append(RR(to_label(name), TYPE_CNAME, 1, dname.ttl, CNAME(to_label(target))))
+                    return LookupResult(Outcome.YXDOMAIN, answer + dname.records())
+                answer.extend(dname.records())
+                answer.append(Rec(name, TYPE_CNAME, 1, dname.ttl, CNAME(to_label(target))))
                 if not _same_zone(zone, target, served) or target in seen:
                     return LookupResult(Outcome.ANSWER, answer)
                 seen.add(target)
@@ -151,18 +152,18 @@ def _substitute(name: Name, owner: Name, dname: RRset) -> Name | None:
     return result
 
 
-def _records(rrset: RRset, name: Name, synthesized: bool) -> list[RR]:
+def _records(rrset: RRset, name: Name, synthesized: bool) -> list[Rec]:
     # owners are written lowercase; the packer points them at the question,
     # so clients see their own spelling (as Knot does)
-    return rrset.to_rrs(to_label(name) if synthesized else None)
+    return rrset.records(name if synthesized else None)
 
 
 def _target_name(cname: RRset) -> Name:
     return tuple(label.lower() for label in cname.rdatas[0].label.label)
 
 
-def _negative(zone: Zone, outcome: Outcome, answer: list[RR]) -> LookupResult:
-    soa = zone.soa.to_rrs(ttl=zone.negative_ttl)  # RFC 2308 §5
+def _negative(zone: Zone, outcome: Outcome, answer: list[Rec]) -> LookupResult:
+    soa = zone.soa.records(ttl=zone.negative_ttl)  # RFC 2308 §5
     return LookupResult(outcome, answer, authority=soa)
 
 
@@ -170,19 +171,19 @@ def _referral(zone: Zone, cut: Name) -> LookupResult:
     ns = zone.nodes[cut][TYPE_NS]
     glue = _addresses(zone, ns, glue=True)
     return LookupResult(
-        Outcome.REFERRAL, authority=ns.to_rrs(), additional=glue, glue_required=bool(glue)
+        Outcome.REFERRAL, authority=ns.records(), additional=glue, glue_required=bool(glue)
     )
 
 
-def _additional(zone: Zone, rrset: RRset) -> list[RR]:
+def _additional(zone: Zone, rrset: RRset) -> list[Rec]:
     if rrset.rtype in (TYPE_NS, TYPE_MX, TYPE_SRV):
         return _addresses(zone, rrset, glue=False)
     return []
 
 
-def _addresses(zone: Zone, rrset: RRset, glue: bool) -> list[RR]:
+def _addresses(zone: Zone, rrset: RRset, glue: bool) -> list[Rec]:
     """A/AAAA of the NS/MX/SRV targets that we hold (RFC 1034 §4.3.2 step 6)."""
-    out: list[RR] = []
+    out: list[Rec] = []
     done: set[Name] = set()
     for rdata in rrset.rdatas:
         target = _rdata_target(rrset.rtype, rdata)
@@ -196,7 +197,7 @@ def _addresses(zone: Zone, rrset: RRset, glue: bool) -> list[RR]:
             continue
         for rtype in (TYPE_A, TYPE_AAAA):
             if rtype in node:
-                out.extend(node[rtype].to_rrs())
+                out.extend(node[rtype].records())
     return out
 
 

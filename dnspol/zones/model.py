@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from dnslib import QTYPE, RR, DNSBuffer, DNSLabel
 
@@ -46,6 +46,16 @@ class Record:
         return f"{self.file}:{self.line}" if self.line else self.file
 
 
+class Rec(NamedTuple):
+    """One record of an answer, ready for ``dnspol.packer`` (a tuple: cheap to make)."""
+
+    owner: Name
+    rtype: int
+    rclass: int
+    ttl: int
+    rdata: object  # a dnslib RD instance
+
+
 @dataclass(frozen=True, slots=True)
 class RRset:
     """All records of one owner and type. One TTL per RRset (RFC 2181 §5.2)."""
@@ -54,6 +64,12 @@ class RRset:
     rtype: int
     ttl: int
     rdatas: tuple[object, ...]
+
+    def records(self, owner: Name | None = None, ttl: int | None = None) -> list[Rec]:
+        """The records for an answer, optionally under another owner (wildcards)."""
+        name = self.name if owner is None else owner
+        use_ttl = self.ttl if ttl is None else ttl
+        return [Rec(name, self.rtype, 1, use_ttl, rd) for rd in self.rdatas]
 
     def to_rrs(self, owner: DNSLabel | None = None, ttl: int | None = None) -> list[RR]:
         """dnslib RRs for packing, optionally under another owner (wildcards)."""
