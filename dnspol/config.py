@@ -36,6 +36,7 @@ from dnspol.policy.prefixes import PrefixSet, parse_prefix
 from dnspol.policy.schema import json_schema as _policy_json_schema
 from dnspol.policy.scopes import load_overlay, load_scope_file
 from dnspol.policy.yamlnodes import Node, Reader, did_you_mean, read_yaml_file
+from dnspol.state import DEFAULT_CACHE_ENTRIES
 from dnspol.zones import loader
 from dnspol.zones.model import Zone, ZoneSet
 
@@ -52,6 +53,7 @@ SERVER_KEYS = (
     "timezone",
     "tcp_idle_timeout",
     "tcp_max_connections",
+    "cache_entries",
     "metrics",
 )
 ZONE_KEYS = ("file", "scopes")
@@ -87,6 +89,7 @@ class Config:
     trusted_proxies: PrefixSet = field(default_factory=PrefixSet)  # PROXY v2 accepted from
     tcp_idle_timeout: float = 10.0  # seconds between queries on a TCP connection
     tcp_max_connections: int = 150
+    cache_entries: int = DEFAULT_CACHE_ENTRIES  # bound of each answer/decision cache
     metrics: tuple[str, int] | None = None  # Prometheus listener; None: off
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
 
@@ -169,6 +172,7 @@ class _Server:
     timezone: str = "UTC"
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 150
+    cache_entries: int = DEFAULT_CACHE_ENTRIES
     metrics: tuple[str, int] | None = None
 
 
@@ -241,6 +245,11 @@ class _ConfigBuilder:
                 entries["tcp_max_connections"], "tcp_max_connections", minimum=1, maximum=1_000_000
             )
             server.tcp_max_connections = value or server.tcp_max_connections
+        if "cache_entries" in entries:
+            value = read.integer(
+                entries["cache_entries"], "cache_entries", minimum=0, maximum=100_000_000
+            )
+            server.cache_entries = value if value is not None else server.cache_entries
         if "metrics" in entries and not entries["metrics"].is_null:
             server.metrics = read.convert(entries["metrics"], "metrics", parse_listen)
         return server
@@ -452,7 +461,8 @@ def _settings_from_python(
             server.metrics = parse_listen(str(settings["metrics"]))
     except (ValueError, TypeError) as error:
         problems.append(f"<settings>: {error}")
-    for key in ("udp_max_payload", "seed", "tcp_idle_timeout", "tcp_max_connections"):
+    keys = ("udp_max_payload", "seed", "tcp_idle_timeout", "tcp_max_connections", "cache_entries")
+    for key in keys:
         if key in settings:
             setattr(server, key, settings[key])
     if "chaos" in settings:
@@ -488,6 +498,7 @@ def _assemble(
         trusted_proxies=server.trusted_proxies,
         tcp_idle_timeout=server.tcp_idle_timeout,
         tcp_max_connections=server.tcp_max_connections,
+        cache_entries=server.cache_entries,
         metrics=server.metrics,
         warnings=warnings,
     )

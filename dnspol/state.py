@@ -36,6 +36,8 @@ class AnswerCache:
 
     def put(self, key, value) -> None:
         if len(self.entries) >= self.limit:
+            if not self.limit:
+                return  # caching off (``server.cache_entries: 0``)
             self.entries.clear()
             self.evictions += 1
         self.entries[key] = value
@@ -103,6 +105,7 @@ def _load_config(path: str):
 
 
 def snapshot_from_config(cfg) -> Snapshot:
+    size = getattr(cfg, "cache_entries", DEFAULT_CACHE_ENTRIES)
     return Snapshot(
         zones=cfg.zones,
         variants=cfg.variants,
@@ -118,6 +121,9 @@ def snapshot_from_config(cfg) -> Snapshot:
         metrics=getattr(cfg, "metrics", None),
         tcp_idle_timeout=cfg.tcp_idle_timeout,
         tcp_max_connections=cfg.tcp_max_connections,
+        answers=AnswerCache(size),
+        decisions=AnswerCache(size),
+        repeats=AnswerCache(size),
     )
 
 

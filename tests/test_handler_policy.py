@@ -245,3 +245,28 @@ def test_weighted_answers_on_the_fast_path_follow_weights_and_seed(tmp_path):
     first = draws(5)
     assert abs(first.count("10.0.0.10") / 10_000 - 0.25) <= 0.02
     assert draws(5) == first
+
+
+def test_cache_entries_bounds_every_store_and_zero_turns_storing_off(tmp_path):
+    (tmp_path / "example.com.zone").write_text(ZONE)
+    (tmp_path / "internal.zone").write_text(INTERNAL)
+    for size in (3, 0):
+        (tmp_path / "dnspol.yaml").write_text(
+            CONFIG.replace("server:\n", f"server:\n  cache_entries: {size}\n")
+        )
+        snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
+        fast, slow = Handler(ServerState(snap), seed=1), make_slow(tmp_path)
+        for i in range(20):
+            query = wire(f"n{i}.example.com") if i % 2 else wire()
+            peer = ("10.0.0.1", 5300)
+            assert fast.handle(query, peer, UDP) == slow.handle(query, peer, UDP)
+        for store in (snap.answers, snap.decisions, snap.repeats):
+            assert len(store) <= size
+        assert (snap.answers.evictions > 0) == (size > 0)
+
+
+def make_slow(tmp_path) -> Handler:
+    snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
+    handler = Handler(ServerState(snap), seed=1)
+    handler.fast_path = False
+    return handler

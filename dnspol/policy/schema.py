@@ -152,6 +152,7 @@ _SERVER = {
         "timezone": {"type": "string"},
         "tcp_idle_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
         "tcp_max_connections": {"type": "integer", "minimum": 1},
+        "cache_entries": {"type": "integer", "minimum": 0},
         "metrics": {"oneOf": [_LISTEN, {"type": "null"}]},
     },
     "additionalProperties": False,
