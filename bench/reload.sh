@@ -9,10 +9,12 @@
 # if a query was lost, a SERVFAIL came back, or a reload did not happen.
 #
 #   bash bench/reload.sh [RELOADS]        (QPS=20000 by default: a steady, not saturating, load)
+#   WORKERS=2 bash bench/reload.sh        (worker processes; each reloads, each logs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RELOADS=${1:-100}
 QPS=${QPS:-20000}
+WORKERS=${WORKERS:-1}
 VENV=${VENV:-.venv}
 command -v dnsperf >/dev/null || { apt-get update -qq && apt-get install -y -qq dnsperf >/dev/null; }
 
@@ -23,7 +25,7 @@ cp -r policies "$work/"
 zone=$work/policies/split-horizon/zones/example.com.zone
 for n in www mail nope api; do echo "$n.example.com A"; done >"$work/queries"
 
-"$VENV/bin/dnspol" serve --config "$work/policies/dnspol.yaml" --listen 127.0.0.1:0 --workers 1 --no-watch \
+"$VENV/bin/dnspol" serve --config "$work/policies/dnspol.yaml" --listen 127.0.0.1:0 --workers "$WORKERS" --no-watch \
   --ready-file "$work/ready" >/dev/null 2>"$work/server.log" &
 pid=$!
 for _ in $(seq 100); do [[ -s $work/ready ]] && break; sleep 0.1; done
@@ -40,14 +42,18 @@ for i in $(seq "$RELOADS"); do
   sleep 0.2
 done
 wait "$perf"
+sleep 1  # the last reload, in every worker
 reloaded=$(grep -c "INFO loaded" "$work/server.log" || true)
+expected=$((RELOADS * WORKERS))
 failed=$(grep -c "reload failed" "$work/server.log" || true)
 grep -E "Queries (sent|completed|lost)|Response codes|Queries per second" "$work/dnsperf.out"
-served=$(dig @127.0.0.1 -p "$port" example.com SOA +short | awk '{print $3}')
-echo "reloads logged: $reloaded of $RELOADS, failed: $failed; serial served at the end: $served (file: $serial)"
+# several digs, from new source ports each: with workers, every one must serve the last serial
+served=$(for _ in 1 2 3 4 5 6 7 8; do dig @127.0.0.1 -p "$port" example.com SOA +short; done |
+  awk '{print $3}' | sort -u | paste -sd' ')
+echo "reloads logged: $reloaded of $expected, failed: $failed; serial served at the end: $served (file: $serial)"
 lost=$(awk '/Queries lost:/ {print $3}' "$work/dnsperf.out")
 servfail=$(grep -oE "SERVFAIL [0-9]+" "$work/dnsperf.out" | awk "{print \$2}" || true)
-if [[ ${lost:-1} != 0 || -n $servfail || $reloaded -lt $RELOADS || $served != "$serial" ]]; then
+if [[ ${lost:-1} != 0 || -n $servfail || $reloaded -lt $expected || $served != "$serial" ]]; then
   echo "FAIL: lost=${lost:-?} servfail=${servfail:-0} reloads=$reloaded" >&2
   exit 1
 fi
