@@ -177,12 +177,29 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=None)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--mix-out", type=Path, default=None)
+    parser.add_argument(
+        "--mixed-case",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write the list N times, each query's name in a random letter case (as "
+        "resolvers that use 0x20 send them): no two lines' bytes then repeat soon",
+    )
     args = parser.parse_args()
     total = args.lines or DEFAULT_LINES[args.mode]
     rng = random.Random(SEED)
     build = repeat_queries if args.mode == "repeat" else distinct_queries
     queries, counts = build(total, rng)
+    if args.mixed_case:
+        queries = [(random_case(name, rng), qtype) for _ in range(args.mixed_case)
+                   for name, qtype in queries]  # fmt: skip
+        counts = {category: n * args.mixed_case for category, n in counts.items()}
     write_outputs(queries, counts, args.mode, args.out, args.mix_out)
+
+
+def random_case(name: str, rng: random.Random) -> str:
+    bits = rng.getrandbits(len(name))
+    return "".join(c.upper() if bits >> i & 1 else c for i, c in enumerate(name))
 
 
 if __name__ == "__main__":

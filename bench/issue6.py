@@ -180,6 +180,9 @@ def build_rows(reports: dict[str, dict | None]) -> list[Row]:
         rows.append(
             qps_row("6", "distinct", "100k distinct names qps, policy", reports["distinct"], None)
         )
+    if "mixed-case" in reports:
+        measure = "UDP qps, 1 core, policy, 0x20 case"
+        rows.append(qps_row("6", "mixed-case", measure, reports["mixed-case"], None))
     if "udp-zone" in reports:
         rows.append(
             qps_row("6", "udp-zone", "UDP qps, 1 core, no policy", reports["udp-zone"], None)

@@ -20,6 +20,8 @@
 #   edns        dnsperf -e, pinned (target 4)
 #   ecs         ECS from 4,000 distinct /24s, dnspol trusts 127.0.0.1, pinned (target 4)
 #   distinct    100,000 distinct names, pinned (information)
+#   mixed-case  the query list in random letter case (0x20), pinned (information: no exact
+#               repeats, every answer from the keyed store)
 #   udp-zone    UDP, pinned, dnspol --zone without a policy (information: the policy's cost)
 set -euo pipefail
 
@@ -28,7 +30,7 @@ ROOT=$(dirname "$BENCH_DIR")
 VENV=${VENV:-$ROOT/.venv}
 PY=$VENV/bin/python
 RUN_SECONDS=${BENCH_SECONDS:-10}
-ALL_RUNS=udp-1core,all-cores,tcp,edns,ecs,distinct,udp-zone
+ALL_RUNS=udp-1core,all-cores,tcp,edns,ecs,distinct,mixed-case,udp-zone
 RUNS=${ISSUE6_RUNS:-$ALL_RUNS}
 OUT=${ISSUE6_OUT:-$BENCH_DIR/results/issue6-$(date -u +%Y%m%dT%H%M%SZ)}
 QUIET_PCT=${ISSUE6_QUIET_PCT:-10}
@@ -51,6 +53,7 @@ run_args() {
         edns) echo "--policy --edns" ;;
         ecs) echo "--policy --ecs" ;;
         distinct) echo "--policy --distinct" ;;
+        mixed-case) echo "--policy --mixed-case" ;;
         udp-zone) echo "" ;;
         *) return 1 ;;
     esac

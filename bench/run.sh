@@ -2,13 +2,15 @@
 # bench/run.sh -- serve one zone from BIND, dnslib's DNSServer and dnspol, one after the
 # other, load each with the same dnsperf query file and compare. See bench/README.md.
 #
-#   bash bench/run.sh [--distinct] [--edns] [--tcp] [--servers bind,dnspol,dnslib] [--seconds N]
+#   bash bench/run.sh [--distinct] [--mixed-case] [--edns] [--tcp] [--servers bind,dnspol,dnslib] [--seconds N]
 #                     [--policy] [--all-cores] [--ecs] [--latency] [--rate QPS] [--json-out F]
 #
 #   --policy     dnspol serves a generated split-horizon config (10,000-prefix subnet list)
 #   --all-cores  nothing pinned: named with its default threads, dnspol with its default
 #                workers (one per core), dnsperf unpinned
 #   --ecs        every query carries EDNS Client Subnet, from 4,000 distinct /24s
+#   --mixed-case the query list 100 times over, each name in a random letter case (0x20
+#                resolvers): a query's exact bytes recur only every ~1,000,000 queries
 #   --latency    after each max-rate run, a fixed-rate run (half that rate, or --rate QPS)
 #                with dnsperf -v, and its p50/p99/p99.9
 #   --json-out F write the JSON result to F (default bench/results/<UTC timestamp>.json)
@@ -36,6 +38,7 @@ STARTUP_TIMEOUT=${BENCH_STARTUP_TIMEOUT:-10}
 KEEP=${BENCH_KEEP:-0}
 THREADS=${BENCH_THREADS:-}
 MODE=repeat
+MIXED_CASE=0
 EDNS=0
 TRANSPORT=udp
 POLICY=0
@@ -73,6 +76,7 @@ parse_args() {
     while (($#)); do
         case $1 in
             --distinct) MODE=distinct ;;
+            --mixed-case) MIXED_CASE=1 ;;
             --edns) EDNS=1 ;;
             --tcp) TRANSPORT=tcp ;;
             --policy) POLICY=1 ;;
@@ -186,7 +190,14 @@ generate_inputs() {
     (cd "$BENCH_DIR" && "$PY" gen_zone.py --out "$ZONE") >&2
     QUERIES=$BENCH_DIR/zone/queries-$MODE.txt
     MIX=$BENCH_DIR/zone/queries-$MODE.mix.json
-    (cd "$BENCH_DIR" && "$PY" gen_queries.py --mode "$MODE" --out "$QUERIES" --mix-out "$MIX") >&2
+    local case_args=()
+    if ((MIXED_CASE)); then
+        QUERIES=$BENCH_DIR/zone/queries-$MODE.mixed-case.txt
+        MIX=$BENCH_DIR/zone/queries-$MODE.mixed-case.mix.json
+        case_args=(--mixed-case 100)
+    fi
+    (cd "$BENCH_DIR" && "$PY" gen_queries.py --mode "$MODE" --out "$QUERIES" --mix-out "$MIX" \
+        "${case_args[@]}") >&2
     DNSPERF_INPUT=(-d "$QUERIES")
     if ((POLICY || ECS)); then
         # The ECS subnets are drawn against the policy's prefix list, so generate it for
@@ -517,7 +528,7 @@ main() {
     generate_inputs
     build_dnsperf_args
     if wants bind; then prepare_named || log "named not found"; fi
-    log "mode=$MODE transport=$TRANSPORT edns=$EDNS ecs=$ECS policy=$POLICY all_cores=$ALL_CORES latency=$LATENCY${RATE:+ rate=$RATE} seconds=$RUN_SECONDS servers=$SERVERS"
+    log "mode=$MODE mixed_case=$MIXED_CASE transport=$TRANSPORT edns=$EDNS ecs=$ECS policy=$POLICY all_cores=$ALL_CORES latency=$LATENCY${RATE:+ rate=$RATE} seconds=$RUN_SECONDS servers=$SERVERS"
     log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     local name
     for name in ${SERVERS//,/ }; do
@@ -529,8 +540,10 @@ main() {
     ((POLICY)) && report_args+=(--policy "$POLICY_DIR/dnspol.yaml")
     ((ALL_CORES)) && report_args+=(--all-cores)
     ((LATENCY)) && report_args+=(--latency)
+    local mode=$MODE
+    if ((MIXED_CASE)); then mode+=", mixed case"; fi
     "$PY" "$BENCH_DIR/report.py" --run-dir "$WORK" --results-dir "$RESULTS_DIR" \
-        --servers "$SERVERS" --mix "$MIX" --mode "$MODE" --transport "$TRANSPORT" \
+        --servers "$SERVERS" --mix "$MIX" --mode "$mode" --transport "$TRANSPORT" \
         --edns "$EDNS" --seconds "$RUN_SECONDS" --python "$PY" "${report_args[@]}" \
         --dnsperf-args "${PIN_CLIENT[*]}${PIN_CLIENT[*]:+ }dnsperf -s 127.0.0.1 -p PORT ${DNSPERF_INPUT[*]} ${DNSPERF_ARGS[*]}"
 }

@@ -186,7 +186,13 @@ class Handler:
                     if report is not None:
                         report.append(hit[2])
                     if repeatable:
-                        snap.repeats.put(repeat, (out[2:], counted))
+                        # kept as an exact repeat once the same bytes come twice in a row:
+                        # resolvers that vary the letter case (0x20) would only churn it
+                        seen = hit[4]
+                        if seen[0] == repeat[2]:
+                            snap.repeats.put(repeat, (out[2:], counted))
+                        else:
+                            seen[0] = repeat[2]
                     return out
         result = self.answer(wire, peer, listener, snap, found)
         if report is not None:
@@ -197,18 +203,18 @@ class Handler:
                 self.stats.drop(label.dropped or "malformed", label.rule)
             else:
                 self.stats.count(result.label, listener.tag, len(wire), len(result.wire))
-        stored = found is not None and result.cacheable
-        if stored and self._store(snap, found, result, peer, listener):
-            counted = (result.label, listener.tag, len(wire), len(result.wire))
-            snap.repeats.put(repeat, (result.wire[2:], counted))
+        if found is not None and result.cacheable:
+            self._store(snap, found, result, peer, listener, repeat[2])
         return result.wire
 
-    def _store(self, snap: Snapshot, found: tuple, result: Answered, peer, listener) -> bool:
+    def _store(
+        self, snap: Snapshot, found: tuple, result: Answered, peer, listener, sent: bytes
+    ) -> None:
         """Keep the packed answer (and the policy decision) for the next same query.
 
-        True when the same bytes may answer an exact repeat: stored, not drawn by a
-        weighted rule, and not shaped by the clock (those are decided again when their
-        time is up: see ``_expires``).
+        ``sent``: the query's bytes after the ID. When the same bytes come again they may
+        be kept as an exact repeat, unless the answer is drawn by a weighted rule or
+        shaped by the clock (those are decided again when their time is up: ``_expires``).
         """
         key, qend, ecs = found
         decision = result.decision
@@ -219,12 +225,12 @@ class Handler:
             decided = (decision.action, token, decision.rule, choice, _expires(decision))
             snap.decisions.put((peer[0], listener, key[0], ecs), decided)
             if result.wire is None:
-                return False
+                return
             key = (key, token)
             # a weighted rule draws anew each time; a time window's answer changes with it
             repeatable = not decision.weighted and decided[4] == INF
         if result.wire is None:
-            return False
+            return
         tail = result.wire[qend:]
         at = 0
         if ecs is not None:
@@ -232,9 +238,9 @@ class Handler:
             # family, source and scope of our (last-written) ECS option
             at = tail.rfind(b"\x00\x08" + len(ecs).to_bytes(2, "big") + ecs[:3]) + 8
             if at < 8:
-                return False
-        snap.answers.put(key, (result.wire[2:12], tail, result.label, at))
-        return repeatable
+                return
+        seen = [sent if repeatable else None]  # the last bytes answered from this entry
+        snap.answers.put(key, (result.wire[2:12], tail, result.label, at, seen))
 
     def answer(
         self, wire: bytes, peer: tuple, listener: Listener, snap: Snapshot, found=None

@@ -353,8 +353,10 @@ def with_id(wire: bytes, ident: int) -> bytes:
 def test_fast_path_answers_byte_identical_to_slow_path():
     fast, slow = make_handler(True), make_handler(False)
     queries = list(mixed_queries())
-    # second pass: from the stored answers; third, new IDs: from the stored repeats
-    replay = queries + queries + [with_id(w, 0xBEEF) for w in queries]
+    # first pass: built; then each query three times in a row: from the stored answer
+    # (twice: the same bytes twice make it an exact repeat), then with a new ID from the
+    # stored repeats
+    replay = queries + [q for w in queries for q in (w, w, with_id(w, 0xBEEF))]
     for listener in (UDP, TCP):
         for wire in replay:
             assert fast.handle(wire, PEER, listener) == slow.handle(wire, PEER, listener)
@@ -386,7 +388,8 @@ def test_repeat_cache_is_bounded():
     handler = make_handler()
     handler.state.snapshot.repeats.limit = 20
     for i in range(200):
-        ask(handler, "www.example.com", rd=i % 2, edns=512 + i)
+        for _ in range(2):  # the same bytes twice: kept as a repeat
+            ask(handler, "www.example.com", rd=i % 2, edns=512 + i)
     assert len(handler.state.snapshot.repeats) <= 20
     assert handler.state.snapshot.repeats.evictions >= 9
 
@@ -406,3 +409,44 @@ def test_class_any_and_unknown_classes_are_refused(handler):
     assert DNSRecord.parse(raw(handler, bytes(q.pack()))).header.rcode == RCODE.REFUSED
     q.q.qclass = 5
     assert DNSRecord.parse(raw(handler, bytes(q.pack()))).header.rcode == RCODE.REFUSED
+
+
+def test_queries_in_varying_letter_case_are_not_kept_as_repeats():
+    """0x20 resolvers randomise the case: keeping each spelling would only churn the store."""
+    handler = make_handler()
+    spellings = ["www.example.com", "WWW.example.com", "wWw.EXAMPLE.com", "www.Example.Com"]
+    for _ in range(3):
+        for name in spellings:
+            q = DNSRecord.question(name)
+            reply = DNSRecord.parse(handler.handle(bytes(q.pack()), PEER, UDP))
+            assert str(reply.q.qname) == name + "." and rrs(reply.rr)
+    assert len(handler.state.snapshot.repeats) == 0
+    assert len(handler.state.snapshot.answers) == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        b"\x02a\x00\x07example\x03com\x00",  # a zero byte inside a label
+        b"\x03www\x00\x07example\x03com\x00",  # ... that ends a name we serve
+        b"\x01\x00\x03www\x07example\x03com\x00",
+    ],
+)
+def test_zero_bytes_inside_labels_get_the_slow_paths_answer(name):
+    fast, slow = make_handler(True), make_handler(False)
+    stored = make_handler(True)
+    ask(stored, "www.example.com")  # "www.example.com" is in the answer store
+    for handler in (fast, stored):
+        for ident in (1, 2, 3):
+            wire = ident.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+            wire += name + b"\x00\x01\x00\x01"
+            assert handler.handle(wire, PEER, UDP) == slow.handle(wire, PEER, UDP)
+
+
+def test_names_alike_up_to_a_zero_byte_inside_a_label_are_not_confused():
+    fast, slow = make_handler(True), make_handler(False)
+    header = b"\x00\x07\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    first = header + b"\x02a\x00\x07example\x03com\x00\x00\x01\x00\x01"
+    second = header + b"\x02a\x00\x07exampld\x03com\x00\x00\x01\x00\x01"  # same up to "exa"
+    for wire in (first, first, second, first, second):
+        assert fast.handle(wire, PEER, UDP) == slow.handle(wire, PEER, UDP)
