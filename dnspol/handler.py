@@ -143,16 +143,26 @@ class Handler:
             self.stats.drop("malformed")
             return None
         if self.fast_path:
-            # a byte-for-byte repeat (ID aside) of a query this client sent before
-            repeat = (peer[0] if snap.has_rules else None, listener, wire[2:])
+            # A repeat of a query this client sent before, the ID aside and the letter
+            # case of the name too (resolvers may randomise it: 0x20).
+            sent = wire[2:]
+            repeat = (peer[0] if snap.has_rules else None, listener, sent.lower())
             hit = snap.repeats.entries.get(repeat)
             if hit is not None:
-                counted = hit[1]
-                answers = self.stats.answers
-                answers[counted] = answers.get(counted, 0) + 1
-                if report is not None:
-                    report.append(counted[0])
-                return wire[:2] + hit[0]
+                before, after, qend, counted = hit
+                if sent == before:  # the very same bytes
+                    out = wire[:2] + after
+                elif sent[:10] == before[:10] and sent[qend - 6 :] == before[qend - 6 :]:
+                    # lowering folds bytes outside the name too: those must be equal
+                    out = wire[:2] + after[:10] + wire[12:qend] + after[qend - 2 :]
+                else:
+                    out = None
+                if out is not None:
+                    answers = self.stats.answers
+                    answers[counted] = answers.get(counted, 0) + 1
+                    if report is not None:
+                        report.append(counted[0])
+                    return out
         if should_drop(wire):
             self.stats.drop("malformed")
             return None
@@ -186,11 +196,11 @@ class Handler:
                     if report is not None:
                         report.append(hit[2])
                     if repeatable:
-                        # kept as an exact repeat once the same bytes come twice in a row:
-                        # resolvers that vary the letter case (0x20) would only churn it
+                        # kept as a repeat once the same query comes twice in a row; a
+                        # stream of queries that never repeat would only churn the store
                         seen = hit[4]
                         if seen[0] == repeat[2]:
-                            snap.repeats.put(repeat, (out[2:], counted))
+                            snap.repeats.put(repeat, (sent, out[2:], qend, counted))
                         else:
                             seen[0] = repeat[2]
                     return out

@@ -270,3 +270,15 @@ def make_slow(tmp_path) -> Handler:
     handler = Handler(ServerState(snap), seed=1)
     handler.fast_path = False
     return handler
+
+
+def test_ecs_subnets_that_lowercase_alike_are_not_confused(make):
+    """198.51.68.0/24 is c6 33 44, which lowercases to c6 33 64: 198.51.100.0/24 (corp)."""
+    fast, slow = make(True), make(False)
+    outside, corp = wire(subnet="198.51.68.0/24"), wire(subnet="198.51.100.0/24")
+    for data in (outside, outside, outside, corp, corp, outside):
+        out = fast.handle(data, ("127.0.0.1", 5300), UDP)
+        assert out == slow.handle(data, ("127.0.0.1", 5300), UDP)
+    assert str(DNSRecord.parse(out).rr[0].rdata) == "192.0.2.10"
+    answer = fast.handle(corp, ("127.0.0.1", 5300), UDP)
+    assert str(DNSRecord.parse(answer).rr[0].rdata) == "10.0.0.10"
