@@ -170,6 +170,7 @@ class Handler:
         if found is not None:
             key, qend, ecs = found
             repeatable = True  # not drawn by a weighted rule, not shaped by the clock
+            seen = None  # where the last query of this kind is noted (see below)
             if snap.has_rules:
                 decided = snap.decisions.entries.get((peer[0], listener, key[0], ecs))
                 if decided is None or (decided[4] != INF and decided[4] <= self.clock.now()):
@@ -182,6 +183,7 @@ class Handler:
                 elif decided[3] is None:
                     key = (key, decided[1])
                     repeatable = decided[4] == INF
+                    seen = decided[5]
                 else:  # a weighted rule: draw the scope now, as evaluate() would
                     token = decided[1]
                     key = (key, ("answer", decided[3].pick(self.rng), token[2], token[3]))
@@ -197,8 +199,11 @@ class Handler:
                         report.append(hit[2])
                     if repeatable:
                         # kept as a repeat once the same query comes twice in a row; a
-                        # stream of queries that never repeat would only churn the store
-                        seen = hit[4]
+                        # stream of queries that never repeat would only churn the store.
+                        # Noted per decision (client, name, ECS subnet) where there is one:
+                        # an answer serves many subnets, whose queries would take turns.
+                        if seen is None:
+                            seen = hit[4]
                         if seen[0] == repeat[2]:
                             snap.repeats.put(repeat, (sent, out[2:], qend, counted))
                         else:
@@ -222,23 +227,25 @@ class Handler:
     ) -> None:
         """Keep the packed answer (and the policy decision) for the next same query.
 
-        ``sent``: the query's bytes after the ID. When the same bytes come again they may
-        be kept as an exact repeat, unless the answer is drawn by a weighted rule or
-        shaped by the clock (those are decided again when their time is up: ``_expires``).
+        ``sent``: the query's bytes after the ID, lowercased (its key in the repeat
+        store). When they come again the answer may be kept as a repeat, unless it is
+        drawn by a weighted rule or shaped by the clock (those are decided again when
+        their time is up: ``_expires``).
         """
         key, qend, ecs = found
         decision = result.decision
-        repeatable = True
+        # a weighted rule draws anew each time; a time window's answer changes with it
+        repeatable = decision is None or (not decision.weighted and _expires(decision) == INF)
+        seen = [sent if repeatable else None]  # the last query answered from here
         if decision is not None:
             token = _token(decision)
             choice = snap.policy.weighted_choice(decision.rule) if decision.weighted else None
-            decided = (decision.action, token, decision.rule, choice, _expires(decision))
+            expires = _expires(decision)
+            decided = (decision.action, token, decision.rule, choice, expires, seen)
             snap.decisions.put((peer[0], listener, key[0], ecs), decided)
             if result.wire is None:
                 return
             key = (key, token)
-            # a weighted rule draws anew each time; a time window's answer changes with it
-            repeatable = not decision.weighted and decided[4] == INF
         if result.wire is None:
             return
         tail = result.wire[qend:]
@@ -249,7 +256,6 @@ class Handler:
             at = tail.rfind(b"\x00\x08" + len(ecs).to_bytes(2, "big") + ecs[:3]) + 8
             if at < 8:
                 return
-        seen = [sent if repeatable else None]  # the last bytes answered from this entry
         snap.answers.put(key, (result.wire[2:12], tail, result.label, at, seen))
 
     def answer(

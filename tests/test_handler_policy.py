@@ -282,3 +282,16 @@ def test_ecs_subnets_that_lowercase_alike_are_not_confused(make):
     assert str(DNSRecord.parse(out).rr[0].rdata) == "192.0.2.10"
     answer = fast.handle(corp, ("127.0.0.1", 5300), UDP)
     assert str(DNSRecord.parse(answer).rr[0].rdata) == "10.0.0.10"
+
+
+def test_repeats_from_many_ecs_subnets_are_kept_though_they_share_one_answer(make):
+    """One stored answer serves every subnet that got the same decision; whether a query
+    repeats is noted per decision, so subnets taking turns do not crowd each other out."""
+    fast, slow = make(True), make(False)
+    queries = [wire(subnet=f"192.0.{i}.0/24") for i in range(20)]
+    for data in queries * 3:
+        assert fast.handle(data, ("127.0.0.1", 5300), UDP) == slow.handle(
+            data, ("127.0.0.1", 5300), UDP
+        )
+    snap = fast.state.snapshot
+    assert len(snap.answers) == 1 and len(snap.repeats) == 20
