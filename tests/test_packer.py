@@ -3,6 +3,7 @@
 import dns.message
 import pytest
 from dnslib import QTYPE, RR, TXT, A, DNSHeader, DNSQuestion, DNSRecord, EDNSOption
+from test_handler import PEER, TCP, UDP, make_handler, mixed_queries
 
 from dnspol import answer
 from dnspol.handler import Handler
@@ -10,7 +11,6 @@ from dnspol.names import to_label
 from dnspol.packer import POINTER_LIMIT, pack_message
 from dnspol.state import ServerState
 from dnspol.zones.model import Rec
-from tests.test_handler import PEER, TCP, UDP, make_handler, mixed_queries
 
 
 def dnslib_pack(query, flags, answer_rrs, authority, additional, opt) -> bytes:
