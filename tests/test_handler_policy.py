@@ -50,19 +50,35 @@ rules:
 UDP = Listener("127.0.0.1", 53, "udp")
 
 
+OFFICE_HOURS = """\
+  - name: office-hours
+    zone: example.com
+    match: {time: {between: '08:00-18:00'}}
+    answer: internal
+"""
+
+
+def write_config(tmp_path, first_rule: str = "", internal: str = INTERNAL, server: str = ""):
+    """The test config, with ``first_rule`` before the others and ``server`` settings."""
+    (tmp_path / "example.com.zone").write_text(ZONE)
+    (tmp_path / "internal.zone").write_text(internal)
+    text = CONFIG.replace("rules:\n", "rules:\n" + first_rule, 1)
+    (tmp_path / "dnspol.yaml").write_text(text.replace("server:\n", "server:\n" + server, 1))
+    return tmp_path / "dnspol.yaml"
+
+
+def handler_for(path, fast: bool = True, clock: Clock | None = None, seed: int = 1) -> Handler:
+    snap = snapshot_from_config(load_config(str(path)))
+    handler = Handler(ServerState(snap), clock, seed=seed)
+    handler.fast_path = fast
+    return handler
+
+
 @pytest.fixture
 def make(tmp_path):
-    (tmp_path / "example.com.zone").write_text(ZONE)
-    (tmp_path / "internal.zone").write_text(INTERNAL)
-    (tmp_path / "dnspol.yaml").write_text(CONFIG)
-
-    def build(fast: bool) -> Handler:
-        snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
-        handler = Handler(ServerState(snap), seed=1)
-        handler.fast_path = fast
-        return handler
-
-    return build
+    """Handlers on the test config: make(True) with the fast path, make(False) without."""
+    path = write_config(tmp_path)
+    return lambda fast: handler_for(path, fast)
 
 
 def wire(name="www.example.com", qtype="A", subnet=None, edns=True):
@@ -168,41 +184,17 @@ def test_the_same_bytes_from_another_client_are_decided_for_that_client(make):
 
 
 def test_answers_shaped_by_the_clock_are_not_kept_as_repeats(tmp_path):
-    (tmp_path / "example.com.zone").write_text(ZONE)
-    (tmp_path / "internal.zone").write_text(INTERNAL)
-    (tmp_path / "dnspol.yaml").write_text(
-        CONFIG.replace(
-            "rules:\n",
-            "rules:\n  - name: office-hours\n    zone: example.com\n"
-            "    match: {time: {between: '08:00-18:00'}}\n    answer: internal\n",
-        )
-    )
-    snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
-    handler = Handler(ServerState(snap), seed=1)
+    handler = handler_for(write_config(tmp_path, OFFICE_HOURS))
     for _ in range(3):
         handler.handle(wire(), ("127.0.0.1", 5300), UDP)
+    snap = handler.state.snapshot
     assert len(snap.repeats) == 0 and len(snap.decisions) == 1
 
 
 def test_decisions_shaped_by_the_clock_are_reused_until_their_time_is_up(tmp_path):
     """Across a window's end, answers from stored decisions equal fresh ones, TTL caps too."""
-    (tmp_path / "example.com.zone").write_text(ZONE)
-    (tmp_path / "internal.zone").write_text(INTERNAL.replace("www 60 A", "www 3600 A"))
-    (tmp_path / "dnspol.yaml").write_text(
-        CONFIG.replace(
-            "rules:\n",
-            "rules:\n  - name: office-hours\n    zone: example.com\n"
-            "    match: {time: {between: '08:00-18:00'}}\n    answer: internal\n",
-        )
-    )
-
-    def build(fast: bool) -> Handler:
-        snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
-        handler = Handler(ServerState(snap), Clock(0.0), seed=1)
-        handler.fast_path = fast
-        return handler
-
-    fast, slow = build(True), build(False)
+    path = write_config(tmp_path, OFFICE_HOURS, INTERNAL.replace("www 60 A", "www 3600 A"))
+    fast, slow = handler_for(path, True, Clock(0.0)), handler_for(path, False, Clock(0.0))
     queries = [wire(name, qtype, subnet) for name in ("www.example.com", "WWW.example.com")
                for qtype in ("A", "AAAA") for subnet in (None, "10.1.2.0/24")]  # fmt: skip
     clients = [("127.0.0.1", 5300), ("10.9.9.9", 5300)]
@@ -221,23 +213,21 @@ def test_decisions_shaped_by_the_clock_are_reused_until_their_time_is_up(tmp_pat
 
 
 def test_weighted_answers_on_the_fast_path_follow_weights_and_seed(tmp_path):
-    (tmp_path / "example.com.zone").write_text(ZONE)
-    (tmp_path / "internal.zone").write_text(INTERNAL)
-    (tmp_path / "dnspol.yaml").write_text(
-        CONFIG.replace(
-            "rules:\n",
-            "rules:\n  - name: split\n    zone: example.com\n    match: {qname: www.example.com}\n"
-            "    answer: {weighted: {default: 3, internal: 1}}\n",
-        )
-    )
+    split = """\
+  - name: split
+    zone: example.com
+    match: {qname: www.example.com}
+    answer: {weighted: {default: 3, internal: 1}}
+"""
+    path = write_config(tmp_path, split)
 
     def draws(seed: int) -> list[str]:
-        snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
-        handler = Handler(ServerState(snap), seed=seed)
+        handler = handler_for(path, seed=seed)
         out = []
         for _ in range(10_000):
             reply = DNSRecord.parse(handler.handle(wire(edns=False), ("127.0.0.1", 1), UDP))
             out.append(str(reply.rr[0].rdata))
+        snap = handler.state.snapshot
         assert len(snap.answers) == 2  # both scopes' answers stored, then reused
         assert len(snap.repeats) == 0  # a weighted answer is drawn for every query
         return out
@@ -248,28 +238,17 @@ def test_weighted_answers_on_the_fast_path_follow_weights_and_seed(tmp_path):
 
 
 def test_cache_entries_bounds_every_store_and_zero_turns_storing_off(tmp_path):
-    (tmp_path / "example.com.zone").write_text(ZONE)
-    (tmp_path / "internal.zone").write_text(INTERNAL)
     for size in (3, 0):
-        (tmp_path / "dnspol.yaml").write_text(
-            CONFIG.replace("server:\n", f"server:\n  cache_entries: {size}\n")
-        )
-        snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
-        fast, slow = Handler(ServerState(snap), seed=1), make_slow(tmp_path)
+        path = write_config(tmp_path, server=f"  cache_entries: {size}\n")
+        fast, slow = handler_for(path), handler_for(path, fast=False)
         for i in range(20):
             query = wire(f"n{i}.example.com") if i % 2 else wire()
             peer = ("10.0.0.1", 5300)
             assert fast.handle(query, peer, UDP) == slow.handle(query, peer, UDP)
+        snap = fast.state.snapshot
         for store in (snap.answers, snap.decisions, snap.repeats):
             assert len(store) <= size
         assert (snap.answers.evictions > 0) == (size > 0)
-
-
-def make_slow(tmp_path) -> Handler:
-    snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
-    handler = Handler(ServerState(snap), seed=1)
-    handler.fast_path = False
-    return handler
 
 
 def test_ecs_subnets_that_lowercase_alike_are_not_confused(make):

@@ -129,19 +129,9 @@ def test_production_serve_reload_and_stop(tmp_path, workers) -> None:
     """``dnspol serve`` as deployed (no --fake-time, workers): SIGHUP reloads, SIGTERM exits 0."""
     zone = tmp_path / "reload.test.zone"
     zone.write_text(ZONE_V1)
-    ready = tmp_path / "ready"
-    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone)]
-    argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), "--workers", workers]
-    log = open(tmp_path / "log", "w")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, host, port = _start(tmp_path, zone, workers=workers)
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            assert proc.poll() is None, (tmp_path / "log").read_text()
-            assert time.monotonic() < deadline, "the server never became ready"
-            time.sleep(0.02)
-        host, port = ready.read_text().split()
-        ask = lambda *a: dnspol.testing.dig(host, int(port), *a)  # noqa: E731
+        ask = lambda *a: dnspol.testing.dig(host, port, *a)  # noqa: E731
         assert ask("www.reload.test.").addresses == ["192.0.2.10"]
         # test controls exist only with --fake-time
         assert ask("clock.dnspol.", "TXT", "-c", "CH").rcode == "REFUSED"
@@ -149,8 +139,9 @@ def test_production_serve_reload_and_stop(tmp_path, workers) -> None:
         zone.write_text(ZONE_V2)
         proc.send_signal(signal.SIGHUP)
         seen: list[str] = []
+        deadline = time.monotonic() + 60
         while seen[-6:] != ["192.0.2.20"] * 6:  # every worker has the new zone
-            assert time.monotonic() < deadline + 30, (tmp_path / "log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "log").read_text()
             seen.append(ask("www.reload.test.", "A", "+tcp").addresses[0])
             seen.append(ask("www.reload.test.").addresses[0])
         children = _children(proc.pid)
@@ -159,15 +150,13 @@ def test_production_serve_reload_and_stop(tmp_path, workers) -> None:
         assert proc.wait(30) == 0, (tmp_path / "log").read_text()
         assert wait_gone(children) == []
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        _stop(proc)
 
 
-def _start_workers(tmp_path, zone, *extra: str) -> tuple[subprocess.Popen, str, int]:
+def _start(tmp_path, zone, *extra: str, workers: str = "2") -> tuple[subprocess.Popen, str, int]:
+    """``dnspol serve`` as deployed (no --fake-time), in its own process group."""
     ready = tmp_path / "ready"
-    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone), "--workers", "2"]
+    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone), "--workers", workers]
     argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), *extra]
     with open(tmp_path / "log", "w") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -200,7 +189,7 @@ def test_workers_share_the_configuration_the_supervisor_loaded(tmp_path) -> None
     )
     zone.write_text("$ORIGIN big.test.\n$TTL 60\n@ IN SOA ns hm 1 7200 900 1209600 60\n"
                     "@ IN NS ns\nns IN A 192.0.2.1\n" + hosts)  # fmt: skip
-    proc, host, port = _start_workers(tmp_path, zone, "--no-watch")
+    proc, host, port = _start(tmp_path, zone, "--no-watch")
     try:
         assert dnspol.testing.dig(host, port, "h59999.big.test.").addresses == ["10.0.234.95"]
         workers = _children(proc.pid)
@@ -215,7 +204,7 @@ def test_workers_share_the_configuration_the_supervisor_loaded(tmp_path) -> None
 def test_a_restarted_worker_loads_the_files_as_they_are_now(tmp_path) -> None:
     zone = tmp_path / "reload.test.zone"
     zone.write_text(ZONE_V1)
-    proc, host, port = _start_workers(tmp_path, zone, "--no-watch")
+    proc, host, port = _start(tmp_path, zone, "--no-watch")
     try:
         zone.write_text(ZONE_V2)  # not reloaded: --no-watch and no SIGHUP
         workers = _children(proc.pid)
