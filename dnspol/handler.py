@@ -167,6 +167,7 @@ class Handler:
             self.stats.drop("malformed")
             return None
         found = fast_key(wire, listener.tcp, snap.udp_max_payload) if self.fast_path else None
+        drawn = None  # a weighted rule's draw, if made here: the slow path must not draw again
         if found is not None:
             key, qend, ecs = found
             repeatable = True  # not drawn by a weighted rule, not shaped by the clock
@@ -185,8 +186,9 @@ class Handler:
                     repeatable = decided[4] == INF
                     seen = decided[5]
                 else:  # a weighted rule: draw the scope now, as evaluate() would
+                    drawn = self.rng.random()
                     token = decided[1]
-                    key = (key, ("answer", decided[3].pick(self.rng), token[2], token[3]))
+                    key = (key, ("answer", decided[3].scope_at(drawn), token[2], token[3]))
                     repeatable = False
             if key is not None:
                 hit = snap.answers.entries.get(key)
@@ -209,7 +211,8 @@ class Handler:
                         else:
                             seen[0] = repeat[2]
                     return out
-        result = self.answer(wire, peer, listener, snap, found)
+        rng = self.rng if drawn is None else _Replay(drawn)
+        result = self.answer(wire, peer, listener, snap, found, rng)
         if report is not None:
             report.append(result.label)
         if result.label is not None:
@@ -259,12 +262,13 @@ class Handler:
         snap.answers.put(key, (result.wire[2:12], tail, result.label, at, seen))
 
     def answer(
-        self, wire: bytes, peer: tuple, listener: Listener, snap: Snapshot, found=None
+        self, wire: bytes, peer: tuple, listener: Listener, snap: Snapshot, found=None, rng=None
     ) -> Answered:
         """The slow path: decode fully and build the answer. Never raises.
 
         ``found``: the query's fast-path key, when it has one; a stored answer for the
-        decision made here is then reused instead of built again.
+        decision made here is then reused instead of built again. ``rng``: what weighted
+        rules draw from (default: the handler's own).
         """
         if (wire[2] >> 3) & 0xF != OPCODE_QUERY:
             out = _notimp(wire, snap)
@@ -287,7 +291,8 @@ class Handler:
             log.exception("decoding a query failed")
             return Answered(None, label=self.stats.intern(AnswerLabel(dropped="malformed")))
         try:
-            result = self._respond(query, peer, listener, snap, found, wire)
+            rng = rng or self.rng
+            result = self._respond(query, peer, listener, snap, found, wire, rng)
         except Exception:  # noqa: BLE001 - the error boundary
             log.exception("answering %s failed", query.qname)
             out = answer.error(query, RCODE_SERVFAIL, snap.udp_max_payload)
@@ -297,7 +302,7 @@ class Handler:
         return result
 
     def _respond(
-        self, query: Query, peer, listener: Listener, snap: Snapshot, found=None, wire=b""
+        self, query: Query, peer, listener: Listener, snap: Snapshot, found, wire, rng
     ) -> Answered:
         server_max = snap.udp_max_payload
         if query.qclass != CLASS_IN:
@@ -309,7 +314,7 @@ class Handler:
                 return Answered(answer.error(query, RCODE_NOTIMP, server_max), True, RCODE_NOTIMP)
             return self._refused(query, snap, prohibited=True)
         zone = snap.zones.find(query.qname)
-        decision = self._decide(query, peer, listener, snap, zone) if snap.has_rules else None
+        decision = self._decide(query, peer, listener, snap, zone, rng) if snap.has_rules else None
         if decision is not None and found is not None:
             reused = _reuse(snap, found, wire, decision)
             if reused is not None:
@@ -338,7 +343,7 @@ class Handler:
         )
         return Answered(out, True, rcode, decision, zone.name)
 
-    def _decide(self, query: Query, peer, listener: Listener, snap: Snapshot, zone):
+    def _decide(self, query: Query, peer, listener: Listener, snap: Snapshot, zone, rng):
         ecs = query.edns.ecs if query.edns is not None else None
         facts = QueryFacts(
             client=self._address(peer[0]),
@@ -350,7 +355,7 @@ class Handler:
             zone=zone.origin if zone is not None else None,
             now=self.clock.now(),
         )
-        return snap.policy.evaluate(facts, self.rng)
+        return snap.policy.evaluate(facts, rng)
 
     def _address(self, text: str):
         """Parsed client addresses, remembered: parsing costs more than the lookup."""
@@ -404,6 +409,20 @@ class Handler:
         if text is None:
             return self._refused(query, snap, prohibited=False)
         return Answered(_chaos_answer(query, text, snap), cacheable, RCODE_NOERROR)
+
+
+class _Replay:
+    """Stands in for the handler's ``random.Random`` when the fast path has drawn for a
+    weighted rule already and then found no stored answer: the slow path uses that draw,
+    so one query draws once whichever path answers it (and a seed repeats exactly)."""
+
+    __slots__ = ("draw",)
+
+    def __init__(self, draw: float) -> None:
+        self.draw = draw
+
+    def random(self) -> float:
+        return self.draw
 
 
 def _from_stored(stored: tuple, wire: bytes, qend: int, ecs: bytes | None) -> bytes:

@@ -237,6 +237,21 @@ def test_weighted_answers_on_the_fast_path_follow_weights_and_seed(tmp_path):
     assert draws(5) == first
 
 
+def test_weighted_answers_draw_once_a_query_on_either_path(tmp_path):
+    """The fast path draws, finds the drawn scope's answer not stored yet, and hands its
+    draw to the slow path: with one seed, fast and slow give the same sequence."""
+    split = "  - name: split\n    zone: example.com\n"
+    split += "    answer: {weighted: {default: 1, internal: 1}}\n"
+    path = write_config(tmp_path, split)
+    fast, slow = handler_for(path, seed=9), handler_for(path, fast=False, seed=9)
+    names = ["www.example.com", "app.example.com", "x.example.com", "WWW.example.com"]
+    for i in range(400):
+        query = wire(names[i % len(names)], "A" if i % 3 else "AAAA", edns=bool(i % 2))
+        assert fast.handle(query, ("127.0.0.1", 5300), UDP) == slow.handle(
+            query, ("127.0.0.1", 5300), UDP
+        ), i
+
+
 def test_cache_entries_bounds_every_store_and_zero_turns_storing_off(tmp_path):
     for size in (3, 0):
         path = write_config(tmp_path, server=f"  cache_entries: {size}\n")

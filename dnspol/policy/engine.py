@@ -86,7 +86,11 @@ class _WeightedChoice:
         self.total = self.cumulative[-1]
 
     def pick(self, rng: random.Random) -> str:
-        index = bisect.bisect_right(self.cumulative, rng.random() * self.total)
+        return self.scope_at(rng.random())
+
+    def scope_at(self, draw: float) -> str:
+        """The scope for one draw in [0, 1)."""
+        index = bisect.bisect_right(self.cumulative, draw * self.total)
         return self.scopes[min(index, len(self.scopes) - 1)]
 
 
