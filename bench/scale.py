@@ -289,12 +289,19 @@ def measure_api(case: str, target: Path, probes: list[str]) -> Row:
 
 
 def measure_serve(
-    case: str, dnspol: str, args: list[str], cwd: Path, probes: list[str], workers: int = 1
-) -> Row:
+    case: str,
+    dnspol: str,
+    args: list[str],
+    cwd: Path,
+    probes: list[str],
+    workers: int = 1,
+    reload: bool = False,
+) -> list[Row]:
     """Start ``dnspol serve``, time until READY, dig the probes, read its memory, stop it.
 
     With several workers the memory figures are of the whole process tree: proportional
-    set sizes summed (pages the forked workers share counted once), for peak and now."""
+    set sizes summed (pages the forked workers share counted once), for peak and now;
+    ``reload``: then a SIGHUP, measured by ``measure_reload``."""
     cmd = [dnspol, "serve", "--workers", str(workers), "--no-watch", "--listen", "127.0.0.1:0"]
     cmd += args
     how = f"dnspol serve --workers {workers} {' '.join(args)}"
@@ -311,7 +318,7 @@ def measure_serve(
         if ready is None:
             proc.poll()
             last = log.read_text(errors="replace").strip()[-70:]
-            return Row(case, how, note=f"did not start (exit {proc.returncode}): {last}")
+            return [Row(case, how, note=f"did not start (exit {proc.returncode}): {last}")]
         cpu = _cpu_seconds(proc.pid)
         host, port = ready
         answers = [_dig(host, port, name) for name in probes]
@@ -321,10 +328,54 @@ def measure_serve(
         if workers > 1:
             pss = tree_pss_mb(proc.pid)
             note += f"; {workers} workers + supervisor, PSS summed"
-            return Row(case, how, seconds, cpu, pss, pss, note)
-        return Row(case, how, seconds, cpu, status.get("VmHWM"), status.get("VmRSS"), note)
+            rows = [Row(case, how, seconds, cpu, pss, pss, note)]
+            if reload:
+                rows.append(measure_reload(case, proc, log, probes, (host, port)))
+            return rows
+        return [Row(case, how, seconds, cpu, status.get("VmHWM"), status.get("VmRSS"), note)]
     finally:
         _stop(proc)
+
+
+def measure_reload(
+    case: str, proc: subprocess.Popen, log: Path, probes: list[str], at: tuple[str, int]
+) -> Row:
+    """SIGHUP a running multi-worker server: seconds until the workers of the new
+    generation serve and the old ones are gone, the process tree's PSS at its highest
+    meanwhile (sampled every 0.1 s), and the PSS afterwards."""
+    before = set(_children(proc.pid))
+    loaded = log.read_text(errors="replace").count(" loaded ")
+    cpu = _cpu_seconds(proc.pid)
+    start = time.perf_counter()
+    proc.send_signal(signal.SIGHUP)
+    peak = 0.0
+    while time.perf_counter() - start < SERVE_TIMEOUT:
+        peak = max(peak, tree_pss_mb(proc.pid))
+        now = set(_children(proc.pid))
+        done = log.read_text(errors="replace").count(" loaded ") > loaded
+        if done and now and not now & before:
+            break
+        time.sleep(0.1)
+    else:
+        return Row(case, "SIGHUP", note="the reload did not finish")
+    seconds = time.perf_counter() - start
+    time.sleep(1.0)  # the supervisor frees the old configuration once the old workers exit
+    after = tree_pss_mb(proc.pid)
+    answers = [_dig(*at, name) for name in probes]
+    bad = [p for p, a in zip(probes, answers, strict=True) if not a]
+    note = "after SIGHUP: peak PSS while reloading, then PSS; dig " + (
+        f"NO ANSWER for {bad}" if bad else "all answered"
+    )
+    return Row(case, "reload (SIGHUP), same server", seconds, _cpu_seconds(proc.pid) - cpu,
+               peak, after, note)  # fmt: skip
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -411,11 +462,11 @@ def run(work: Path, only: set[str], dnspol: str) -> list[Row]:
         _progress(f"{case}: dnspol check")
         rows.append(measure_check(case, dnspol, ["--zone", BIG_FILE], work))
         _progress(f"{case}: dnspol serve")
-        rows.append(measure_serve(case, dnspol, ["--zone", BIG_FILE], work, probes))
+        rows += measure_serve(case, dnspol, ["--zone", BIG_FILE], work, probes)
         cores = len(os.sched_getaffinity(0))
         if cores > 1:
-            _progress(f"{case}: dnspol serve, {cores} workers (the default)")
-            rows.append(measure_serve(case, dnspol, ["--zone", BIG_FILE], work, probes, cores))
+            _progress(f"{case}: dnspol serve, {cores} workers (the default), then a reload")
+            rows += measure_serve(case, dnspol, ["--zone", BIG_FILE], work, probes, cores, True)
         _progress(f"{case}: Python API")
         rows.append(measure_api(case, work / BIG_FILE, probes))
     if "many" in only and "many" in manifest:
@@ -423,7 +474,7 @@ def run(work: Path, only: set[str], dnspol: str) -> list[Row]:
         _progress(f"{case}: dnspol check --config")
         rows.append(measure_check(case, dnspol, ["--config", MANY_CONFIG], work))
         _progress(f"{case}: dnspol serve --config")
-        rows.append(measure_serve(case, dnspol, ["--config", MANY_CONFIG], work, probes))
+        rows += measure_serve(case, dnspol, ["--config", MANY_CONFIG], work, probes)
         _progress(f"{case}: Python API")
         rows.append(measure_api(case, work / MANY_DIR, probes))
     return rows

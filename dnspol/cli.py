@@ -187,17 +187,24 @@ def _cmd_serve(args) -> int:
     if workers > 1:
         from dnspol import supervisor
 
-        def worker(ports: list[tuple[str, int]], ready: str, metrics_file: str | None) -> int:
-            options = _serve_options(args, ports, ready_file=ready, metrics_file=metrics_file)
-            options.reuse_port = True
+        def worker(start: supervisor.WorkerStart) -> int:
+            options = _serve_options(
+                args, start.listen, ready_file=start.ready_file, metrics_file=start.metrics_file
+            )
+            options.sockets = start.sockets
             options.print_ready = False
             options.seed, options.tcp_limits = seed, tcp_limits
-            # forked from the supervisor: its copy, shared until this worker reloads;
-            # a restarted worker, forked after the supervisor let go, loads afresh
-            return Server(load, options, clock).run(preloaded.pop() if preloaded else None)
+            return Server(load, options, clock).run(start.snapshot)
 
         return supervisor.run(
-            worker, listen, workers, args.ready_file, metrics_listen, release=preloaded.clear
+            worker,
+            load,
+            preloaded.pop(),
+            listen,
+            workers,
+            args.ready_file,
+            metrics_listen,
+            watch=not args.no_watch,
         )
     options = _serve_options(args, listen, ready_file=args.ready_file)
     options.metrics_listen = metrics_listen

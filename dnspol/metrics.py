@@ -195,7 +195,7 @@ FAMILIES = {
             "dnspol_reloads_total",
             "counter",
             "Configuration reloads, by result (ok, failed). With several worker "
-            "processes, the most any worker counted: each reloads the same files.",
+            "processes, the supervisor's count: it reloads, and forks new workers.",
             ("result",),
             merge=MAX,
         ),
@@ -523,11 +523,11 @@ class WorkerFiles:
         self.retired = Totals()
         self._lock = threading.Lock()
 
-    def path(self, index: int) -> Path:
-        return self.directory / f"worker-{index}.json"
+    def path(self, key: int | str) -> Path:
+        return self.directory / f"worker-{key}.json"
 
-    def retire(self, index: int) -> None:
-        path = self.path(index)
+    def retire(self, key: int | str) -> None:
+        path = self.path(key)
         data = _read_json(path)
         with self._lock:
             if data is not None:

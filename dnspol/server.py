@@ -3,11 +3,15 @@
 ``Server.run`` loads the first snapshot (a bad configuration ends the start
 with every problem listed), binds every listen address for UDP and TCP, and
 then keeps three promises: SIGHUP or a changed file reloads (build, check,
-swap; a bad file keeps the old configuration), SIGTERM stops accepting, lets
-in-flight TCP answers go out (bounded wait) and exits 0, and no error in one
-query ever stops the others. Around the handler sit the observers the options
-ask for: metrics (``dnspol.metrics``), the operations port (``dnspol.health``)
-and the query log (``dnspol.querylog``), wired in through ``dnspol.observe``.
+swap; a bad file keeps the old configuration), SIGTERM stops reading and
+accepting, lets in-flight TCP answers go out (bounded wait) and exits 0, and no
+error in one query ever stops the others. A supervisor's worker is handed its
+sockets and its snapshot; reloading is then the supervisor's job
+(``dnspol.supervisor``), and the worker ignores SIGHUP.
+
+Around the handler sit the observers the options ask for: metrics
+(``dnspol.metrics``), the operations port (``dnspol.health``) and the query log
+(``dnspol.querylog``), wired in through ``dnspol.observe``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +71,9 @@ class ServerOptions:
     metrics_file: str | None = None  # a worker: write metric totals here for the supervisor
     query_log: str | None = None  # a path, or "-" for stdout
     query_log_sample: float = 1.0
+    # a supervisor's worker: one (UDP, TCP) pair per listen address, bound and shared
+    # with the supervisor; then the supervisor reloads, not this process
+    sockets: list[tuple[socket.socket, socket.socket]] | None = None
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -219,15 +227,16 @@ class Server:
         self._stop = asyncio.Event()
         self._reload_wanted = asyncio.Event()
         sockets = self._bind_all()
-        servers = []
+        servers, readers = [], []
+        stop_reading = threading.Event()
         handler = self._observed()
         for (host, port), (usock, tsock) in zip(self.bound, sockets, strict=True):
-            udp.start(usock, handler, Listener(host, port, "udp"))
+            readers.append(udp.start(usock, handler, Listener(host, port, "udp"), stop_reading))
             tcp_listener = Listener(host, port, "tcp")
             servers.append(await tcp.start(tsock, handler, tcp_listener, self.conns))
         self._install_signals()
         tasks = [asyncio.create_task(self.conns.sweep_forever())]
-        if self.options.watch:
+        if self.options.watch and not self.supervised:
             tasks.append(asyncio.create_task(self._watch_files()))
         tasks.append(asyncio.create_task(self._reload_on_request()))
         self._announce()
@@ -237,7 +246,9 @@ class Server:
         await asyncio.sleep(SETTLE_SECONDS)
         for server in servers:
             server.close()
+        stop_reading.set()  # each UDP loop ends after the packet in hand, if any
         await asyncio.sleep(SETTLE_SECONDS)
+        await _joined(readers, DRAIN_SECONDS)
         await self._drain()
         for task in tasks:
             task.cancel()
@@ -245,7 +256,17 @@ class Server:
             usock.close()
         return 0
 
+    @property
+    def supervised(self) -> bool:
+        return self.options.sockets is not None
+
     def _bind_all(self) -> list[tuple[socket.socket, socket.socket]]:
+        if self.options.sockets is not None:  # bound by the supervisor
+            for (host, _), (usock, _) in zip(
+                self.options.listen, self.options.sockets, strict=True
+            ):
+                self.bound.append((host, usock.getsockname()[1]))
+            return self.options.sockets
         pairs = []
         for host, port in self.options.listen:
             usock, tsock = self._bind_pair(host, port)
@@ -271,7 +292,10 @@ class Server:
         assert self._stop is not None and self._reload_wanted is not None
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self._reload_wanted.set)
+        if self.supervised:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        else:
+            loop.add_signal_handler(signal.SIGHUP, self._reload_wanted.set)
 
     async def _reload_on_request(self) -> None:
         assert self._reload_wanted is not None
@@ -283,17 +307,17 @@ class Server:
 
     async def _watch_files(self) -> None:
         """Reload when any file the configuration was read from changes."""
-        seen = _fingerprint(self.state.snapshot.files if self.state.snapshot else ())
+        seen = files_fingerprint(self.state.snapshot.files if self.state.snapshot else ())
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             snap = self.state.snapshot
-            now = _fingerprint(snap.files if snap else ())
+            now = files_fingerprint(snap.files if snap else ())
             if now != seen:
                 seen = now
                 log.info("a configuration file changed; reloading")
                 self.reload()
                 snap = self.state.snapshot
-                seen = _fingerprint(snap.files if snap else ())
+                seen = files_fingerprint(snap.files if snap else ())
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + DRAIN_SECONDS
@@ -320,6 +344,13 @@ class Server:
             print(f"READY {host} {port}", flush=True)
 
 
+async def _joined(threads: list[threading.Thread], timeout: float) -> None:
+    """Wait, without blocking the event loop, for ``threads`` to end (bounded)."""
+    deadline = time.monotonic() + timeout
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
 def _settle_memory() -> None:
     """After a swap: collect the old snapshot's cycles, then freeze what is left.
 
@@ -329,10 +360,10 @@ def _settle_memory() -> None:
     """
     gc.collect()
     gc.freeze()
-    _return_freed_memory()
+    return_freed_memory()
 
 
-def _return_freed_memory() -> None:
+def return_freed_memory() -> None:
     """glibc keeps freed heap memory for reuse; after a reload that is a whole old
     snapshot (hundreds of MB for a big zone). ``malloc_trim`` hands it back."""
     try:
@@ -356,7 +387,7 @@ def describe(snap: Snapshot | None) -> str:
     return f"{len(snap.zones)} zone(s): {zones}" + (f" and {more} more" if more > 0 else "")
 
 
-def _fingerprint(files) -> tuple:
+def files_fingerprint(files) -> tuple:
     out = []
     for path in files:
         with contextlib.suppress(OSError):

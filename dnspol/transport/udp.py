@@ -3,6 +3,13 @@
 A blocking ``recvfrom``/``sendto`` loop costs a few µs per packet, less than an
 asyncio ``DatagramProtocol`` (see shared/reference/python-dns-speed.md), and the
 GIL is released while it waits, so TCP and housekeeping run in the main thread.
+
+A receive gives up after ``WAKE_SECONDS`` (``SO_RCVTIMEO``) so the loop can see
+that it is asked to stop: it stops between two packets, never with one read and
+unanswered. That matters when the socket is shared: a supervisor's worker that
+is being replaced stops reading, and what it did not read waits in the socket
+for its successor. (A read timeout, not a non-blocking socket: the blocking mode
+belongs to the open file, which the other processes holding it share.)
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import threading
 
 from dnspol.handler import Handler, Listener
@@ -19,6 +27,7 @@ log = logging.getLogger("dnspol.udp")
 
 RECV_SIZE = 65535
 RCVBUF = 4 * 1024 * 1024
+WAKE_SECONDS = 0.1
 
 
 def open_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -30,20 +39,24 @@ def open_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     with contextlib.suppress(OSError):  # a smaller buffer still works
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    wake = struct.pack("ll", 0, int(WAKE_SECONDS * 1_000_000))  # struct timeval
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, wake)
     sock.bind((host, port))
     return sock
 
 
-def serve(sock: socket.socket, handler: Handler, listener: Listener) -> None:
-    """Answer datagrams until the socket is closed. No exception ends the loop."""
+def serve(sock: socket.socket, handler: Handler, listener: Listener, stop: threading.Event) -> None:
+    """Answer datagrams until ``stop`` is set or the socket is closed. No exception
+    ends the loop."""
     recvfrom = sock.recvfrom
     sendto = sock.sendto
     handle = handler.handle
     state = handler.state
-    while True:
+    stopping = stop.is_set
+    while not stopping():
         try:
             data, peer = recvfrom(RECV_SIZE)
-        except OSError:
+        except OSError:  # the read timeout (EAGAIN), or the socket closed
             if sock.fileno() == -1:
                 return
             continue
@@ -73,9 +86,14 @@ def _unwrap(data: bytes, peer: tuple, handler: Handler):
     return data[length:], source or peer
 
 
-def start(sock: socket.socket, handler: Handler, listener: Listener) -> threading.Thread:
+def start(
+    sock: socket.socket, handler: Handler, listener: Listener, stop: threading.Event
+) -> threading.Thread:
     thread = threading.Thread(
-        target=serve, args=(sock, handler, listener), name=f"udp-{listener.port}", daemon=True
+        target=serve,
+        args=(sock, handler, listener, stop),
+        name=f"udp-{listener.port}",
+        daemon=True,
     )
     thread.start()
     return thread

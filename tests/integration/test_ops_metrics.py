@@ -1,8 +1,8 @@
 """The operations port and the query log on a real server: /metrics, /health, /ready.
 
 One process serves its own counters; with several workers the supervisor adds up
-the workers' files, keeps a replaced worker's counters, and holds /ready while a
-worker is down.
+the workers' files, keeps a replaced worker's counters (after a crash or a
+reload), counts the reloads itself, and holds /ready while a worker is down.
 """
 
 from __future__ import annotations
@@ -129,7 +129,9 @@ def test_metrics_address_from_the_config(dnspol) -> None:
 def test_supervisor_adds_up_workers_and_holds_ready_while_one_restarts(tmp_path) -> None:
     ready = tmp_path / "ready"
     log_path = tmp_path / "log"
-    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(DATA / "example.zone")]
+    zone = tmp_path / "example.zone"
+    zone.write_text((DATA / "example.zone").read_text())
+    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone), "--no-watch"]
     argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), "--workers", "2"]
     argv += ["--metrics-listen", "127.0.0.1:0"]
     with open(log_path, "w") as log:
@@ -157,6 +159,16 @@ def test_supervisor_adds_up_workers_and_holds_ready_while_one_restarts(tmp_path)
         assert total(scrape(url), "dnspol_dns_requests_total") >= sent
         dnspol.testing.dig(host, int(port), "www.example.")
         _wait_for(url, "dnspol_dns_requests_total", sent + 1)
+        # reloads are the supervisor's: counted once, and the old workers' counters stay
+        proc.send_signal(signal.SIGHUP)
+        samples = _wait_for(url, "dnspol_reloads_total", 1)
+        assert total(samples, "dnspol_reloads_total", result="ok") == 1
+        assert total(samples, "dnspol_dns_requests_total") >= sent + 1
+        zone.write_text(zone.read_text() + "broken IN A 999.1.2.3\n")
+        proc.send_signal(signal.SIGHUP)
+        samples = _wait_for(url, "dnspol_reloads_total", 2)
+        assert total(samples, "dnspol_reloads_total", result="failed") == 1
+        assert get(url + "/ready") == (200, "OK\n")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log_path.read_text()
         assert wait_gone(_children(proc.pid)) == []
