@@ -150,15 +150,9 @@ def proc_status(pid: int | str = "self") -> dict[str, float]:
 
 
 def tree_pss_mb(pid: int) -> float:
-    """Proportional set size of a process and its children, summed, in MB."""
-    pids = [pid]
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            pids += [int(x) for x in f.read().split()]
-    except OSError:
-        pass
+    """Proportional set size of a process and every process below it, summed, in MB."""
     total = 0
-    for member in pids:
+    for member in [pid, *_descendants(pid)]:
         try:
             with open(f"/proc/{member}/smaps_rollup") as f:
                 for line in f:
@@ -167,6 +161,13 @@ def tree_pss_mb(pid: int) -> float:
         except OSError:
             continue
     return total / 1024
+
+
+def _descendants(pid: int) -> list[int]:
+    out = _children(pid)
+    for child in list(out):
+        out += _descendants(child)
+    return out
 
 
 def load_api(path: Path, probes: list[str]) -> dict[str, object]:
@@ -340,9 +341,9 @@ def measure_serve(
 def measure_reload(
     case: str, proc: subprocess.Popen, log: Path, probes: list[str], at: tuple[str, int]
 ) -> Row:
-    """SIGHUP a running multi-worker server: seconds until the workers of the new
-    generation serve and the old ones are gone, the process tree's PSS at its highest
-    meanwhile (sampled every 0.1 s), and the PSS afterwards."""
+    """SIGHUP a running multi-worker server: seconds until the new generation serves
+    and the old one is gone (the supervisor's children are the generations), the
+    process tree's PSS at its highest meanwhile (sampled every 0.1 s), and after."""
     before = set(_children(proc.pid))
     loaded = log.read_text(errors="replace").count(" loaded ")
     cpu = _cpu_seconds(proc.pid)

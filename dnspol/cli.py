@@ -199,7 +199,7 @@ def _cmd_serve(args) -> int:
         return supervisor.run(
             worker,
             load,
-            preloaded.pop(),
+            preloaded,
             listen,
             workers,
             args.ready_file,

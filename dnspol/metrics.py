@@ -24,6 +24,7 @@ scope names of the configuration — never a query name or a client address.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import logging
 import os
@@ -514,8 +515,11 @@ class Exporter:
 class WorkerFiles:
     """The supervisor's view: every worker's totals file, added up.
 
-    When a worker is replaced, its last counters are kept (``retire``), so the
-    sums never go backwards while the workers come and go.
+    A worker that is replaced (it died, or its generation was) is retired: its file
+    is renamed, and the next ``totals`` keeps its cumulative counters and drops its
+    gauges, so the sums never go backwards while workers come and go. Renaming
+    works from any process: workers are started and retired by their generation's
+    process, and their totals read by the supervisor.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
@@ -527,15 +531,26 @@ class WorkerFiles:
         return self.directory / f"worker-{key}.json"
 
     def retire(self, key: int | str) -> None:
-        path = self.path(key)
-        data = _read_json(path)
-        with self._lock:
-            if data is not None:
-                self.retired.merge(Totals.from_json(data.get("totals", {})), only_cumulative=True)
-            path.unlink(missing_ok=True)
+        self._retire_file(self.path(key))
+
+    def retire_generation(self, number: int) -> None:
+        """Every file of a generation's workers (keys ``<number>.<slot>.<n>``)."""
+        for path in self.directory.glob(f"worker-{number}.*.json"):
+            self._retire_file(path)
+
+    def _retire_file(self, path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, path.with_name("retired-" + path.name.removeprefix("worker-")))
 
     def totals(self) -> Totals:
         with self._lock:
+            for path in sorted(self.directory.glob("retired-*.json")):
+                data = _read_json(path)
+                if data is not None:
+                    self.retired.merge(
+                        Totals.from_json(data.get("totals", {})), only_cumulative=True
+                    )
+                path.unlink(missing_ok=True)
             out = self.retired.copy()
             for path in sorted(self.directory.glob("worker-*.json")):
                 data = _read_json(path)

@@ -1,32 +1,36 @@
 """Several worker processes on one set of ports, so every core answers.
 
 Python runs one thread of Python code at a time, so dnspol scales across cores
-with processes. The supervisor loads the configuration, opens one UDP and one
-TCP socket per worker and listen address (SO_REUSEPORT: the kernel spreads
-queries between them), and forks each worker with its sockets and the loaded
-snapshot, so every worker shares one copy of the configuration (copy-on-write;
-the collector is frozen first so it does not write to every object).
+with processes. The supervisor opens one UDP and one TCP socket per worker and
+listen address (SO_REUSEPORT: the kernel spreads queries between them) and keeps
+them open for as long as it runs. The workers of one configuration are a
+*generation*: a process that holds the loaded snapshot and forks the workers
+from it, so they share one copy of it (copy-on-write; the collector is frozen
+first so it does not write to every object). It forks a worker again from the
+same snapshot when one dies, and the queries sent meanwhile wait in its socket.
 
-Reload (SIGHUP, or a changed file unless ``--no-watch``) is the supervisor's
-job, done the same way: it loads and checks the new configuration (a bad one is
-logged with ``file:line`` and changes nothing), forks a new generation of
-workers from it, and once they listen tells the old ones to finish. The
-supervisor keeps every socket open, so a worker that stops reading leaves the
-unread queries in its socket for its successor: a reload loses none, and the
-server holds one copy of the configuration before and after (two while the
-new one is being loaded). A worker that dies is forked again from the current
-snapshot, and finds the queries sent meanwhile waiting in its socket.
+Reload (SIGHUP, or a changed file unless ``--no-watch``): the supervisor forks a
+new generation, which loads and checks the files (a bad one is logged with
+``file:line``, the generation exits, nothing changes) and forks its workers.
+Once they all listen, the old generation is told to finish: each old worker
+stops reading between two packets and finishes its TCP answers, and what it did
+not read waits in its socket for the new worker of its slot, so a reload loses
+no query. The supervisor itself never holds a configuration after the start:
+a process forked while one is loaded would keep its pages after it is freed,
+so after a reload the server holds one copy again (two while the new one loads).
 
 With a metrics port, the supervisor serves it: every worker writes its metric
 totals to a file in the supervisor's work directory each second, ``/metrics``
 adds them up (``dnspol.metrics.WorkerFiles``) with the supervisor's reload
-counts, and ``/ready`` holds until every current worker is listening.
+counts, and ``/ready`` holds until every worker of the current generation is
+listening.
 """
 
 from __future__ import annotations
 
 import gc
 import itertools
+import json
 import logging
 import os
 import shutil
@@ -38,6 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dnspol import health, metrics
 from dnspol.errors import ConfigError
@@ -55,7 +60,7 @@ from dnspol.transport import tcp, udp
 log = logging.getLogger("dnspol.supervisor")
 
 START_TIMEOUT = 30.0
-LEAVE_TIMEOUT = 30.0  # an old worker still running this long after SIGTERM is killed
+LEAVE_TIMEOUT = 30.0  # an old generation still running this long after SIGTERM is killed
 TICK = 0.2
 
 SocketPair = tuple[socket.socket, socket.socket]  # (UDP, TCP) on one address
@@ -130,12 +135,12 @@ class Worker:
         self.send_signal(signal.SIGTERM)
 
 
-def fork_worker(main: WorkerMain, start: WorkerStart, inherited: list) -> Worker:
-    """Run ``main(start)`` in a child process; never returns in the child.
+def fork_process(main: Callable[[Any], int], arg: Any, inherited: list) -> Worker:
+    """Run ``main(arg)`` in a child process; never returns in the child.
 
-    ``inherited``: the supervisor's sockets the child has no use for; it closes them.
-    The child ends with ``os._exit`` while ``start`` still holds the snapshot: freeing
-    a shared snapshot object by object would copy every page of it first.
+    ``inherited``: the parent's sockets the child has no use for; it closes them.
+    The child ends with ``os._exit`` while ``arg`` still holds the snapshot: freeing
+    a shared snapshot object by object would copy many pages of it first.
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -149,13 +154,17 @@ def fork_worker(main: WorkerMain, start: WorkerStart, inherited: list) -> Worker
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         _die_with_parent()
-        code = main(start)
-    except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor
-        log.exception("worker failed")
+        code = main(arg)
+    except BaseException:  # noqa: BLE001 - a child must never return into its parent
+        log.exception("%s failed", getattr(main, "__qualname__", "child"))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+BAD_CONFIGURATION = 3  # a generation's exit status: its files did not load
+RELOAD_TIMEOUT = 600.0  # loading plus starting; a 1,000,000-record zone takes ~11 s
 
 
 @dataclass
@@ -165,16 +174,90 @@ class Member:
     proc: Worker
     slot: int
     ready: Path
-    key: str  # names its metrics file
+    key: str  # names its metrics and ready files
 
 
-@dataclass(eq=False)
-class Leaving:
-    """An old generation finishing its answers, and the snapshot its pages share."""
+class Generation:
+    """Runs in its own process: one configuration and the workers forked from it."""
 
-    members: list[Member]
-    snapshot: Snapshot
-    deadline: float
+    def __init__(self, number: int, host: Supervisor) -> None:
+        self.number = number
+        self.host = host  # this process's copy: the slots, the work directory, the options
+        self.members: list[Member] = []
+        self.stopping = False
+        self._serial = itertools.count()
+
+    @property
+    def ready_file(self) -> Path:
+        return self.host.workdir / f"generation-{self.number}.ready"
+
+    def run(self, snapshot: Snapshot | None) -> int:
+        """Load (unless handed a snapshot), fork the workers, keep them running."""
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        if snapshot is None:
+            try:
+                snapshot = self.host.load()
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    log.error("reload failed: %s", problem)
+                return BAD_CONFIGURATION
+            log.info("loaded %s", describe(snapshot))
+        gc.collect()
+        gc.freeze()  # the loaded configuration: the collector would write to every object
+        self.members = [self._start(slot, snapshot) for slot in range(self.host.count)]
+        files = json.dumps(list(snapshot.files))
+        while not self.stopping:
+            time.sleep(TICK)
+            self._restart_dead(snapshot)
+            listening = all(m.ready.exists() and m.proc.poll() is None for m in self.members)
+            if listening and not self.ready_file.exists():
+                _write_atomically(self.ready_file, files)
+            elif not listening:
+                self.ready_file.unlink(missing_ok=True)
+        self.ready_file.unlink(missing_ok=True)
+        _stop_all(self.members)
+        for member in self.members:
+            self.host.files.retire(member.key)
+        return 0
+
+    def _on_stop(self, _signum, _frame) -> None:
+        self.stopping = True
+
+    def _start(self, slot: int, snapshot: Snapshot) -> Member:
+        host = self.host
+        key = f"{self.number}.{slot}.{next(self._serial)}"
+        ready = host.workdir / f"worker-{key}.ready"
+        metrics_file = str(host.files.path(key)) if host.metrics_listen is not None else None
+        start = WorkerStart(
+            list(host.resolved), host.slots[slot], str(ready), metrics_file, snapshot
+        )
+        others = [s for i, pairs in enumerate(host.slots) if i != slot for p in pairs for s in p]
+        return Member(fork_process(host.worker_main, start, others), slot, ready, key)
+
+    def _restart_dead(self, snapshot: Snapshot) -> None:
+        for i, member in enumerate(self.members):
+            if member.proc.poll() is not None and not self.stopping:
+                log.error(
+                    "worker %d exited with %s; starting it again",
+                    member.proc.pid,
+                    member.proc.returncode,
+                )
+                self.host.files.retire(member.key)  # keep its counters: sums never go back
+                member.ready.unlink(missing_ok=True)
+                self.members[i] = self._start(member.slot, snapshot)
+
+
+@dataclass
+class Head:
+    """The supervisor's view of a generation process."""
+
+    proc: Worker
+    number: int
+    ready_file: Path
+    started: float
+    deadline: float = float("inf")  # once told to finish: killed if still running then
 
 
 class Supervisor:
@@ -182,7 +265,6 @@ class Supervisor:
         self,
         worker_main: WorkerMain,
         load: Callable[[], Snapshot],
-        snapshot: Snapshot,
         listen: list[tuple[str, int]],
         count: int,
         watch: bool = True,
@@ -190,25 +272,28 @@ class Supervisor:
     ) -> None:
         self.worker_main = worker_main
         self.load = load
-        self.snapshot = snapshot
         self.listen = listen
         self.count = count
         self.watch = watch
         self.metrics_listen = metrics_listen
         self.reloads = ReloadStats(last_ok=time.time())
-        self.members: list[Member] = []
-        self.leaving: list[Leaving] = []
+        self.current: Head | None = None
+        self.pending: Head | None = None  # a generation loading, not yet listening
+        self.leaving: list[Head] = []
         self.stopping = False
         self.reload_wanted = False
+        self.files_in_use: tuple[str, ...] = ()
         self.workdir = Path(tempfile.mkdtemp(prefix="dnspol-workers-"))
         self.files = metrics.WorkerFiles(self.workdir)
         self.resolved: list[tuple[str, int]] = []
         self.slots: list[list[SocketPair]] = []
         self.ops: health.OpsServer | None = None
-        self._serial = itertools.count()
+        self._generations = itertools.count(1)
 
     # -- lifecycle -----------------------------------------------------------
-    def run(self, ready_file: str | None) -> int:
+    def run(self, first: list[Snapshot], ready_file: str | None) -> int:
+        """Serve ``first.pop()`` until SIGTERM. Popped, so that once the first generation
+        has it, the supervisor frees its own reference (and holds no configuration)."""
         try:
             self.resolved, self.slots = open_slots(self.listen, self.count)
         except OSError as exc:
@@ -224,13 +309,14 @@ class Supervisor:
                 log.error("cannot start the metrics port: %s", exc)
                 self._clean_up()
                 return 1
-        self.members = self._start_generation(self.snapshot)
+        self.files_in_use = first[0].files
+        self.current = self._fork_generation(first.pop())
+        return_freed_memory()
         if self.ops is not None:
-            self.ops.start()  # after the first forks: a child gets no copy of its thread
-        if not _wait_ready(self.members):
-            _stop_all(self.members)
+            self.ops.start()  # after the first fork: a child gets no copy of its thread
+        if not self._wait_listening(self.current, START_TIMEOUT):
+            self._stop()
             log.error("workers did not start")
-            self._clean_up()
             return 1
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
@@ -240,39 +326,37 @@ class Supervisor:
         return self._loop()
 
     def _loop(self) -> int:
-        seen = files_fingerprint(self.snapshot.files)
+        seen = files_fingerprint(self.files_in_use)
         next_look = time.monotonic() + WATCH_INTERVAL
         while True:
             time.sleep(TICK)
             if self.stopping:
                 return self._stop()
             self._see_off_leaving()
-            self._restart_dead()
-            changed = False
+            self._follow_pending()
+            self._mind_current()
             if self.watch and time.monotonic() >= next_look:
                 next_look = time.monotonic() + WATCH_INTERVAL
-                changed = files_fingerprint(self.snapshot.files) != seen
-                if changed:
+                if files_fingerprint(self.files_in_use) != seen:
+                    seen = files_fingerprint(self.files_in_use)
                     log.info("a configuration file changed; reloading")
-            if self.reload_wanted or changed:
+                    self.reload_wanted = True
+            if self.reload_wanted and self.pending is None:
                 self.reload_wanted = False
-                self.reload()
-                seen = files_fingerprint(self.snapshot.files)
+                log.info("reloading")
+                self.pending = self._fork_generation(None)
 
     def _on_signal(self, signum, _frame) -> None:
         if signum == signal.SIGHUP:
             self.reload_wanted = True
-            return
-        self.stopping = True
-        for member in self.members:  # at once, even while a reload is loading
-            member.proc.terminate()
+        else:
+            self.stopping = True
 
     def _stop(self) -> int:
-        for member in self.members:
-            member.proc.terminate()
-        codes = [member.proc.wait() for member in self.members]
-        for leaving in self.leaving:
-            _stop_all(leaving.members)
+        heads = [h for h in (self.current, self.pending, *self.leaving) if h is not None]
+        for head in heads:
+            head.proc.terminate()
+        codes = [head.proc.wait() for head in heads]
         self._clean_up()
         return max(codes, default=0)
 
@@ -281,101 +365,87 @@ class Supervisor:
             self.ops.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    # -- reload --------------------------------------------------------------
-    def reload(self) -> bool:
-        """Load and check; start a new generation on the new snapshot; retire the old."""
-        log.info("reloading")
-        try:
-            snapshot = self.load()
-        except ConfigError as exc:
-            return self._reload_failed(exc.problems)
-        if self.stopping:
-            return False
-        generation = self._start_generation(snapshot)
-        if not _wait_ready(generation):
-            _stop_all(generation)
-            for member in generation:
-                self.files.retire(member.key)
-            return self._reload_failed(["the workers on the new configuration did not start"])
-        old, self.members = self.members, generation
-        self.leaving.append(Leaving(old, self.snapshot, time.monotonic() + LEAVE_TIMEOUT))
-        self.snapshot = snapshot
-        for member in old:
-            member.proc.terminate()  # each stops reading; its socket keeps what it left
+    # -- generations ---------------------------------------------------------
+    def _fork_generation(self, snapshot: Snapshot | None) -> Head:
+        """A generation process; it loads the files itself unless given ``snapshot``."""
+        number = next(self._generations)
+        generation = Generation(number, self)
+        inherited = [self.ops.socket] if self.ops is not None else []
+        proc = fork_process(generation.run, snapshot, inherited)
+        return Head(proc, number, generation.ready_file, time.monotonic())
+
+    def _follow_pending(self) -> None:
+        """A reload in progress: failed, still loading, or ready to take over."""
+        head = self.pending
+        if head is None:
+            return
+        code = head.proc.poll()
+        if code is not None:
+            self.pending = None
+            self.files.retire_generation(head.number)
+            why = "see the problems above" if code == BAD_CONFIGURATION else f"exit {code}"
+            self._reload_failed(f"the new configuration was not started ({why})")
+            return
+        if not head.ready_file.exists():
+            if time.monotonic() - head.started > RELOAD_TIMEOUT:
+                head.proc.terminate()  # collected as failed on a later tick
+            return
+        old, self.current, self.pending = self.current, head, None
+        if old is not None:
+            old.proc.terminate()  # its workers stop reading; their sockets keep the rest
+            old.deadline = time.monotonic() + LEAVE_TIMEOUT
+            self.leaving.append(old)
+        self.files_in_use = tuple(json.loads(head.ready_file.read_text()))
         self.reloads.ok += 1
         self.reloads.last_ok = time.time()
-        log.info("loaded %s", describe(snapshot))
-        return True
+        log.info("generation %d serving; the previous one is finishing", head.number)
 
-    def _reload_failed(self, problems: list[str]) -> bool:
+    def _reload_failed(self, why: str) -> None:
         self.reloads.failed += 1
-        self.reloads.last_problems = problems
-        for problem in problems:
-            log.error("reload failed: %s", problem)
+        log.error("reload failed: %s", why)
         log.error("still serving the previous configuration")
-        return False
+
+    def _mind_current(self) -> None:
+        """A generation process itself never fails on its own; if it did, start again."""
+        head = self.current
+        if head is None or head.proc.poll() is None:
+            return
+        log.error(
+            "generation %d ended (%s); loading the files again", head.number, head.proc.returncode
+        )
+        self.files.retire_generation(head.number)
+        self.current = None
+        self.reload_wanted = True
 
     def _see_off_leaving(self) -> None:
-        """Collect old workers that have finished; then free the snapshot they shared."""
-        still = [leaving for leaving in self.leaving if not self._finished(leaving)]
-        if len(still) == len(self.leaving):
-            return
-        self.leaving = still  # the last reference to each finished generation's snapshot
-        return_freed_memory()
+        """Forget old generations that have finished; kill one that hangs."""
+        for head in list(self.leaving):
+            if head.proc.poll() is None:
+                if time.monotonic() > head.deadline:
+                    log.error("generation %d did not finish in time; killing it", head.number)
+                    head.proc.send_signal(signal.SIGKILL)
+                continue
+            self.files.retire_generation(head.number)
+            self.leaving.remove(head)
 
-    def _finished(self, leaving: Leaving) -> bool:
-        overdue = time.monotonic() > leaving.deadline
-        for member in leaving.members:
-            if overdue and member.proc.poll() is None:
-                log.error("worker %d did not finish in time; killing it", member.proc.pid)
-                member.proc.send_signal(signal.SIGKILL)
-                member.proc.wait()
-        if any(member.proc.poll() is None for member in leaving.members):
-            return False
-        for member in leaving.members:
-            self.files.retire(member.key)
-        return True
-
-    # -- workers -------------------------------------------------------------
-    def _start_generation(self, snapshot: Snapshot) -> list[Member]:
-        gc.collect()
-        gc.freeze()  # the loaded configuration: the collector would write to every object
-        return [self._start(slot, snapshot) for slot in range(self.count)]
-
-    def _start(self, slot: int, snapshot: Snapshot) -> Member:
-        key = f"{slot}.{next(self._serial)}"
-        ready = self.workdir / f"worker-{key}.ready"
-        metrics_file = str(self.files.path(key)) if self.metrics_listen is not None else None
-        start = WorkerStart(
-            list(self.resolved), self.slots[slot], str(ready), metrics_file, snapshot
-        )
-        others = [s for i, pairs in enumerate(self.slots) if i != slot for p in pairs for s in p]
-        if self.ops is not None:
-            others.append(self.ops.socket)
-        return Member(fork_worker(self.worker_main, start, others), slot, ready, key)
-
-    def _restart_dead(self) -> None:
-        for i, member in enumerate(self.members):
-            if member.proc.poll() is not None:
-                log.error(
-                    "worker %d exited with %s; starting it again",
-                    member.proc.pid,
-                    member.proc.returncode,
-                )
-                self.files.retire(member.key)  # keep its counters: sums never go backwards
-                self.members[i] = self._start(member.slot, self.snapshot)
+    def _wait_listening(self, head: Head, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if head.proc.poll() is not None:
+                return False
+            if head.ready_file.exists():
+                return True
+            time.sleep(0.02)
+        return False
 
     # -- operations port -----------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
-        """``/ready``: every current worker is running and listening."""
+        """``/ready``: every worker of the current generation is running and listening."""
         if self.stopping:
             return False, "shutting down"
-        current = list(self.members)
-        if len(current) < self.count:
-            return False, "workers starting"
-        for i, member in enumerate(current):
-            if member.proc.poll() is not None or not member.ready.exists():
-                return False, f"worker {i} not listening"
+        head = self.current
+        if head is None or head.proc.poll() is not None or not head.ready_file.exists():
+            return False, "workers not listening"
         return True, ""
 
     def totals(self) -> metrics.Totals:
@@ -390,17 +460,16 @@ class Supervisor:
 def run(
     worker_main: WorkerMain,
     load: Callable[[], Snapshot],
-    snapshot: Snapshot,
+    first: list[Snapshot],
     listen: list[tuple[str, int]],
     count: int,
     ready_file: str | None,
     metrics_listen: tuple[str, int] | None = None,
     watch: bool = True,
 ) -> int:
-    """Serve ``snapshot`` with ``count`` forked workers until SIGTERM; reload with ``load``."""
-    supervisor = Supervisor(worker_main, load, snapshot, listen, count, watch, metrics_listen)
-    del snapshot  # the supervisor's reference is the one a reload replaces
-    return supervisor.run(ready_file)
+    """Serve ``first.pop()`` with ``count`` forked workers until SIGTERM; reload with ``load``."""
+    supervisor = Supervisor(worker_main, load, listen, count, watch, metrics_listen)
+    return supervisor.run(first, ready_file)
 
 
 def _die_with_parent() -> None:
@@ -411,17 +480,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-
-
-def _wait_ready(members: list[Member]) -> bool:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if any(member.proc.poll() is not None for member in members):
-            return False
-        if all(member.ready.exists() for member in members):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _stop_all(members: list[Member]) -> None:
@@ -439,3 +497,9 @@ def _announce(first: tuple[str, int], ready_file: str | None) -> None:
         Path(tmp).write_text(f"{host} {port}\n")
         os.replace(tmp, ready_file)
     print(f"READY {host} {port}", flush=True)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

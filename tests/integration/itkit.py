@@ -83,6 +83,28 @@ def alive(pid: int) -> bool:
         return True
 
 
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except OSError:
+        return []
+
+
+def workers(pid: int) -> list[int]:
+    """The worker processes of a ``dnspol serve`` supervisor: its generation processes'
+    children."""
+    return [worker for head in children(pid) for worker in children(head)]
+
+
+def process_tree(pid: int) -> list[int]:
+    """Every process below ``pid``."""
+    out = children(pid)
+    for child in list(out):
+        out += process_tree(child)
+    return out
+
+
 def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -13,7 +13,7 @@ import time
 
 import dnslib
 import pytest
-from itkit import DATA, EXAMPLE, wait_gone
+from itkit import DATA, EXAMPLE, process_tree, wait_gone, workers
 
 import dnspol
 import dnspol.testing
@@ -127,19 +127,19 @@ def test_sigterm_with_open_tcp_connection_exits_0(dnspol) -> None:
         assert srv.stop() == 0
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_production_serve_reload_and_stop(tmp_path, workers) -> None:
+@pytest.mark.parametrize("workers_arg", ["1", "2"])
+def test_production_serve_reload_and_stop(tmp_path, workers_arg) -> None:
     """``dnspol serve`` as deployed (no --fake-time, workers): SIGHUP reloads, SIGTERM exits 0."""
     zone = tmp_path / "reload.test.zone"
     zone.write_text(ZONE_V1)
-    proc, host, port = _start(tmp_path, zone, workers=workers)
+    proc, host, port = _start(tmp_path, zone, workers_arg=workers_arg)
     try:
         ask = lambda *a: dnspol.testing.dig(host, port, *a)  # noqa: E731
         assert ask("www.reload.test.").addresses == ["192.0.2.10"]
         # test controls exist only with --fake-time
         assert ask("clock.dnspol.", "TXT", "-c", "CH").rcode == "REFUSED"
         assert ask("reload.dnspol.", "TXT", "-c", "CH").rcode == "REFUSED"
-        first_workers = _children(proc.pid)
+        first_workers = workers(proc.pid)
         zone.write_text(ZONE_V2)
         proc.send_signal(signal.SIGHUP)
         seen: list[str] = []
@@ -148,15 +148,14 @@ def test_production_serve_reload_and_stop(tmp_path, workers) -> None:
             assert time.monotonic() < deadline, (tmp_path / "log").read_text()
             seen.append(ask("www.reload.test.", "A", "+tcp").addresses[0])
             seen.append(ask("www.reload.test.").addresses[0])
-        children = _children(proc.pid)
-        if workers == "1":
-            assert children == []
+        if workers_arg == "1":
+            assert process_tree(proc.pid) == []
         else:  # a new generation of workers; the old one has finished
             deadline = time.monotonic() + 30
-            while len(children) != 2 or set(children) & set(first_workers):
-                assert time.monotonic() < deadline, (children, first_workers)
+            while len(workers(proc.pid)) != 2 or set(workers(proc.pid)) & set(first_workers):
+                assert time.monotonic() < deadline, (tmp_path / "log").read_text()
                 time.sleep(0.05)
-                children = _children(proc.pid)
+        children = process_tree(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, (tmp_path / "log").read_text()
         assert wait_gone(children) == []
@@ -164,10 +163,13 @@ def test_production_serve_reload_and_stop(tmp_path, workers) -> None:
         _stop(proc)
 
 
-def _start(tmp_path, zone, *extra: str, workers: str = "2") -> tuple[subprocess.Popen, str, int]:
+def _start(
+    tmp_path, zone, *extra: str, workers_arg: str = "2"
+) -> tuple[subprocess.Popen, str, int]:
     """``dnspol serve`` as deployed (no --fake-time), in its own process group."""
     ready = tmp_path / "ready"
-    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone), "--workers", workers]
+    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone)]
+    argv += ["--workers", workers_arg]
     argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), *extra]
     with open(tmp_path / "log", "w") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -202,29 +204,42 @@ def _big_zone(serial: int, hosts: int = 60_000) -> str:
             f"@ IN NS ns\nns IN A 192.0.2.1\nserial IN TXT {serial}\n" + lines)  # fmt: skip
 
 
-def test_workers_share_the_configuration_the_supervisor_loaded(tmp_path) -> None:
-    """Forked workers share the loaded zone, and so do the ones a reload starts."""
+def _tree_pss_kb(pid: int) -> int:
+    total = 0
+    for member in [pid, *process_tree(pid)]:
+        with open(f"/proc/{member}/smaps_rollup") as fh:
+            total += sum(int(line.split()[1]) for line in fh if line.startswith("Pss:"))
+    return total
+
+
+def test_workers_share_the_configuration_and_a_reload_leaves_one_copy(tmp_path) -> None:
+    """Forked workers share the loaded zone, so do the ones a reload starts, and after
+    the reload the server holds as much memory as before it, not one copy more."""
     zone = tmp_path / "big.test.zone"
     zone.write_text(_big_zone(1))
     proc, host, port = _start(tmp_path, zone, "--no-watch")
     try:
         assert dnspol.testing.dig(host, port, "h59999.big.test.").addresses == ["10.0.234.95"]
-        workers = _children(proc.pid)
-        assert len(workers) == 2
+        first = workers(proc.pid)
+        assert len(first) == 2
         # some 40 MB of zone data: each worker still shares most of it with the other
-        shared = [_shared_dirty_kb(pid) for pid in workers]
+        shared = [_shared_dirty_kb(pid) for pid in first]
         assert min(shared) > 20_000, shared
+        before = _tree_pss_kb(proc.pid)
         zone.write_text(_big_zone(2))
         proc.send_signal(signal.SIGHUP)
         _wait_for_log(tmp_path / "log", "(serial 2)")
         deadline = time.monotonic() + 30
-        while set(_children(proc.pid)) & set(workers) or len(_children(proc.pid)) != 2:
+        while set(workers(proc.pid)) & set(first) or len(workers(proc.pid)) != 2:
             assert time.monotonic() < deadline, (tmp_path / "log").read_text()
             time.sleep(0.05)
-        shared = [_shared_dirty_kb(pid) for pid in _children(proc.pid)]
-        assert min(shared) > 20_000, shared
         for _ in range(6):  # new source ports: both workers
             assert dnspol.testing.dig(host, port, "serial.big.test.", "TXT").answer[0].data == '"2"'
+        shared = [_shared_dirty_kb(pid) for pid in workers(proc.pid)]
+        assert min(shared) > 20_000, shared
+        time.sleep(1)  # the old generation's memory is gone with its processes
+        after = _tree_pss_kb(proc.pid)
+        assert after < before * 1.25, (before, after)
     finally:
         _stop(proc)
 
@@ -234,12 +249,12 @@ def test_a_bad_file_on_reload_keeps_the_workers_and_their_answers(tmp_path) -> N
     zone.write_text(ZONE_V1)
     proc, host, port = _start(tmp_path, zone, "--no-watch")
     try:
-        workers = _children(proc.pid)
+        first = workers(proc.pid)
         zone.write_text(ZONE_BROKEN)
         proc.send_signal(signal.SIGHUP)
         log = _wait_for_log(tmp_path / "log", "still serving the previous configuration")
         assert "reload.test.zone:7:" in log  # the problem names file:line
-        assert sorted(_children(proc.pid)) == sorted(workers)
+        assert sorted(workers(proc.pid)) == sorted(first)
         for _ in range(6):
             assert dnspol.testing.dig(host, port, "www.reload.test.").addresses == ["192.0.2.10"]
     finally:
@@ -247,17 +262,17 @@ def test_a_bad_file_on_reload_keeps_the_workers_and_their_answers(tmp_path) -> N
 
 
 def test_a_restarted_worker_serves_the_loaded_configuration(tmp_path) -> None:
-    """Forked again from the supervisor's snapshot: the files changed on disk since are
+    """Forked again from its generation's snapshot: the files changed on disk since are
     not read until a reload is asked for, so every worker answers alike."""
     zone = tmp_path / "reload.test.zone"
     zone.write_text(ZONE_V1)
     proc, host, port = _start(tmp_path, zone, "--no-watch")
     try:
         zone.write_text(ZONE_V2)  # not reloaded: --no-watch and no SIGHUP
-        workers = _children(proc.pid)
-        os.kill(workers[0], signal.SIGKILL)
+        first = workers(proc.pid)
+        os.kill(first[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while set(_children(proc.pid)) & {workers[1]} == set() or len(_children(proc.pid)) < 2:
+        while first[1] not in workers(proc.pid) or len(set(workers(proc.pid)) - {first[0]}) < 2:
             assert time.monotonic() < deadline, (tmp_path / "log").read_text()
             time.sleep(0.05)
         # new source ports spread over both workers (a 2**-40 chance of missing one)
@@ -320,14 +335,6 @@ def _wait_for_log(path, text: str, timeout: float = 60) -> str:
         assert time.monotonic() < deadline, log
         time.sleep(0.05)
     return log
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(x) for x in fh.read().split()]
-    except OSError:
-        return []
 
 
 def _serial(srv) -> int:

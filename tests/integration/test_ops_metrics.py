@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from itkit import DATA, EXAMPLE, wait_gone
+from itkit import DATA, EXAMPLE, process_tree, wait_gone, workers
 from prometheus_client.parser import text_string_to_metric_families
 
 import dnspol.testing
@@ -150,9 +150,9 @@ def test_supervisor_adds_up_workers_and_holds_ready_while_one_restarts(tmp_path)
             dnspol.testing.dig(host, int(port), f"n{i}.example.")
         samples = _wait_for(url, "dnspol_dns_requests_total", sent)
         assert total(samples, "dnspol_dns_responses_total", zone="example.") == sent
-        workers = _children(proc.pid)
-        assert len(workers) == 2
-        os.kill(workers[0], signal.SIGKILL)
+        running = workers(proc.pid)
+        assert len(running) == 2
+        os.kill(running[0], signal.SIGKILL)
         seen = _wait_ready_states(url)
         assert seen[-2:] == [503, 200], seen
         # the replaced worker's counters are kept: the sum never goes backwards
@@ -169,9 +169,10 @@ def test_supervisor_adds_up_workers_and_holds_ready_while_one_restarts(tmp_path)
         samples = _wait_for(url, "dnspol_reloads_total", 2)
         assert total(samples, "dnspol_reloads_total", result="failed") == 1
         assert get(url + "/ready") == (200, "OK\n")
+        everyone = process_tree(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log_path.read_text()
-        assert wait_gone(_children(proc.pid)) == []
+        assert wait_gone(everyone) == []
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -206,14 +207,6 @@ def _lines(path: Path) -> list[dict]:
     try:
         return [json.loads(line) for line in path.read_text().splitlines()]
     except FileNotFoundError:
-        return []
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(x) for x in fh.read().split()]
-    except OSError:
         return []
 
 
