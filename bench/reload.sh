@@ -9,7 +9,8 @@
 # if a query was lost, a SERVFAIL came back, or a reload did not happen.
 #
 #   bash bench/reload.sh [RELOADS]        (QPS=20000 by default: a steady, not saturating, load)
-#   WORKERS=2 bash bench/reload.sh        (worker processes; each reloads, each logs it)
+#   WORKERS=2 bash bench/reload.sh        (worker processes: each reload starts a new generation
+#                                         of them, and the old one finishes; ~1 s per reload)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RELOADS=${1:-100}
@@ -30,7 +31,10 @@ for n in www mail nope api; do echo "$n.example.com A"; done >"$work/queries"
 pid=$!
 for _ in $(seq 100); do [[ -s $work/ready ]] && break; sleep 0.1; done
 port=$(awk '{print $2}' "$work/ready")
-seconds=$(( RELOADS / 4 + 5 ))
+# with workers, each reload is a new generation of processes: ~0.5 s until it serves
+seconds=$(( WORKERS > 1 ? RELOADS + 5 : RELOADS / 4 + 5 ))
+done_line="INFO loaded"
+[[ $WORKERS -gt 1 ]] && done_line="serving; the previous one is finishing"
 dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries" -l "$seconds" -Q "$QPS" -c 2 >"$work/dnsperf.out" 2>&1 &
 perf=$!
 sleep 2
@@ -39,12 +43,17 @@ for i in $(seq "$RELOADS"); do
   sed -i "s/$serial/$((serial + i))/" "$zone"
   serial=$((serial + i))
   kill -HUP "$pid"
+  # one reload at a time (SIGHUPs sent while one is loading are folded into one more)
+  for _ in $(seq 100); do
+    (( $(grep -c "$done_line" "$work/server.log" || true) >= i )) && break
+    sleep 0.05
+  done
   sleep 0.2
 done
 wait "$perf"
-sleep 1  # the last reload, in every worker
-reloaded=$(grep -c "INFO loaded" "$work/server.log" || true)
-expected=$((RELOADS * WORKERS))
+sleep 1  # the last old generation finishes
+reloaded=$(grep -c "$done_line" "$work/server.log" || true)
+expected=$RELOADS
 failed=$(grep -c "reload failed" "$work/server.log" || true)
 grep -E "Queries (sent|completed|lost)|Response codes|Queries per second" "$work/dnsperf.out"
 # several digs, from new source ports each: with workers, every one must serve the last serial
