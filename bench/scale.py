@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import proc as proc_tree  # bench/proc.py, beside this script
+
 BIG_ORIGIN = "big.example."
 BIG_FILE = "big.example.zone"
 MANY_DIR = "many"
@@ -152,7 +154,7 @@ def proc_status(pid: int | str = "self") -> dict[str, float]:
 def tree_pss_mb(pid: int) -> float:
     """Proportional set size of a process and every process below it, summed, in MB."""
     total = 0
-    for member in [pid, *_descendants(pid)]:
+    for member in [pid, *proc_tree.descendants(pid)]:
         try:
             with open(f"/proc/{member}/smaps_rollup") as f:
                 for line in f:
@@ -161,13 +163,6 @@ def tree_pss_mb(pid: int) -> float:
         except OSError:
             continue
     return total / 1024
-
-
-def _descendants(pid: int) -> list[int]:
-    out = _children(pid)
-    for child in list(out):
-        out += _descendants(child)
-    return out
 
 
 def load_api(path: Path, probes: list[str]) -> dict[str, object]:
@@ -344,14 +339,14 @@ def measure_reload(
     """SIGHUP a running multi-worker server: seconds until the new generation serves
     and the old one is gone (the supervisor's children are the generations), the
     process tree's PSS at its highest meanwhile (sampled every 0.1 s), and after."""
-    before = set(_children(proc.pid))
+    before = set(proc_tree.parent_map().get(proc.pid, []))
     loaded = log.read_text(errors="replace").count(" loaded ")
     start = time.perf_counter()
     proc.send_signal(signal.SIGHUP)
     peak = 0.0
     while time.perf_counter() - start < SERVE_TIMEOUT:
         peak = max(peak, tree_pss_mb(proc.pid))
-        now = set(_children(proc.pid))
+        now = set(proc_tree.parent_map().get(proc.pid, []))
         done = log.read_text(errors="replace").count(" loaded ") > loaded
         if done and now and not now & before:
             break
@@ -368,14 +363,6 @@ def measure_reload(
     )
     # CPU n/a: the loading is done by the new generation's process, not the one measured
     return Row(case, "reload (SIGHUP), same server", seconds, None, peak, after, note)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -62,6 +62,7 @@ log = logging.getLogger("dnspol.supervisor")
 START_TIMEOUT = 30.0
 LEAVE_TIMEOUT = 30.0  # an old generation still running this long after SIGTERM is killed
 TICK = 0.2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 SocketPair = tuple[socket.socket, socket.socket]  # (UDP, TCP) on one address
 
@@ -144,15 +145,21 @@ def fork_process(main: Callable[[Any], int], arg: Any, inherited: list) -> Worke
     """
     sys.stdout.flush()
     sys.stderr.flush()
+    # Until the child has its own handlers, a signal would run the parent's (in the
+    # child's copy of the parent's objects) and be lost: hold signals across the fork.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     pid = os.fork()
     if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return Worker(pid)
     code = 1
     try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloading is the supervisor's call
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # one held back acts now
         for sock in inherited:
             sock.close()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
         _die_with_parent()
         code = main(arg)
     except BaseException:  # noqa: BLE001 - a child must never return into its parent
@@ -204,6 +211,8 @@ class Generation:
                     log.error("reload failed: %s", problem)
                 return BAD_CONFIGURATION
             log.info("loaded %s", describe(snapshot))
+            if self.stopping:  # told to stop while loading
+                return 0
         gc.collect()
         gc.freeze()  # the loaded configuration: the collector would write to every object
         self.members = [self._start(slot, snapshot) for slot in range(self.host.count)]

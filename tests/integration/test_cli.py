@@ -13,7 +13,7 @@ import time
 
 import dnslib
 import pytest
-from itkit import DATA, EXAMPLE, process_tree, wait_gone, workers
+from itkit import DATA, EXAMPLE, children, process_tree, wait_gone, workers
 
 import dnspol
 import dnspol.testing
@@ -327,6 +327,68 @@ def test_reloads_under_load_lose_no_query(tmp_path) -> None:
     assert lost == 0, f"{lost} of {sent} queries lost"
     assert sent > 1_000
     assert {"192.0.2.10", "192.0.2.40"} <= answers
+
+
+def test_sigterm_while_a_reload_loads_stops_everything(tmp_path) -> None:
+    zone = tmp_path / "big.test.zone"
+    zone.write_text(_big_zone(1))
+    proc, host, port = _start(tmp_path, zone, "--no-watch")
+    try:
+        zone.write_text(_big_zone(2))
+        proc.send_signal(signal.SIGHUP)
+        _wait_for_log(tmp_path / "log", "reloading")
+        everyone = process_tree(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, (tmp_path / "log").read_text()
+        assert wait_gone(everyone + process_tree(proc.pid)) == []
+    finally:
+        _stop(proc)
+
+
+def test_a_burst_of_sighups_ends_on_the_last_files(tmp_path) -> None:
+    """SIGHUPs sent while a generation loads fold into one more reload."""
+    zone = tmp_path / "reload.test.zone"
+    zone.write_text(ZONE_V1)
+    proc, host, port = _start(tmp_path, zone, "--no-watch")
+    try:
+        for serial in range(2, 12):
+            zone.write_text(ZONE_V1.replace(" 1 7200", f" {serial} 7200"))
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(0.01)
+        deadline = time.monotonic() + 30
+        while {_serial_at(host, port) for _ in range(8)} != {11}:
+            assert time.monotonic() < deadline, (tmp_path / "log").read_text()
+            time.sleep(0.1)
+        log = (tmp_path / "log").read_text()
+        assert 1 <= log.count("the previous one is finishing") < 10, log
+        assert "reload failed" not in log
+    finally:
+        _stop(proc)
+
+
+def test_a_generation_that_dies_is_started_again_from_the_files(tmp_path) -> None:
+    zone = tmp_path / "reload.test.zone"
+    zone.write_text(ZONE_V1)
+    proc, host, port = _start(tmp_path, zone, "--no-watch")
+    try:
+        (head,) = children(proc.pid)
+        first = workers(proc.pid)
+        os.kill(head, signal.SIGKILL)  # its workers get SIGTERM (parent-death signal)
+        deadline = time.monotonic() + 30
+        while len(workers(proc.pid)) != 2 or set(workers(proc.pid)) & set(first):
+            assert time.monotonic() < deadline, (tmp_path / "log").read_text()
+            time.sleep(0.05)
+        assert wait_gone(first) == []
+        for _ in range(6):
+            assert dnspol.testing.dig(host, port, "www.reload.test.").addresses == ["192.0.2.10"]
+        assert "generation 1 ended" in (tmp_path / "log").read_text()
+    finally:
+        _stop(proc)
+
+
+def _serial_at(host: str, port: int) -> int:
+    res = dnspol.testing.dig(host, port, "reload.test.", "SOA")
+    return int(res.answer[0].data.split()[2])
 
 
 def _wait_for_log(path, text: str, timeout: float = 60) -> str:
