@@ -391,6 +391,35 @@ def _serial_at(host: str, port: int) -> int:
     return int(res.answer[0].data.split()[2])
 
 
+def test_one_busy_client_keeps_every_worker_busy(tmp_path) -> None:
+    """All queries from one socket (one source port): with a UDP socket per worker and
+    SO_REUSEPORT they would all hash to one worker; the shared socket spreads them."""
+    zone = tmp_path / "reload.test.zone"
+    zone.write_text(ZONE_V1 + "*   IN A   192.0.2.99\n")
+    proc, host, port = _start(tmp_path, zone, "--no-watch")
+    try:
+        running = workers(proc.pid)
+        before = {pid: _cpu_ticks(pid) for pid in running}
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(5)
+            for batch in range(200):  # distinct names: every answer is worked out
+                for i in range(50):
+                    name = f"n{batch}-{i}.reload.test."
+                    client.sendto(dnslib.DNSRecord.question(name).pack(), (host, port))
+                for _ in range(50):
+                    client.recv(512)
+        used = {pid: _cpu_ticks(pid) - before[pid] for pid in running}
+        assert min(used.values()) > 0.2 * sum(used.values()), used
+    finally:
+        _stop(proc)
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def _wait_for_log(path, text: str, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while text not in (log := path.read_text()):
