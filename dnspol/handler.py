@@ -345,17 +345,29 @@ class Handler:
 
     def _decide(self, query: Query, peer, listener: Listener, snap: Snapshot, zone, rng):
         ecs = query.edns.ecs if query.edns is not None else None
+        network = ecs.network if ecs is not None and ecs.source > 0 else None
+        origin = zone.origin if zone is not None else None
+        kept = None
+        if origin is not None and snap.policy.question_blind(origin):
+            # the same decision for every name: a stream of new names skips the rules
+            kept = (peer[0], listener, origin, network)
+            decision = snap.zone_decisions.entries.get(kept)
+            if decision is not None:
+                return decision
         facts = QueryFacts(
             client=self._address(peer[0]),
-            ecs=ecs.network if ecs is not None and ecs.source > 0 else None,
+            ecs=network,
             server=listener.ip,
             transport=listener.transport,
             qname=query.qname,
             qtype=query.qtype,
-            zone=zone.origin if zone is not None else None,
+            zone=origin,
             now=self.clock.now(),
         )
-        return snap.policy.evaluate(facts, rng)
+        decision = snap.policy.evaluate(facts, rng)
+        if kept is not None and not decision.weighted and decision.valid_until == INF:
+            snap.zone_decisions.put(kept, decision)  # not drawn, not shaped by the clock
+        return decision
 
     def _address(self, text: str):
         """Parsed client addresses, remembered: parsing costs more than the lookup."""

@@ -75,7 +75,8 @@ DURATION_SUM = "sum"  # Stats.durations[(transport, DURATION_SUM)]: seconds, sam
 DROP_REASONS = ("malformed", "policy", "proxy", "rate_limit")
 SAMPLE_EVERY = 64  # one query in this many is timed (dnspol.observe)
 FOLD_INTERVAL = 1.0
-CACHES = ("answers", "decisions", "repeats")  # Snapshot attributes, one AnswerCache each
+# Snapshot attributes, one AnswerCache each
+CACHES = ("answers", "decisions", "repeats", "zone_decisions")
 SWAP_AT = 50_000  # keys in Stats.answers before the hot dict is swapped for an empty one
 NEVER_REACHED_POLICY = frozenset({"FORMERR", "NOTIMP", "BADVERS"})
 

@@ -66,6 +66,9 @@ class Snapshot:
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
     # answers to byte-for-byte repeats of a query (ID aside) from the same client
     repeats: AnswerCache = field(default_factory=AnswerCache, compare=False)
+    # decisions per (client, listener, zone, ECS subnet) in zones whose rules read neither
+    # the name nor the type (``Policy.question_blind``): new names skip the rules
+    zone_decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
 
     has_rules: bool = field(init=False)  # False: no policy to evaluate, ever
     proxied: bool = field(init=False)  # True: some peers may send PROXY v2 headers
@@ -124,6 +127,7 @@ def snapshot_from_config(cfg) -> Snapshot:
         answers=AnswerCache(size),
         decisions=AnswerCache(size),
         repeats=AnswerCache(size),
+        zone_decisions=AnswerCache(size),
     )
 
 

@@ -261,7 +261,7 @@ def test_cache_entries_bounds_every_store_and_zero_turns_storing_off(tmp_path):
             peer = ("10.0.0.1", 5300)
             assert fast.handle(query, peer, UDP) == slow.handle(query, peer, UDP)
         snap = fast.state.snapshot
-        for store in (snap.answers, snap.decisions, snap.repeats):
+        for store in (snap.answers, snap.decisions, snap.repeats, snap.zone_decisions):
             assert len(store) <= size
         assert (snap.answers.evictions > 0) == (size > 0)
 
@@ -289,3 +289,82 @@ def test_repeats_from_many_ecs_subnets_are_kept_though_they_share_one_answer(mak
         )
     snap = fast.state.snapshot
     assert len(snap.answers) == 1 and len(snap.repeats) == 20
+
+
+EXAMPLE_COM = (b"example", b"com")
+NO_ANY_RULE = """\
+  - name: no-any
+    match: {qtype: ANY}
+    action: drop
+"""
+
+
+def write_blind_config(tmp_path, first_rule: str = ""):
+    """The test config without its qtype rule: no rule reads the name or the type."""
+    path = write_config(tmp_path, first_rule)
+    path.write_text(path.read_text().replace(NO_ANY_RULE, ""))
+    return path
+
+
+@pytest.mark.parametrize(
+    "first_rule, blind",
+    [
+        ("", True),
+        (
+            "  - {name: by-name, zone: example.com, match: {qname: app.example.com},"
+            " action: refuse}\n",
+            False,
+        ),
+        ("  - {name: by-type, match: {not: {qtype: A}}, action: refuse}\n", False),
+        ("  - {name: by-port, match: {transport: tcp}, action: refuse}\n", True),
+    ],
+    ids=["subnets-only", "zone-qname-rule", "server-qtype-rule-inside-not", "transport-rule"],
+)
+def test_a_zone_is_question_blind_when_no_rule_it_passes_reads_name_or_type(
+    tmp_path, first_rule, blind
+):
+    snap = handler_for(write_blind_config(tmp_path, first_rule)).state.snapshot
+    assert snap.policy.question_blind(EXAMPLE_COM) is blind
+    assert (
+        handler_for(write_config(tmp_path)).state.snapshot.policy.question_blind(EXAMPLE_COM)
+        is False
+    )  # the full test config drops qtype ANY everywhere
+
+
+def test_new_names_reuse_the_decision_kept_per_zone(tmp_path):
+    """A stream of new names from the same clients is decided once per client (and ECS
+    subnet), and answers exactly as a handler that stores nothing and evaluates the rules
+    for every query."""
+    path = write_blind_config(tmp_path)
+    fast, slow = handler_for(path), handler_for(path, fast=False)
+    slow.state.snapshot.zone_decisions.limit = 0  # stores nothing
+    peers = [("10.9.9.9", 1), ("192.0.2.77", 1), ("203.0.113.5", 1), ("127.0.0.1", 1)]
+    for i in range(50):
+        for peer in peers:
+            for query in (wire(f"n{i}.example.com"), wire(subnet=f"10.{i % 3}.0.0/24")):
+                assert fast.handle(query, peer, UDP) == slow.handle(query, peer, UDP)
+    snap = fast.state.snapshot
+    # per client: no ECS, and 3 subnets (kept apart even where the client is not trusted)
+    assert len(snap.zone_decisions) == 4 * (1 + 3)
+    corp = DNSRecord.parse(fast.handle(wire(), ("10.9.9.9", 1), UDP))
+    assert str(corp.rr[0].rdata) == "10.0.0.10"
+    refused = DNSRecord.parse(fast.handle(wire("new.example.com"), ("203.0.113.5", 1), UDP))
+    assert refused.header.rcode == RCODE.REFUSED
+
+
+@pytest.mark.parametrize(
+    "first_rule",
+    [
+        OFFICE_HOURS,
+        "  - {name: split, zone: example.com, answer: {weighted: {default: 1, internal: 1}}}\n",
+    ],
+    ids=["clock", "weighted"],
+)
+def test_decisions_drawn_or_shaped_by_the_clock_are_not_kept_per_zone(tmp_path, first_rule):
+    path = write_blind_config(tmp_path, first_rule)
+    clock = Clock(datetime(2026, 3, 2, 12, 0, tzinfo=UTC).timestamp())
+    handler = handler_for(path, clock=clock)
+    assert handler.state.snapshot.policy.question_blind(EXAMPLE_COM)
+    for i in range(5):
+        handler.handle(wire(f"n{i}.example.com"), ("192.0.2.77", 1), UDP)
+    assert len(handler.state.snapshot.zone_decisions) == 0

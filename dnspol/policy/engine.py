@@ -19,7 +19,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from dnspol.names import Name, to_text
-from dnspol.policy.criteria import ALWAYS, AddressIn, All, Any, Context, Criterion, Not
+from dnspol.policy.criteria import (
+    ALWAYS,
+    AddressIn,
+    All,
+    Any,
+    Context,
+    Criterion,
+    Not,
+    QnameIs,
+    QtypeIs,
+)
 from dnspol.policy.model import (
     Action,
     Decision,
@@ -104,6 +114,7 @@ class Policy:
         "_choices",
         "_trusted",
         "has_rules",
+        "_question_blind",
         "_sealed",
     )
 
@@ -125,6 +136,7 @@ class Policy:
         self.has_rules: bool = bool(active)
         """False: every decision is "answer from the default scope" (ECS scope 0 when the
         query had trusted ECS), and the server may skip ``evaluate``."""
+        self._question_blind = _question_blind(self._server_rules, self._zone_rules)
         self._sealed = True
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -149,6 +161,12 @@ class Policy:
         """The compiled weights of a weighted rule, so a server that cached the rest of a
         decision can draw the scope itself (one ``rng.random()``, as ``evaluate`` does)."""
         return self._choices.get(rule_name)
+
+    def question_blind(self, zone: Name) -> bool:
+        """True when no rule a query in ``zone`` passes through reads its name or type:
+        then one decision holds for every question from the same client (and ECS subnet,
+        and listener), and a server may keep it per zone rather than per name."""
+        return self._question_blind.get(zone, self._question_blind[None])
 
     def rules_for(self, zone: Name | None) -> tuple[Rule, ...]:
         """The enabled rules a query in ``zone`` passes through, in processing order."""
@@ -226,6 +244,23 @@ def _decision(
         valid_until=ctx.next_change,
         weighted=weighted,
     )
+
+
+def _question_blind(
+    server: tuple[Rule, ...], zones: Mapping[Name, tuple[Rule, ...]]
+) -> Mapping[Name | None, bool]:
+    """Per zone with rules of its own, and for every other zone (key None): whether
+    the rules it passes through leave the query's name and type unread."""
+
+    def blind(rules: Iterable[Rule]) -> bool:
+        leaves = (leaf for rule in rules for leaf in _leaves(rule.criteria))
+        return not any(isinstance(leaf, QnameIs | QtypeIs) for leaf in leaves)
+
+    server_blind = blind(server)
+    out: dict[Name | None, bool] = {None: server_blind}
+    for zone, rules in zones.items():
+        out[zone] = server_blind and blind(rules)
+    return MappingProxyType(out)
 
 
 def _why_not_here(rule: Rule, zone: Name | None) -> str:
