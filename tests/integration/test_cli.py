@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -182,6 +183,19 @@ def _start(
     return proc, host, int(port)
 
 
+@contextlib.contextmanager
+def _served(tmp_path, text: str, file: str):
+    """``dnspol serve --no-watch`` of one zone file holding ``text``; stopped at the end.
+    Yields the process, its address and port, and the zone file's path."""
+    zone = tmp_path / file
+    zone.write_text(text)
+    proc, host, port = _start(tmp_path, zone, "--no-watch")
+    try:
+        yield proc, host, port, zone
+    finally:
+        _stop(proc)
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -215,10 +229,8 @@ def _tree_pss_kb(pid: int) -> int:
 def test_workers_share_the_configuration_and_a_reload_leaves_one_copy(tmp_path) -> None:
     """Forked workers share the loaded zone, so do the ones a reload starts, and after
     the reload the server holds as much memory as before it, not one copy more."""
-    zone = tmp_path / "big.test.zone"
-    zone.write_text(_big_zone(1))
-    proc, host, port = _start(tmp_path, zone, "--no-watch")
-    try:
+    with _served(tmp_path, _big_zone(1), "big.test.zone") as served:
+        proc, host, port, zone = served
         assert dnspol.testing.dig(host, port, "h59999.big.test.").addresses == ["10.0.234.95"]
         first = workers(proc.pid)
         assert len(first) == 2
@@ -240,15 +252,11 @@ def test_workers_share_the_configuration_and_a_reload_leaves_one_copy(tmp_path) 
         time.sleep(1)  # the old generation's memory is gone with its processes
         after = _tree_pss_kb(proc.pid)
         assert after < before * 1.25, (before, after)
-    finally:
-        _stop(proc)
 
 
 def test_a_bad_file_on_reload_keeps_the_workers_and_their_answers(tmp_path) -> None:
-    zone = tmp_path / "reload.test.zone"
-    zone.write_text(ZONE_V1)
-    proc, host, port = _start(tmp_path, zone, "--no-watch")
-    try:
+    with _served(tmp_path, ZONE_V1, "reload.test.zone") as served:
+        proc, host, port, zone = served
         first = workers(proc.pid)
         zone.write_text(ZONE_BROKEN)
         proc.send_signal(signal.SIGHUP)
@@ -257,17 +265,13 @@ def test_a_bad_file_on_reload_keeps_the_workers_and_their_answers(tmp_path) -> N
         assert sorted(workers(proc.pid)) == sorted(first)
         for _ in range(6):
             assert dnspol.testing.dig(host, port, "www.reload.test.").addresses == ["192.0.2.10"]
-    finally:
-        _stop(proc)
 
 
 def test_a_restarted_worker_serves_the_loaded_configuration(tmp_path) -> None:
     """Forked again from its generation's snapshot: the files changed on disk since are
     not read until a reload is asked for, so every worker answers alike."""
-    zone = tmp_path / "reload.test.zone"
-    zone.write_text(ZONE_V1)
-    proc, host, port = _start(tmp_path, zone, "--no-watch")
-    try:
+    with _served(tmp_path, ZONE_V1, "reload.test.zone") as served:
+        proc, host, port, zone = served
         zone.write_text(ZONE_V2)  # not reloaded: --no-watch and no SIGHUP
         first = workers(proc.pid)
         os.kill(first[0], signal.SIGKILL)
@@ -279,8 +283,6 @@ def test_a_restarted_worker_serves_the_loaded_configuration(tmp_path) -> None:
         answers = {dnspol.testing.dig(host, port, "www.reload.test.").addresses[0]
                    for _ in range(40)}  # fmt: skip
         assert answers == {"192.0.2.10"}
-    finally:
-        _stop(proc)
 
 
 def test_reloads_under_load_lose_no_query(tmp_path) -> None:
@@ -330,10 +332,8 @@ def test_reloads_under_load_lose_no_query(tmp_path) -> None:
 
 
 def test_sigterm_while_a_reload_loads_stops_everything(tmp_path) -> None:
-    zone = tmp_path / "big.test.zone"
-    zone.write_text(_big_zone(1))
-    proc, host, port = _start(tmp_path, zone, "--no-watch")
-    try:
+    with _served(tmp_path, _big_zone(1), "big.test.zone") as served:
+        proc, host, port, zone = served
         zone.write_text(_big_zone(2))
         proc.send_signal(signal.SIGHUP)
         _wait_for_log(tmp_path / "log", "reloading")
@@ -341,16 +341,12 @@ def test_sigterm_while_a_reload_loads_stops_everything(tmp_path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, (tmp_path / "log").read_text()
         assert wait_gone(everyone + process_tree(proc.pid)) == []
-    finally:
-        _stop(proc)
 
 
 def test_a_burst_of_sighups_ends_on_the_last_files(tmp_path) -> None:
     """SIGHUPs sent while a generation loads fold into one more reload."""
-    zone = tmp_path / "reload.test.zone"
-    zone.write_text(ZONE_V1)
-    proc, host, port = _start(tmp_path, zone, "--no-watch")
-    try:
+    with _served(tmp_path, ZONE_V1, "reload.test.zone") as served:
+        proc, host, port, zone = served
         for serial in range(2, 12):
             zone.write_text(ZONE_V1.replace(" 1 7200", f" {serial} 7200"))
             proc.send_signal(signal.SIGHUP)
@@ -362,15 +358,11 @@ def test_a_burst_of_sighups_ends_on_the_last_files(tmp_path) -> None:
         log = (tmp_path / "log").read_text()
         assert 1 <= log.count("the previous one is finishing") < 10, log
         assert "reload failed" not in log
-    finally:
-        _stop(proc)
 
 
 def test_a_generation_that_dies_is_started_again_from_the_files(tmp_path) -> None:
-    zone = tmp_path / "reload.test.zone"
-    zone.write_text(ZONE_V1)
-    proc, host, port = _start(tmp_path, zone, "--no-watch")
-    try:
+    with _served(tmp_path, ZONE_V1, "reload.test.zone") as served:
+        proc, host, port, zone = served
         (head,) = children(proc.pid)
         first = workers(proc.pid)
         os.kill(head, signal.SIGKILL)  # its workers get SIGTERM (parent-death signal)
@@ -382,8 +374,6 @@ def test_a_generation_that_dies_is_started_again_from_the_files(tmp_path) -> Non
         for _ in range(6):
             assert dnspol.testing.dig(host, port, "www.reload.test.").addresses == ["192.0.2.10"]
         assert "generation 1 ended" in (tmp_path / "log").read_text()
-    finally:
-        _stop(proc)
 
 
 def _serial_at(host: str, port: int) -> int:
@@ -394,10 +384,8 @@ def _serial_at(host: str, port: int) -> int:
 def test_one_busy_client_keeps_every_worker_busy(tmp_path) -> None:
     """All queries from one socket (one source port): with a UDP socket per worker and
     SO_REUSEPORT they would all hash to one worker; the shared socket spreads them."""
-    zone = tmp_path / "reload.test.zone"
-    zone.write_text(ZONE_V1 + "*   IN A   192.0.2.99\n")
-    proc, host, port = _start(tmp_path, zone, "--no-watch")
-    try:
+    with _served(tmp_path, ZONE_V1 + "*   IN A   192.0.2.99\n", "reload.test.zone") as served:
+        proc, host, port, zone = served
         running = workers(proc.pid)
         before = {pid: _cpu_ticks(pid) for pid in running}
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
@@ -410,8 +398,6 @@ def test_one_busy_client_keeps_every_worker_busy(tmp_path) -> None:
                     client.recv(512)
         used = {pid: _cpu_ticks(pid) - before[pid] for pid in running}
         assert min(used.values()) > 0.2 * sum(used.values()), used
-    finally:
-        _stop(proc)
 
 
 def _cpu_ticks(pid: int) -> int:
