@@ -298,7 +298,7 @@ class Handler:
             out = answer.error(query, RCODE_SERVFAIL, snap.udp_max_payload)
             result = Answered(out, rcode=RCODE_SERVFAIL)
         if result.label is None:
-            result.label = self.stats.intern(_label(query, result))
+            result.label = self.stats.intern_fields(_label_fields(query, result))
         return result
 
     def _respond(
@@ -480,20 +480,27 @@ def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:
     )
 
 
-def _label(query: Query, result: Answered) -> AnswerLabel:
+def _label_fields(query: Query, result: Answered) -> tuple:
+    """The fields of the answer's ``AnswerLabel``, in its order."""
     decision = result.decision
     wire = result.wire
-    return AnswerLabel(
-        zone=result.zone,
-        qtype=qtype_label(query.qtype),
-        rcode=rcode_label(result.rcode),
-        rule=(decision.rule or "") if decision is not None else "",
-        action=decision.action.value if decision is not None else "answer",
-        scope=decision.scope if decision is not None else "default",
-        weighted=decision.weighted if decision is not None else False,
-        ecs=query.edns is not None and query.edns.ecs is not None,
-        truncated=wire is not None and bool(wire[2] & 0x02),
-        dropped="policy" if wire is None else "",
+    ecs = query.edns is not None and query.edns.ecs is not None
+    truncated = wire is not None and bool(wire[2] & 0x02)
+    dropped = "policy" if wire is None else ""
+    qtype, rcode = qtype_label(query.qtype), rcode_label(result.rcode)
+    if decision is None:
+        return (result.zone, qtype, rcode, "", "answer", "default", False, ecs, truncated, dropped)
+    return (
+        result.zone,
+        qtype,
+        rcode,
+        decision.rule or "",
+        decision.action.value,
+        decision.scope,
+        decision.weighted,
+        ecs,
+        truncated,
+        dropped,
     )
 
 
