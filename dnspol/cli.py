@@ -90,7 +90,6 @@ def _parser() -> argparse.ArgumentParser:
         help="fraction of queries logged, e.g. 0.01 (default 1: all)",
     )
     serve.add_argument("--metrics-file", help=argparse.SUPPRESS)  # a worker's totals
-    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--quiet-ready", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_cmd_serve)
 
@@ -219,7 +218,6 @@ def _serve_options(args, listen, ready_file, metrics_file=None) -> ServerOptions
         print_ready=not args.quiet_ready,
         watch=not args.no_watch,
         test_control=bool(args.fake_time),
-        reuse_port=args.reuse_port,
         metrics_file=metrics_file or args.metrics_file,
         query_log=args.query_log,
         query_log_sample=args.query_log_sample,

@@ -64,7 +64,6 @@ class ServerOptions:
     print_ready: bool = True
     watch: bool = True
     tcp_limits: tcp.TcpLimits = field(default_factory=tcp.TcpLimits)
-    reuse_port: bool = False
     seed: int | None = None
     test_control: bool = False  # CHAOS TXT clock/reload control (``--fake-time``)
     metrics_listen: tuple[str, int] | None = None  # /metrics, /health, /ready
@@ -92,6 +91,30 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def format_listen(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def open_pair(
+    host: str, port: int, tcp_reuse_port: bool = False
+) -> tuple[socket.socket, socket.socket]:
+    """UDP and TCP on the same port; port 0 picks a free one for both. With
+    ``tcp_reuse_port`` more TCP listeners may join the port (one per worker)."""
+    for _ in range(20):
+        usock = udp.open_socket(host, port)
+        try:
+            return usock, tcp.open_socket(host, usock.getsockname()[1], tcp_reuse_port)
+        except OSError as exc:
+            usock.close()
+            if port != 0 or exc.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, f"no free port for UDP and TCP on {host}")
+
+
+def write_atomically(path: str | os.PathLike[str], text: str) -> None:
+    """Readers see the whole file or none (ready files are polled for)."""
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 class Server:
@@ -238,7 +261,8 @@ class Server:
         tasks = [asyncio.create_task(self.conns.sweep_forever())]
         if self.options.watch and not self.supervised:
             tasks.append(asyncio.create_task(self._watch_files()))
-        tasks.append(asyncio.create_task(self._reload_on_request()))
+        if not self.supervised:
+            tasks.append(asyncio.create_task(self._reload_on_request()))
         self._announce()
         await self._stop.wait()
         self.ready = False
@@ -269,23 +293,10 @@ class Server:
             return self.options.sockets
         pairs = []
         for host, port in self.options.listen:
-            usock, tsock = self._bind_pair(host, port)
+            usock, tsock = open_pair(host, port)
             self.bound.append((host, usock.getsockname()[1]))
             pairs.append((usock, tsock))
         return pairs
-
-    def _bind_pair(self, host: str, port: int) -> tuple[socket.socket, socket.socket]:
-        """UDP and TCP on the same port; port 0 picks a free one for both."""
-        reuse = self.options.reuse_port
-        for _ in range(20):
-            usock = udp.open_socket(host, port, reuse)
-            try:
-                return usock, tcp.open_socket(host, usock.getsockname()[1], reuse)
-            except OSError as exc:
-                usock.close()
-                if port != 0 or exc.errno != errno.EADDRINUSE:
-                    raise
-        raise OSError(errno.EADDRINUSE, f"no free port for UDP and TCP on {host}")
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -336,10 +347,7 @@ class Server:
         self.ready = True
         host, port = self.bound[0]
         if self.options.ready_file:
-            tmp = self.options.ready_file + ".tmp"
-            with open(tmp, "w") as fh:
-                fh.write(f"{host} {port}\n")
-            os.replace(tmp, self.options.ready_file)
+            write_atomically(self.options.ready_file, f"{host} {port}\n")
         if self.options.print_ready:
             print(f"READY {host} {port}", flush=True)
 

@@ -53,17 +53,19 @@ from dnspol.server import (
     describe,
     files_fingerprint,
     format_listen,
+    open_pair,
     return_freed_memory,
+    write_atomically,
 )
 from dnspol.state import Snapshot
-from dnspol.transport import tcp, udp
+from dnspol.transport import tcp
 
 log = logging.getLogger("dnspol.supervisor")
 
 START_TIMEOUT = 30.0
 LEAVE_TIMEOUT = 30.0  # an old generation still running this long after SIGTERM is killed
 TICK = 0.2
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # blocked across fork
 
 SocketPair = tuple[socket.socket, socket.socket]  # (UDP, TCP) on one address
 
@@ -98,7 +100,7 @@ def open_slots(listen: list[tuple[str, int]], count: int) -> tuple[list[tuple[st
     resolved: list[tuple[str, int]] = []
     slots: list[list[SocketPair]] = [[] for _ in range(count)]
     for host, port in listen:
-        shared, first_tcp = _open_pair(host, port)
+        shared, first_tcp = open_pair(host, port, tcp_reuse_port=True)
         port = shared.getsockname()[1]
         resolved.append((host, port))
         slots[0].append((shared, first_tcp))
@@ -107,20 +109,9 @@ def open_slots(listen: list[tuple[str, int]], count: int) -> tuple[list[tuple[st
     return resolved, slots
 
 
-def _open_pair(host: str, port: int) -> SocketPair:
-    for _ in range(20):
-        usock = udp.open_socket(host, port)
-        try:
-            return usock, tcp.open_socket(host, usock.getsockname()[1], reuse_port=True)
-        except OSError:
-            usock.close()
-            if port != 0:
-                raise
-    raise OSError(f"no free port for UDP and TCP on {host}")
-
-
-class Worker:
-    """A forked worker process, with the few ``subprocess.Popen`` methods used here."""
+class Child:
+    """A forked process (a generation or a worker), with the few ``subprocess.Popen``
+    methods used here."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -147,7 +138,7 @@ class Worker:
         self.send_signal(signal.SIGTERM)
 
 
-def fork_process(main: Callable[[Any], int], arg: Any, inherited: list) -> Worker:
+def fork_process(main: Callable[[Any], int], arg: Any, inherited: list) -> Child:
     """Run ``main(arg)`` in a child process; never returns in the child.
 
     ``inherited``: the parent's sockets the child has no use for; it closes them.
@@ -158,11 +149,11 @@ def fork_process(main: Callable[[Any], int], arg: Any, inherited: list) -> Worke
     sys.stderr.flush()
     # Until the child has its own handlers, a signal would run the parent's (in the
     # child's copy of the parent's objects) and be lost: hold signals across the fork.
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
     pid = os.fork()
     if pid:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        return Worker(pid)
+        return Child(pid)
     code = 1
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -189,7 +180,7 @@ RELOAD_TIMEOUT = 600.0  # loading plus starting; a 1,000,000-record zone takes ~
 class Member:
     """One running worker: its process, the slot (sockets) it serves, its files."""
 
-    proc: Worker
+    proc: Child
     slot: int
     ready: Path
     key: str  # names its metrics and ready files
@@ -233,7 +224,7 @@ class Generation:
             self._restart_dead(snapshot)
             listening = all(m.ready.exists() and m.proc.poll() is None for m in self.members)
             if listening and not self.ready_file.exists():
-                _write_atomically(self.ready_file, files)
+                write_atomically(self.ready_file, files)
             elif not listening:
                 self.ready_file.unlink(missing_ok=True)
         self.ready_file.unlink(missing_ok=True)
@@ -274,7 +265,7 @@ class Generation:
 class Head:
     """The supervisor's view of a generation process."""
 
-    proc: Worker
+    proc: Child
     number: int
     ready_file: Path
     started: float
@@ -339,7 +330,7 @@ class Supervisor:
             self._stop()
             log.error("workers did not start")
             return 1
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in HELD_SIGNALS:
             signal.signal(signum, self._on_signal)
         addresses = ", ".join(format_listen(*a) for a in self.resolved)
         log.info("%d workers serving on %s", self.count, addresses)
@@ -514,13 +505,5 @@ def _stop_all(members: list[Member]) -> None:
 def _announce(first: tuple[str, int], ready_file: str | None) -> None:
     host, port = first
     if ready_file:
-        tmp = ready_file + ".tmp"
-        Path(tmp).write_text(f"{host} {port}\n")
-        os.replace(tmp, ready_file)
+        write_atomically(ready_file, f"{host} {port}\n")
     print(f"READY {host} {port}", flush=True)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

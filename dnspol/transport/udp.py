@@ -30,13 +30,11 @@ RCVBUF = 4 * 1024 * 1024
 WAKE_SECONDS = 0.1
 
 
-def open_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+def open_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     with contextlib.suppress(OSError):  # a smaller buffer still works
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
     wake = struct.pack("ll", 0, int(WAKE_SECONDS * 1_000_000))  # struct timeval
