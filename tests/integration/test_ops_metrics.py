@@ -160,10 +160,14 @@ def test_supervisor_adds_up_workers_and_holds_ready_while_one_restarts(tmp_path)
         dnspol.testing.dig(host, int(port), "www.example.")
         _wait_for(url, "dnspol_dns_requests_total", sent + 1)
         # reloads are the supervisor's: counted once, and the old workers' counters stay
+        # after they are gone
+        old_generation = process_tree(proc.pid)
         proc.send_signal(signal.SIGHUP)
         samples = _wait_for(url, "dnspol_reloads_total", 1)
         assert total(samples, "dnspol_reloads_total", result="ok") == 1
-        assert total(samples, "dnspol_dns_requests_total") >= sent + 1
+        assert wait_gone(old_generation) == []
+        time.sleep(0.5)  # the supervisor notices on its next tick
+        assert total(scrape(url), "dnspol_dns_requests_total") >= sent + 1
         zone.write_text(zone.read_text() + "broken IN A 999.1.2.3\n")
         proc.send_signal(signal.SIGHUP)
         samples = _wait_for(url, "dnspol_reloads_total", 2)
