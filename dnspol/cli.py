@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 
-from dnspol import __version__
+from dnspol import __version__, signals
 from dnspol.errors import ConfigError
 from dnspol.handler import Clock
 from dnspol.server import Server, ServerOptions, parse_listen
@@ -166,7 +166,10 @@ def _cmd_serve(args) -> int:
     clock = Clock(_parse_time(args.fake_time) if args.fake_time else None)
     listen = [parse_listen(x) for x in args.listen] if args.listen else None
     try:
-        first = load()
+        with signals.interruptible():
+            first = load()
+    except signals.Stopped:
+        return 0
     except ConfigError as exc:
         for problem in exc.problems:
             logging.error("%s", problem)
@@ -190,7 +193,7 @@ def _cmd_serve(args) -> int:
             options = _serve_options(
                 args, start.listen, ready_file=start.ready_file, metrics_file=start.metrics_file
             )
-            options.sockets = start.sockets
+            options.sockets, options.turn = start.sockets, start.turn
             options.print_ready = False
             options.seed, options.tcp_limits = seed, tcp_limits
             return Server(load, options, clock).run(start.snapshot)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dnspol import __version__, health, metrics
+from dnspol import __version__, handover, health, metrics, signals
 from dnspol.errors import ConfigError
 from dnspol.handler import Clock, Handler, Listener
 from dnspol.names import Name, to_text
@@ -47,6 +47,7 @@ DRAIN_SECONDS = 5.0
 # queries already sent, before the listeners close (closing resets queued connections)
 SETTLE_SECONDS = 0.05
 WATCH_INTERVAL = 1.0
+TURN_POLL_SECONDS = 0.005  # a supervised worker notices a newer generation this soon
 
 
 @dataclass
@@ -73,6 +74,8 @@ class ServerOptions:
     # a supervisor's worker: one (UDP, TCP) pair per listen address, bound and shared
     # with the supervisor; then the supervisor reloads, not this process
     sockets: list[tuple[socket.socket, socket.socket]] | None = None
+    # when this process may answer (a supervised worker: its generation's turn)
+    turn: handover.Turn | handover.Always = field(default_factory=handover.Always)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -137,6 +140,7 @@ class Server:
         self.ops: health.OpsServer | None = None
         self._stop: asyncio.Event | None = None
         self._reload_wanted: asyncio.Event | None = None
+        self._reloading = asyncio.Lock()
 
     # -- configuration -------------------------------------------------------
     def reload(self) -> bool:
@@ -250,22 +254,65 @@ class Server:
         self._stop = asyncio.Event()
         self._reload_wanted = asyncio.Event()
         sockets = self._bind_all()
-        servers, readers = [], []
-        stop_reading = threading.Event()
-        handler = self._observed()
-        for (host, port), (usock, tsock) in zip(self.bound, sockets, strict=True):
-            readers.append(udp.start(usock, handler, Listener(host, port, "udp"), stop_reading))
-            tcp_listener = Listener(host, port, "tcp")
-            servers.append(await tcp.start(tsock, handler, tcp_listener, self.conns))
         self._install_signals()
+        self._announce()  # a supervised worker: loaded and listening, waiting for its turn
+        if not await self._wait_turn():
+            return 0  # stopped before it ever answered
+        stop_reading = threading.Event()
+        readers, servers = await self._start_listeners(sockets, stop_reading)
         tasks = [asyncio.create_task(self.conns.sweep_forever())]
         if self.options.watch and not self.supervised:
             tasks.append(asyncio.create_task(self._watch_files()))
-        if not self.supervised:
+        if self.supervised:
+            tasks.append(asyncio.create_task(self._watch_turn()))
+        else:
             tasks.append(asyncio.create_task(self._reload_on_request()))
-        self._announce()
         await self._stop.wait()
         self.ready = False
+        if self.options.turn.mine():
+            await self._finish(servers, readers, stop_reading)
+        else:
+            await self._hand_over(servers, readers, stop_reading)
+        for task in tasks:
+            task.cancel()
+        for usock, _ in sockets:
+            usock.close()
+        return 0
+
+    async def _start_listeners(
+        self, sockets: list[tuple[socket.socket, socket.socket]], stop_reading: threading.Event
+    ) -> tuple[list[threading.Thread], list[asyncio.AbstractServer]]:
+        """A UDP reader thread and a TCP server per listen address."""
+        handler = self._observed()
+        readers, servers = [], []
+        for (host, port), (usock, tsock) in zip(self.bound, sockets, strict=True):
+            udp_listener = Listener(host, port, "udp")
+            readers.append(udp.start(usock, handler, udp_listener, stop_reading, self.options.turn))
+            tcp_listener = Listener(host, port, "tcp")
+            servers.append(await tcp.start(tsock, handler, tcp_listener, self.conns))
+        return readers, servers
+
+    async def _wait_turn(self) -> bool:
+        """Until this worker's generation holds the baton (at once without a supervisor);
+        False when told to stop first."""
+        assert self._stop is not None
+        turn = self.options.turn
+        while not turn.mine():
+            if self._stop.is_set():
+                return False
+            await asyncio.sleep(handover.POLL_SECONDS)
+        return True
+
+    async def _watch_turn(self) -> None:
+        """A newer generation is taking over: stop answering now (see ``_hand_over``)."""
+        assert self._stop is not None
+        turn = self.options.turn
+        while turn.mine():
+            await asyncio.sleep(TURN_POLL_SECONDS)
+        self._stop.set()
+
+    async def _finish(self, servers, readers, stop_reading: threading.Event) -> None:
+        """SIGTERM: stop reading and accepting, let in-flight TCP answers go out."""
         log.info("shutting down: no new connections, finishing TCP answers")
         await asyncio.sleep(SETTLE_SECONDS)
         for server in servers:
@@ -274,11 +321,26 @@ class Server:
         await asyncio.sleep(SETTLE_SECONDS)
         await _joined(readers, DRAIN_SECONDS)
         await self._drain()
-        for task in tasks:
-            task.cancel()
-        for usock, _ in sockets:
-            usock.close()
-        return 0
+
+    async def _hand_over(self, servers, readers, stop_reading: threading.Event) -> None:
+        """The baton left this generation: answer nothing more, then say so.
+
+        The UDP loops stop after the packet in hand; TCP stops accepting (the
+        listeners stay open in the newer workers, so queued connections wait for
+        them) and every connection is closed after the answers already written
+        (a client asks again on a new connection, RFC 7766 §6.2.3). Only then is
+        the slot marked stopped, and the new generation starts answering.
+        """
+        stop_reading.set()
+        for server in servers:
+            server.close()
+        self.conns.close_all()
+        await _joined(readers, DRAIN_SECONDS)
+        if any(t.is_alive() for t in readers):
+            log.error("a UDP reader did not stop; the supervisor will end this worker")
+            return
+        self.options.turn.mark_stopped()
+        await self._drain()
 
     @property
     def supervised(self) -> bool:
@@ -299,14 +361,20 @@ class Server:
         return pairs
 
     def _install_signals(self) -> None:
+        """The loop's handlers, then what arrived before them (``dnspol.signals``)."""
         loop = asyncio.get_running_loop()
         assert self._stop is not None and self._reload_wanted is not None
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         if self.supervised:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        else:
-            loop.add_signal_handler(signal.SIGHUP, self._reload_wanted.set)
+            return
+        loop.add_signal_handler(signal.SIGHUP, self._reload_wanted.set)
+        stop, reload = signals.take()
+        if stop:
+            self._stop.set()
+        if reload:
+            self._reload_wanted.set()
 
     async def _reload_on_request(self) -> None:
         assert self._reload_wanted is not None
@@ -314,7 +382,22 @@ class Server:
             await self._reload_wanted.wait()
             self._reload_wanted.clear()
             log.info("reloading")
-            self.reload()
+            await self._reload_off_loop()
+
+    async def _reload_off_loop(self) -> bool:
+        """``reload()`` in a thread, so the loop keeps answering TCP and a SIGTERM
+        stops the server at once instead of after the loading (the thread is a
+        daemon: a stop abandons the load)."""
+        loop = asyncio.get_running_loop()
+        async with self._reloading:  # the watcher and SIGHUP: one reload at a time
+            done: asyncio.Future[bool] = loop.create_future()
+
+            def work() -> None:
+                ok = self.reload()
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(ok))
+
+            threading.Thread(target=work, name="reload", daemon=True).start()
+            return await done
 
     async def _watch_files(self) -> None:
         """Reload when any file the configuration was read from changes."""
@@ -326,7 +409,7 @@ class Server:
             if now != seen:
                 seen = now
                 log.info("a configuration file changed; reloading")
-                self.reload()
+                await self._reload_off_loop()
                 snap = self.state.snapshot
                 seen = files_fingerprint(snap.files if snap else ())
 

@@ -29,6 +29,7 @@ listening.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import json
@@ -45,8 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnspol import health, metrics
+from dnspol import health, metrics, signals
 from dnspol.errors import ConfigError
+from dnspol.handover import Baton, Turn
 from dnspol.server import (
     WATCH_INTERVAL,
     ReloadStats,
@@ -64,8 +66,11 @@ log = logging.getLogger("dnspol.supervisor")
 
 START_TIMEOUT = 30.0
 LEAVE_TIMEOUT = 30.0  # an old generation still running this long after SIGTERM is killed
+# an old worker that has not stopped answering this long after the switch began is
+# killed, so the new generation can start (its UDP loops stop within 0.02 s when idle)
+SWITCH_TIMEOUT = 2.0
 TICK = 0.2
-HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # blocked across fork
+HELD_SIGNALS = signals.HELD  # blocked across fork
 
 SocketPair = tuple[socket.socket, socket.socket]  # (UDP, TCP) on one address
 
@@ -80,6 +85,7 @@ class WorkerStart:
     ready_file: str
     metrics_file: str | None
     snapshot: Snapshot
+    turn: Turn  # when it may answer: while its generation holds the baton
 
 
 WorkerMain = Callable[[WorkerStart], int]
@@ -202,10 +208,11 @@ class Generation:
 
     def run(self, snapshot: Snapshot | None) -> int:
         """Load (unless handed a snapshot), fork the workers, keep them running."""
-        signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         if snapshot is None:
+            # told to stop while loading: nothing runs yet, so nothing to finish
+            signal.signal(signal.SIGTERM, _exit_at_once)
             try:
                 snapshot = self.host.load()
             except ConfigError as exc:
@@ -213,11 +220,11 @@ class Generation:
                     log.error("reload failed: %s", problem)
                 return BAD_CONFIGURATION
             log.info("loaded %s", describe(snapshot))
-            if self.stopping:  # told to stop while loading
-                return 0
+        signal.signal(signal.SIGTERM, self._on_stop)
         gc.collect()
         gc.freeze()  # the loaded configuration: the collector would write to every object
         self.members = [self._start(slot, snapshot) for slot in range(self.host.count)]
+        self._note_pids()
         files = json.dumps(list(snapshot.files))
         while not self.stopping:
             time.sleep(TICK)
@@ -229,6 +236,7 @@ class Generation:
                 self.ready_file.unlink(missing_ok=True)
         self.ready_file.unlink(missing_ok=True)
         _stop_all(self.members)
+        self.pids_file.unlink(missing_ok=True)
         for member in self.members:
             self.host.files.retire(member.key)
         return 0
@@ -236,13 +244,22 @@ class Generation:
     def _on_stop(self, _signum, _frame) -> None:
         self.stopping = True
 
+    @property
+    def pids_file(self) -> Path:
+        return pids_file(self.host.workdir, self.number)
+
+    def _note_pids(self) -> None:
+        """For the supervisor, which ends workers that do not hand over in time."""
+        write_atomically(self.pids_file, json.dumps([m.proc.pid for m in self.members]))
+
     def _start(self, slot: int, snapshot: Snapshot) -> Member:
         host = self.host
         key = f"{self.number}.{slot}.{next(self._serial)}"
         ready = host.workdir / f"worker-{key}.ready"
         metrics_file = str(host.files.path(key)) if host.metrics_listen is not None else None
+        turn = host.baton.turn(self.number, slot)
         start = WorkerStart(
-            list(host.resolved), host.slots[slot], str(ready), metrics_file, snapshot
+            list(host.resolved), host.slots[slot], str(ready), metrics_file, snapshot, turn
         )
         mine = {id(sock) for pair in host.slots[slot] for sock in pair}  # UDP is everyone's
         others = [s for pairs in host.slots for p in pairs for s in p if id(s) not in mine]
@@ -259,6 +276,7 @@ class Generation:
                 self.host.files.retire(member.key)  # keep its counters: sums never go back
                 member.ready.unlink(missing_ok=True)
                 self.members[i] = self._start(member.slot, snapshot)
+                self._note_pids()
 
 
 @dataclass
@@ -300,12 +318,16 @@ class Supervisor:
         self.resolved: list[tuple[str, int]] = []
         self.slots: list[list[SocketPair]] = []
         self.ops: health.OpsServer | None = None
+        self.baton = Baton(count)  # before any fork: every generation shares this page
         self._generations = itertools.count(1)
 
     # -- lifecycle -----------------------------------------------------------
     def run(self, first: list[Snapshot], ready_file: str | None) -> int:
         """Serve ``first.pop()`` until SIGTERM. Popped, so that once the first generation
         has it, the supervisor frees its own reference (and holds no configuration)."""
+        for signum in HELD_SIGNALS:  # first: a signal at any later instant is safe
+            signal.signal(signum, self._on_signal)
+        self.stopping, self.reload_wanted = signals.take()
         try:
             self.resolved, self.slots = open_slots(self.listen, self.count)
         except OSError as exc:
@@ -323,15 +345,16 @@ class Supervisor:
                 return 1
         self.files_in_use = first[0].files
         self.current = self._fork_generation(first.pop())
+        self.baton.hand_to(self.current.number)  # nobody answered before: no one to wait for
         return_freed_memory()
         if self.ops is not None:
             self.ops.start()  # after the first fork: a child gets no copy of its thread
         if not self._wait_listening(self.current, START_TIMEOUT):
+            if self.stopping:
+                return self._stop()
             self._stop()
             log.error("workers did not start")
             return 1
-        for signum in HELD_SIGNALS:
-            signal.signal(signum, self._on_signal)
         addresses = ", ".join(format_listen(*a) for a in self.resolved)
         log.info("%d workers serving on %s", self.count, addresses)
         _announce(self.resolved[0], ready_file)
@@ -403,14 +426,29 @@ class Supervisor:
                 head.proc.terminate()  # collected as failed on a later tick
             return
         old, self.current, self.pending = self.current, head, None
+        self._switch(old, head)
         if old is not None:
-            old.proc.terminate()  # its workers stop reading; their sockets keep the rest
+            old.proc.terminate()  # its workers have stopped answering; now they exit
             old.deadline = time.monotonic() + LEAVE_TIMEOUT
             self.leaving.append(old)
         self.files_in_use = tuple(json.loads(head.ready_file.read_text()))
         self.reloads.ok += 1
         self.reloads.last_ok = time.time()
         log.info("generation %d serving; the previous one is finishing", head.number)
+
+    def _switch(self, old: Head | None, new: Head) -> None:
+        """Hand the baton from ``old`` to ``new`` (see ``dnspol.handover``): nobody
+        answers until every old worker has stopped, so no old answer follows a new one.
+        Meanwhile queries wait in the sockets; the gap is milliseconds under load."""
+        began = time.monotonic()
+        self.baton.hand_to(None)
+        alive = old is not None and old.proc.poll() is None
+        if alive and not self.baton.wait_stopped(old.number, SWITCH_TIMEOUT):
+            log.error("generation %d did not stop answering in time; ending it", old.number)
+            _kill_workers(pids_file(self.workdir, old.number))
+        self.baton.hand_to(new.number)
+        took = 1000 * (time.monotonic() - began)
+        log.info("switched to generation %d in %.1f ms", new.number, took)
 
     def _reload_failed(self, why: str) -> None:
         self.reloads.failed += 1
@@ -442,7 +480,7 @@ class Supervisor:
 
     def _wait_listening(self, head: Head, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stopping:
             if head.proc.poll() is not None:
                 return False
             if head.ready_file.exists():
@@ -482,6 +520,26 @@ def run(
     """Serve ``first.pop()`` with ``count`` forked workers until SIGTERM; reload with ``load``."""
     supervisor = Supervisor(worker_main, load, listen, count, watch, metrics_listen)
     return supervisor.run(first, ready_file)
+
+
+def pids_file(workdir: Path, generation: int) -> Path:
+    """Where a generation lists its workers' pids."""
+    return workdir / f"generation-{generation}.pids"
+
+
+def _kill_workers(listed: Path) -> None:
+    """SIGKILL the workers a generation listed (a worker that hangs mid-answer)."""
+    try:
+        pids = json.loads(listed.read_text())
+    except (OSError, ValueError):
+        return
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _exit_at_once(_signum, _frame) -> None:
+    os._exit(0)
 
 
 def _die_with_parent() -> None:

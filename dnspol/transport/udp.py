@@ -9,7 +9,9 @@ that it is asked to stop: it stops between two packets, never with one read and
 unanswered. That matters when the socket is shared: a supervisor's worker that
 is being replaced stops reading, and what it did not read waits in the socket
 for its successor. (A read timeout, not a non-blocking socket: the blocking mode
-belongs to the open file, which the other processes holding it share.)
+belongs to the open file, which the other processes holding it share.) The loop
+also reads its ``Turn`` (``dnspol.handover``) once per packet: a worker whose
+generation has been replaced stops at once under load.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import struct
 import threading
 
 from dnspol.handler import Handler, Listener
+from dnspol.handover import Always, Turn
 from dnspol.transport import proxy
 
 log = logging.getLogger("dnspol.udp")
 
 RECV_SIZE = 65535
 RCVBUF = 4 * 1024 * 1024
-WAKE_SECONDS = 0.1
+WAKE_SECONDS = 0.02  # bounds how long a switch-over waits for an idle socket's reader
 
 
 def open_socket(host: str, port: int) -> socket.socket:
@@ -43,15 +46,22 @@ def open_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(sock: socket.socket, handler: Handler, listener: Listener, stop: threading.Event) -> None:
-    """Answer datagrams until ``stop`` is set or the socket is closed. No exception
-    ends the loop."""
+def serve(
+    sock: socket.socket,
+    handler: Handler,
+    listener: Listener,
+    stop: threading.Event,
+    turn: Turn | Always,
+) -> None:
+    """Answer datagrams until ``stop`` is set, the turn passes to another generation,
+    or the socket is closed. No exception ends the loop."""
+    page, mark = turn.page, turn.mark
     recvfrom = sock.recvfrom
     sendto = sock.sendto
     handle = handler.handle
     state = handler.state
     stopping = stop.is_set
-    while not stopping():
+    while page[0] == mark and not stopping():
         try:
             data, peer = recvfrom(RECV_SIZE)
         except OSError:  # the read timeout (EAGAIN), or the socket closed
@@ -85,11 +95,15 @@ def _unwrap(data: bytes, peer: tuple, handler: Handler):
 
 
 def start(
-    sock: socket.socket, handler: Handler, listener: Listener, stop: threading.Event
+    sock: socket.socket,
+    handler: Handler,
+    listener: Listener,
+    stop: threading.Event,
+    turn: Turn | Always,
 ) -> threading.Thread:
     thread = threading.Thread(
         target=serve,
-        args=(sock, handler, listener, stop),
+        args=(sock, handler, listener, stop, turn),
         name=f"udp-{listener.port}",
         daemon=True,
     )
