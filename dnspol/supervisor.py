@@ -162,8 +162,9 @@ def fork_process(main: Callable[[Any], int], arg: Any, inherited: list) -> Child
         return Child(pid)
     code = 1
     try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        # until ``main`` sets its own: a stop before anything runs is a clean exit
+        signal.signal(signal.SIGTERM, _exit_at_once)
+        signal.signal(signal.SIGINT, _exit_at_once)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloading is the supervisor's call
         signal.pthread_sigmask(signal.SIG_SETMASK, held)  # one held back acts now
         for sock in inherited:
