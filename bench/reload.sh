@@ -5,8 +5,11 @@
 # dnsperf load and reloads it RELOADS times (default 100): each time it rewrites the
 # zone's serial and sends SIGHUP, so every reload really builds and swaps a new
 # snapshot (file watching is off, so the count is exact). At the end it prints dnsperf's sent / completed / lost
-# counts and response codes, and how many reloads the server logged, and exits 1
-# if a query was lost, a SERVFAIL came back, or a reload did not happen.
+# counts and response codes, how many reloads the server logged, and what a probing
+# client saw (bench/switch_probe.py: back-to-back UDP and TCP questions; an answer
+# from an older configuration after a newer one is counted as old-after-new), and
+# exits 1 if a query was lost, a SERVFAIL came back, a reload did not happen, or
+# the probe saw an old answer after a new one.
 #
 #   bash bench/reload.sh [RELOADS]        (QPS=20000 by default: a steady, not saturating, load)
 #   WORKERS=2 bash bench/reload.sh        (worker processes: each reload starts a new generation
@@ -37,6 +40,8 @@ done_line="INFO loaded"
 [[ $WORKERS -gt 1 ]] && done_line="serving; the previous one is finishing"
 dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries" -l "$seconds" -Q "$QPS" -c 2 >"$work/dnsperf.out" 2>&1 &
 perf=$!
+"$VENV/bin/python" bench/switch_probe.py "$port" "$seconds" >"$work/probe.out" 2>&1 &
+probe=$!
 sleep 2
 serial=$(grep -oE '[0-9]{10}' "$zone" | head -1)
 for i in $(seq "$RELOADS"); do
@@ -51,6 +56,7 @@ for i in $(seq "$RELOADS"); do
   sleep 0.2
 done
 wait "$perf"
+wait "$probe" || true
 sleep 1  # the last old generation finishes
 reloaded=$(grep -c "$done_line" "$work/server.log" || true)
 expected=$RELOADS
@@ -60,10 +66,14 @@ grep -E "Queries (sent|completed|lost)|Response codes|Queries per second" "$work
 served=$(for _ in 1 2 3 4 5 6 7 8; do dig @127.0.0.1 -p "$port" example.com SOA +short; done |
   awk '{print $3}' | sort -u | paste -sd' ')
 echo "reloads logged: $reloaded of $expected, failed: $failed; serial served at the end: $served (file: $serial)"
+cat "$work/probe.out"
+old_after_new=$(awk '/^probe:/ {print $4}' "$work/probe.out")
+probe_lost=$(awk '/^probe:/ {print $6}' "$work/probe.out")
 lost=$(awk '/Queries lost:/ {print $3}' "$work/dnsperf.out")
 servfail=$(grep -oE "SERVFAIL [0-9]+" "$work/dnsperf.out" | awk "{print \$2}" || true)
-if [[ ${lost:-1} != 0 || -n $servfail || $reloaded -lt $expected || $served != "$serial" ]]; then
-  echo "FAIL: lost=${lost:-?} servfail=${servfail:-0} reloads=$reloaded" >&2
+if [[ ${lost:-1} != 0 || -n $servfail || $reloaded -lt $expected || $served != "$serial" \
+      || ${old_after_new:-1} != 0 || ${probe_lost:-1} != 0 ]]; then
+  echo "FAIL: lost=${lost:-?} servfail=${servfail:-0} reloads=$reloaded old-after-new=${old_after_new:-?}" >&2
   exit 1
 fi
-echo "OK: $reloaded reloads under load, 0 lost, no SERVFAIL"
+echo "OK: $reloaded reloads under load, 0 lost, no SERVFAIL, 0 old-after-new"
