@@ -148,3 +148,63 @@ def _problems(tmp_path, signum, offsets: list[float], workers: str, blocked: boo
             range(len(offsets)),
         )
         return [p for p in results if p]
+
+
+def _big_zone(hosts: int = 150_000) -> str:
+    lines = "".join(
+        f"h{i} IN A 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}\n" for i in range(hosts)
+    )
+    return ZONE.format(serial=2) + lines
+
+
+def _tcp_answer(port: int) -> int | None:
+    query = make_query("www.early.test.", 1)
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.sendall(len(query).to_bytes(2, "big") + query)
+        data = b""
+        while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                return None
+            data += chunk
+        return data[-1]
+
+
+@pytest.mark.parametrize("workers", ["2", "1"])
+def test_sigterm_while_a_reload_loads_stops_at_once_and_answers_meanwhile(
+    tmp_path, workers
+) -> None:
+    """The loading is abandoned: the stop does not wait for it, and until the stop the
+    old configuration keeps answering over UDP and TCP."""
+    zone = tmp_path / "early.test.zone"
+    zone.write_text(ZONE.format(serial=1))
+    ready = tmp_path / "ready"
+    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone), "--workers", workers]
+    argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), "--no-watch"]
+    log_path = tmp_path / "log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.02)
+        port = int(ready.read_text().split()[1])
+        zone.write_text(_big_zone())  # several seconds to load
+        proc.send_signal(signal.SIGHUP)
+        while "reloading" not in log_path.read_text():
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.02)
+        time.sleep(0.3)
+        assert _answer(port) == 1
+        assert _tcp_answer(port) == 1
+        assert "serial 2" not in log_path.read_text(), "the reload finished first: no test"
+        proc.send_signal(signal.SIGTERM)
+        began = time.monotonic()
+        assert proc.wait(30) == 0, log_path.read_text()
+        took = time.monotonic() - began
+        assert took < 1.5, f"stopped {took:.1f} s after SIGTERM"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
