@@ -459,11 +459,18 @@ def _die_with_parent_preexec(parent: int):
     pr_set_pdeathsig = 1
 
     def preexec() -> None:  # runs in the child between fork and exec
+        _hold_signals()
         prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 
     return preexec
+
+
+def _hold_signals() -> None:
+    """Block HUP, TERM and INT across exec: the server unblocks them once its handlers
+    are in place, so a signal a test sends at once is never fatal (dnspol.signals)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGHUP, signal.SIGTERM, signal.SIGINT))
 
 
 def _to_epoch(when: TimeLike) -> float:
@@ -705,7 +712,7 @@ class Server:
         )
         env.setdefault("PYTHONUNBUFFERED", "1")
         in_main = threading.current_thread() is threading.main_thread()
-        preexec = _die_with_parent_preexec(os.getpid()) if in_main else None
+        preexec = (_die_with_parent_preexec(os.getpid()) if in_main else None) or _hold_signals
         began = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
@@ -716,7 +723,7 @@ class Server:
                 env=env,
                 cwd=str(self.workdir),
                 start_new_session=True,
-                preexec_fn=preexec,  # noqa: PLW1509 - only prctl, async-signal-safe enough
+                preexec_fn=preexec,  # noqa: PLW1509 - prctl and sigmask, async-signal-safe enough
             )
         with _registry_lock:
             _live.append(self)
