@@ -26,6 +26,7 @@ from dnspol.stats import AnswerLabel, Stats, qtype_label, rcode_label
 from dnspol.wire import (
     CLASS_CH,
     CLASS_IN,
+    MAX_STORED_QUERY,
     OPCODE_QUERY,
     OPTION_ECS,
     RCODE_BADVERS,
@@ -142,7 +143,8 @@ class Handler:
         if snap is None:
             self.stats.drop("malformed")
             return None
-        if self.fast_path:
+        repeat = None  # set for every query fast_key keys: it keys none longer either
+        if self.fast_path and len(wire) <= MAX_STORED_QUERY:  # longer: never stored
             # A repeat of a query this client sent before, the ID aside and the letter
             # case of the name too (resolvers may randomise it: 0x20).
             sent = wire[2:]
