@@ -5,7 +5,7 @@ import struct
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord, EDNSOption
 
-from dnspol.handler import Handler, Listener
+from dnspol.handler import Clock, Handler, Listener
 from dnspol.state import ServerState, Snapshot
 from dnspol.wire import MAX_STORED_QUERY, TCP_LIMIT
 from dnspol.zones.loader import load_zone_text
@@ -526,3 +526,29 @@ def test_no_store_keeps_a_key_or_value_beyond_its_bound():
         for key, value in store.entries.items():
             assert stored_bytes(key) <= MAX_STORED_QUERY
             assert stored_bytes(value) <= 2 * MAX_STORED_QUERY + TCP_LIMIT
+
+
+@pytest.mark.parametrize(
+    "when, why",
+    [
+        (float("nan"), "not a number"),
+        (float("inf"), "not a finite"),
+        (float("-inf"), "not a finite"),
+        (-1.0, "1970"),  # 1969-12-31T23:59:59Z
+        (253402300800.0, "9999"),  # 10000-01-01T00:00:00Z
+        (1e300, "9999"),
+    ],
+)
+@pytest.mark.parametrize("frozen", [False, True])
+def test_the_clock_refuses_times_it_cannot_show(when, why, frozen):
+    clock = Clock(1_800_000_000.0)
+    with pytest.raises(ValueError, match=why):
+        clock.set(when, frozen=frozen)
+    assert abs(clock.now() - 1_800_000_000.0) < 60  # unchanged
+
+
+@pytest.mark.parametrize("when", [0.0, 253402300799.0, 1_800_000_000.5])
+def test_the_clock_takes_every_time_from_1970_to_9999(when):
+    clock = Clock()
+    clock.set(when, frozen=True)
+    assert clock.now() == when
