@@ -241,6 +241,7 @@ def _read_opt(wire: bytes, offset: int, question: bytes) -> Edns:
     rdata = wire[offset + 10 : offset + 10 + rdlength]
     bare = Edns(payload, version, do)
     options: list[tuple[int, bytes]] = []
+    seen: set[int] = set()
     pos = 0
     while pos < len(rdata):
         if pos + 4 > len(rdata):
@@ -249,15 +250,14 @@ def _read_opt(wire: bytes, offset: int, question: bytes) -> Edns:
         pos += 4
         if pos + length > len(rdata):
             raise FormErr("EDNS option runs past the OPT record", question, bare)
+        if code in seen and code in SINGLE_USE_OPTIONS:  # at the second copy: no more work
+            raise FormErr(f"more than one EDNS option {code}", question, bare)
+        seen.add(code)
         options.append((code, rdata[pos : pos + length]))
         pos += length
     ecs = None
     keepalive = False
-    seen: set[int] = set()
     for code, data in options:
-        if code in seen and code in SINGLE_USE_OPTIONS:
-            raise FormErr(f"more than one EDNS option {code}", question, bare)
-        seen.add(code)
         if code == OPTION_ECS:
             ecs = _read_ecs(data, question, bare)
         elif code == OPTION_COOKIE and not (len(data) == 8 or 16 <= len(data) <= 40):
