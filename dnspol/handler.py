@@ -10,6 +10,7 @@ answers FORMERR or is dropped.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from dnspol.stats import AnswerLabel, Stats, qtype_label, rcode_label
 from dnspol.wire import (
     CLASS_CH,
     CLASS_IN,
+    MAX_STORED_QUERY,
     OPCODE_QUERY,
     OPTION_ECS,
     RCODE_BADVERS,
@@ -83,6 +85,12 @@ class Listener:
         object.__setattr__(self, "tag", (self.transport, family))
 
 
+# The times a clock may be set to: 1970-01-01T00:00:00Z up to 10000-01-01T00:00:00Z
+# (exclusive), the years time zones and ISO 8601 dates can show.
+EARLIEST_TIME = 0.0
+END_OF_TIME = 253402300800.0
+
+
 class Clock:
     """The server's idea of now; tests may pin or shift it (``--fake-time``)."""
 
@@ -94,6 +102,9 @@ class Clock:
         return self._frozen if self._frozen is not None else time.time() + self._offset
 
     def set(self, when: float, frozen: bool = False) -> None:
+        """Set the clock to ``when`` (epoch seconds); ValueError, with the reason, for a
+        time it cannot show. ``nan`` would make every time window fail to evaluate."""
+        when = _settable(when)
         if frozen:
             self._frozen = when
         else:
@@ -103,6 +114,21 @@ class Clock:
     @property
     def faked(self) -> bool:
         return self._frozen is not None or self._offset != 0.0
+
+
+def _settable(when: float) -> float:
+    """``when`` as a float if a clock may be set to it; else ValueError saying why."""
+    when = float(when)
+    if math.isnan(when):
+        raise ValueError("cannot set the clock to nan: not a number of seconds")
+    if math.isinf(when):
+        raise ValueError(f"cannot set the clock to {when}: not a finite time")
+    if not EARLIEST_TIME <= when < END_OF_TIME:
+        raise ValueError(
+            f"cannot set the clock to {when:.15g} seconds since the epoch: "
+            "only times from 1970-01-01 to 9999-12-31 (UTC)"
+        )
+    return when
 
 
 @dataclass(slots=True)
@@ -142,7 +168,8 @@ class Handler:
         if snap is None:
             self.stats.drop("malformed")
             return None
-        if self.fast_path:
+        repeat = None  # set for every query fast_key keys: it keys none longer either
+        if self.fast_path and len(wire) <= MAX_STORED_QUERY:  # longer: never stored
             # A repeat of a query this client sent before, the ID aside and the letter
             # case of the name too (resolvers may randomise it: 0x20).
             sent = wire[2:]
@@ -174,8 +201,10 @@ class Handler:
             seen = None  # where the last query of this kind is noted (see below)
             if snap.has_rules:
                 decided = snap.decisions.entries.get((peer[0], listener, key[0], ecs))
-                if decided is None or (decided[4] != INF and decided[4] <= self.clock.now()):
-                    key = None  # never decided, or decided for a time that has passed
+                if decided is None or (
+                    decided[4] != INF and not decided[6] <= self.clock.now() < decided[4]
+                ):
+                    key = None  # never decided, or decided for another time: [from, until)
                 elif decided[0] is DROP:
                     self.stats.drop("policy", decided[2])
                     if report is not None:
@@ -233,7 +262,7 @@ class Handler:
         ``sent``: the query's bytes after the ID, lowercased (its key in the repeat
         store). When they come again the answer may be kept as a repeat, unless it is
         drawn by a weighted rule or shaped by the clock (those are decided again when
-        their time is up: ``_expires``).
+        the clock leaves the interval they were made for: [valid_from, ``_expires``)).
         """
         key, qend, ecs = found
         decision = result.decision
@@ -244,7 +273,8 @@ class Handler:
             token = _token(decision)
             choice = snap.policy.weighted_choice(decision.rule) if decision.weighted else None
             expires = _expires(decision)
-            decided = (decision.action, token, decision.rule, choice, expires, seen)
+            since = decision.valid_from
+            decided = (decision.action, token, decision.rule, choice, expires, seen, since)
             snap.decisions.put((peer[0], listener, key[0], ecs), decided)
             if result.wire is None:
                 return
@@ -466,7 +496,8 @@ def _token(decision: Decision) -> tuple:
 
 def _expires(decision: Decision) -> float:
     """Until when a decision holds (exclusive): the end of its time window, or sooner, the
-    end of the second in which the TTL cap (whole seconds to that end) is still the same."""
+    end of the second in which the TTL cap (whole seconds to that end) is still the same.
+    It holds from ``decision.valid_from``: a clock stepped back before that decides again."""
     if decision.ttl_cap is None:
         return decision.valid_until
     return decision.valid_until - decision.ttl_cap

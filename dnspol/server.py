@@ -166,21 +166,25 @@ class Server:
 
         ``clock.dnspol`` reads the clock, ``<epoch>.set.clock.dnspol`` sets it,
         ``<seconds>.advance.clock.dnspol`` moves it on, ``reload.dnspol`` reloads
-        and says whether it worked. Enabled only with ``--fake-time``.
+        and says whether it worked. Enabled only with ``--fake-time``. A time the
+        clock cannot show (``nan``, ``inf``, outside 1970-9999) is answered with
+        ``error: <why>`` and leaves the clock as it was.
         """
         if qname == (b"reload", b"dnspol"):
             ok = self.reload()
             return "ok" if ok else "failed: " + "; ".join(self.reloads.last_problems[:3])
         if qname[-2:] != (b"clock", b"dnspol"):
             return None
-        try:
-            if len(qname) == 4 and qname[1] == b"set":
-                self.clock.set(float(qname[0]))
-            elif len(qname) == 4 and qname[1] == b"advance":
-                self.clock.set(self.clock.now() + float(qname[0]))
-            elif len(qname) != 2:
+        if len(qname) == 4 and qname[1] in (b"set", b"advance"):
+            try:
+                value = float(qname[0])
+            except ValueError:
                 return None
-        except ValueError:
+            try:
+                self.clock.set(value if qname[1] == b"set" else self.clock.now() + value)
+            except ValueError as exc:
+                return f"error: {exc}"
+        elif len(qname) != 2:
             return None
         return datetime.fromtimestamp(self.clock.now(), UTC).isoformat()
 

@@ -32,6 +32,7 @@ import atexit
 import collections
 import contextlib
 import ctypes
+import math
 import os
 import random
 import re
@@ -921,17 +922,29 @@ class Server:
         """Set the server's clock: an aware ``datetime``, ISO 8601 text or epoch seconds.
 
         The server keeps whole seconds (fractions are dropped); returns the clock after.
+        A time the clock cannot show (nan, inf, before 1970, after 9999) raises
+        ValueError with the server's reason, and the clock keeps its time.
         """
-        epoch = int(_to_epoch(when) // 1)
-        return _utc(self._control(f"{epoch}.set.clock.dnspol."))
+        epoch = _to_epoch(when)
+        text = str(int(epoch // 1)) if math.isfinite(epoch) else str(epoch)  # "nan": refused
+        return self._clock_command(f"{text}.set.clock.dnspol.")
 
     def advance(self, seconds: float | timedelta) -> datetime:
-        """Move the server's clock by whole seconds (negative: back); returns the clock after."""
+        """Move the server's clock by whole seconds (negative: back); returns the clock after.
+
+        Past 9999 or before 1970 raises ValueError with the server's reason.
+        """
         if isinstance(seconds, timedelta):
             seconds = seconds.total_seconds()
-        if seconds != int(seconds):
+        if not math.isfinite(seconds) or seconds != int(seconds):
             raise ValueError(f"advance() takes whole seconds, not {seconds}")
-        return _utc(self._control(f"{int(seconds)}.advance.clock.dnspol."))
+        return self._clock_command(f"{int(seconds)}.advance.clock.dnspol.")
+
+    def _clock_command(self, name: str) -> datetime:
+        text = self._control(name)
+        if text.startswith("error: "):  # the server refused the time, and says why
+            raise ValueError(text.removeprefix("error: "))
+        return _utc(text)
 
     # -- configuration -----------------------------------------------------------
     def reload(

@@ -28,6 +28,12 @@ OPCODE_QUERY = 0
 OPTION_ECS = 8
 OPTION_COOKIE = 10
 OPTION_KEEPALIVE = 11
+# Options that carry one value per message: NSID (RFC 5001), ECS (RFC 7871), EXPIRE
+# (RFC 7314), COOKIE (RFC 7873), edns-tcp-keepalive (RFC 7828), PADDING (RFC 7830 §3:
+# "at most once per OPT meta-RR"), CHAIN (RFC 7901), edns-key-tag (RFC 8145). No RFC
+# says which of two copies counts, so a second copy is FORMERR: a query is not read
+# two ways, and cannot be padded out to 64 KB with options the fast path accepts.
+SINGLE_USE_OPTIONS = frozenset({3, OPTION_ECS, 9, OPTION_COOKIE, OPTION_KEEPALIVE, 12, 13, 14})
 
 RCODE_NOERROR = 0
 RCODE_FORMERR = 1
@@ -40,6 +46,11 @@ RCODE_BADVERS = 16
 
 MIN_UDP_PAYLOAD = 512
 TCP_LIMIT = 65535
+# The longest query the fast path keys, and so the longest the answer stores keep
+# (as a key, or in a value to tell repeats apart). The longest plain query is 350
+# bytes: a 255-octet name, one OPT, one ECS for a /128, one 40-octet COOKIE. Longer
+# messages are answered on the slow path and never stored: anyone can send 64 KB.
+MAX_STORED_QUERY = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +241,7 @@ def _read_opt(wire: bytes, offset: int, question: bytes) -> Edns:
     rdata = wire[offset + 10 : offset + 10 + rdlength]
     bare = Edns(payload, version, do)
     options: list[tuple[int, bytes]] = []
+    seen: set[int] = set()
     pos = 0
     while pos < len(rdata):
         if pos + 4 > len(rdata):
@@ -238,12 +250,15 @@ def _read_opt(wire: bytes, offset: int, question: bytes) -> Edns:
         pos += 4
         if pos + length > len(rdata):
             raise FormErr("EDNS option runs past the OPT record", question, bare)
+        if code in seen and code in SINGLE_USE_OPTIONS:  # at the second copy: no more work
+            raise FormErr(f"more than one EDNS option {code}", question, bare)
+        seen.add(code)
         options.append((code, rdata[pos : pos + length]))
         pos += length
     ecs = None
     keepalive = False
     for code, data in options:
-        if code == OPTION_ECS and ecs is None:  # like BIND: the first ECS counts
+        if code == OPTION_ECS:
             ecs = _read_ecs(data, question, bare)
         elif code == OPTION_COOKIE and not (len(data) == 8 or 16 <= len(data) <= 40):
             raise FormErr("malformed COOKIE option", question, bare)  # RFC 7873 §5.2.2
@@ -294,15 +309,15 @@ def udp_limit(edns: Edns | None, server_max: int) -> int:
 def fast_key(wire: bytes, tcp: bool, server_max: int) -> tuple[tuple, int, bytes | None] | None:
     """Key of the stored answer for a plain query, the end of its question, its ECS.
 
-    Only the common shape qualifies: QUERY opcode, one question, no records but
-    at most one OPT with version 0 whose options are a well-formed COOKIE and/or
-    one well-formed ECS. The ECS option's data comes back separately: its family
-    and source length are part of the key, its address is patched into the
-    stored answer. Everything else returns None and takes the slow path, which
+    Only the common shape qualifies: at most MAX_STORED_QUERY bytes, QUERY opcode,
+    one question, no records but at most one OPT with version 0 whose options are
+    one well-formed COOKIE and/or one well-formed ECS. The ECS option's data comes
+    back separately: its family and source length are part of the key, its address
+    is patched into the stored answer. Everything else returns None and takes the slow path, which
     produces the same bytes (tests replay queries through both and compare).
     """
     n = len(wire)
-    if n < 17 or wire[2] & 0xF8:  # QR and OPCODE must be 0
+    if n < 17 or n > MAX_STORED_QUERY or wire[2] & 0xF8:  # QR and OPCODE must be 0
         return None
     counts = wire[4:12]
     i = 12
@@ -349,9 +364,10 @@ def fast_key(wire: bytes, tcp: bool, server_max: int) -> tuple[tuple, int, bytes
 
 
 def _plain_options(wire: bytes, pos: int, end: int) -> bytes | None:
-    """b"" for options the fast path may ignore (COOKIE), the ECS data if there is
+    """b"" for options the fast path may ignore (one COOKIE), the ECS data if there is
     one valid ECS, None for anything that needs the slow path."""
     ecs = b""
+    cookie = False
     while pos < end:
         if pos + 4 > end:
             return None
@@ -362,8 +378,9 @@ def _plain_options(wire: bytes, pos: int, end: int) -> bytes | None:
         if pos > end:
             return None
         if code == OPTION_COOKIE:
-            if not (length == 8 or 16 <= length <= 40):
+            if cookie or not (length == 8 or 16 <= length <= 40):
                 return None
+            cookie = True
         elif code == OPTION_ECS and not ecs and ecs_problem(data) is None:
             ecs = data
         else:

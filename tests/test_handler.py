@@ -5,8 +5,9 @@ import struct
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord, EDNSOption
 
-from dnspol.handler import Handler, Listener
+from dnspol.handler import Clock, Handler, Listener
 from dnspol.state import ServerState, Snapshot
+from dnspol.wire import MAX_STORED_QUERY, TCP_LIMIT
 from dnspol.zones.loader import load_zone_text
 from dnspol.zones.model import ZoneSet
 
@@ -471,3 +472,83 @@ def test_names_alike_up_to_a_zero_byte_inside_a_label_are_not_confused():
     second = header + b"\x02a\x00\x07exampld\x03com\x00\x00\x01\x00\x01"  # same up to "exa"
     for wire in (first, first, second, first, second):
         assert fast.handle(wire, PEER, UDP) == slow.handle(wire, PEER, UDP)
+
+
+def padded_with_cookies(name: str, size: int, salt: int = 0) -> bytes:
+    """A query padded to about ``size`` bytes with 8-octet COOKIE options, all different."""
+    cookies = [EDNSOption(10, (salt * 100_000 + i).to_bytes(8, "big")) for i in range(size // 12)]
+    q = DNSRecord.question(name)
+    q.add_ar(EDNS0(udp_len=1232, opts=cookies))
+    return bytes(q.pack())
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "slow"])
+def test_two_cookies_are_formerr(fast):
+    handler = make_handler(fast)
+    cookie = EDNSOption(10, b"12345678")
+    _, once, _ = ask(handler, "www.example.com", edns=1232, opts=[cookie])
+    _, twice, _ = ask(handler, "www.example.com", edns=1232, opts=[cookie, cookie])
+    assert once.header.rcode == RCODE.NOERROR
+    assert twice.header.rcode == RCODE.FORMERR and twice.q.qname == "www.example.com"
+
+
+def stored_bytes(value) -> int:
+    """The bytes held in a store's key or value (tuples and lists walked)."""
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, tuple | list):
+        return sum(stored_bytes(item) for item in value)
+    return 0
+
+
+def test_a_query_padded_to_64_kb_sent_twice_is_stored_nowhere():
+    handler = make_handler()
+    wire = padded_with_cookies("www.example.com", 65_000)
+    replies = [handler.handle(wire, PEER, TCP) for _ in range(2)]
+    snap = handler.state.snapshot
+    assert len(snap.repeats) == 0 and len(snap.answers) == 0
+    assert [DNSRecord.parse(r).header.rcode for r in replies] == [RCODE.FORMERR] * 2
+
+
+def test_no_store_keeps_a_key_or_value_beyond_its_bound():
+    """Keys hold at most one query of MAX_STORED_QUERY bytes; values at most that and
+    one answer (a TCP message at most)."""
+    handler = make_handler()
+    queries = [w for w in mixed_queries()]
+    queries += [padded_with_cookies("www.example.com", size, i) for i, size in
+                enumerate((300, 600, 4000, 60_000))]  # fmt: skip
+    for wire in queries:
+        for _ in range(2):
+            handler.handle(wire, PEER, TCP)
+    snap = handler.state.snapshot
+    assert len(snap.repeats) > 0
+    for store in (snap.answers, snap.decisions, snap.repeats, snap.zone_decisions):
+        for key, value in store.entries.items():
+            assert stored_bytes(key) <= MAX_STORED_QUERY
+            assert stored_bytes(value) <= 2 * MAX_STORED_QUERY + TCP_LIMIT
+
+
+@pytest.mark.parametrize(
+    "when, why",
+    [
+        (float("nan"), "not a number"),
+        (float("inf"), "not a finite"),
+        (float("-inf"), "not a finite"),
+        (-1.0, "1970"),  # 1969-12-31T23:59:59Z
+        (253402300800.0, "9999"),  # 10000-01-01T00:00:00Z
+        (1e300, "9999"),
+    ],
+)
+@pytest.mark.parametrize("frozen", [False, True])
+def test_the_clock_refuses_times_it_cannot_show(when, why, frozen):
+    clock = Clock(1_800_000_000.0)
+    with pytest.raises(ValueError, match=why):
+        clock.set(when, frozen=frozen)
+    assert abs(clock.now() - 1_800_000_000.0) < 60  # unchanged
+
+
+@pytest.mark.parametrize("when", [0.0, 253402300799.0, 1_800_000_000.5])
+def test_the_clock_takes_every_time_from_1970_to_9999(when):
+    clock = Clock()
+    clock.set(when, frozen=True)
+    assert clock.now() == when

@@ -368,3 +368,37 @@ def test_decisions_drawn_or_shaped_by_the_clock_are_not_kept_per_zone(tmp_path, 
     for i in range(5):
         handler.handle(wire(f"n{i}.example.com"), ("192.0.2.77", 1), UDP)
     assert len(handler.state.snapshot.zone_decisions) == 0
+
+
+WEEKEND_NIGHTS = """\
+  - name: weekend-maintenance
+    zone: example.com
+    match: {time: {between: '01:00-03:00', days: [sat, sun], tz: Europe/Berlin}}
+    answer: internal
+"""
+
+
+def berlin(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "slow"])
+def test_a_real_clock_stepping_back_redecides(tmp_path, monkeypatch, fast):
+    """NTP steps and restored VM snapshots move the real clock back: a decision made on
+    Sunday inside the window must not be reused on the Wednesday before it."""
+    path = write_config(tmp_path, WEEKEND_NIGHTS, INTERNAL.replace("www 60 A", "www 3600 A"))
+    handler = handler_for(path, fast, Clock())  # the real clock: time.time()
+    now = [berlin("2026-05-10T02:59:30.25+02:00")]  # a Sunday, 30 s before the window ends
+    monkeypatch.setattr("time.time", lambda: now[0])
+
+    def ask() -> tuple[str, int]:
+        reply = DNSRecord.parse(handler.handle(wire(), ("127.0.0.1", 5300), UDP))
+        return str(reply.rr[0].rdata), reply.rr[0].ttl
+
+    assert [ask(), ask()] == [("10.0.0.10", 29)] * 2
+    now[0] = berlin("2026-05-06T02:59:30.25+02:00")  # stepped back to the Wednesday before
+    assert [ask(), ask()] == [("192.0.2.10", 3600)] * 2
+    now[0] = berlin("2026-05-10T02:59:30.5+02:00")  # and forward again
+    assert [ask(), ask()] == [("10.0.0.10", 29)] * 2
+    now[0] = berlin("2026-05-10T02:59:10.5+02:00")  # 20 s back, inside the window
+    assert [ask(), ask()] == [("10.0.0.10", 49)] * 2

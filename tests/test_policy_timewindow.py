@@ -261,3 +261,46 @@ def test_memoised_verdict_matches_fresh_evaluation() -> None:
     instants = sorted(start + rng.randrange(14 * 86400) for _ in range(300))
     for instant in instants:
         assert criterion.verdict(instant) == TimeIn(fresh.windows).verdict(instant)
+
+
+def test_a_decision_holds_from_the_time_it_was_made_until_the_boundary() -> None:
+    policy = policy_with(window("01:00-03:00", tz=UTC))
+    decision = decide(policy, ts("2026-05-08 02:00"))
+    assert (decision.valid_from, decision.valid_until) == (
+        ts("2026-05-08 02:00"),
+        ts("2026-05-08 03:00"),
+    )
+    no_window = decide(
+        policy_with(window("01:00-03:00", tz=UTC), qtype=255), ts("2026-05-08 02:00")
+    )
+    assert (no_window.valid_from, no_window.valid_until) == (float("-inf"), float("inf"))
+
+
+def test_evaluating_later_then_earlier_decides_for_each_time() -> None:
+    """The windows remember their last verdict; a clock stepped back must not reuse it."""
+    policy = policy_with(window("01:00-03:00", days=["sun"], tz=UTC))
+    visits = [
+        ("2026-05-10 02:59:30", Action.REFUSE, 30),  # Sunday, in the window
+        ("2026-05-06 02:59:30", Action.ANSWER, 3 * 86400 + 22 * 3600 + 30),  # Wednesday before
+        ("2026-05-10 01:00:00", Action.REFUSE, 7200),  # forward again, at the opening
+        ("2026-05-10 00:59:59", Action.ANSWER, 1),  # one second back: before it
+    ]
+    for now, action, cap in visits:
+        decision = decide(policy, ts(now))
+        assert (decision.action, decision.ttl_cap) == (action, cap), now
+
+
+@pytest.mark.parametrize(
+    "now, inside",
+    [
+        ("1970-01-01 00:00:00", False),  # a Thursday, 01:00 in Berlin
+        ("1970-01-03 01:30:00", True),  # a Saturday, 02:30 in Berlin
+        ("9999-12-25 00:30:00", True),  # a Saturday; looking 8 days ahead leaves year 9999
+        ("9999-12-31 23:59:59", False),  # a Friday; already 10000-01-01 in Berlin
+    ],
+)
+def test_windows_decide_at_both_ends_of_the_clocks_range(now: str, inside: bool) -> None:
+    policy = policy_with(window("01:00-03:00", days=["sat", "sun"]))
+    decision = decide(policy, ts(now))
+    assert decision.action is (Action.REFUSE if inside else Action.ANSWER)
+    assert decision.ttl_cap is not None and decision.valid_until > ts(now)

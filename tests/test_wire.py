@@ -6,6 +6,7 @@ import pytest
 from dnslib import EDNS0, DNSRecord, EDNSOption
 
 from dnspol.wire import (
+    MAX_STORED_QUERY,
     BadVersion,
     FormErr,
     decode,
@@ -179,3 +180,45 @@ def test_ecs_stays_on_the_fast_path_keyed_by_family_and_source():
 
 def test_cookie_stays_on_the_fast_path():
     assert fast_key(query(edns=1232, opts=[EDNSOption(10, b"12345678")]), False, 1232)
+
+
+# one well-formed instance of each option a message may carry at most once
+SINGLE_USE_OPTIONS = {
+    "NSID": EDNSOption(3, b""),
+    "ECS": ecs(1, 24, b"\xc6\x33\x64"),
+    "EXPIRE": EDNSOption(9, b""),
+    "COOKIE": EDNSOption(10, b"12345678"),
+    "edns-tcp-keepalive": EDNSOption(11, b""),
+    "PADDING": EDNSOption(12, b"\x00" * 16),
+    "CHAIN": EDNSOption(13, b"\x00"),
+    "edns-key-tag": EDNSOption(14, b"\x4f\x66"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE_USE_OPTIONS))
+def test_an_option_allowed_once_is_decoded_once_and_formerr_twice(name):
+    option = SINGLE_USE_OPTIONS[name]
+    assert decode(query(edns=1232, opts=[option])).edns is not None
+    twice = query(edns=1232, opts=[option, EDNSOption(10, b"abcdefgh"), option])
+    if name == "COOKIE":
+        twice = query(edns=1232, opts=[option, option])
+    with pytest.raises(FormErr, match="more than one"):
+        decode(twice)
+
+
+def test_many_cookies_are_formerr_and_leave_the_fast_path():
+    padded = query(edns=1232, opts=[EDNSOption(10, b"%08d" % i) for i in range(1480)])
+    with pytest.raises(FormErr, match="more than one"):
+        decode(padded)
+    assert fast_key(padded, True, 1232) is None
+    two = query(edns=1232, opts=[EDNSOption(10, b"12345678"), EDNSOption(10, b"12345678")])
+    assert fast_key(two, False, 1232) is None
+
+
+def test_the_longest_query_the_fast_path_takes_fits_the_stored_bound():
+    """A 255-octet name, one ECS (/128) and one 40-octet COOKIE: the bound on what the
+    stores keep (MAX_STORED_QUERY) costs no query the fast path can answer."""
+    name = ".".join(["a" * 63] * 3 + ["a" * 61])
+    longest = query(name, edns=1232, opts=[ecs(2, 128, b"\x20" * 16), EDNSOption(10, b"c" * 40)])
+    assert fast_key(longest, True, 1232) is not None
+    assert len(longest) <= MAX_STORED_QUERY

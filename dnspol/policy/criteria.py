@@ -250,8 +250,13 @@ class TimeIn(Criterion):
             since, until, inside = memo[0]
             if since <= now < until:
                 return inside, until
-        inside = self._inside(now)
-        until = self._next_flip(now, inside)
+        try:
+            inside = self._inside(now)
+            until = self._next_flip(now, inside)
+        except (OverflowError, OSError):
+            # the last days of year 9999: looking ahead leaves what datetime can show.
+            # Decide for one second at a time (a finite end: never kept as timeless)
+            inside, until = self._inside_at_the_end(now), now + 1.0
         if memo:
             memo[0] = (now, until, inside)
         else:
@@ -260,6 +265,16 @@ class TimeIn(Criterion):
 
     def _inside(self, now: float) -> bool:
         return any(window.matches(now) for window in self.windows)
+
+    def _inside_at_the_end(self, now: float) -> bool:
+        """``_inside``, where a window whose local time is past year 9999 does not match."""
+        for window in self.windows:
+            try:
+                if window.matches(now):
+                    return True
+            except (OverflowError, OSError):
+                continue
+        return False
 
     def _next_flip(self, now: float, inside: bool) -> float:
         """When the union of the windows flips (a window may open as another closes)."""

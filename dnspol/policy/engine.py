@@ -243,6 +243,7 @@ def _decision(
         ecs_scope=ecs_scope,
         valid_until=ctx.next_change,
         weighted=weighted,
+        valid_from=now if ctx.next_change != math.inf else -math.inf,
     )
 
 

@@ -51,9 +51,11 @@ class Decision:
     the answer may exceed it. None when no time window was evaluated.
     ``ecs_scope``: the ECS SCOPE PREFIX-LENGTH to echo (RFC 7871 §7.2.1); None when the query
     had no ECS from a trusted resolver.
-    ``valid_until``: epoch seconds until which the same facts give the same decision (inf when
-    no time window was evaluated). ``weighted`` decisions were drawn at random: do not cache
-    the scope they name.
+    ``valid_from``, ``valid_until``: the interval [from, until) of epoch seconds on which the
+    same facts give the same decision: from the time it was made (an earlier time may lie in
+    another window) to the next boundary; (-inf, inf) when no time window was evaluated. A
+    clock stepped outside it (back or forward) must decide again. ``weighted`` decisions were
+    drawn at random: do not cache the scope they name.
     """
 
     action: Action
@@ -63,6 +65,7 @@ class Decision:
     ecs_scope: int | None = None
     valid_until: float = math.inf
     weighted: bool = False
+    valid_from: float = -math.inf
 
     def describe(self) -> str:
         """One line for logs and ``dnspol explain``."""
