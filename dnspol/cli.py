@@ -194,6 +194,7 @@ def _cmd_serve(args) -> int:
                 args, start.listen, ready_file=start.ready_file, metrics_file=start.metrics_file
             )
             options.sockets, options.turn = start.sockets, start.turn
+            options.workers = workers
             options.print_ready = False
             options.seed, options.tcp_limits = seed, tcp_limits
             return Server(load, options, clock).run(start.snapshot)

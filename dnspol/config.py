@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from dnspol import ratelimit
 from dnspol.errors import ConfigError, ZoneError
 from dnspol.names import Name, from_text, to_text
 from dnspol.policy import Policy
@@ -36,6 +37,7 @@ from dnspol.policy.prefixes import PrefixSet, parse_prefix
 from dnspol.policy.schema import json_schema as _policy_json_schema
 from dnspol.policy.scopes import load_overlay, load_scope_file
 from dnspol.policy.yamlnodes import Node, Reader, did_you_mean, read_yaml_file
+from dnspol.ratelimit import RateLimit
 from dnspol.state import DEFAULT_CACHE_ENTRIES
 from dnspol.zones import loader
 from dnspol.zones.model import Zone, ZoneSet
@@ -54,6 +56,7 @@ SERVER_KEYS = (
     "tcp_idle_timeout",
     "tcp_max_connections",
     "cache_entries",
+    "rate_limit",
     "metrics",
 )
 ZONE_KEYS = ("file", "scopes")
@@ -91,6 +94,7 @@ class Config:
     tcp_max_connections: int = 150
     cache_entries: int = DEFAULT_CACHE_ENTRIES  # bound of each answer/decision cache
     metrics: tuple[str, int] | None = None  # Prometheus listener; None: off
+    rate_limit: RateLimit | None = None  # response-rate limiting; None: off
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
 
     @property
@@ -174,6 +178,7 @@ class _Server:
     tcp_max_connections: int = 150
     cache_entries: int = DEFAULT_CACHE_ENTRIES
     metrics: tuple[str, int] | None = None
+    rate_limit: RateLimit | None = None
 
 
 class _ConfigBuilder:
@@ -252,7 +257,15 @@ class _ConfigBuilder:
             server.cache_entries = value if value is not None else server.cache_entries
         if "metrics" in entries and not entries["metrics"].is_null:
             server.metrics = read.convert(entries["metrics"], "metrics", parse_listen)
+        if "rate_limit" in entries and not entries["rate_limit"].is_null:
+            server.rate_limit = ratelimit.read_config(
+                entries["rate_limit"], read, lambda node: self._exempt(node, subnets)
+            )
         return server
+
+    def _exempt(self, node: Node, subnets: Mapping[str, PrefixSet]) -> PrefixSet | None:
+        compiled = compile_addresses(node, "rate_limit.exempt_clients", self.reader, subnets)
+        return compiled[0] if compiled else None
 
     def _listen(self, node: Node) -> tuple[tuple[str, int], ...]:
         addresses = []
@@ -500,6 +513,7 @@ def _assemble(
         tcp_max_connections=server.tcp_max_connections,
         cache_entries=server.cache_entries,
         metrics=server.metrics,
+        rate_limit=server.rate_limit if server.rate_limit and server.rate_limit.enabled else None,
         warnings=warnings,
     )
 

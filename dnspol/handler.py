@@ -22,6 +22,7 @@ from dnslib import QTYPE, TXT
 from dnspol import answer
 from dnspol.names import Name
 from dnspol.policy.model import Action, Decision, QueryFacts
+from dnspol.ratelimit import Limiter, RateLimit
 from dnspol.state import ServerState, Snapshot
 from dnspol.stats import AnswerLabel, Stats, qtype_label, rcode_label
 from dnspol.wire import (
@@ -153,6 +154,24 @@ class Handler:
         self._addresses: dict[str, object] = {}
         # test mode only (``--fake-time``): CHAOS TXT queries drive the clock and reload
         self.control: Callable[[Name], str | None] | None = None
+        self.rate_share = 1.0  # this process's part of the rate limits (1 / workers)
+        self._limiter: Limiter | None = None
+
+    def rate_limit(self, reply: bytes, client: str, config: RateLimit) -> bytes | None:
+        """The UDP answer to send after response-rate limiting (``dnspol.ratelimit``):
+        the reply, its truncated form, or None. The table outlives a reload whose
+        limits did not change."""
+        limiter = self._limiter
+        if limiter is None or limiter.config is not config:
+            if limiter is not None and limiter.config == config:
+                limiter.config = config
+            else:
+                counts = self.stats.rate_limited
+                limiter = self._limiter = Limiter(config, self.rate_share, counts=counts)
+        out = limiter.apply(reply, client)
+        if out is None:
+            self.stats.drop("rate_limit")
+        return out
 
     def handle(
         self, wire: bytes, peer: tuple, listener: Listener, report: list | None = None

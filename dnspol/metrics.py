@@ -158,6 +158,13 @@ FAMILIES = {
             ("reason",),
         ),
         Family(
+            "dnspol_rate_limited_responses_total",
+            "counter",
+            "UDP answers over the response-rate limit, by action: slip (sent truncated), "
+            "drop, and with log_only, would_slip and would_drop (sent whole).",
+            ("action",),
+        ),
+        Family(
             "dnspol_policy_rule_matches_total",
             "counter",
             "Queries answered as a policy rule decided, by rule name, action and scope.",
@@ -331,6 +338,7 @@ class Folder:
         self._retiring: tuple[dict, dict] | None = None  # a swapped-out hot dict, folded once more
         self._seen_durations: dict = {}
         self._seen_dropped: dict = {}
+        self._seen_rate_limited: dict = {}
         self._seen_rule_drops: dict = {}
         self._lock = threading.Lock()
 
@@ -349,6 +357,9 @@ class Folder:
                 self._retiring = (hot, self._seen)
                 self._seen = {}
             self._fold_simple(stats.dropped, self._seen_dropped, "dnspol_dns_dropped_total")
+            self._fold_simple(
+                stats.rate_limited, self._seen_rate_limited, "dnspol_rate_limited_responses_total"
+            )
             self._fold_durations()
             rule_drops = getattr(stats, "rule_drops", None)  # rule name -> packets dropped
             if rule_drops is not None:

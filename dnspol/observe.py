@@ -43,6 +43,7 @@ class Observed:
         self.handler = handler
         self.state = handler.state
         self.stats = handler.stats
+        self.rate_limit = handler.rate_limit
         self.query_log = query_log
         self.sample_every = sample_every
         self._handle = handler.handle

@@ -74,6 +74,7 @@ class ServerOptions:
     # a supervisor's worker: one (UDP, TCP) pair per listen address, bound and shared
     # with the supervisor; then the supervisor reloads, not this process
     sockets: list[tuple[socket.socket, socket.socket]] | None = None
+    workers: int = 1  # processes sharing the load: each allows 1/workers of every rate limit
     # when this process may answer (a supervised worker: its generation's turn)
     turn: handover.Turn | handover.Always = field(default_factory=handover.Always)
 
@@ -129,6 +130,7 @@ class Server:
         self.state = ServerState()
         self.clock = clock or Clock()
         self.handler = Handler(self.state, self.clock, options.seed)
+        self.handler.rate_share = 1 / options.workers
         if options.test_control:
             self.handler.control = self.control
         self.reloads = ReloadStats()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from dnspol.names import Name
+from dnspol.ratelimit import RateLimit
 from dnspol.transport.proxy import ProxyTrust
 from dnspol.zones.model import Zone, ZoneSet
 
@@ -62,6 +63,7 @@ class Snapshot:
     metrics: tuple[str, int] | None = None  # where /metrics, /health, /ready listen
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 150
+    rate_limit: RateLimit | None = None  # UDP response-rate limiting (``dnspol.ratelimit``)
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
     # answers to byte-for-byte repeats of a query (ID aside) from the same client
@@ -124,6 +126,7 @@ def snapshot_from_config(cfg) -> Snapshot:
         metrics=getattr(cfg, "metrics", None),
         tcp_idle_timeout=cfg.tcp_idle_timeout,
         tcp_max_connections=cfg.tcp_max_connections,
+        rate_limit=getattr(cfg, "rate_limit", None),
         answers=AnswerCache(size),
         decisions=AnswerCache(size),
         repeats=AnswerCache(size),

@@ -90,6 +90,8 @@ class Stats:
     durations: dict = field(default_factory=dict)
     dropped: dict = field(default_factory=dict)  # reason -> packets
     rule_drops: dict = field(default_factory=dict)  # rule name -> packets dropped by it
+    # response-rate limiting: action (slip, drop, would_slip, would_drop) -> answers
+    rate_limited: dict = field(default_factory=dict)
 
     def intern(self, label: AnswerLabel) -> int:
         """The small int that stands for ``label`` in ``answers``."""

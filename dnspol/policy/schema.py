@@ -163,10 +163,14 @@ def json_schema() -> dict[str, Any]:
     """A fresh copy of the schema (callers may change it)."""
     import copy
 
+    from dnspol import ratelimit  # declares its own settings
+
+    server = copy.deepcopy(_SERVER)
+    server["properties"]["rate_limit"] = ratelimit.json_schema()
     config_file = {
         "type": "object",
         "properties": {
-            "server": _SERVER,
+            "server": server,
             "subnets": {"type": "object", "additionalProperties": {"$ref": "#/$defs/subnet"}},
             "zones": {
                 "type": "object",

@@ -76,6 +76,8 @@ def serve(
                 if data is None:
                     continue
             out = handle(data, client, listener)
+            if out is not None and snap.rate_limit is not None:  # the one UDP-only stage
+                out = handler.rate_limit(out, client[0], snap.rate_limit)
             if out is not None:
                 sendto(out, peer)
         except OSError:
