@@ -16,6 +16,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import socket
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -57,10 +58,12 @@ SERVER_KEYS = (
     "tcp_max_connections",
     "cache_entries",
     "rate_limit",
+    "nsid",
     "metrics",
 )
 ZONE_KEYS = ("file", "scopes")
 SCOPE_KEYS = ("file", "overlay")
+MAX_NSID = 128  # RFC 5001 sets no limit; an identity is a short name
 SCOPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 WARNING = "warning: "
 
@@ -95,6 +98,7 @@ class Config:
     cache_entries: int = DEFAULT_CACHE_ENTRIES  # bound of each answer/decision cache
     metrics: tuple[str, int] | None = None  # Prometheus listener; None: off
     rate_limit: RateLimit | None = None  # response-rate limiting; None: off
+    nsid: bytes = b""  # RFC 5001 identity given to queries that ask; empty: none
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
 
     @property
@@ -179,6 +183,7 @@ class _Server:
     cache_entries: int = DEFAULT_CACHE_ENTRIES
     metrics: tuple[str, int] | None = None
     rate_limit: RateLimit | None = None
+    nsid: bytes = b""
 
 
 class _ConfigBuilder:
@@ -257,11 +262,24 @@ class _ConfigBuilder:
             server.cache_entries = value if value is not None else server.cache_entries
         if "metrics" in entries and not entries["metrics"].is_null:
             server.metrics = read.convert(entries["metrics"], "metrics", parse_listen)
+        if "nsid" in entries and not entries["nsid"].is_null:
+            server.nsid = self._nsid(entries["nsid"])
         if "rate_limit" in entries and not entries["rate_limit"].is_null:
             server.rate_limit = ratelimit.read_config(
                 entries["rate_limit"], read, lambda node: self._exempt(node, subnets)
             )
         return server
+
+    def _nsid(self, node: Node) -> bytes:
+        """RFC 5001: any text up to 128 bytes; ``hostname`` is this machine's name."""
+        text = self.reader.text(node, "nsid")
+        if text is None:
+            return b""
+        value = (socket.gethostname() if text == "hostname" else text).encode()
+        if not 0 < len(value) <= MAX_NSID:
+            self.reader.problem(node, f"nsid must be 1-{MAX_NSID} bytes")
+            return b""
+        return value
 
     def _exempt(self, node: Node, subnets: Mapping[str, PrefixSet]) -> PrefixSet | None:
         compiled = compile_addresses(node, "rate_limit.exempt_clients", self.reader, subnets)
@@ -514,6 +532,7 @@ def _assemble(
         cache_entries=server.cache_entries,
         metrics=server.metrics,
         rate_limit=server.rate_limit if server.rate_limit and server.rate_limit.enabled else None,
+        nsid=server.nsid,
         warnings=warnings,
     )
 

@@ -31,6 +31,7 @@ from dnspol.wire import (
     MAX_STORED_QUERY,
     OPCODE_QUERY,
     OPTION_ECS,
+    OPTION_NSID,
     RCODE_BADVERS,
     RCODE_FORMERR,
     RCODE_NOERROR,
@@ -369,7 +370,7 @@ class Handler:
             if reused is not None:
                 reused.zone = zone.name if zone is not None else ""
                 return reused
-        options = _ecs_echo(query, decision)
+        options = _ecs_echo(query, decision) + _nsid(query, snap)
         if decision is not None and decision.action is not ANSWER:
             result = self._enforce(query, decision, zone, limit, options, snap)
             result.zone = zone.name if zone is not None else ""
@@ -561,6 +562,15 @@ def _ecs_echo(query: Query, decision) -> list[tuple[int, bytes]]:
         return []
     scope = decision.ecs_scope if decision is not None and decision.ecs_scope is not None else 0
     return [(OPTION_ECS, ecs.to_option(min(scope, ecs.source)))]
+
+
+def _nsid(query: Query, snap: Snapshot) -> list[tuple[int, bytes]]:
+    """RFC 5001: the server's identity, when configured and asked for (an empty NSID
+    option). The fast path never sees such a query (``wire._plain_options``)."""
+    edns = query.edns
+    if not snap.nsid or edns is None or not any(code == OPTION_NSID for code, _ in edns.options):
+        return []
+    return [(OPTION_NSID, snap.nsid)]
 
 
 def _is_loopback(peer: tuple) -> bool:

@@ -64,6 +64,7 @@ class Snapshot:
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 150
     rate_limit: RateLimit | None = None  # UDP response-rate limiting (``dnspol.ratelimit``)
+    nsid: bytes = b""  # RFC 5001: given to queries that ask for it
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
     # answers to byte-for-byte repeats of a query (ID aside) from the same client
@@ -127,6 +128,7 @@ def snapshot_from_config(cfg) -> Snapshot:
         tcp_idle_timeout=cfg.tcp_idle_timeout,
         tcp_max_connections=cfg.tcp_max_connections,
         rate_limit=getattr(cfg, "rate_limit", None),
+        nsid=getattr(cfg, "nsid", b""),
         answers=AnswerCache(size),
         decisions=AnswerCache(size),
         repeats=AnswerCache(size),
