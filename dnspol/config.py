@@ -55,6 +55,7 @@ SERVER_KEYS = (
     "tcp_max_connections",
     "cache_entries",
     "metrics",
+    "control",
 )
 ZONE_KEYS = ("file", "scopes")
 SCOPE_KEYS = ("file", "overlay")
@@ -91,6 +92,7 @@ class Config:
     tcp_max_connections: int = 150
     cache_entries: int = DEFAULT_CACHE_ENTRIES  # bound of each answer/decision cache
     metrics: tuple[str, int] | None = None  # Prometheus listener; None: off
+    control: str | None = None  # the control socket (``dnspol ctl``); "none": off; None: default
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
 
     @property
@@ -174,6 +176,7 @@ class _Server:
     tcp_max_connections: int = 150
     cache_entries: int = DEFAULT_CACHE_ENTRIES
     metrics: tuple[str, int] | None = None
+    control: str | None = None
 
 
 class _ConfigBuilder:
@@ -252,6 +255,10 @@ class _ConfigBuilder:
             server.cache_entries = value if value is not None else server.cache_entries
         if "metrics" in entries and not entries["metrics"].is_null:
             server.metrics = read.convert(entries["metrics"], "metrics", parse_listen)
+        if "control" in entries and not entries["control"].is_null:
+            text = read.text(entries["control"], "control")
+            if text is not None:
+                server.control = _control_path(text, self.base_dir)
         return server
 
     def _listen(self, node: Node) -> tuple[tuple[str, int], ...]:
@@ -459,6 +466,8 @@ def _settings_from_python(
             server.timezone = time_zone(str(settings["timezone"])).key
         if settings.get("metrics"):
             server.metrics = parse_listen(str(settings["metrics"]))
+        if settings.get("control"):
+            server.control = _control_path(str(settings["control"]), "")
     except (ValueError, TypeError) as error:
         problems.append(f"<settings>: {error}")
     keys = ("udp_max_payload", "seed", "tcp_idle_timeout", "tcp_max_connections", "cache_entries")
@@ -500,8 +509,16 @@ def _assemble(
         tcp_max_connections=server.tcp_max_connections,
         cache_entries=server.cache_entries,
         metrics=server.metrics,
+        control=server.control,
         warnings=warnings,
     )
+
+
+def _control_path(text: str, base_dir: str) -> str:
+    """``server.control``: ``none`` (no control socket) or a path, relative to the config."""
+    if text.strip().lower() == "none":
+        return "none"
+    return os.path.join(base_dir, text)
 
 
 def files_digest(paths: Iterable[str]) -> str:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dnspol import __version__, health, metrics
+from dnspol import __version__, control, health, metrics
 from dnspol.errors import ConfigError
 from dnspol.handler import Clock, Handler, Listener
 from dnspol.names import Name, to_text
@@ -73,6 +73,9 @@ class ServerOptions:
     # a supervisor's worker: one (UDP, TCP) pair per listen address, bound and shared
     # with the supervisor; then the supervisor reloads, not this process
     sockets: list[tuple[socket.socket, socket.socket]] | None = None
+    control: str | None = None  # the control socket's path (``dnspol.control``); None: off
+    control_default: bool = False  # the path was not chosen: if it is taken, run without
+    restart_fixed: frozenset[str] = frozenset()  # restart-only settings the command line set
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -129,6 +132,8 @@ class Server:
         if options.test_control:
             self.handler.control = self.control
         self.reloads = ReloadStats()
+        self.last_reload: control.ReloadRecord | None = None  # for ``dnspol ctl``
+        self.running_settings: dict[str, str] = {}  # the start-only ones, as started
         self.conns = tcp.Connections(options.tcp_limits)
         self.bound: list[tuple[str, int]] = []
         self.ready = False  # listening with a good configuration (``/ready``)
@@ -139,13 +144,14 @@ class Server:
         self._reload_wanted: asyncio.Event | None = None
 
     # -- configuration -------------------------------------------------------
-    def reload(self) -> bool:
+    def reload(self, cause: str = "SIGHUP") -> bool:
         """Build and check a new snapshot; swap it in only when it is good."""
         try:
             snapshot = self.load()
         except ConfigError as exc:
             self.reloads.failed += 1
             self.reloads.last_problems = exc.problems
+            self.last_reload = control.ReloadRecord(time.time(), cause, False, exc.problems)
             for problem in exc.problems:
                 log.error("reload failed: %s", problem)
             log.error("still serving the previous configuration")
@@ -154,8 +160,18 @@ class Server:
         _settle_memory()
         self.reloads.ok += 1
         self.reloads.last_ok = time.time()
+        self.last_reload = control.ReloadRecord(
+            self.reloads.last_ok, cause, True, needs_restart=self._needs_restart(snapshot)
+        )
         log.info("loaded %s", describe(snapshot))
+        for line in self.last_reload.needs_restart:
+            log.warning("%s", line)
         return True
+
+    def _needs_restart(self, snapshot: Snapshot) -> list[str]:
+        """The settings ``snapshot`` asks for that only a restart would apply."""
+        wanted = control.restart_settings(snapshot)
+        return control.needs_restart(self.running_settings, wanted, self.options.restart_fixed)
 
     def control(self, qname: Name) -> str | None:
         """Test-only commands sent as CHAOS TXT queries (documented in docs/testing.md).
@@ -165,7 +181,7 @@ class Server:
         and says whether it worked. Enabled only with ``--fake-time``.
         """
         if qname == (b"reload", b"dnspol"):
-            ok = self.reload()
+            ok = self.reload(cause="CHAOS query")
             return "ok" if ok else "failed: " + "; ".join(self.reloads.last_problems[:3])
         if qname[-2:] != (b"clock", b"dnspol"):
             return None
@@ -198,6 +214,7 @@ class Server:
             return 1
         del first
         self.state.swap(snapshot)
+        self.running_settings = control.restart_settings(snapshot)
         del snapshot
         _settle_memory()
         self.reloads.last_ok = time.time()
@@ -249,7 +266,17 @@ class Server:
     async def _serve(self) -> int:
         self._stop = asyncio.Event()
         self._reload_wanted = asyncio.Event()
-        sockets = self._bind_all()
+        try:
+            control_server = self._start_control()
+        except control.ControlError as exc:
+            log.error("%s", exc)
+            return 1
+        try:
+            sockets = self._bind_all()
+        except OSError:
+            if control_server is not None:
+                control_server.stop()
+            raise
         servers, readers = [], []
         stop_reading = threading.Event()
         handler = self._observed()
@@ -266,6 +293,8 @@ class Server:
         self._announce()
         await self._stop.wait()
         self.ready = False
+        if control_server is not None:  # off the loop: a reload it waits for runs there
+            await asyncio.get_running_loop().run_in_executor(None, control_server.stop)
         log.info("shutting down: no new connections, finishing TCP answers")
         await asyncio.sleep(SETTLE_SECONDS)
         for server in servers:
@@ -279,6 +308,21 @@ class Server:
         for usock, _ in sockets:
             usock.close()
         return 0
+
+    def _start_control(self) -> control.ControlServer | None:
+        """The control socket (``dnspol ctl``), unless off or a supervisor's worker."""
+        path = self.options.control
+        if path is None or self.supervised:
+            return None
+        backend = control.ServerBackend(self, asyncio.get_running_loop())
+        try:
+            sock = control.bind(path)
+        except control.ControlError as exc:
+            if not self.options.control_default:
+                raise
+            log.warning("%s; running without a control channel", exc)
+            return None
+        return control.ControlServer(sock, path, backend).start()
 
     @property
     def supervised(self) -> bool:
@@ -326,7 +370,7 @@ class Server:
             if now != seen:
                 seen = now
                 log.info("a configuration file changed; reloading")
-                self.reload()
+                self.reload(cause="a changed file")
                 snap = self.state.snapshot
                 seen = files_fingerprint(snap.files if snap else ())
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnspol import health, metrics
+from dnspol import control, health, metrics
 from dnspol.errors import ConfigError
 from dnspol.server import (
     WATCH_INTERVAL,
@@ -205,16 +205,19 @@ class Generation:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        report = control.GenerationReport(self.host.workdir, self.number)  # for ``dnspol ctl``
         if snapshot is None:
             try:
                 snapshot = self.host.load()
             except ConfigError as exc:
                 for problem in exc.problems:
                     log.error("reload failed: %s", problem)
+                report.failed(exc.problems)
                 return BAD_CONFIGURATION
             log.info("loaded %s", describe(snapshot))
             if self.stopping:  # told to stop while loading
                 return 0
+        report.loaded(snapshot)
         gc.collect()
         gc.freeze()  # the loaded configuration: the collector would write to every object
         self.members = [self._start(slot, snapshot) for slot in range(self.host.count)]
@@ -223,6 +226,7 @@ class Generation:
             time.sleep(TICK)
             self._restart_dead(snapshot)
             listening = all(m.ready.exists() and m.proc.poll() is None for m in self.members)
+            report.workers((m.proc.pid, m.ready.exists()) for m in self.members)
             if listening and not self.ready_file.exists():
                 write_atomically(self.ready_file, files)
             elif not listening:
@@ -281,6 +285,9 @@ class Supervisor:
         count: int,
         watch: bool = True,
         metrics_listen: tuple[str, int] | None = None,
+        control_path: str | None = None,
+        restart_fixed: frozenset[str] = frozenset(),
+        control_default: bool = False,
     ) -> None:
         self.worker_main = worker_main
         self.load = load
@@ -301,6 +308,8 @@ class Supervisor:
         self.slots: list[list[SocketPair]] = []
         self.ops: health.OpsServer | None = None
         self._generations = itertools.count(1)
+        self.control = control.SupervisorBackend(self, control_path, restart_fixed, control_default)
+        self.reload_cause = ""  # why the next generation is forked (``dnspol ctl status``)
 
     # -- lifecycle -----------------------------------------------------------
     def run(self, first: list[Snapshot], ready_file: str | None) -> int:
@@ -310,6 +319,9 @@ class Supervisor:
             self.resolved, self.slots = open_slots(self.listen, self.count)
         except OSError as exc:
             log.error("cannot listen: %s", exc)
+            self._clean_up()
+            return 1
+        if not self.control.bind():
             self._clean_up()
             return 1
         if self.metrics_listen is not None:
@@ -330,6 +342,7 @@ class Supervisor:
             self._stop()
             log.error("workers did not start")
             return 1
+        self.control.start()
         for signum in HELD_SIGNALS:
             signal.signal(signum, self._on_signal)
         addresses = ", ".join(format_listen(*a) for a in self.resolved)
@@ -353,6 +366,7 @@ class Supervisor:
                     seen = files_fingerprint(self.files_in_use)
                     log.info("a configuration file changed; reloading")
                     self.reload_wanted = True
+                    self.reload_cause = "a changed file"
             if self.reload_wanted and self.pending is None:
                 self.reload_wanted = False
                 log.info("reloading")
@@ -361,6 +375,7 @@ class Supervisor:
     def _on_signal(self, signum, _frame) -> None:
         if signum == signal.SIGHUP:
             self.reload_wanted = True
+            self.reload_cause = "SIGHUP"
         else:
             self.stopping = True
 
@@ -375,6 +390,7 @@ class Supervisor:
     def _clean_up(self) -> None:
         if self.ops is not None:
             self.ops.stop()
+        self.control.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- generations ---------------------------------------------------------
@@ -383,6 +399,7 @@ class Supervisor:
         number = next(self._generations)
         generation = Generation(number, self)
         inherited = [self.ops.socket] if self.ops is not None else []
+        inherited += self.control.sockets()
         proc = fork_process(generation.run, snapshot, inherited)
         return Head(proc, number, generation.ready_file, time.monotonic())
 
@@ -397,6 +414,7 @@ class Supervisor:
             self.files.retire_generation(head.number)
             why = "see the problems above" if code == BAD_CONFIGURATION else f"exit {code}"
             self._reload_failed(f"the new configuration was not started ({why})")
+            self.control.finished(head, ok=False, why=why)
             return
         if not head.ready_file.exists():
             if time.monotonic() - head.started > RELOAD_TIMEOUT:
@@ -410,6 +428,7 @@ class Supervisor:
         self.files_in_use = tuple(json.loads(head.ready_file.read_text()))
         self.reloads.ok += 1
         self.reloads.last_ok = time.time()
+        self.control.finished(head, ok=True)
         log.info("generation %d serving; the previous one is finishing", head.number)
 
     def _reload_failed(self, why: str) -> None:
@@ -428,6 +447,7 @@ class Supervisor:
         self.files.retire_generation(head.number)
         self.current = None
         self.reload_wanted = True
+        self.reload_cause = "the generation ended"
 
     def _see_off_leaving(self) -> None:
         """Forget old generations that have finished; kill one that hangs."""
@@ -478,9 +498,22 @@ def run(
     ready_file: str | None,
     metrics_listen: tuple[str, int] | None = None,
     watch: bool = True,
+    control_path: str | None = None,
+    restart_fixed: frozenset[str] = frozenset(),
+    control_default: bool = False,
 ) -> int:
     """Serve ``first.pop()`` with ``count`` forked workers until SIGTERM; reload with ``load``."""
-    supervisor = Supervisor(worker_main, load, listen, count, watch, metrics_listen)
+    supervisor = Supervisor(
+        worker_main,
+        load,
+        listen,
+        count,
+        watch,
+        metrics_listen,
+        control_path,
+        restart_fixed,
+        control_default,
+    )
     return supervisor.run(first, ready_file)
 
 

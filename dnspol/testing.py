@@ -33,12 +33,10 @@ import collections
 import contextlib
 import ctypes
 import os
-import random
 import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -381,35 +379,6 @@ def dig(
 # --------------------------------------------------------------------------- wire helpers
 
 
-def _encode_name(name: str) -> bytes:
-    out = b""
-    for label in name.rstrip(".").split("."):
-        if label:
-            raw = label.encode("ascii")
-            out += bytes((len(raw),)) + raw
-    return out + b"\x00"
-
-
-def _control_query(name: str, ident: int) -> bytes:
-    """A CHAOS TXT query without EDNS, RD=0."""
-    return struct.pack("!HHHHHH", ident, 0, 1, 0, 0, 0) + _encode_name(name) + b"\x00\x10\x00\x03"
-
-
-def _read_txt_reply(reply: bytes, ident: int) -> tuple[int, list[str]]:
-    """(rcode, TXT strings of the first answer record) from a control reply."""
-    from dnslib import DNSRecord
-
-    msg = DNSRecord.parse(reply)
-    if msg.header.id != ident:
-        raise ControlError(f"control reply has ID {msg.header.id}, expected {ident}")
-    texts: list[str] = []
-    for rr in msg.rr:
-        if rr.rtype == 16:
-            texts = [part.decode("utf-8", "replace") for part in rr.rdata.data]
-            break
-    return msg.header.rcode, texts
-
-
 def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
     buf = b""
     while len(buf) < size:
@@ -576,6 +545,7 @@ class Server:
         self.log_path = self.workdir / "server.log"
         self.ready_path = self.workdir / "ready"
         self.config_path = self.workdir / "dnspol.yaml"
+        self.control_path = self.workdir / "control.sock"  # ``dnspol ctl --control``
         self.zone_paths: dict[str, Path] = {}  # "example.com." → its default zone file
         self.host = listen
         self.port = 0
@@ -583,7 +553,6 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
         self._final_log: str | None = None
-        self._ids = random.Random()
         self._zones: dict[str, str] = {}
         self._scopes: dict[str, dict[str, tuple[str, str]]] = {}
         self._policies: str | None = None
@@ -683,6 +652,8 @@ class Server:
             fake,
             "--ready-file",
             str(self.ready_path),
+            "--control",
+            str(self.control_path),
             "--no-watch",
         ]
         if self.seed is not None:
@@ -890,25 +861,28 @@ class Server:
             except (TimeoutError, ConnectionResetError, BrokenPipeError):
                 return None
 
-    def _control(self, name: str) -> str:
+    def ctl(self, command: str, **arguments: float) -> dict:
+        """One request on the server's control socket (what ``dnspol ctl`` sends), e.g.
+        ``srv.ctl("status")``; returns the reply. Raises ``ControlError`` when the server
+        cannot be reached or refuses."""
+        from dnspol import control
+
         if not self.running:
             raise ServerError(f"the server is not running (exit {self.returncode})")
-        ident = self._ids.randrange(1, 65536)
-        reply = self.exchange(_control_query(name, ident), tcp=True, timeout=CONTROL_TIMEOUT)
-        if reply is None:
-            raise ControlError(f"no answer to the control query {name}")
-        rcode, texts = _read_txt_reply(reply, ident)
-        if rcode != 0 or not texts:
-            raise ControlError(
-                f"control query {name} answered rcode {rcode}; is this a dnspol with test "
-                "controls (started with --fake-time, asked from loopback)?"
+        try:
+            reply = control.request(
+                str(self.control_path), {"command": command, **arguments}, CONTROL_TIMEOUT
             )
-        return "".join(texts)
+        except control.ControlError as exc:
+            raise ControlError(str(exc)) from None
+        if not reply.get("ok") and not reply.get("problems"):
+            raise ControlError(f"{command}: {reply.get('error', reply)}")
+        return reply
 
     # -- the clock -------------------------------------------------------------
     def now(self) -> datetime:
         """The server's clock (UTC)."""
-        return _utc(self._control("clock.dnspol."))
+        return _utc(self.ctl("status").get("clock", ""))
 
     def set_time(self, when: TimeLike) -> datetime:
         """Set the server's clock: an aware ``datetime``, ISO 8601 text or epoch seconds.
@@ -916,7 +890,7 @@ class Server:
         The server keeps whole seconds (fractions are dropped); returns the clock after.
         """
         epoch = int(_to_epoch(when) // 1)
-        return _utc(self._control(f"{epoch}.set.clock.dnspol."))
+        return _utc(self.ctl("set-time", time=epoch)["clock"])
 
     def advance(self, seconds: float | timedelta) -> datetime:
         """Move the server's clock by whole seconds (negative: back); returns the clock after."""
@@ -924,7 +898,7 @@ class Server:
             seconds = seconds.total_seconds()
         if seconds != int(seconds):
             raise ValueError(f"advance() takes whole seconds, not {seconds}")
-        return _utc(self._control(f"{int(seconds)}.advance.clock.dnspol."))
+        return _utc(self.ctl("advance", seconds=int(seconds))["clock"])
 
     # -- configuration -----------------------------------------------------------
     def reload(
@@ -953,7 +927,8 @@ class Server:
         if not self._user_config:
             self._update(zone_text, origin, zones, scopes, policies, files)
             self._write_files()
-        answer = self._control("reload.dnspol.")
+        reply = self.ctl("reload")
+        answer = "ok" if reply["ok"] else "failed: " + "; ".join(reply["problems"][:3])
         if check and answer != "ok":
             raise ReloadError(f"reload rejected, old configuration kept: {answer}")
         return answer

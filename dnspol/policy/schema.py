@@ -154,6 +154,7 @@ _SERVER = {
         "tcp_max_connections": {"type": "integer", "minimum": 1},
         "cache_entries": {"type": "integer", "minimum": 0},
         "metrics": {"oneOf": [_LISTEN, {"type": "null"}]},
+        "control": {"type": ["string", "null"], "minLength": 1},
     },
     "additionalProperties": False,
 }
