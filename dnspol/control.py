@@ -417,7 +417,10 @@ def request(path: str, message: Mapping[str, Any], timeout: float = 30.0) -> dic
             raise ControlError(
                 f"permission denied on {path}: only the server's user and root may use it"
             ) from None
-        sock.sendall(encode(message))
+        try:
+            sock.sendall(encode(message))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before it read the request: the reply says why
         try:
             data = _read_line(sock, MAX_REPLY)
         except TimeoutError:
@@ -686,6 +689,7 @@ class SupervisorBackend:
         self.server: ControlServer | None = None
         self.last: ReloadRecord | None = None
         self._outcomes: deque[tuple[float, ReloadRecord]] = deque(maxlen=32)
+        self._causes: dict[int, str] = {}  # generation number → why it was forked
         self._changed = threading.Condition()
 
     # -- the supervisor's hooks ------------------------------------------------------
@@ -724,6 +728,12 @@ class SupervisorBackend:
             self._outcomes.append((math.inf, _stopping_record()))
             self._changed.notify_all()
 
+    def forked(self, head: Any) -> None:
+        """A generation was forked: it answers the reload causes asked for until now."""
+        sup = self.supervisor
+        self._causes[head.number] = sup.reload_cause or ("start" if head.number == 1 else "")
+        sup.reload_cause = ""
+
     def finished(self, head: Any, ok: bool, why: str = "") -> None:
         """A pending generation became current (``ok``) or ended without serving."""
         sup = self.supervisor
@@ -732,7 +742,7 @@ class SupervisorBackend:
         problems = [] if ok else list(report.get("problems") or [not_started])
         record = ReloadRecord(
             time=time.time(),
-            cause=getattr(sup, "reload_cause", "") or "SIGHUP or a changed file",
+            cause=self._causes.pop(head.number, "") or "SIGHUP or a changed file",
             ok=ok,
             problems=problems,
             needs_restart=needs_restart(self.running, report.get("settings", {}), self.fixed)
@@ -749,7 +759,6 @@ class SupervisorBackend:
                 break
             if not any(h is not None and h.number == old for h in _heads(sup)):
                 gone.unlink(missing_ok=True)
-        sup.reload_cause = ""
         for line in record.needs_restart:
             log.warning("%s", line)
         with self._changed:

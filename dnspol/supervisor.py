@@ -401,7 +401,9 @@ class Supervisor:
         inherited = [self.ops.socket] if self.ops is not None else []
         inherited += self.control.sockets()
         proc = fork_process(generation.run, snapshot, inherited)
-        return Head(proc, number, generation.ready_file, time.monotonic())
+        head = Head(proc, number, generation.ready_file, time.monotonic())
+        self.control.forked(head)
+        return head
 
     def _follow_pending(self) -> None:
         """A reload in progress: failed, still loading, or ready to take over."""
