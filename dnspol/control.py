@@ -417,10 +417,9 @@ def request(path: str, message: Mapping[str, Any], timeout: float = 30.0) -> dic
             raise ControlError(
                 f"permission denied on {path}: only the server's user and root may use it"
             ) from None
-        try:
+        # refused before it read the request: the reply still says why
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(encode(message))
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused before it read the request: the reply says why
         try:
             data = _read_line(sock, MAX_REPLY)
         except TimeoutError:
