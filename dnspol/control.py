@@ -689,6 +689,7 @@ class SupervisorBackend:
         self.last: ReloadRecord | None = None
         self._outcomes: deque[tuple[float, ReloadRecord]] = deque(maxlen=32)
         self._causes: dict[int, str] = {}  # generation number → why it was forked
+        self._stopping = threading.Event()
         self._changed = threading.Condition()
 
     # -- the supervisor's hooks ------------------------------------------------------
@@ -719,6 +720,7 @@ class SupervisorBackend:
             self.server = ControlServer(self.sock, self.path, self).start()
 
     def stop(self) -> None:
+        self._stopping.set()
         if self.server is not None:
             self.server.stop()
         elif self.sock is not None:
@@ -785,15 +787,34 @@ class SupervisorBackend:
         sup.reload_cause = "ctl"
         sup.reload_wanted = True
         deadline = asked + RELOAD_WAIT
+        record = self._outcome_after(asked, deadline)
+        if record is None:
+            return {"ok": False, "error": "no reload outcome in time"}
+        if record.ok:
+            self._wait_previous_gone(record.generation, deadline)
+        return record.reply()
+
+    def _outcome_after(self, asked: float, deadline: float) -> ReloadRecord | None:
+        """The outcome of the first generation forked after ``asked``."""
         with self._changed:
             while True:
                 for started, record in self._outcomes:
-                    if started > asked:  # a generation forked after the request
-                        return record.reply()
+                    if started > asked:
+                        return record
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return {"ok": False, "error": "no reload outcome in time"}
+                    return None
                 self._changed.wait(left)
+
+    def _wait_previous_gone(self, number: int, deadline: float) -> None:
+        """Until older generations have ended: their workers read the shared UDP socket
+        until they stop, so until then some answers still come from the old configuration.
+        (The supervisor's loop sees them off; ``leaving`` is only read here.)"""
+        sup = self.supervisor
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            if not any(head.number < number for head in list(sup.leaving)):
+                return
+            self._stopping.wait(0.05)
 
     def set_time(self, epoch: float | None, seconds: float | None) -> dict[str, Any]:
         return {
