@@ -181,6 +181,8 @@ class Server:
         and says whether it worked. Enabled only with ``--fake-time``.
         """
         if qname == (b"reload", b"dnspol"):
+            if self.supervised:  # one worker alone must not load a configuration of its own
+                return "failed: with workers, reload with SIGHUP or 'dnspol ctl reload'"
             ok = self.reload(cause="CHAOS query")
             return "ok" if ok else "failed: " + "; ".join(self.reloads.last_problems[:3])
         if qname[-2:] != (b"clock", b"dnspol"):

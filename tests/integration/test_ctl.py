@@ -191,6 +191,15 @@ def test_kit_reload_goes_through_the_supervisor(dnspol) -> None:
     assert srv.dig("www.ctl.test.").addresses == ["192.0.2.20"]
 
 
+def test_a_chaos_reload_is_not_done_by_one_worker_alone(dnspol) -> None:
+    srv = serve(dnspol, 2)
+    srv.zone_paths["ctl.test."].write_text(ZONE_V2)
+    answer = srv.dig("reload.dnspol.", "TXT", "-c", "CH").texts
+    assert answer == ["failed: with workers, reload with SIGHUP or 'dnspol ctl reload'"]
+    for _ in range(6):
+        assert srv.dig("www.ctl.test.").addresses == ["192.0.2.10"]
+
+
 def test_clock_moves_with_fake_time(dnspol) -> None:
     srv = serve(dnspol, 1, fake_time="2026-11-28T00:59:00+01:00")
     done = ctl(srv, "set-time", "2026-11-28T02:00:00+01:00")
