@@ -42,6 +42,7 @@ import stat
 import struct
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -547,12 +548,16 @@ class ServerBackend:
         self.started = time.time()
         self.generation = 1
         self._seen_ok = server.reloads.ok
+        # counting a million records takes ~0.8 s: once per configuration, not per status
+        self._report: tuple[weakref.ref[Any], dict[str, Any]] | None = None
 
     def status(self) -> dict[str, Any]:
         server = self.server
         snap = server.state.snapshot
         self._count_generations()
-        out = _common_status(self.started, config_report(snap), self.generation)
+        if self._report is None or self._report[0]() is not snap:
+            self._report = (weakref.ref(snap), config_report(snap))
+        out = _common_status(self.started, self._report[1], self.generation)
         out["workers"] = [{"pid": os.getpid(), "state": "serving" if server.ready else "starting"}]
         out["listeners"] = _listeners(server.bound, server.options.metrics_listen, self)
         out["last_reload"] = self._last().reply() if self._last() else None

@@ -43,6 +43,23 @@ def _doc_dig_lines() -> list[str]:
     return [line for line in block.group(1).splitlines() if line.startswith("dig ")]
 
 
+def test_the_docs_ctl_recipe_works(dnspol) -> None:
+    text = (DOCS / "testing.md").read_text()
+    section = text.split("### How the test controls work", 1)[1].split("###", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    lines = [line for line in block.group(1).splitlines() if line.startswith("dnspol ctl ")]
+    assert len(lines) >= 4
+    srv = dnspol(zone=ZONE_V1, fake_time="2026-11-28T02:00:00+01:00")
+    for line in lines:
+        argv = shlex.split(line.split("#")[0].replace("./control.sock", str(srv.control_path)))
+        done = subprocess.run(
+            [sys.executable, "-m", "dnspol", *argv[1:]], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, f"{line}: {done.stdout}{done.stderr}"
+    assert srv.now().isoformat().startswith("2026-11-28T02:01:0")  # 03:00+01:00, then 60 s
+
+
 def test_the_docs_chaos_recipe_works_with_real_dig(dnspol) -> None:
     need("dig", "bind9-dnsutils")
     srv = dnspol(zone=ZONE_V1, fake_time="2026-11-28T02:00:00+01:00")
