@@ -56,8 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--fake-time",
         metavar="ISO8601",
-        help="start the clock at this time; test mode: also enables the CHAOS TXT clock and "
-        "reload controls (docs/testing.md), from loopback clients only",
+        help="start the clock at this time; test mode: 'dnspol ctl set-time/advance' move it, "
+        "and CHAOS TXT clock and reload queries from loopback clients (docs/testing.md)",
     )
     serve.add_argument("--ready-file", metavar="PATH", help="write 'HOST PORT' here once listening")
     serve.add_argument("--no-watch", action="store_true", help="reload on SIGHUP only")

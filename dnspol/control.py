@@ -320,6 +320,7 @@ class ControlServer:
         self.backend = backend
         self.uid = os.geteuid()
         self._inode = os.stat(self.path).st_ino
+        self.conn: socket.socket | None = None  # the connection being answered, if any
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="dnspol-control", daemon=True)
 
@@ -352,6 +353,7 @@ class ControlServer:
                     return
                 time.sleep(0.1)  # e.g. out of file descriptors: do not spin
                 continue
+            self.conn = conn
             try:
                 self._talk(conn)
             except Exception:  # noqa: BLE001 - one client never ends the channel
@@ -360,6 +362,7 @@ class ControlServer:
                 # shutdown, not only close: a generation forked meanwhile holds a copy
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
+                self.conn = None
                 conn.close()
 
     def _talk(self, conn: socket.socket) -> None:
@@ -713,8 +716,10 @@ class SupervisorBackend:
         return True
 
     def sockets(self) -> list[socket.socket]:
-        """What a forked generation must close."""
-        return [self.sock] if self.sock is not None else []
+        """What a forked generation must close: the socket, and the connection of a
+        ``ctl reload`` that is waiting for it."""
+        conn = self.server.conn if self.server is not None else None
+        return [s for s in (self.sock, conn) if s is not None]
 
     def start(self) -> None:
         """Once the first generation listens: its settings are what runs."""

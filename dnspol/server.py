@@ -11,7 +11,8 @@ sockets and its snapshot; reloading is then the supervisor's job
 
 Around the handler sit the observers the options ask for: metrics
 (``dnspol.metrics``), the operations port (``dnspol.health``) and the query log
-(``dnspol.querylog``), wired in through ``dnspol.observe``.
+(``dnspol.querylog``), wired in through ``dnspol.observe``; beside it, the control
+socket ``dnspol ctl`` talks to (``dnspol.control``).
 """
 
 from __future__ import annotations

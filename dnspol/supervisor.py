@@ -25,6 +25,9 @@ totals to a file in the supervisor's work directory each second, ``/metrics``
 adds them up (``dnspol.metrics.WorkerFiles``) with the supervisor's reload
 counts, and ``/ready`` holds until every worker of the current generation is
 listening.
+
+The supervisor also answers ``dnspol ctl`` (``dnspol.control.SupervisorBackend``): each
+generation writes what it loaded, or the problems that stopped it, beside its ready file.
 """
 
 from __future__ import annotations
