@@ -371,10 +371,10 @@ class ControlServer:
             log.warning("control channel: %s", refusal)
             conn.sendall(encode({"ok": False, "error": refusal}))
             return
-        conn.settimeout(READ_TIMEOUT)
         try:
-            data = _read_line(conn, MAX_REQUEST)
+            data = _read_line(conn, MAX_REQUEST, time.monotonic() + READ_TIMEOUT)
         except (TimeoutError, ValueError) as exc:
+            conn.settimeout(1.0)
             with contextlib.suppress(OSError):
                 conn.sendall(encode({"ok": False, "error": f"bad request: {exc}"}))
             return
@@ -384,10 +384,16 @@ class ControlServer:
             conn.sendall(encode(reply))
 
 
-def _read_line(conn: socket.socket, limit: int) -> bytes:
-    """Bytes up to the first newline; ValueError past ``limit`` or on early close."""
+def _read_line(conn: socket.socket, limit: int, deadline: float | None = None) -> bytes:
+    """Bytes up to the first newline; ValueError past ``limit`` or on early close,
+    TimeoutError past ``deadline`` (for the whole line: a byte now and then is no escape)."""
     buf = bytearray()
     while b"\n" not in buf:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no whole request in time")
+            conn.settimeout(left)
         chunk = conn.recv(65536)
         if not chunk:
             if buf:
@@ -561,7 +567,8 @@ class ServerBackend:
         if self._report is None or self._report[0]() is not snap:
             self._report = (weakref.ref(snap), config_report(snap))
         out = _common_status(self.started, self._report[1], self.generation)
-        out["workers"] = [{"pid": os.getpid(), "state": "serving" if server.ready else "starting"}]
+        state = "listening" if server.ready else "starting"
+        out["workers"] = [{"pid": os.getpid(), "state": state}]
         out["listeners"] = _listeners(server.bound, server.options.metrics_listen, self)
         out["last_reload"] = self._last().reply() if self._last() else None
         if server.options.test_control:
@@ -731,13 +738,13 @@ class SupervisorBackend:
 
     def stop(self) -> None:
         self._stopping.set()
+        with self._changed:  # first: a reload waiting for an outcome gets this one
+            self._outcomes.append((math.inf, _stopping_record()))
+            self._changed.notify_all()
         if self.server is not None:
             self.server.stop()
         elif self.sock is not None:
             self.sock.close()
-        with self._changed:
-            self._outcomes.append((math.inf, _stopping_record()))
-            self._changed.notify_all()
 
     def forked(self, head: Any) -> None:
         """A generation was forked: it answers the reload causes asked for until now."""

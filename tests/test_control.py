@@ -3,6 +3,7 @@ the socket's place and permissions, the peer check, the client, and the reports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -298,6 +299,30 @@ def test_a_silent_client_is_dropped_after_the_read_timeout(served, monkeypatch) 
         assert time.monotonic() - began < 3
         assert b"bad request" in reply
     assert control.request(path, {"command": "status"})["ok"] is True
+
+
+def test_a_client_sending_a_byte_now_and_then_is_cut_at_the_read_timeout(
+    served, monkeypatch
+) -> None:
+    monkeypatch.setattr(control, "READ_TIMEOUT", 0.3)
+    path, backend = served
+    with socket.socket(socket.AF_UNIX) as slow:
+        slow.settimeout(5)
+        slow.connect(path)
+        began = time.monotonic()
+        reply = b""
+        for _ in range(40):  # 4 s of trickle unless cut
+            try:
+                slow.sendall(b" ")
+            except OSError:
+                break
+            time.sleep(0.1)
+            with contextlib.suppress(BlockingIOError):
+                reply = slow.recv(65536, socket.MSG_DONTWAIT)
+                break
+        assert b"bad request" in reply
+        assert time.monotonic() - began < 2
+    assert backend.calls == []
 
 
 def test_a_fork_holding_the_connection_does_not_hold_the_reply(tmp_path: Path) -> None:

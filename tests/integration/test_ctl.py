@@ -112,7 +112,7 @@ def ready_workers(srv, count: int) -> dict:
     while True:
         status = ctl_json(srv, "status")
         states = [w["state"] for w in status["workers"]]
-        if states == ["listening"] * count or (count == 1 and states == ["serving"]):
+        if states == ["listening"] * count:
             return status
         assert time.monotonic() < deadline, status
         time.sleep(0.1)
@@ -316,3 +316,39 @@ os.setgid(65534)
 os.setuid(65534)
 sys.exit(cli.main(["ctl", "--control", sys.argv[1], "status"]))
 """
+
+
+def test_two_servers_on_the_default_path(tmp_path) -> None:
+    """The default path taken by a live server: the second runs without a control channel
+    (and says so); an explicitly chosen path taken is an error (tested above)."""
+    env = {**os.environ, "RUNTIME_DIRECTORY": str(tmp_path / "run")}
+    zone = tmp_path / "ctl.test.zone"
+    zone.write_text(ZONE_V1)
+    procs = []
+    try:
+        for n in (1, 2):
+            ready = tmp_path / f"ready{n}"
+            argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone), "--workers"]
+            argv += [str(n), "--listen", "127.0.0.1:0", "--ready-file", str(ready)]
+            log = open(tmp_path / f"log{n}", "w")  # noqa: SIM115 - closed with the process
+            procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env))
+            log.close()
+            deadline = time.monotonic() + 20
+            while not ready.exists():
+                assert procs[-1].poll() is None, (tmp_path / f"log{n}").read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        path = tmp_path / "run" / "control.sock"
+        status = subprocess.run(
+            [sys.executable, "-m", "dnspol", "ctl", "--json", "status"],
+            capture_output=True, text=True, timeout=30, env=env, check=False,
+        )  # fmt: skip
+        assert json.loads(status.stdout)["pid"] == procs[0].pid
+        second_log = (tmp_path / "log2").read_text()
+        assert f"another server is listening on the control socket {path}" in second_log
+        assert "running without a control channel" in second_log
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            assert proc.wait(20) == 0
