@@ -16,8 +16,8 @@ whole of it, without I/O. Requests::
 Every reply has ``"ok"``; a refusal or an error has ``"error"`` (text); a rejected
 reload has ``"problems"`` (``file:line: problem`` each).
 
-Who may connect: the socket file is mode 0600 in a directory only its owner can enter
-(created so, or refused when someone else could write there), and the peer's uid
+Who may connect: the socket file is mode 0600 in a directory no one else may write to
+(created 0700; one owned by another user or writable by others is refused), and the peer's uid
 (``SO_PEERCRED``) must be the server's or root's. One request is served at a time, a
 request must arrive within ``READ_TIMEOUT`` and fit in ``MAX_REQUEST`` bytes.
 
@@ -570,7 +570,8 @@ class ServerBackend:
         state = "listening" if server.ready else "starting"
         out["workers"] = [{"pid": os.getpid(), "state": state}]
         out["listeners"] = _listeners(server.bound, server.options.metrics_listen, self)
-        out["last_reload"] = self._last().reply() if self._last() else None
+        last = self._last()
+        out["last_reload"] = last.reply() if last is not None else None
         if server.options.test_control:
             out["clock"] = iso(server.clock.now())
         return out
