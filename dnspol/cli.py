@@ -1,4 +1,4 @@
-"""Command line: ``dnspol serve | check | explain | schema``.
+"""Command line: ``dnspol serve | check | explain | schema | ctl``.
 
 Every command reads the same configuration (a config file, or zone files given
 directly), so what ``check`` accepts is exactly what ``serve`` will run.
@@ -56,8 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--fake-time",
         metavar="ISO8601",
-        help="start the clock at this time; test mode: also enables the CHAOS TXT clock and "
-        "reload controls (docs/testing.md), from loopback clients only",
+        help="start the clock at this time; test mode: 'dnspol ctl set-time/advance' move it, "
+        "and CHAOS TXT clock and reload queries from loopback clients (docs/testing.md)",
     )
     serve.add_argument("--ready-file", metavar="PATH", help="write 'HOST PORT' here once listening")
     serve.add_argument("--no-watch", action="store_true", help="reload on SIGHUP only")
@@ -89,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RATE",
         help="fraction of queries logged, e.g. 0.01 (default 1: all)",
     )
+    serve.add_argument(
+        "--control",
+        metavar="PATH|none",
+        help="the control socket for 'dnspol ctl' (default: the config's server.control, "
+        "else $RUNTIME_DIRECTORY/control.sock, /run/dnspol/control.sock for root, "
+        "$XDG_RUNTIME_DIR/dnspol/control.sock); none: no control socket",
+    )
     serve.add_argument("--metrics-file", help=argparse.SUPPRESS)  # a worker's totals
     serve.add_argument("--quiet-ready", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_cmd_serve)
@@ -118,6 +125,27 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the configuration files")
     schema.set_defaults(func=_cmd_schema)
+
+    ctl = sub.add_parser(
+        "ctl",
+        help="control a running server: status, reload, the test clock",
+        description="Talk to a running 'dnspol serve' over its control socket. Exit 0: done; "
+        "1: refused, or a reload rejected (its problems are printed, the old configuration "
+        "keeps serving); 2: the server could not be reached.",
+    )
+    ctl.add_argument(
+        "--control", metavar="PATH", help="the server's control socket (default as for serve)"
+    )
+    ctl.add_argument("--json", action="store_true", help="print the server's reply as JSON")
+    ctl.add_argument("--timeout", type=float, metavar="SECONDS", help="wait this long at most")
+    actions = ctl.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("status", help="version, uptime, configuration, workers, zones, listeners")
+    actions.add_parser("reload", help="reload the configuration and wait for the outcome")
+    set_time = actions.add_parser("set-time", help="set the clock (--fake-time servers)")
+    set_time.add_argument("when", metavar="ISO8601|EPOCH")
+    advance = actions.add_parser("advance", help="move the clock (--fake-time servers)")
+    advance.add_argument("seconds", metavar="SECONDS", help="negative goes back")
+    ctl.set_defaults(func=_cmd_ctl)
     return parser
 
 
@@ -186,6 +214,8 @@ def _cmd_serve(args) -> int:
     # frame would keep the first configuration alive beside every reloaded one.
     preloaded = [first]
     del first
+    control_path, control_default = _control_path(args, preloaded[0])
+    fixed = _command_line_settings(args)
     if workers > 1:
         from dnspol import supervisor
 
@@ -208,11 +238,41 @@ def _cmd_serve(args) -> int:
             args.ready_file,
             metrics_listen,
             watch=not args.no_watch,
+            control_path=control_path,
+            restart_fixed=fixed,
+            control_default=control_default,
         )
     options = _serve_options(args, listen, ready_file=args.ready_file)
     options.metrics_listen = metrics_listen
+    options.control, options.control_default = control_path, control_default
+    options.restart_fixed = fixed
     options.seed, options.tcp_limits = seed, tcp_limits
     return Server(load, options, clock).run(preloaded.pop())
+
+
+def _control_path(args, snap: Snapshot) -> tuple[str | None, bool]:
+    """The control socket's path (None: off), and whether it is only the default."""
+    from dnspol import control
+
+    chosen = control.parse_path(args.control) or getattr(snap, "control", None)
+    if args.metrics_file:  # a worker of a supervisor: the supervisor has the socket
+        return None, False
+    if chosen == "none":
+        return None, False
+    if chosen:
+        return os.path.abspath(chosen), False
+    return control.default_path(), True
+
+
+def _command_line_settings(args) -> frozenset[str]:
+    """Start-only settings the command line set: the configuration does not change them."""
+    given = {
+        "listen": args.listen,
+        "metrics": args.metrics_listen,
+        "seed": args.seed is not None,
+        "control": args.control,
+    }
+    return frozenset(key for key, value in given.items() if value)
 
 
 def _serve_options(args, listen, ready_file, metrics_file=None) -> ServerOptions:
@@ -296,6 +356,32 @@ def _cmd_schema(args) -> int:
 
     print(json.dumps(json_schema(), indent=2))
     return 0
+
+
+def _cmd_ctl(args) -> int:
+    import json
+
+    from dnspol import control
+
+    path = os.path.abspath(args.control) if args.control else control.default_path()
+    argument = getattr(args, "when", None) or getattr(args, "seconds", None)
+    try:
+        code, reply = control.run_command(path, args.action, argument, args.timeout)
+    except ValueError as exc:
+        print(f"dnspol ctl {args.action}: {exc}", file=sys.stderr)
+        return 2
+    except control.ControlError as exc:
+        print(f"dnspol ctl: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(reply, indent=2))
+        return code
+    out, err = control.format_reply(args.action, reply)
+    for line in out:
+        print(line)
+    for line in err:
+        print(line, file=sys.stderr)
+    return code
 
 
 def _parse_time(text: str) -> float:

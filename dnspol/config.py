@@ -60,6 +60,7 @@ SERVER_KEYS = (
     "rate_limit",
     "nsid",
     "metrics",
+    "control",
 )
 ZONE_KEYS = ("file", "scopes")
 SCOPE_KEYS = ("file", "overlay")
@@ -99,6 +100,7 @@ class Config:
     metrics: tuple[str, int] | None = None  # Prometheus listener; None: off
     rate_limit: RateLimit | None = None  # response-rate limiting; None: off
     nsid: bytes = b""  # RFC 5001 identity given to queries that ask; empty: none
+    control: str | None = None  # the control socket (``dnspol ctl``); "none": off; None: default
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
 
     @property
@@ -184,6 +186,7 @@ class _Server:
     metrics: tuple[str, int] | None = None
     rate_limit: RateLimit | None = None
     nsid: bytes = b""
+    control: str | None = None
 
 
 class _ConfigBuilder:
@@ -268,6 +271,10 @@ class _ConfigBuilder:
             server.rate_limit = ratelimit.read_config(
                 entries["rate_limit"], read, lambda node: self._exempt(node, subnets)
             )
+        if "control" in entries and not entries["control"].is_null:
+            text = read.text(entries["control"], "control")
+            if text is not None:
+                server.control = _control_path(text, self.base_dir)
         return server
 
     def _nsid(self, node: Node) -> bytes:
@@ -490,6 +497,8 @@ def _settings_from_python(
             server.timezone = time_zone(str(settings["timezone"])).key
         if settings.get("metrics"):
             server.metrics = parse_listen(str(settings["metrics"]))
+        if settings.get("control"):
+            server.control = _control_path(str(settings["control"]), "")
     except (ValueError, TypeError) as error:
         problems.append(f"<settings>: {error}")
     keys = ("udp_max_payload", "seed", "tcp_idle_timeout", "tcp_max_connections", "cache_entries")
@@ -533,8 +542,16 @@ def _assemble(
         metrics=server.metrics,
         rate_limit=server.rate_limit if server.rate_limit and server.rate_limit.enabled else None,
         nsid=server.nsid,
+        control=server.control,
         warnings=warnings,
     )
+
+
+def _control_path(text: str, base_dir: str) -> str:
+    """``server.control``: ``none`` (no control socket) or a path, relative to the config."""
+    if text.strip().lower() == "none":
+        return "none"
+    return os.path.join(base_dir, text)
 
 
 def files_digest(paths: Iterable[str]) -> str:

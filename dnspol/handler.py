@@ -106,7 +106,7 @@ class Clock:
     def set(self, when: float, frozen: bool = False) -> None:
         """Set the clock to ``when`` (epoch seconds); ValueError, with the reason, for a
         time it cannot show. ``nan`` would make every time window fail to evaluate."""
-        when = _settable(when)
+        when = settable_time(when)
         if frozen:
             self._frozen = when
         else:
@@ -118,7 +118,7 @@ class Clock:
         return self._frozen is not None or self._offset != 0.0
 
 
-def _settable(when: float) -> float:
+def settable_time(when: float) -> float:
     """``when`` as a float if a clock may be set to it; else ValueError saying why."""
     when = float(when)
     if math.isnan(when):

@@ -11,7 +11,8 @@ sockets and its snapshot; reloading is then the supervisor's job
 
 Around the handler sit the observers the options ask for: metrics
 (``dnspol.metrics``), the operations port (``dnspol.health``) and the query log
-(``dnspol.querylog``), wired in through ``dnspol.observe``.
+(``dnspol.querylog``), wired in through ``dnspol.observe``; beside it, the control
+socket ``dnspol ctl`` talks to (``dnspol.control``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dnspol import __version__, handover, health, metrics, signals
+from dnspol import __version__, control, handover, health, metrics, signals
 from dnspol.errors import ConfigError
 from dnspol.handler import Clock, Handler, Listener
 from dnspol.names import Name, to_text
@@ -77,6 +78,9 @@ class ServerOptions:
     workers: int = 1  # processes sharing the load: each allows 1/workers of every rate limit
     # when this process may answer (a supervised worker: its generation's turn)
     turn: handover.Turn | handover.Always = field(default_factory=handover.Always)
+    control: str | None = None  # the control socket's path (``dnspol.control``); None: off
+    control_default: bool = False  # the path was not chosen: if it is taken, run without
+    restart_fixed: frozenset[str] = frozenset()  # restart-only settings the command line set
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -134,6 +138,8 @@ class Server:
         if options.test_control:
             self.handler.control = self.control
         self.reloads = ReloadStats()
+        self.last_reload: control.ReloadRecord | None = None  # for ``dnspol ctl``
+        self.running_settings: dict[str, str] = {}  # the start-only ones, as started
         self.conns = tcp.Connections(options.tcp_limits)
         self.bound: list[tuple[str, int]] = []
         self.ready = False  # listening with a good configuration (``/ready``)
@@ -145,13 +151,14 @@ class Server:
         self._reloading = asyncio.Lock()
 
     # -- configuration -------------------------------------------------------
-    def reload(self) -> bool:
+    def reload(self, cause: str = "SIGHUP") -> bool:
         """Build and check a new snapshot; swap it in only when it is good."""
         try:
             snapshot = self.load()
         except ConfigError as exc:
             self.reloads.failed += 1
             self.reloads.last_problems = exc.problems
+            self.last_reload = control.ReloadRecord(time.time(), cause, False, exc.problems)
             for problem in exc.problems:
                 log.error("reload failed: %s", problem)
             log.error("still serving the previous configuration")
@@ -160,8 +167,18 @@ class Server:
         _settle_memory()
         self.reloads.ok += 1
         self.reloads.last_ok = time.time()
+        self.last_reload = control.ReloadRecord(
+            self.reloads.last_ok, cause, True, needs_restart=self._needs_restart(snapshot)
+        )
         log.info("loaded %s", describe(snapshot))
+        for line in self.last_reload.needs_restart:
+            log.warning("%s", line)
         return True
+
+    def _needs_restart(self, snapshot: Snapshot) -> list[str]:
+        """The settings ``snapshot`` asks for that only a restart would apply."""
+        wanted = control.restart_settings(snapshot)
+        return control.needs_restart(self.running_settings, wanted, self.options.restart_fixed)
 
     def control(self, qname: Name) -> str | None:
         """Test-only commands sent as CHAOS TXT queries (documented in docs/testing.md).
@@ -173,7 +190,9 @@ class Server:
         ``error: <why>`` and leaves the clock as it was.
         """
         if qname == (b"reload", b"dnspol"):
-            ok = self.reload()
+            if self.supervised:  # one worker alone must not load a configuration of its own
+                return "failed: with workers, reload with SIGHUP or 'dnspol ctl reload'"
+            ok = self.reload(cause="CHAOS query")
             return "ok" if ok else "failed: " + "; ".join(self.reloads.last_problems[:3])
         if qname[-2:] != (b"clock", b"dnspol"):
             return None
@@ -208,6 +227,7 @@ class Server:
             return 1
         del first
         self.state.swap(snapshot)
+        self.running_settings = control.restart_settings(snapshot)
         del snapshot
         _settle_memory()
         self.reloads.last_ok = time.time()
@@ -259,7 +279,17 @@ class Server:
     async def _serve(self) -> int:
         self._stop = asyncio.Event()
         self._reload_wanted = asyncio.Event()
-        sockets = self._bind_all()
+        try:
+            control_server = self._start_control()
+        except control.ControlError as exc:
+            log.error("%s", exc)
+            return 1
+        try:
+            sockets = self._bind_all()
+        except OSError:
+            if control_server is not None:
+                control_server.stop()
+            raise
         self._install_signals()
         self._announce()  # a supervised worker: loaded and listening, waiting for its turn
         if not await self._wait_turn():
@@ -275,6 +305,8 @@ class Server:
             tasks.append(asyncio.create_task(self._reload_on_request()))
         await self._stop.wait()
         self.ready = False
+        if control_server is not None:  # off the loop: a reload it waits for runs there
+            await asyncio.get_running_loop().run_in_executor(None, control_server.stop)
         if self.options.turn.mine():
             await self._finish(servers, readers, stop_reading)
         else:
@@ -348,6 +380,21 @@ class Server:
         self.options.turn.mark_stopped()
         await self._drain()
 
+    def _start_control(self) -> control.ControlServer | None:
+        """The control socket (``dnspol ctl``), unless off or a supervisor's worker."""
+        path = self.options.control
+        if path is None or self.supervised:
+            return None
+        backend = control.ServerBackend(self, asyncio.get_running_loop())
+        try:
+            sock = control.bind(path)
+        except control.ControlError as exc:
+            if not self.options.control_default:
+                raise
+            log.warning("%s; running without a control channel", exc)
+            return None
+        return control.ControlServer(sock, path, backend).start()
+
     @property
     def supervised(self) -> bool:
         return self.options.sockets is not None
@@ -388,9 +435,9 @@ class Server:
             await self._reload_wanted.wait()
             self._reload_wanted.clear()
             log.info("reloading")
-            await self._reload_off_loop()
+            await self.reload_off_loop()
 
-    async def _reload_off_loop(self) -> bool:
+    async def reload_off_loop(self, cause: str = "SIGHUP") -> bool:
         """``reload()`` in a thread, so the loop keeps answering TCP and a SIGTERM
         stops the server at once instead of after the loading (the thread is a
         daemon: a stop abandons the load)."""
@@ -399,7 +446,7 @@ class Server:
             done: asyncio.Future[bool] = loop.create_future()
 
             def work() -> None:
-                ok = self.reload()
+                ok = self.reload(cause)
                 loop.call_soon_threadsafe(lambda: done.done() or done.set_result(ok))
 
             threading.Thread(target=work, name="reload", daemon=True).start()
@@ -415,7 +462,7 @@ class Server:
             if now != seen:
                 seen = now
                 log.info("a configuration file changed; reloading")
-                await self._reload_off_loop()
+                await self.reload_off_loop(cause="a changed file")
                 snap = self.state.snapshot
                 seen = files_fingerprint(snap.files if snap else ())
 

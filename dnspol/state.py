@@ -61,6 +61,7 @@ class Snapshot:
     warnings: tuple[str, ...] = ()
     proxy: ProxyTrust = field(default_factory=ProxyTrust)  # PROXY v2 senders
     metrics: tuple[str, int] | None = None  # where /metrics, /health, /ready listen
+    control: str | None = None  # the config's control socket path ("none": off)
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 150
     rate_limit: RateLimit | None = None  # UDP response-rate limiting (``dnspol.ratelimit``)
@@ -125,6 +126,7 @@ def snapshot_from_config(cfg) -> Snapshot:
         warnings=tuple(getattr(cfg, "warnings", ())),
         proxy=ProxyTrust(getattr(cfg, "proxy_trusted", ())),
         metrics=getattr(cfg, "metrics", None),
+        control=getattr(cfg, "control", None),
         tcp_idle_timeout=cfg.tcp_idle_timeout,
         tcp_max_connections=cfg.tcp_max_connections,
         rate_limit=getattr(cfg, "rate_limit", None),

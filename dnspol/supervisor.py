@@ -25,6 +25,9 @@ totals to a file in the supervisor's work directory each second, ``/metrics``
 adds them up (``dnspol.metrics.WorkerFiles``) with the supervisor's reload
 counts, and ``/ready`` holds until every worker of the current generation is
 listening.
+
+The supervisor also answers ``dnspol ctl`` (``dnspol.control.SupervisorBackend``): each
+generation writes what it loaded, or the problems that stopped it, beside its ready file.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnspol import health, metrics, signals
+from dnspol import control, health, metrics, signals
 from dnspol.errors import ConfigError
 from dnspol.handover import Baton, Turn
 from dnspol.server import (
@@ -211,6 +214,7 @@ class Generation:
         """Load (unless handed a snapshot), fork the workers, keep them running."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        report = control.GenerationReport(self.host.workdir, self.number)  # for ``dnspol ctl``
         if snapshot is None:
             # told to stop while loading: nothing runs yet, so nothing to finish
             signal.signal(signal.SIGTERM, _exit_at_once)
@@ -219,8 +223,10 @@ class Generation:
             except ConfigError as exc:
                 for problem in exc.problems:
                     log.error("reload failed: %s", problem)
+                report.failed(exc.problems)
                 return BAD_CONFIGURATION
             log.info("loaded %s", describe(snapshot))
+        report.loaded(snapshot)
         signal.signal(signal.SIGTERM, self._on_stop)
         gc.collect()
         gc.freeze()  # the loaded configuration: the collector would write to every object
@@ -231,6 +237,7 @@ class Generation:
             time.sleep(TICK)
             self._restart_dead(snapshot)
             listening = all(m.ready.exists() and m.proc.poll() is None for m in self.members)
+            report.workers((m.proc.pid, m.ready.exists()) for m in self.members)
             if listening and not self.ready_file.exists():
                 write_atomically(self.ready_file, files)
             elif not listening:
@@ -300,6 +307,9 @@ class Supervisor:
         count: int,
         watch: bool = True,
         metrics_listen: tuple[str, int] | None = None,
+        control_path: str | None = None,
+        restart_fixed: frozenset[str] = frozenset(),
+        control_default: bool = False,
     ) -> None:
         self.worker_main = worker_main
         self.load = load
@@ -321,6 +331,8 @@ class Supervisor:
         self.ops: health.OpsServer | None = None
         self.baton = Baton(count)  # before any fork: every generation shares this page
         self._generations = itertools.count(1)
+        self.control = control.SupervisorBackend(self, control_path, restart_fixed, control_default)
+        self.reload_cause = ""  # why the next generation is forked (``dnspol ctl status``)
 
     # -- lifecycle -----------------------------------------------------------
     def run(self, first: list[Snapshot], ready_file: str | None) -> int:
@@ -333,6 +345,9 @@ class Supervisor:
             self.resolved, self.slots = open_slots(self.listen, self.count)
         except OSError as exc:
             log.error("cannot listen: %s", exc)
+            self._clean_up()
+            return 1
+        if not self.control.bind():
             self._clean_up()
             return 1
         if self.metrics_listen is not None:
@@ -356,6 +371,7 @@ class Supervisor:
             self._stop()
             log.error("workers did not start")
             return 1
+        self.control.start()
         addresses = ", ".join(format_listen(*a) for a in self.resolved)
         log.info("%d workers serving on %s", self.count, addresses)
         _announce(self.resolved[0], ready_file)
@@ -377,6 +393,7 @@ class Supervisor:
                     seen = files_fingerprint(self.files_in_use)
                     log.info("a configuration file changed; reloading")
                     self.reload_wanted = True
+                    self.reload_cause = "a changed file"
             if self.reload_wanted and self.pending is None:
                 self.reload_wanted = False
                 log.info("reloading")
@@ -385,6 +402,7 @@ class Supervisor:
     def _on_signal(self, signum, _frame) -> None:
         if signum == signal.SIGHUP:
             self.reload_wanted = True
+            self.reload_cause = "SIGHUP"
         else:
             self.stopping = True
 
@@ -399,6 +417,7 @@ class Supervisor:
     def _clean_up(self) -> None:
         if self.ops is not None:
             self.ops.stop()
+        self.control.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- generations ---------------------------------------------------------
@@ -407,8 +426,11 @@ class Supervisor:
         number = next(self._generations)
         generation = Generation(number, self)
         inherited = [self.ops.socket] if self.ops is not None else []
+        inherited += self.control.sockets()
         proc = fork_process(generation.run, snapshot, inherited)
-        return Head(proc, number, generation.ready_file, time.monotonic())
+        head = Head(proc, number, generation.ready_file, time.monotonic())
+        self.control.forked(head)
+        return head
 
     def _follow_pending(self) -> None:
         """A reload in progress: failed, still loading, or ready to take over."""
@@ -421,6 +443,7 @@ class Supervisor:
             self.files.retire_generation(head.number)
             why = "see the problems above" if code == BAD_CONFIGURATION else f"exit {code}"
             self._reload_failed(f"the new configuration was not started ({why})")
+            self.control.finished(head, ok=False, why=why)
             return
         if not head.ready_file.exists():
             if time.monotonic() - head.started > RELOAD_TIMEOUT:
@@ -435,6 +458,7 @@ class Supervisor:
         self.files_in_use = tuple(json.loads(head.ready_file.read_text()))
         self.reloads.ok += 1
         self.reloads.last_ok = time.time()
+        self.control.finished(head, ok=True)
         log.info("generation %d serving; the previous one is finishing", head.number)
 
     def _switch(self, old: Head | None, new: Head) -> None:
@@ -467,6 +491,7 @@ class Supervisor:
         self.files.retire_generation(head.number)
         self.current = None
         self.reload_wanted = True
+        self.reload_cause = "the generation ended"
 
     def _see_off_leaving(self) -> None:
         """Forget old generations that have finished; kill one that hangs."""
@@ -517,9 +542,22 @@ def run(
     ready_file: str | None,
     metrics_listen: tuple[str, int] | None = None,
     watch: bool = True,
+    control_path: str | None = None,
+    restart_fixed: frozenset[str] = frozenset(),
+    control_default: bool = False,
 ) -> int:
     """Serve ``first.pop()`` with ``count`` forked workers until SIGTERM; reload with ``load``."""
-    supervisor = Supervisor(worker_main, load, listen, count, watch, metrics_listen)
+    supervisor = Supervisor(
+        worker_main,
+        load,
+        listen,
+        count,
+        watch,
+        metrics_listen,
+        control_path,
+        restart_fixed,
+        control_default,
+    )
     return supervisor.run(first, ready_file)
 
 

@@ -34,12 +34,10 @@ import contextlib
 import ctypes
 import math
 import os
-import random
 import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -382,35 +380,6 @@ def dig(
 # --------------------------------------------------------------------------- wire helpers
 
 
-def _encode_name(name: str) -> bytes:
-    out = b""
-    for label in name.rstrip(".").split("."):
-        if label:
-            raw = label.encode("ascii")
-            out += bytes((len(raw),)) + raw
-    return out + b"\x00"
-
-
-def _control_query(name: str, ident: int) -> bytes:
-    """A CHAOS TXT query without EDNS, RD=0."""
-    return struct.pack("!HHHHHH", ident, 0, 1, 0, 0, 0) + _encode_name(name) + b"\x00\x10\x00\x03"
-
-
-def _read_txt_reply(reply: bytes, ident: int) -> tuple[int, list[str]]:
-    """(rcode, TXT strings of the first answer record) from a control reply."""
-    from dnslib import DNSRecord
-
-    msg = DNSRecord.parse(reply)
-    if msg.header.id != ident:
-        raise ControlError(f"control reply has ID {msg.header.id}, expected {ident}")
-    texts: list[str] = []
-    for rr in msg.rr:
-        if rr.rtype == 16:
-            texts = [part.decode("utf-8", "replace") for part in rr.rdata.data]
-            break
-    return msg.header.rcode, texts
-
-
 def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
     buf = b""
     while len(buf) < size:
@@ -584,6 +553,7 @@ class Server:
         self.log_path = self.workdir / "server.log"
         self.ready_path = self.workdir / "ready"
         self.config_path = self.workdir / "dnspol.yaml"
+        self.control_path = self.workdir / "control.sock"  # ``dnspol ctl --control``
         self.zone_paths: dict[str, Path] = {}  # "example.com." → its default zone file
         self.host = listen
         self.port = 0
@@ -591,7 +561,6 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
         self._final_log: str | None = None
-        self._ids = random.Random()
         self._zones: dict[str, str] = {}
         self._scopes: dict[str, dict[str, tuple[str, str]]] = {}
         self._policies: str | None = None
@@ -691,6 +660,8 @@ class Server:
             fake,
             "--ready-file",
             str(self.ready_path),
+            "--control",
+            str(self.control_path),
             "--no-watch",
         ]
         if self.seed is not None:
@@ -898,25 +869,28 @@ class Server:
             except (TimeoutError, ConnectionResetError, BrokenPipeError):
                 return None
 
-    def _control(self, name: str) -> str:
+    def ctl(self, command: str, **arguments: float) -> dict:
+        """One request on the server's control socket (what ``dnspol ctl`` sends), e.g.
+        ``srv.ctl("status")``; returns the reply. Raises ``ControlError`` when the server
+        cannot be reached or refuses."""
+        from dnspol import control
+
         if not self.running:
             raise ServerError(f"the server is not running (exit {self.returncode})")
-        ident = self._ids.randrange(1, 65536)
-        reply = self.exchange(_control_query(name, ident), tcp=True, timeout=CONTROL_TIMEOUT)
-        if reply is None:
-            raise ControlError(f"no answer to the control query {name}")
-        rcode, texts = _read_txt_reply(reply, ident)
-        if rcode != 0 or not texts:
-            raise ControlError(
-                f"control query {name} answered rcode {rcode}; is this a dnspol with test "
-                "controls (started with --fake-time, asked from loopback)?"
+        try:
+            reply = control.request(
+                str(self.control_path), {"command": command, **arguments}, CONTROL_TIMEOUT
             )
-        return "".join(texts)
+        except control.ControlError as exc:
+            raise ControlError(str(exc)) from None
+        if not reply.get("ok") and not reply.get("problems"):
+            raise ControlError(f"{command}: {reply.get('error', reply)}")
+        return reply
 
     # -- the clock -------------------------------------------------------------
     def now(self) -> datetime:
         """The server's clock (UTC)."""
-        return _utc(self._control("clock.dnspol."))
+        return _utc(self.ctl("status").get("clock", ""))
 
     def set_time(self, when: TimeLike) -> datetime:
         """Set the server's clock: an aware ``datetime``, ISO 8601 text or epoch seconds.
@@ -926,8 +900,8 @@ class Server:
         ValueError with the server's reason, and the clock keeps its time.
         """
         epoch = _to_epoch(when)
-        text = str(int(epoch // 1)) if math.isfinite(epoch) else str(epoch)  # "nan": refused
-        return self._clock_command(f"{text}.set.clock.dnspol.")
+        whole = int(epoch // 1) if math.isfinite(epoch) else epoch  # nan, inf: refused there
+        return self._clock_command("set-time", time=whole)
 
     def advance(self, seconds: float | timedelta) -> datetime:
         """Move the server's clock by whole seconds (negative: back); returns the clock after.
@@ -938,13 +912,16 @@ class Server:
             seconds = seconds.total_seconds()
         if not math.isfinite(seconds) or seconds != int(seconds):
             raise ValueError(f"advance() takes whole seconds, not {seconds}")
-        return self._clock_command(f"{int(seconds)}.advance.clock.dnspol.")
+        return self._clock_command("advance", seconds=int(seconds))
 
-    def _clock_command(self, name: str) -> datetime:
-        text = self._control(name)
-        if text.startswith("error: "):  # the server refused the time, and says why
-            raise ValueError(text.removeprefix("error: "))
-        return _utc(text)
+    def _clock_command(self, command: str, **arguments: float) -> datetime:
+        """A clock move; the server's refusal (a time it cannot show) is a ValueError."""
+        try:
+            return _utc(self.ctl(command, **arguments)["clock"])
+        except ControlError as exc:
+            if "clock" in str(exc) or "time" in str(exc):
+                raise ValueError(str(exc).split(": ", 1)[-1]) from None
+            raise
 
     # -- configuration -----------------------------------------------------------
     def reload(
@@ -973,7 +950,8 @@ class Server:
         if not self._user_config:
             self._update(zone_text, origin, zones, scopes, policies, files)
             self._write_files()
-        answer = self._control("reload.dnspol.")
+        reply = self.ctl("reload")
+        answer = "ok" if reply["ok"] else "failed: " + "; ".join(reply["problems"][:3])
         if check and answer != "ok":
             raise ReloadError(f"reload rejected, old configuration kept: {answer}")
         return answer

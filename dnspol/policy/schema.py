@@ -155,6 +155,7 @@ _SERVER = {
         "cache_entries": {"type": "integer", "minimum": 0},
         "metrics": {"oneOf": [_LISTEN, {"type": "null"}]},
         "nsid": {"type": "string", "minLength": 1, "maxLength": 128},
+        "control": {"type": ["string", "null"], "minLength": 1},
     },
     "additionalProperties": False,
 }
