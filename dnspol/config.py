@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from dnspol import ratelimit
+from dnspol import cookies, ratelimit
+from dnspol.cookies import CookieConfig
 from dnspol.errors import ConfigError, ZoneError
 from dnspol.names import Name, from_text, to_text
 from dnspol.policy import Policy
@@ -59,6 +60,7 @@ SERVER_KEYS = (
     "cache_entries",
     "rate_limit",
     "nsid",
+    "cookies",
     "metrics",
     "control",
 )
@@ -100,6 +102,7 @@ class Config:
     metrics: tuple[str, int] | None = None  # Prometheus listener; None: off
     rate_limit: RateLimit | None = None  # response-rate limiting; None: off
     nsid: bytes = b""  # RFC 5001 identity given to queries that ask; empty: none
+    cookies: CookieConfig | None = None  # server cookies (RFC 7873/9018); None: off
     control: str | None = None  # the control socket (``dnspol ctl``); "none": off; None: default
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
 
@@ -186,6 +189,7 @@ class _Server:
     metrics: tuple[str, int] | None = None
     rate_limit: RateLimit | None = None
     nsid: bytes = b""
+    cookies: CookieConfig | None = None
     control: str | None = None
 
 
@@ -265,6 +269,8 @@ class _ConfigBuilder:
             server.cache_entries = value if value is not None else server.cache_entries
         if "metrics" in entries and not entries["metrics"].is_null:
             server.metrics = read.convert(entries["metrics"], "metrics", parse_listen)
+        if "cookies" in entries:
+            server.cookies = self._cookies(entries["cookies"])
         if "nsid" in entries and not entries["nsid"].is_null:
             server.nsid = self._nsid(entries["nsid"])
         if "rate_limit" in entries and not entries["rate_limit"].is_null:
@@ -276,6 +282,15 @@ class _ConfigBuilder:
             if text is not None:
                 server.control = _control_path(text, self.base_dir)
         return server
+
+    def _cookies(self, node: Node) -> CookieConfig | None:
+        """``cookies: false`` turns them off; a mapping sets secrets and ``require``."""
+        if node.is_null:
+            return None
+        if node.kind != "map":
+            on = self.reader.boolean(node, "cookies")
+            return CookieConfig() if on else None
+        return cookies.read_config(node, self.reader)
 
     def _nsid(self, node: Node) -> bytes:
         """RFC 5001: any text up to 128 bytes; ``hostname`` is this machine's name."""
@@ -542,6 +557,7 @@ def _assemble(
         metrics=server.metrics,
         rate_limit=server.rate_limit if server.rate_limit and server.rate_limit.enabled else None,
         nsid=server.nsid,
+        cookies=server.cookies,
         control=server.control,
         warnings=warnings,
     )

@@ -19,7 +19,7 @@ from ipaddress import ip_address
 
 from dnslib import QTYPE, TXT
 
-from dnspol import answer
+from dnspol import answer, cookies
 from dnspol.names import Name
 from dnspol.policy.model import Action, Decision, QueryFacts
 from dnspol.ratelimit import Limiter, RateLimit
@@ -30,8 +30,10 @@ from dnspol.wire import (
     CLASS_IN,
     MAX_STORED_QUERY,
     OPCODE_QUERY,
+    OPTION_COOKIE,
     OPTION_ECS,
     OPTION_NSID,
+    RCODE_BADCOOKIE,
     RCODE_BADVERS,
     RCODE_FORMERR,
     RCODE_NOERROR,
@@ -158,7 +160,9 @@ class Handler:
         self.rate_share = 1.0  # this process's part of the rate limits (1 / workers)
         self._limiter: Limiter | None = None
 
-    def rate_limit(self, reply: bytes, client: str, config: RateLimit) -> bytes | None:
+    def rate_limit(
+        self, reply: bytes, client: str, config: RateLimit, query: bytes = b""
+    ) -> bytes | None:
         """The UDP answer to send after response-rate limiting (``dnspol.ratelimit``):
         the reply, its truncated form, or None. The table outlives a reload whose
         limits did not change."""
@@ -169,7 +173,7 @@ class Handler:
             else:
                 counts = self.stats.rate_limited
                 limiter = self._limiter = Limiter(config, self.rate_share, counts=counts)
-        out = limiter.apply(reply, client)
+        out = limiter.apply(reply, client, query)
         if out is None:
             self.stats.drop("rate_limit")
         return out
@@ -213,7 +217,11 @@ class Handler:
         if should_drop(wire):
             self.stats.drop("malformed")
             return None
-        found = fast_key(wire, listener.tcp, snap.udp_max_payload) if self.fast_path else None
+        found = (
+            fast_key(wire, listener.tcp, snap.udp_max_payload, snap.cookies is not None)
+            if self.fast_path
+            else None
+        )
         drawn = None  # a weighted rule's draw, if made here: the slow path must not draw again
         if found is not None:
             key, qend, ecs = found
@@ -363,6 +371,10 @@ class Handler:
             if not listener.tcp:
                 return Answered(answer.error(query, RCODE_NOTIMP, server_max), True, RCODE_NOTIMP)
             return self._refused(query, snap, prohibited=True)
+        cookie = cookies.judge(snap.cookies, _cookie_of(query), peer[0], listener.tcp)
+        if cookie.bad:  # RFC 7873 §5.2.3: a cookie-aware UDP client must prove its address
+            out = answer.error(query, RCODE_BADCOOKIE, server_max, [cookie.option])
+            return Answered(out, False, RCODE_BADCOOKIE)
         zone = snap.zones.find(query.qname)
         decision = self._decide(query, peer, listener, snap, zone, rng) if snap.has_rules else None
         if decision is not None and found is not None:
@@ -371,6 +383,8 @@ class Handler:
                 reused.zone = zone.name if zone is not None else ""
                 return reused
         options = _ecs_echo(query, decision) + _nsid(query, snap)
+        if cookie.option is not None:
+            options.append(cookie.option)
         if decision is not None and decision.action is not ANSWER:
             result = self._enforce(query, decision, zone, limit, options, snap)
             result.zone = zone.name if zone is not None else ""
@@ -562,6 +576,13 @@ def _ecs_echo(query: Query, decision) -> list[tuple[int, bytes]]:
         return []
     scope = decision.ecs_scope if decision is not None and decision.ecs_scope is not None else 0
     return [(OPTION_ECS, ecs.to_option(min(scope, ecs.source)))]
+
+
+def _cookie_of(query: Query) -> bytes | None:
+    edns = query.edns
+    if edns is None:
+        return None
+    return next((data for code, data in edns.options if code == OPTION_COOKIE), None)
 
 
 def _nsid(query: Query, snap: Snapshot) -> list[tuple[int, bytes]]:

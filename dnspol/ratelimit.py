@@ -14,8 +14,9 @@ TCP, which is never limited. The semantics are BIND's ``rate-limit`` and Knot's
   below ``-window * rate`` (so a flood is remembered for ``window`` seconds);
 * of the limited answers, the first and then every ``slip``-th slips (0: none,
   1: all);
-* exempt clients, and every TCP answer, are never limited; ``log_only`` counts
-  and logs what would be limited but sends everything.
+* exempt clients, clients that sent a valid server cookie (RFC 7873: their
+  address is proven), and every TCP answer are never limited; ``log_only``
+  counts and logs what would be limited but sends everything.
 
 The stage reads only the answer's bytes (rcode, flags, counts, the question
 and the SOA owner of a negative answer), so it sits after the handler without
@@ -196,10 +197,13 @@ class Limiter:
         self._v6_shift = 128 - config.ipv6_prefix_length
         self._last_log = 0.0
 
-    def apply(self, reply: bytes, client: str) -> bytes | None:
-        """The answer to send: ``reply`` itself, its truncated form, or None (drop)."""
+    def apply(self, reply: bytes, client: str, query: bytes = b"") -> bytes | None:
+        """The answer to send: ``reply`` itself, its truncated form, or None (drop).
+
+        A client that sent back a valid server cookie is not spoofed: never limited.
+        """
         verdict = self.judge(reply, client)
-        if verdict is Verdict.SEND:
+        if verdict is Verdict.SEND or proven_by_cookie(reply, query):
             return reply
         action = "would_" + verdict.value if self.config.log_only else verdict.value
         self.counts[action] = self.counts.get(action, 0) + 1
@@ -282,6 +286,17 @@ def _exempt(exempt: PrefixSet, client: str) -> bool:
         value = int.from_bytes(socket.inet_pton(socket.AF_INET6, client.split("%")[0]))
         return exempt.contains(value, 128)
     return exempt.contains(int.from_bytes(socket.inet_aton(client)), 32)
+
+
+def proven_by_cookie(reply: bytes, query: bytes) -> bool:
+    """Whether the query carried the very client+server cookie the answer carries: the
+    handler echoes a server cookie only when it was valid (``dnspol.cookies``)."""
+    end = question_end(reply)
+    if end < 0 or not query:
+        return False
+    opt = _opt_record(reply, end + 4)
+    at = opt.find(b"\x00\x0a\x00\x18", 11)  # COOKIE, client (8) + server (16) bytes
+    return at > 0 and opt[at + 4 : at + 28] in query
 
 
 def question_end(reply: bytes) -> int:

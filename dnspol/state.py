@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from dnspol.cookies import CookieConfig
 from dnspol.names import Name
 from dnspol.ratelimit import RateLimit
 from dnspol.transport.proxy import ProxyTrust
@@ -66,6 +67,7 @@ class Snapshot:
     tcp_max_connections: int = 150
     rate_limit: RateLimit | None = None  # UDP response-rate limiting (``dnspol.ratelimit``)
     nsid: bytes = b""  # RFC 5001: given to queries that ask for it
+    cookies: CookieConfig | None = None  # server cookies (``dnspol.cookies``); None: off
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
     # answers to byte-for-byte repeats of a query (ID aside) from the same client
@@ -131,6 +133,7 @@ def snapshot_from_config(cfg) -> Snapshot:
         tcp_max_connections=cfg.tcp_max_connections,
         rate_limit=getattr(cfg, "rate_limit", None),
         nsid=getattr(cfg, "nsid", b""),
+        cookies=getattr(cfg, "cookies", None),
         answers=AnswerCache(size),
         decisions=AnswerCache(size),
         repeats=AnswerCache(size),

@@ -44,6 +44,7 @@ RCODE_NOTIMP = 4
 RCODE_REFUSED = 5
 RCODE_YXDOMAIN = 6
 RCODE_BADVERS = 16
+RCODE_BADCOOKIE = 23  # RFC 7873 §8
 
 MIN_UDP_PAYLOAD = 512
 TCP_LIMIT = 65535
@@ -307,7 +308,9 @@ def udp_limit(edns: Edns | None, server_max: int) -> int:
     return min(max(edns.payload, MIN_UDP_PAYLOAD), server_max)
 
 
-def fast_key(wire: bytes, tcp: bool, server_max: int) -> tuple[tuple, int, bytes | None] | None:
+def fast_key(
+    wire: bytes, tcp: bool, server_max: int, cookies: bool = False
+) -> tuple[tuple, int, bytes | None] | None:
     """Key of the stored answer for a plain query, the end of its question, its ECS.
 
     Only the common shape qualifies: at most MAX_STORED_QUERY bytes, QUERY opcode,
@@ -315,7 +318,9 @@ def fast_key(wire: bytes, tcp: bool, server_max: int) -> tuple[tuple, int, bytes
     one well-formed COOKIE and/or one well-formed ECS. The ECS option's data comes
     back separately: its family and source length are part of the key, its address
     is patched into the stored answer. Everything else returns None and takes the slow path, which
-    produces the same bytes (tests replay queries through both and compare).
+    produces the same bytes (tests replay queries through both and compare). With
+    ``cookies`` (server cookies on), a COOKIE is not plain: its answer carries a cookie
+    made for the client, which the slow path adds.
     """
     n = len(wire)
     if n < 17 or n > MAX_STORED_QUERY or wire[2] & 0xF8:  # QR and OPCODE must be 0
@@ -357,14 +362,14 @@ def fast_key(wire: bytes, tcp: bool, server_max: int) -> tuple[tuple, int, bytes
             if ecs_problem(ecs) is not None:
                 return None
         else:
-            ecs = _plain_options(wire, start, n)
+            ecs = _plain_options(wire, start, n, cookies)
             if ecs is None:
                 return None
     limit = TCP_LIMIT if tcp else min(max(payload, MIN_UDP_PAYLOAD), server_max)
     return (qkey, flags, do, limit, ecs[:3] if ecs else None), qend, ecs or None
 
 
-def _plain_options(wire: bytes, pos: int, end: int) -> bytes | None:
+def _plain_options(wire: bytes, pos: int, end: int, cookies: bool = False) -> bytes | None:
     """b"" for options the fast path may ignore (one COOKIE), the ECS data if there is
     one valid ECS, None for anything that needs the slow path."""
     ecs = b""
@@ -379,7 +384,7 @@ def _plain_options(wire: bytes, pos: int, end: int) -> bytes | None:
         if pos > end:
             return None
         if code == OPTION_COOKIE:
-            if cookie or not (length == 8 or 16 <= length <= 40):
+            if cookies or cookie or not (length == 8 or 16 <= length <= 40):
                 return None
             cookie = True
         elif code == OPTION_ECS and not ecs and ecs_problem(data) is None:

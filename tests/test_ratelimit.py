@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from dnslib import EDNS0, QTYPE, RCODE, RR, SOA, A, DNSRecord
+from dnslib import EDNS0, QTYPE, RCODE, RR, SOA, A, DNSRecord, EDNSOption
 
 from dnspol.policy.prefixes import PrefixSet, parse_prefix
 from dnspol.ratelimit import (
@@ -188,3 +188,18 @@ def test_the_truncated_form_keeps_the_question_and_the_opt_record() -> None:
     assert str(short.q.qname) == "www.example.com."
     assert [rr.rtype for rr in short.ar] == [QTYPE.OPT]
     assert DNSRecord.parse(slipped(answer())).ar == []
+
+
+def test_a_query_that_carried_the_answers_cookie_is_proven() -> None:
+    from dnspol.ratelimit import proven_by_cookie
+
+    cookie = bytes(range(24))
+    reply = DNSRecord.question("www.example.com", "A").reply()
+    reply.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(10, cookie)]))
+    wire = bytes(reply.pack())
+    assert proven_by_cookie(wire, b"...query..." + cookie)
+    assert not proven_by_cookie(wire, b"...query..." + cookie[:8])  # client cookie only
+    assert not proven_by_cookie(answer(edns=True), b"anything")
+    lim, _ = limiter()
+    sent = [lim.apply(wire, "198.51.100.7", b"q" + cookie) for _ in range(20)]
+    assert sent == [wire] * 20

@@ -165,10 +165,11 @@ def json_schema() -> dict[str, Any]:
     """A fresh copy of the schema (callers may change it)."""
     import copy
 
-    from dnspol import ratelimit  # declares its own settings
+    from dnspol import cookies, ratelimit  # each declares its own settings
 
     server = copy.deepcopy(_SERVER)
     server["properties"]["rate_limit"] = ratelimit.json_schema()
+    server["properties"]["cookies"] = {"oneOf": [{"type": "boolean"}, cookies.json_schema()]}
     config_file = {
         "type": "object",
         "properties": {

@@ -77,7 +77,7 @@ def serve(
                     continue
             out = handle(data, client, listener)
             if out is not None and snap.rate_limit is not None:  # the one UDP-only stage
-                out = handler.rate_limit(out, client[0], snap.rate_limit)
+                out = handler.rate_limit(out, client[0], snap.rate_limit, data)
             if out is not None:
                 sendto(out, peer)
         except OSError:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import struct
 import time
 from pathlib import Path
+from subprocess import STDOUT, Popen, TimeoutExpired
 
 import pytest
 
@@ -123,3 +126,77 @@ def need(command: str, package: str) -> str:
             f"{command} is not installed: scripts/test.sh installs it (apt-get install {package})"
         )
     return path
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (for servers given a fixed port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        tcp.bind(("127.0.0.1", port))
+    return port
+
+
+def wait_answering(port: int, name: str, timeout: float = 30.0) -> None:
+    """Until a UDP query for ``name`` is answered (from 127.0.2.1, a prefix of its own)."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.2.1", 0))
+        sock.settimeout(0.2)
+        while time.monotonic() < deadline:
+            sock.sendto(make_query(name), ("127.0.0.1", port))
+            try:
+                sock.recv(512)
+                return
+            except TimeoutError:
+                continue
+    raise AssertionError(f"nothing answered on port {port}")
+
+
+def run_named(workdir: Path, options: str, zone_text: str, origin: str) -> tuple[Popen, int]:
+    """BIND 9 (``named -g -n 1``) serving one zone on a free 127.0.0.1 port, with
+    ``options`` added to its ``options {}`` block; answering when this returns."""
+    named = shutil.which("named") or "/usr/sbin/named"
+    if not os.path.exists(named):
+        need("named", "bind9")
+    port = free_port()
+    (workdir / "zone.db").write_text(zone_text)
+    (workdir / "named.conf").write_text(
+        f"""options {{
+    directory "{workdir}";
+    pid-file "{workdir}/named.pid";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    {options}
+}};
+controls {{ }};
+zone "{origin}" {{ type primary; file "{workdir}/zone.db"; }};
+"""
+    )
+    with open(workdir / "named.log", "w") as log:
+        proc = Popen(
+            [named, "-g", "-n", "1", "-c", str(workdir / "named.conf")],
+            stdout=log,
+            stderr=STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_answering(port, origin)
+    except AssertionError:
+        stop_process(proc)
+        raise AssertionError((workdir / "named.log").read_text()[-2000:]) from None
+    return proc, port
+
+
+def stop_process(proc: Popen) -> None:
+    """SIGTERM to the process group, SIGKILL after 10 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

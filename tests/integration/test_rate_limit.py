@@ -4,9 +4,6 @@ client in another prefix keeps getting every answer."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -14,8 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-from itkit import make_query
+from itkit import free_port, make_query, run_named, stop_process, wait_answering
 
 ZONE = """$ORIGIN example.com.
 $TTL 300
@@ -31,59 +27,7 @@ SECONDS = 5.0  # ... over this long, from one source
 ATTACKER = "127.0.0.10"
 BYSTANDER = "127.0.1.10"  # another /24: its own balance
 
-NAMED = shutil.which("named") or "/usr/sbin/named"
-need_named = pytest.mark.skipif(not os.path.exists(NAMED), reason="BIND (named) not installed")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-        tcp.bind(("127.0.0.1", port))  # both free
-    return port
-
-
-def wait_answering(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.2.1", 0))  # a prefix of its own: no balance is spent
-        sock.settimeout(0.2)
-        while time.monotonic() < deadline:
-            sock.sendto(make_query("ns1.example.com."), ("127.0.0.1", port))
-            try:
-                sock.recv(512)
-                return
-            except TimeoutError:
-                continue
-    raise AssertionError(f"nothing answered on port {port}")
-
-
-def start_bind(tmp: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    (tmp / "example.com.zone").write_text(ZONE)
-    (tmp / "named.conf").write_text(
-        f"""options {{
-    directory "{tmp}";
-    pid-file "{tmp}/named.pid";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    dnssec-validation no;
-    rate-limit {{ responses-per-second 5; slip 2; window 15; }};
-}};
-controls {{ }};
-zone "example.com" {{ type primary; file "{tmp}/example.com.zone"; }};
-"""
-    )
-    log = open(tmp / "named.log", "w")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [NAMED, "-g", "-n", "1", "-c", str(tmp / "named.conf")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return proc, port
+RATE_LIMIT = "rate-limit { responses-per-second 5; slip 2; window 15; };"
 
 
 def start_dnspol(tmp: Path, workers: str) -> tuple[subprocess.Popen, int]:
@@ -101,20 +45,10 @@ zones:
 """
     )
     argv = [sys.executable, "-m", "dnspol", "serve", "--config", str(tmp / "dnspol.yaml")]
-    argv += ["--workers", workers, "--no-watch"]
-    log = open(tmp / "dnspol.log", "w")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    argv += ["--workers", workers, "--no-watch", "--control", "none"]
+    with open(tmp / "dnspol.log", "w") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return proc, port
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def flood(port: int) -> dict:
@@ -169,27 +103,26 @@ def _drain(sock: socket.socket, got: dict) -> None:
             got["answers"] += 1
 
 
-@need_named
 def test_reflected_bytes_are_within_ten_percent_of_bind(tmp_path) -> None:
     (tmp_path / "bind").mkdir()
     (tmp_path / "dnspol").mkdir()
-    bind, bind_port = start_bind(tmp_path / "bind")
+    bind, bind_port = run_named(tmp_path / "bind", RATE_LIMIT, ZONE, "example.com")
     try:
-        wait_answering(bind_port)
         theirs = flood(bind_port)
     finally:
-        stop(bind)
+        stop_process(bind)
     ours_proc, port = start_dnspol(tmp_path / "dnspol", workers="2")
     try:
-        wait_answering(port)
+        wait_answering(port, "example.com")
         ours = flood(port)
     finally:
-        stop(ours_proc)
+        stop_process(ours_proc)
     report = f"dnspol {ours}, BIND {theirs}"
     assert theirs["truncated"] > 1000, "BIND did not limit: no comparison " + report
     assert abs(ours["bytes"] - theirs["bytes"]) <= 0.10 * theirs["bytes"], report
     assert ours["bytes"] < FLOOD * 20, report  # far below what an unlimited server sends
     assert ours["bystander_got"] == ours["bystander_asked"], report
+    print(report)
     log = (tmp_path / "dnspol" / "dnspol.log").read_text()
     assert "rate limit: slip responses to 127.0.0.0/24 for" in log or "rate limit: drop" in log
 
