@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -602,6 +603,31 @@ def test_included_rules_keep_their_place_in_order(tmp_path: Path) -> None:
     assert config.policy.rule_names == ("first", "middle", "last")
     assert str(tmp_path / "more.yaml") in config.files
     assert config.policy.rules[1].where == f"{tmp_path}/more.yaml:1"
+
+
+def test_a_diamond_of_includes_reads_each_file_once(tmp_path: Path) -> None:
+    # 15 levels of two files, each including both files of the next: 2**15 paths to the leaf
+    levels = 15
+    for level in range(levels):
+        below = f"[d{level + 1}a.yaml, d{level + 1}b.yaml]" if level + 1 < levels else "leaf.yaml"
+        for side in "ab":
+            write(tmp_path, f"rules:\n  - include: {below}\n", f"rules/d{level}{side}.yaml")
+    write(
+        tmp_path, "rules: [{name: leaf, match: {qtype: ANY}, action: refuse}]\n", "rules/leaf.yaml"
+    )
+    path = write(tmp_path, "rules:\n  - include: rules/d0a.yaml\n" + ZONES)
+    started = time.monotonic()
+    config = load_config(path)
+    assert time.monotonic() - started < 2.0
+    assert config.policy.rule_names == ("leaf",)
+    assert config.policy.rules[0].where == f"{tmp_path}/rules/leaf.yaml:1"
+
+
+def test_a_file_included_twice_keeps_its_first_place(tmp_path: Path) -> None:
+    write(tmp_path, "rules: [{name: common, match: {qtype: ANY}, action: refuse}]\n", "common.yaml")
+    write(tmp_path, "rules:\n  - include: common.yaml\n  - {name: own, action: drop}\n", "b.yaml")
+    path = write(tmp_path, "rules:\n  - include: [common.yaml, b.yaml]\n" + ZONES)
+    assert load_config(path).policy.rule_names == ("common", "own")
 
 
 def test_empty_and_unreadable_files(tmp_path: Path) -> None:

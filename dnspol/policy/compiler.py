@@ -223,7 +223,8 @@ class RuleCompiler:
         self.files = files
         self.rules: list[Rule] = []
         self._names: dict[str, str] = {}  # rule name → where first defined
-        self._including: list[str] = []
+        self._including: list[str] = []  # the include chain, to report loops
+        self._included: set[str] = set()  # every file read: each is read once per load
 
     # --- lists and includes ----------------------------------------------------------------
 
@@ -255,6 +256,9 @@ class RuleCompiler:
         if real in self._including:
             self.reader.problem(node, f"include loop: {path} includes itself")
             return
+        if real in self._included:  # its rules are already in, where it was first included
+            return
+        self._included.add(real)
         self.files.append(path)
         root, _ = read_yaml_file(path, self.reader.problems)
         if root is None:
