@@ -117,6 +117,49 @@ def test_server_settings(tmp_path: Path) -> None:
     assert config.trusted_proxies.contains_address(ipaddress.ip_address("127.0.0.1"))
 
 
+# --- limits on what a load reads (configuration bombs) ---------------------------------------
+
+
+def test_limit_settings_and_their_defaults(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, ZONES)).reload_timeout == 600.0
+    limits = "server: {reload_timeout: 2.5, generate_max_records: 10, zone_max_records: 9}\n"
+    assert load_config(write(tmp_path, limits + ZONES)).reload_timeout == 2.5
+    problems = problems_of(tmp_path, "server: {reload_timeout: 0, zone_max_bytes: -1}\n" + ZONES)
+    assert problems == [
+        "dnspol.yaml:1: zone_max_bytes must be between 1 and 1099511627776, not -1",
+        "dnspol.yaml:1: reload_timeout must be between 1 and 86400, not 0",
+    ]
+
+
+def test_zone_limits_apply_to_the_zone_files(tmp_path: Path) -> None:
+    size = (DATA / "example.com.zone").stat().st_size
+    problems = problems_of(tmp_path, "server: {zone_max_bytes: 100}\n" + ZONES)
+    assert f"{DATA}/example.com.zone:1: the file is {size:,} bytes, above the limit of 100 " \
+        "(server: zone_max_bytes)" in problems  # fmt: skip
+    problems = problems_of(tmp_path, "server: {zone_max_records: 5}\n" + ZONES)
+    assert any("more than 5 records in the zone (server: zone_max_records)" in p for p in problems)
+
+
+def test_an_oversized_rule_file_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "rules: []\n" + "# padding\n" * 100, "big.yaml")
+    problems = problems_of(
+        tmp_path, "server: {rule_file_max_bytes: 100}\nrules:\n  - include: big.yaml\n" + ZONES
+    )
+    assert problems == [
+        "big.yaml:1: the file is 1,010 bytes, above the limit of 100 (server: rule_file_max_bytes)"
+    ]
+
+
+def test_an_alias_bomb_in_the_config_is_one_problem(tmp_path: Path) -> None:
+    levels = "".join(f"x{n + 1}: &x{n + 1} [{', '.join([f'*x{n}'] * 9)}]\n" for n in range(9))
+    started = time.monotonic()
+    problems = problems_of(tmp_path, "x0: &x0 [lol, lol, lol, lol]\n" + levels + ZONES)
+    assert time.monotonic() - started < 2.0
+    assert problems == [
+        "dnspol.yaml:7: aliases expand to more than 1,000,000 values; write the values out"
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

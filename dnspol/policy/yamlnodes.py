@@ -20,6 +20,7 @@ once and shared, as ``Node`` values are immutable.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -33,6 +34,7 @@ NULL_WORDS = {"", "~", "null"}
 MAX_ALIASES = 10_000  # alias uses (``*name``) in one file
 MAX_ALIAS_VALUES = 1_000_000  # values the aliases of one file stand for, once expanded
 MAX_DEPTH = 100  # lists and maps inside each other
+MAX_FILE_BYTES = 16 * 2**20  # the config file; the default for included rule files
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +91,23 @@ def parse_yaml(text: str, filename: str, problems: list[str]) -> Node | None:
     return _convert(root, filename, problems, {})
 
 
-def read_yaml_file(path: str, problems: list[str]) -> tuple[Node | None, bytes | None]:
-    """Read and parse a file; an unreadable file is a problem, not an exception."""
+def read_yaml_file(
+    path: str,
+    problems: list[str],
+    max_bytes: int = MAX_FILE_BYTES,
+    limit_name: str = "the largest configuration file",
+) -> tuple[Node | None, bytes | None]:
+    """Read and parse a file; an unreadable file (or one over ``max_bytes``) is a problem."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            size = os.fstat(handle.fileno()).st_size
+            if size > max_bytes:
+                problems.append(
+                    f"{path}:1: the file is {size:,} bytes, above the limit of {max_bytes:,} "
+                    f"({limit_name})"
+                )
+                return None, None
+            data = handle.read(max_bytes + 1)  # a file growing while read stays bounded
     except OSError as error:
         problems.append(f"{path}:1: cannot read file: {error.strerror or error}")
         return None, None
