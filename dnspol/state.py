@@ -62,6 +62,7 @@ class Snapshot:
     metrics: tuple[str, int] | None = None  # where /metrics, /health, /ready listen
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 150
+    reload_timeout: float = 600.0  # seconds a reload may load before it is abandoned
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
     # answers to byte-for-byte repeats of a query (ID aside) from the same client
@@ -124,6 +125,7 @@ def snapshot_from_config(cfg) -> Snapshot:
         metrics=getattr(cfg, "metrics", None),
         tcp_idle_timeout=cfg.tcp_idle_timeout,
         tcp_max_connections=cfg.tcp_max_connections,
+        reload_timeout=cfg.reload_timeout,
         answers=AnswerCache(size),
         decisions=AnswerCache(size),
         repeats=AnswerCache(size),

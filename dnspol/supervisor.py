@@ -173,7 +173,7 @@ def fork_process(main: Callable[[Any], int], arg: Any, inherited: list) -> Child
 
 
 BAD_CONFIGURATION = 3  # a generation's exit status: its files did not load
-RELOAD_TIMEOUT = 600.0  # loading plus starting; a 1,000,000-record zone takes ~11 s
+RELOAD_TIMEOUT = 600.0  # loading plus starting, unless server.reload_timeout says otherwise
 
 
 @dataclass
@@ -289,6 +289,7 @@ class Supervisor:
         self.watch = watch
         self.metrics_listen = metrics_listen
         self.reloads = ReloadStats(last_ok=time.time())
+        self.reload_timeout = RELOAD_TIMEOUT  # the first configuration's server.reload_timeout
         self.current: Head | None = None
         self.pending: Head | None = None  # a generation loading, not yet listening
         self.leaving: list[Head] = []
@@ -322,6 +323,7 @@ class Supervisor:
                 self._clean_up()
                 return 1
         self.files_in_use = first[0].files
+        self.reload_timeout = getattr(first[0], "reload_timeout", RELOAD_TIMEOUT)
         self.current = self._fork_generation(first.pop())
         return_freed_memory()
         if self.ops is not None:
@@ -399,8 +401,7 @@ class Supervisor:
             self._reload_failed(f"the new configuration was not started ({why})")
             return
         if not head.ready_file.exists():
-            if time.monotonic() - head.started > RELOAD_TIMEOUT:
-                head.proc.terminate()  # collected as failed on a later tick
+            self._abandon_if_slow(head)
             return
         old, self.current, self.pending = self.current, head, None
         if old is not None:
@@ -411,6 +412,20 @@ class Supervisor:
         self.reloads.ok += 1
         self.reloads.last_ok = time.time()
         log.info("generation %d serving; the previous one is finishing", head.number)
+
+    def _abandon_if_slow(self, head: Head) -> None:
+        """Kill a generation still loading after ``reload_timeout``: it has no workers to
+        drain, and a load stuck in a huge file or a FIFO would not heed SIGTERM."""
+        waited = time.monotonic() - head.started
+        if waited <= self.reload_timeout or head.deadline != float("inf"):
+            return
+        log.error(
+            "reload abandoned after %.0f s (server.reload_timeout is %g s)",
+            waited,
+            self.reload_timeout,
+        )
+        head.proc.send_signal(signal.SIGKILL)  # collected as failed on a later tick
+        head.deadline = time.monotonic()  # abandoned once
 
     def _reload_failed(self, why: str) -> None:
         self.reloads.failed += 1
