@@ -268,3 +268,37 @@ def test_a_reload_that_takes_too_long_is_abandoned(tmp_path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_stalled_connections_neither_block_a_scrape_nor_hold_threads(dnspol) -> None:
+    """100 connections that send half a header and stall: the port still answers at once,
+    the process gains no thread per connection, and each is closed after 5 s."""
+    srv = dnspol(zone=EXAMPLE, extra_args=["--metrics-listen", "127.0.0.1:0"])
+    url = ops_url(srv.wait_for_log("metrics and health on"))
+    assert get(url + "/health") == (200, "OK\n")
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    threads_before = _threads(srv.pid)
+    stalled = []
+    try:
+        started = time.monotonic()
+        for _ in range(100):
+            sock = socket.create_connection((host, int(port)), timeout=2)
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nUser-Agent: sl")
+            stalled.append(sock)
+        asked = time.monotonic()
+        status, body = get(url + "/metrics")
+        assert status == 200 and "dnspol_dns_requests_total" in body
+        assert time.monotonic() - asked < 1.0
+        assert _threads(srv.pid) <= threads_before + 16  # the port's answering threads at most
+        for sock in stalled:
+            sock.settimeout(max(0.1, started + 8 - time.monotonic()))
+            assert sock.recv(100) == b""  # closed by the server, nothing answered
+        assert time.monotonic() - started > 4.5  # not before the header timeout (5 s)
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^Threads:\s+(\d+)", status, re.MULTILINE).group(1))
