@@ -138,12 +138,19 @@ class _Port:
         self.listener.setblocking(False)
         self.selector.register(self.listener, selectors.EVENT_READ)
         while not self.stopping.is_set():
-            for key, _ in self.selector.select(_TICK):
-                if key.fileobj is self.listener:
-                    self._accept()
-                else:
-                    self._read(key.fileobj)  # type: ignore[arg-type]
-            self._close_overdue()
+            try:
+                self._tick()
+            except Exception:  # noqa: BLE001 - nothing may end the port's loop
+                log.exception("metrics port")
+                time.sleep(_TICK)
+
+    def _tick(self) -> None:
+        for key, _ in self.selector.select(_TICK):
+            if key.fileobj is self.listener:
+                self._accept()
+            elif key.fileobj in self.reading:  # not closed earlier in this round
+                self._read(key.fileobj)  # type: ignore[arg-type]
+        self._close_overdue()
 
     def close(self) -> None:
         for sock in list(self.reading):

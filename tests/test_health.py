@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -114,6 +115,22 @@ def test_a_forked_child_does_not_hold_a_stalled_connection_open(ops: OpsServer) 
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+
+
+def test_beyond_the_connection_limit_the_oldest_waiting_connection_goes(
+    ops: OpsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(health, "MAX_CONNECTIONS", 4)
+    connections = stalled(ops, 10)
+    try:
+        assert get(ops.url + "/health", timeout=1) == (200, "OK\n")
+        first = connections[0]
+        first.settimeout(0.5)  # the header timeout is 1 s
+        with contextlib.suppress(ConnectionResetError):  # closed with its header unread
+            assert first.recv(100) == b""
+    finally:
+        for sock in connections:
+            sock.close()
 
 
 def test_a_slow_trickle_does_not_extend_the_timeout(ops: OpsServer) -> None:

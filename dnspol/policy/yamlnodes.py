@@ -101,13 +101,15 @@ def read_yaml_file(
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
-            if size > max_bytes:
-                problems.append(
-                    f"{path}:1: the file is {size:,} bytes, above the limit of {max_bytes:,} "
-                    f"({limit_name})"
-                )
-                return None, None
-            data = handle.read(max_bytes + 1)  # a file growing while read stays bounded
+            if size <= max_bytes:
+                data = handle.read(max_bytes + 1)  # a file growing while read stays bounded
+                size = len(data)
+        if size > max_bytes:
+            problems.append(
+                f"{path}:1: the file is {size:,} bytes, above the limit of {max_bytes:,} "
+                f"({limit_name})"
+            )
+            return None, None
     except OSError as error:
         problems.append(f"{path}:1: cannot read file: {error.strerror or error}")
         return None, None

@@ -220,7 +220,10 @@ def _read_text(filename: str, limits: ZoneLimits) -> str:
             too_big = _too_big(os.fstat(f.fileno()).st_size, limits)
             if too_big:
                 raise ZoneError(f"{filename}:1: {too_big}")
-            return f.read(limits.zone_max_bytes + 1)  # a file growing while read stays bounded
+            text = f.read(limits.zone_max_bytes + 1)  # a file growing while read stays bounded
+            if len(text) > limits.zone_max_bytes:
+                raise ZoneError(f"{filename}:1: {_too_big(len(text), limits)}")
+            return text
     except OSError as exc:
         raise ZoneError(f"{filename}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
