@@ -1,6 +1,6 @@
 """Configuration bombs and the slow-header attack on the operations port, timed.
 
-python bench/abuse_config.py [--tree DIR] [--limit-mb MB] [--timeout S]
+python bench/abuse_config.py [--tree DIR] [--limit-mb MB] [--timeout S] [--only PROBE...]
 
 Runs each probe against the dnspol found in DIR (default: this checkout), each in a
 fresh process capped at --limit-mb of address space and --timeout seconds, and prints
@@ -8,6 +8,7 @@ one line per probe: wall time, peak memory (ru_maxrss) and how it ended.
 
   alias-bomb   ``dnspol check`` on a config of 342 bytes: nine levels of nine aliases
   self-alias   ``dnspol check`` on ``a: &a [*a]``
+  many-values  ``dnspol check`` on 4 MB of YAML: one list of 2,000,000 values
   diamond      ``dnspol check``: rule files 15 levels deep, each including both files of
                the next level (2**15 paths to one leaf)
   generate     ``dnspol check``: a zone with ``$GENERATE 0-4294967295``
@@ -58,6 +59,9 @@ def write_probes(root: Path) -> dict[str, Path]:
 
     probes["self-alias"] = root / "self.yaml"
     probes["self-alias"].write_text("a: &a [*a]\n" + zones)
+
+    probes["many-values"] = root / "values.yaml"
+    probes["many-values"].write_text("a: [" + "1," * 2_000_000 + "]\n" + zones)
 
     rules = root / "rules"
     rules.mkdir()
@@ -175,15 +179,19 @@ def main() -> None:
     parser.add_argument("--tree", type=Path, default=HERE, help="checkout whose dnspol to run")
     parser.add_argument("--limit-mb", type=int, default=1500, help="address-space cap per probe")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per probe")
+    parser.add_argument("--only", nargs="*", help="run these probes only")
     args = parser.parse_args()
     print(f"dnspol from {args.tree}; each probe capped at {args.limit_mb} MB, {args.timeout:g} s")
     with tempfile.TemporaryDirectory(prefix="dnspol-abuse-") as temp:
         root = Path(temp)
         for name, config in write_probes(root).items():
+            if args.only and name not in args.only:
+                continue
             argv = [sys.executable, "-m", "dnspol", "check", "--config", str(config)]
             seconds, peak, ended, last = run_capped(argv, args.tree, args.limit_mb, args.timeout)
             print(f"{name:12} {seconds:7.2f} s {peak:7.0f} MB  {ended:20} {last}")
-        print(f"{'slow-headers':12} {slow_headers(args.tree, root, args.timeout)}")
+        if not args.only or "slow-headers" in args.only:
+            print(f"{'slow-headers':12} {slow_headers(args.tree, root, args.timeout)}")
 
 
 if __name__ == "__main__":

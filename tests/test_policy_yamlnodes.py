@@ -6,9 +6,11 @@ import time
 
 import pytest
 
+from dnspol.policy import yamlnodes
 from dnspol.policy.yamlnodes import (
     MAX_ALIASES,
     MAX_DEPTH,
+    MAX_VALUES,
     Node,
     Reader,
     did_you_mean,
@@ -120,6 +122,15 @@ def test_an_alias_bomb_is_refused_quickly_with_its_line() -> None:
     assert len(problems) == 1
     assert problems[0].startswith("f.yaml:")
     assert "aliases" in problems[0]
+
+
+def test_too_many_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yamlnodes, "MAX_VALUES", 1000)  # the real bound takes seconds to reach
+    assert parse("a: [" + "1," * 997 + "]\n")[1] == []  # with the map, its key and the list
+    root, problems = parse("a: [" + "1," * 998 + "]\n")
+    assert root is None
+    assert problems == ["f.yaml:1: more than 1,000 values in one file"]
+    assert MAX_VALUES >= 100_000
 
 
 def test_too_many_aliases_are_refused() -> None:

@@ -9,12 +9,12 @@ Scalars stay text until a getter asks for a type. That sidesteps YAML 1.1 surpri
 (``9:30`` read as the integer 570, ``no`` as False, ``2026-12-24`` as a date) for values
 that are really strings.
 
-Aliases and nesting are bounded (``MAX_ALIASES``, ``MAX_ALIAS_VALUES``, ``MAX_DEPTH``): a
-few hundred bytes of nested aliases ("billion laughs") would otherwise expand to a
-billion values, and ``a: &a [*a]`` to a loop. The bounds are constants, not settings:
-they guard the reading of the very file that would hold the settings, and no real
-configuration comes near them. A value reached through several aliases is converted
-once and shared, as ``Node`` values are immutable.
+Aliases, values and nesting are bounded (``MAX_ALIASES``, ``MAX_ALIAS_VALUES``,
+``MAX_VALUES``, ``MAX_DEPTH``): a few hundred bytes of nested aliases ("billion laughs")
+would otherwise expand to a billion values, and ``a: &a [*a]`` to a loop. The bounds are
+constants, not settings: they guard the reading of the very file that would hold the
+settings, and no real configuration comes near them. A value reached through several
+aliases is converted once and shared, as ``Node`` values are immutable.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ TRUE_WORDS = {"true", "yes", "on"}
 FALSE_WORDS = {"false", "no", "off"}
 NULL_WORDS = {"", "~", "null"}
 MAX_ALIASES = 10_000  # alias uses (``*name``) in one file
-MAX_ALIAS_VALUES = 1_000_000  # values the aliases of one file stand for, once expanded
+MAX_ALIAS_VALUES = 100_000  # values the aliases of one file stand for, once expanded
+MAX_VALUES = 300_000  # values written in one file (~8 s and ~300 MB to read that many)
 MAX_DEPTH = 100  # lists and maps inside each other
 MAX_FILE_BYTES = 16 * 2**20  # the config file; the default for included rule files
 
@@ -140,6 +141,7 @@ class _BoundedLoader(yaml.SafeLoader):
         super().__init__(text)
         self._aliases = 0
         self._alias_values = 0
+        self._values = 0
         self._depth = 0
         self._open_anchors: set[str] = set()  # anchored values still being composed
         self._sizes: dict[int, int] = {}  # id(node) → values in it, aliases expanded
@@ -159,6 +161,9 @@ class _BoundedLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
             self._open_anchors.discard(anchor)
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise _Refused(f"more than {MAX_VALUES:,} values in one file", event.start_mark)
         self._sizes[id(node)] = 1 + sum(self._sizes[id(child)] for child in _children(node))
         return node
 
