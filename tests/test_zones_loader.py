@@ -870,3 +870,20 @@ def test_records_of_included_files_count_towards_the_zone(tmp_path: Path):
     path.write_text(HEAD + "$INCLUDE hosts.inc\n" * 3)
     with pytest.raises(ZoneError, match=r"more than 12 records in the zone"):
         load_zone_file(path, limits=ZoneLimits(zone_max_records=12))
+
+
+def test_a_diamond_of_includes_is_cut_off(tmp_path: Path):
+    # 15 levels of two files, each including both files of the next: 2**15 files to read
+    for level in range(15):
+        text = f"$INCLUDE d{level + 1}a.inc\n$INCLUDE d{level + 1}b.inc\n" if level < 14 else ""
+        for side in "ab":
+            (tmp_path / f"d{level}{side}.inc").write_text(text)
+    path = tmp_path / "example.com.zone"
+    path.write_text(HEAD + "$INCLUDE d0a.inc\n")
+    started = time.monotonic()
+    with pytest.raises(ZoneError) as caught:
+        load_zone_file(path)
+    assert time.monotonic() - started < 2.0
+    [problem] = caught.value.problems
+    assert problem.endswith(f"more than {loader.MAX_INCLUDES:,} files included in the zone")
+    assert problem.startswith(str(tmp_path / "d"))

@@ -71,6 +71,16 @@ class ZoneLimits:
 
 
 DEFAULT_LIMITS = ZoneLimits()
+MAX_INCLUDES = 10_000  # $INCLUDEs followed in one zone: a diamond of them doubles per level
+
+
+@dataclass(slots=True)
+class _Budget:
+    """What one zone may still spend while it is read (shared by every part of the read)."""
+
+    limits: ZoneLimits
+    includes_left: int = MAX_INCLUDES
+
 
 # Types that may share a name with a CNAME (RFC 4035 §2.5, RFC 3007).
 _CNAME_NEIGHBOURS = frozenset({QTYPE.RRSIG, QTYPE.NSEC, QTYPE.NSEC3, QTYPE.KEY})
@@ -322,10 +332,11 @@ class _Tokenizer(dns.tokenizer.Tokenizer):
     """
 
     def __init__(
-        self, f: Any, filename: str, limits: ZoneLimits, including: tuple[str, ...] = ()
+        self, f: Any, filename: str, budget: _Budget, including: tuple[str, ...] = ()
     ) -> None:
         super().__init__(f, filename)
-        self.limits = limits
+        self.budget = budget
+        self.limits = budget.limits
         self.including = including  # real paths of the files that led here
         self.record_tokens: list[str] = []  # what the current record said, for errors
         self.statement_line = 1
@@ -375,6 +386,12 @@ class _Tokenizer(dns.tokenizer.Tokenizer):
         chain = (*self.including, os.path.realpath(self.filename))
         if os.path.realpath(path) in chain:
             raise _LocatedError(f"{where}: $INCLUDE {token.value}: the file includes itself")
+        if self.budget.includes_left <= 0:
+            raise _LocatedError(
+                f"{where}: $INCLUDE {token.value}: more than {MAX_INCLUDES:,} files included "
+                "in the zone"
+            )
+        self.budget.includes_left -= 1
         try:
             with open(path, encoding="utf-8") as f:
                 too_big = _too_big(os.fstat(f.fileno()).st_size, self.limits)
@@ -416,7 +433,7 @@ class _Reader(dns.zonefile.Reader):
         if not isinstance(tok, _Tokenizer):
             parent = self._tok
             chain = (*parent.including, os.path.realpath(parent.filename))
-            tok = _Tokenizer(tok.file, tok.filename, parent.limits, chain)
+            tok = _Tokenizer(tok.file, tok.filename, parent.budget, chain)
         self._tok = tok
 
     def _rr_line(self) -> None:
@@ -471,7 +488,7 @@ def _parse(
     text: str,
     origin: Name,
     filename: str,
-    limits: ZoneLimits,
+    budget: _Budget,
     room: int,
     state: _State | None = None,
     first_line: int = 1,
@@ -482,8 +499,8 @@ def _parse(
     state is updated to where the Reader ended: how the fast reader hands it a part.
     ``room``: how many more records the zone may have.
     """
-    recorder = _Recorder(_to_dns_name(origin), room, limits)
-    tokenizer = _Tokenizer(text, filename, limits)
+    recorder = _Recorder(_to_dns_name(origin), room, budget.limits)
+    tokenizer = _Tokenizer(text, filename, budget)
     tokenizer.line_number = first_line
     reader = _Reader(tokenizer, recorder)
     if state is not None:
@@ -600,7 +617,7 @@ def _read_by_dnspython(
     """The whole text through dnspython's Reader (the reference the fast reader matches)."""
     records: list[Record] = []
     problems: list[str] = []
-    added = _parse(text, origin, filename, limits, limits.zone_max_records)
+    added = _parse(text, origin, filename, _Budget(limits), limits.zone_max_records)
     _convert(added, records, problems)
     return records, problems
 
@@ -668,6 +685,7 @@ class _FastReader:
         self.zone_origin = origin
         self.filename = filename
         self.limits = limits
+        self.budget = _Budget(limits)
         self.state = _State(origin, origin)
         self.origin_lower = origin
         self.origin_wire = _wire_length(origin)
@@ -683,6 +701,8 @@ class _FastReader:
         length = len(text)
         start = 0  # of the line being read
         number = 0  # its number, from 1
+        records = self.records
+        max_records = self.limits.zone_max_records
         while start < length:
             end = text.find("\n", start)
             if end < 0:
@@ -690,7 +710,7 @@ class _FastReader:
             number += 1
             line = text[start:end]
             if not line or self._line(line, number):
-                if len(self.records) > self.limits.zone_max_records:
+                if len(records) > max_records:
                     raise ZoneError(f"{self.filename}:{number}: {_too_many_records(self.limits)}")
                 start = end + 1
                 continue
@@ -938,7 +958,7 @@ class _FastReader:
         self.handed_over += 1
         room = self.limits.zone_max_records - len(self.records)
         added = _parse(
-            text, self.zone_origin, self.filename, self.limits, room, self.state, first_line
+            text, self.zone_origin, self.filename, self.budget, room, self.state, first_line
         )
         self._origin_changed()
         _convert(added, self.records, self.problems)
