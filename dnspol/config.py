@@ -64,11 +64,13 @@ WARNING = "warning: "
 
 
 # --- limits on what one load may read or take (configuration bombs) --------------------------
-# Declared here once: parsing, defaults, ``dnspol schema`` and the docs' table read this.
-# The config file itself is bounded by constants in dnspol.policy.yamlnodes: its limits
-# cannot come from the file being read.
+# Declared here once: parsing, the defaults and ``dnspol schema`` read this table
+# (policies/README.md lists it). The config file itself is bounded by constants in
+# dnspol.policy.yamlnodes: its limits cannot come from the file being read.
 @dataclass(frozen=True)
 class Limit:
+    """One ``server:`` limit: an int default makes it a whole number, a float any number."""
+
     default: float
     minimum: float
     maximum: float

@@ -414,8 +414,9 @@ class Supervisor:
         log.info("generation %d serving; the previous one is finishing", head.number)
 
     def _abandon_if_slow(self, head: Head) -> None:
-        """Kill a generation still loading after ``reload_timeout``: it has no workers to
-        drain, and a load stuck in a huge file or a FIFO would not heed SIGTERM."""
+        """Kill a generation not serving after ``reload_timeout``: none of its workers
+        answers yet (they follow it, PR_SET_PDEATHSIG), and a load stuck in a huge file
+        or a FIFO would not heed SIGTERM."""
         waited = time.monotonic() - head.started
         if waited <= self.reload_timeout or head.deadline != float("inf"):
             return
