@@ -47,6 +47,7 @@ MAX_REQUEST_LINE = 4096  # bytes; longer: 414
 MAX_HEADER_BYTES = 8192  # bytes of request line and headers; more: 431
 MAX_CONNECTIONS = 256  # connections still sending their header; a new one closes the oldest
 HANDLER_THREADS = 16  # threads answering complete requests
+MAX_QUEUED = 64  # complete requests answered or waiting for a thread; then none is accepted
 BACKLOG = 128  # connections the kernel queues before the port accepts them
 _TICK = 0.25  # seconds between looks for overdue headers and for stop()
 
@@ -126,6 +127,7 @@ class _Port:
         self.reading: OrderedDict[socket.socket, tuple[float, bytearray]] = OrderedDict()
         self.pool = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="ops-http")
         self.answering: set[socket.socket] = set()  # handed to the pool
+        self.accepting = False
         _PORTS.add(self)
 
     def close_in_child(self) -> None:
@@ -136,7 +138,6 @@ class _Port:
 
     def serve(self) -> None:
         self.listener.setblocking(False)
-        self.selector.register(self.listener, selectors.EVENT_READ)
         while not self.stopping.is_set():
             try:
                 self._tick()
@@ -145,6 +146,8 @@ class _Port:
                 time.sleep(_TICK)
 
     def _tick(self) -> None:
+        # with the pool's queue full, new connections wait in the kernel's backlog
+        self._accept_new(len(self.answering) < MAX_QUEUED)
         for key, _ in self.selector.select(_TICK):
             if key.fileobj is self.listener:
                 self._accept()
@@ -159,6 +162,14 @@ class _Port:
         self.selector.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
+    def _accept_new(self, accept: bool) -> None:
+        """Watch the listener, or stop watching it (until a later tick says otherwise)."""
+        if accept and not self.accepting:
+            self.selector.register(self.listener, selectors.EVENT_READ)
+        elif not accept and self.accepting:
+            self.selector.unregister(self.listener)
+        self.accepting = accept
+
     def _accept(self) -> None:
         for _ in range(64):  # what is queued now, a bounded batch at a time
             try:
@@ -167,6 +178,7 @@ class _Port:
                 return
             except OSError as exc:  # e.g. out of file descriptors: try again next tick
                 log.warning("metrics port cannot accept: %s", exc)
+                self._accept_new(False)
                 return
             if len(self.reading) >= MAX_CONNECTIONS:
                 oldest = next(iter(self.reading))

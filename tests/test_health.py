@@ -133,6 +133,48 @@ def test_beyond_the_connection_limit_the_oldest_waiting_connection_goes(
             sock.close()
 
 
+def test_with_the_answering_queue_full_new_connections_wait_in_the_backlog(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(health, "MAX_QUEUED", 2)
+    release = threading.Event()
+
+    class Slow:
+        def collect(self):
+            release.wait(5)
+            return []
+
+    registry = CollectorRegistry()
+    registry.register(Slow())  # type: ignore[arg-type]
+    ops = OpsServer(("127.0.0.1", 0), registry, lambda: (True, "")).start()
+    port = ops._port
+    scrapes, waiting = [], []
+    try:
+        scrapes = [socket.create_connection(ops.address, timeout=5) for _ in range(2)]
+        for sock in scrapes:
+            sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        deadline = time.monotonic() + 2
+        while len(port.answering) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        waiting = [socket.create_connection(ops.address, timeout=5) for _ in range(5)]
+        for sock in waiting:
+            sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+        waiting[0].settimeout(0.5)
+        with pytest.raises(TimeoutError):  # not accepted: no answer yet
+            waiting[0].recv(100)
+        assert (len(port.reading), len(port.answering)) == (0, 2)
+        release.set()
+        for sock in waiting:
+            sock.settimeout(5)
+            assert sock.recv(100).startswith(b"HTTP/1.0 200 ")
+    finally:
+        release.set()
+        for sock in scrapes + waiting:
+            sock.close()
+        ops.stop()
+
+
 def test_a_slow_trickle_does_not_extend_the_timeout(ops: OpsServer) -> None:
     with socket.create_connection(ops.address, timeout=5) as sock:
         started = time.monotonic()
