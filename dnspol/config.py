@@ -38,10 +38,11 @@ from dnspol.policy.coverage import shadowed_rule_warnings
 from dnspol.policy.prefixes import PrefixSet, parse_prefix
 from dnspol.policy.schema import json_schema as _policy_json_schema
 from dnspol.policy.scopes import load_overlay, load_scope_file
-from dnspol.policy.yamlnodes import Node, Reader, did_you_mean, read_yaml_file
+from dnspol.policy.yamlnodes import MAX_FILE_BYTES, Node, Reader, did_you_mean, read_yaml_file
 from dnspol.ratelimit import RateLimit
 from dnspol.state import DEFAULT_CACHE_ENTRIES
 from dnspol.zones import loader
+from dnspol.zones.loader import ZoneLimits
 from dnspol.zones.model import Zone, ZoneSet
 
 DEFAULT_LISTEN: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
@@ -69,6 +70,37 @@ SCOPE_KEYS = ("file", "overlay")
 MAX_NSID = 128  # RFC 5001 sets no limit; an identity is a short name
 SCOPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 WARNING = "warning: "
+
+
+# --- limits on what one load may read or take (configuration bombs) --------------------------
+# Declared here once: parsing, the defaults and ``dnspol schema`` read this table
+# (policies/README.md lists it). The config file itself is bounded by constants in
+# dnspol.policy.yamlnodes: its limits cannot come from the file being read.
+@dataclass(frozen=True)
+class Limit:
+    """One ``server:`` limit: an int default makes it a whole number, a float any number."""
+
+    default: float
+    minimum: float
+    maximum: float
+    what: str
+
+
+_ZONE_DEFAULTS = ZoneLimits()
+LIMITS: dict[str, Limit] = {
+    "zone_max_bytes": Limit(
+        _ZONE_DEFAULTS.zone_max_bytes, 1, 2**40, "largest zone file, and $INCLUDEd file (bytes)"
+    ),
+    "zone_max_records": Limit(
+        _ZONE_DEFAULTS.zone_max_records, 1, 2**31, "most records in one zone, however written"
+    ),
+    "generate_max_records": Limit(
+        _ZONE_DEFAULTS.generate_max_records, 1, 2**31, "most records one $GENERATE may make"
+    ),
+    "rule_file_max_bytes": Limit(MAX_FILE_BYTES, 1, 2**40, "largest included rule file (bytes)"),
+    "reload_timeout": Limit(600.0, 1, 86_400, "seconds a reload may take before it is abandoned"),
+}
+SERVER_KEYS += tuple(LIMITS)
 
 __all__ = [
     "Config",
@@ -105,6 +137,7 @@ class Config:
     cookies: CookieConfig | None = None  # server cookies (RFC 7873/9018); None: off
     control: str | None = None  # the control socket (``dnspol ctl``); "none": off; None: default
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
+    reload_timeout: float = LIMITS["reload_timeout"].default  # seconds; then abandoned
 
     @property
     def proxy_trusted(self) -> tuple[str, ...]:
@@ -146,10 +179,11 @@ def config_from_zone_files(
     problems: list[str] = []
     zones: dict[Name, Zone] = {}
     files: list[str] = []
+    server = _settings_from_python(dict(settings), listen, problems)
     for path in map(os.fspath, paths):
         files.append(path)
         try:
-            zone = loader.load_zone_file(path)
+            zone = loader.load_zone_file(path, limits=server.zone_limits())
         except ZoneError as error:
             problems.extend(error.problems)
             continue
@@ -160,7 +194,6 @@ def config_from_zone_files(
             )
             continue
         zones[zone.origin] = zone
-    server = _settings_from_python(dict(settings), listen, problems)
     if problems:
         raise ConfigError(problems)
     return _assemble(None, server, zones, {}, Policy((), server.trusted_resolvers), files, ())
@@ -168,7 +201,18 @@ def config_from_zone_files(
 
 def json_schema() -> dict:
     """JSON Schema (2020-12) of config and included rule files (``dnspol schema``)."""
-    return _policy_json_schema()
+    schema = _policy_json_schema()
+    server = schema["anyOf"][0]["properties"]["server"]["properties"]
+    for name, limit in LIMITS.items():
+        kind = "integer" if isinstance(limit.default, int) else "number"
+        server[name] = {
+            "type": kind,
+            "minimum": limit.minimum,
+            "maximum": limit.maximum,
+            "default": limit.default,
+            "description": limit.what,
+        }
+    return schema
 
 
 # --- building --------------------------------------------------------------------------------
@@ -191,6 +235,13 @@ class _Server:
     nsid: bytes = b""
     cookies: CookieConfig | None = None
     control: str | None = None
+    limits: dict[str, float] = field(
+        default_factory=lambda: {name: limit.default for name, limit in LIMITS.items()}
+    )
+
+    def zone_limits(self) -> ZoneLimits:
+        names = ("zone_max_bytes", "zone_max_records", "generate_max_records")
+        return ZoneLimits(**{name: int(self.limits[name]) for name in names})
 
 
 class _ConfigBuilder:
@@ -203,6 +254,7 @@ class _ConfigBuilder:
         self.warnings: list[str] = []
         self.files: list[str] = [path]
         self.reader = Reader(self.problems)
+        self.zone_limits = ZoneLimits()
 
     def build(self) -> tuple[list[str], list[str], Config | None]:
         root, _ = read_yaml_file(self.path, self.problems)
@@ -215,6 +267,7 @@ class _ConfigBuilder:
             return self.problems, self.warnings, None
         subnets = compile_subnets(top.get("subnets"), self.reader, self.base_dir, self.files)
         server = self._server(top.get("server"), subnets)
+        self.zone_limits = server.zone_limits()
         zones, variants, scopes = self._zones(top.get("zones"), root)
         policy = self._policy(top.get("rules"), subnets, scopes, server)
         self.problems[:] = sort_problems(self.problems)
@@ -281,6 +334,7 @@ class _ConfigBuilder:
             text = read.text(entries["control"], "control")
             if text is not None:
                 server.control = _control_path(text, self.base_dir)
+        self._limits(entries, server.limits)
         return server
 
     def _cookies(self, node: Node) -> CookieConfig | None:
@@ -306,6 +360,26 @@ class _ConfigBuilder:
     def _exempt(self, node: Node, subnets: Mapping[str, PrefixSet]) -> PrefixSet | None:
         compiled = compile_addresses(node, "rate_limit.exempt_clients", self.reader, subnets)
         return compiled[0] if compiled else None
+
+    def _limits(self, entries: Mapping[str, Node], limits: dict[str, float]) -> None:
+        for name, limit in LIMITS.items():
+            if name not in entries:
+                continue
+            node = entries[name]
+            if isinstance(limit.default, int):
+                value = self.reader.integer(
+                    node, name, minimum=int(limit.minimum), maximum=int(limit.maximum)
+                )
+            else:
+                value = self.reader.number(node, name)
+                if value is not None and not limit.minimum <= value <= limit.maximum:
+                    self.reader.problem(
+                        node, f"{name} must be between {limit.minimum:g} and "
+                        f"{limit.maximum:g}, not {value:g}"
+                    )  # fmt: skip
+                    value = None
+            if value is not None:
+                limits[name] = value
 
     def _listen(self, node: Node) -> tuple[tuple[str, int], ...]:
         addresses = []
@@ -375,7 +449,10 @@ class _ConfigBuilder:
         names = frozenset({"default"} | {scope for scope, _ in declared})
         if "file" not in entries:
             return names
-        default = self._load(entries["file"], lambda path: load_scope_file(path, origin, "default"))
+        limits = self.zone_limits
+        default = self._load(
+            entries["file"], lambda path: load_scope_file(path, origin, "default", limits)
+        )
         if default is not None:
             zones[origin] = default
             variants[(origin, "default")] = default
@@ -395,12 +472,17 @@ class _ConfigBuilder:
         if len(entries) != 1:
             self.reader.problem(node, f"{what} needs exactly one of 'file' or 'overlay'")
             return None
+        limits = self.zone_limits
         if "file" in entries:
-            return self._load(entries["file"], lambda path: load_scope_file(path, origin, scope))
+            return self._load(
+                entries["file"], lambda path: load_scope_file(path, origin, scope, limits)
+            )
         if default is None:  # the default failed to load; its problems are reported
             self._record_file(entries["overlay"])
             return None
-        return self._load(entries["overlay"], lambda path: load_overlay(path, default, scope))
+        return self._load(
+            entries["overlay"], lambda path: load_overlay(path, default, scope, limits)
+        )
 
     def _load(self, node: Node, load) -> Zone | None:  # noqa: ANN001 - a small callback
         path = self._record_file(node)
@@ -438,7 +520,8 @@ class _ConfigBuilder:
         server: _Server,
     ) -> Policy:
         source = RuleSource(subnets, scopes, zoneinfo.ZoneInfo(server.timezone))
-        compiler = RuleCompiler(source, self.reader, self.files)
+        max_bytes = int(server.limits["rule_file_max_bytes"])
+        compiler = RuleCompiler(source, self.reader, self.files, max_file_bytes=max_bytes)
         compiler.compile_list(node, self.base_dir)
         self.warnings.extend(source.warnings)
         self.warnings.extend(shadowed_rule_warnings(compiler.rules, bool(server.trusted_resolvers)))
@@ -520,6 +603,9 @@ def _settings_from_python(
     for key in keys:
         if key in settings:
             setattr(server, key, settings[key])
+    for key in LIMITS:
+        if key in settings:
+            server.limits[key] = settings[key]  # type: ignore[assignment]
     if "chaos" in settings:
         chaos = settings["chaos"] or {}
         server.chaos = {str(k).lower().rstrip("."): str(v) for k, v in dict(chaos).items()}  # type: ignore[call-overload]
@@ -560,6 +646,7 @@ def _assemble(
         cookies=server.cookies,
         control=server.control,
         warnings=warnings,
+        reload_timeout=float(server.limits["reload_timeout"]),
     )
 
 

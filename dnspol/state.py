@@ -68,6 +68,7 @@ class Snapshot:
     rate_limit: RateLimit | None = None  # UDP response-rate limiting (``dnspol.ratelimit``)
     nsid: bytes = b""  # RFC 5001: given to queries that ask for it
     cookies: CookieConfig | None = None  # server cookies (``dnspol.cookies``); None: off
+    reload_timeout: float = 600.0  # seconds a reload may load before it is abandoned
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
     # answers to byte-for-byte repeats of a query (ID aside) from the same client
@@ -134,6 +135,7 @@ def snapshot_from_config(cfg) -> Snapshot:
         rate_limit=getattr(cfg, "rate_limit", None),
         nsid=getattr(cfg, "nsid", b""),
         cookies=getattr(cfg, "cookies", None),
+        reload_timeout=cfg.reload_timeout,
         answers=AnswerCache(size),
         decisions=AnswerCache(size),
         repeats=AnswerCache(size),

@@ -183,7 +183,7 @@ def fork_process(main: Callable[[Any], int], arg: Any, inherited: list) -> Child
 
 
 BAD_CONFIGURATION = 3  # a generation's exit status: its files did not load
-RELOAD_TIMEOUT = 600.0  # loading plus starting; a 1,000,000-record zone takes ~11 s
+RELOAD_TIMEOUT = 600.0  # loading plus starting, unless server.reload_timeout says otherwise
 
 
 @dataclass
@@ -318,6 +318,7 @@ class Supervisor:
         self.watch = watch
         self.metrics_listen = metrics_listen
         self.reloads = ReloadStats(last_ok=time.time())
+        self.reload_timeout = RELOAD_TIMEOUT  # the first configuration's server.reload_timeout
         self.current: Head | None = None
         self.pending: Head | None = None  # a generation loading, not yet listening
         self.leaving: list[Head] = []
@@ -360,6 +361,7 @@ class Supervisor:
                 self._clean_up()
                 return 1
         self.files_in_use = first[0].files
+        self.reload_timeout = getattr(first[0], "reload_timeout", RELOAD_TIMEOUT)
         self.current = self._fork_generation(first.pop())
         self.baton.hand_to(self.current.number)  # nobody answered before: no one to wait for
         return_freed_memory()
@@ -446,8 +448,7 @@ class Supervisor:
             self.control.finished(head, ok=False, why=why)
             return
         if not head.ready_file.exists():
-            if time.monotonic() - head.started > RELOAD_TIMEOUT:
-                head.proc.terminate()  # collected as failed on a later tick
+            self._abandon_if_slow(head)
             return
         old, self.current, self.pending = self.current, head, None
         self._switch(old, head)
@@ -474,6 +475,21 @@ class Supervisor:
         self.baton.hand_to(new.number)
         took = 1000 * (time.monotonic() - began)
         log.info("switched to generation %d in %.1f ms", new.number, took)
+
+    def _abandon_if_slow(self, head: Head) -> None:
+        """Kill a generation not serving after ``reload_timeout``: none of its workers
+        answers yet (they follow it, PR_SET_PDEATHSIG), and a load stuck in a huge file
+        or a FIFO would not heed SIGTERM."""
+        waited = time.monotonic() - head.started
+        if waited <= self.reload_timeout or head.deadline != float("inf"):
+            return
+        log.error(
+            "reload abandoned after %.0f s (server.reload_timeout is %g s)",
+            waited,
+            self.reload_timeout,
+        )
+        head.proc.send_signal(signal.SIGKILL)  # collected as failed on a later tick
+        head.deadline = time.monotonic()  # abandoned once
 
     def _reload_failed(self, why: str) -> None:
         self.reloads.failed += 1

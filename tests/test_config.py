@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,49 @@ def test_server_settings(tmp_path: Path) -> None:
     assert config.metrics == ("127.0.0.1", 9153)
     assert config.policy.is_trusted_resolver(ipaddress.ip_address("10.2.3.4"))
     assert config.trusted_proxies.contains_address(ipaddress.ip_address("127.0.0.1"))
+
+
+# --- limits on what a load reads (configuration bombs) ---------------------------------------
+
+
+def test_limit_settings_and_their_defaults(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, ZONES)).reload_timeout == 600.0
+    limits = "server: {reload_timeout: 2.5, generate_max_records: 10, zone_max_records: 9}\n"
+    assert load_config(write(tmp_path, limits + ZONES)).reload_timeout == 2.5
+    problems = problems_of(tmp_path, "server: {reload_timeout: 0, zone_max_bytes: -1}\n" + ZONES)
+    assert problems == [
+        "dnspol.yaml:1: zone_max_bytes must be between 1 and 1099511627776, not -1",
+        "dnspol.yaml:1: reload_timeout must be between 1 and 86400, not 0",
+    ]
+
+
+def test_zone_limits_apply_to_the_zone_files(tmp_path: Path) -> None:
+    size = (DATA / "example.com.zone").stat().st_size
+    problems = problems_of(tmp_path, "server: {zone_max_bytes: 100}\n" + ZONES)
+    assert f"{DATA}/example.com.zone:1: the file is {size:,} bytes, above the limit of 100 " \
+        "(server: zone_max_bytes)" in problems  # fmt: skip
+    problems = problems_of(tmp_path, "server: {zone_max_records: 5}\n" + ZONES)
+    assert any("more than 5 records in the zone (server: zone_max_records)" in p for p in problems)
+
+
+def test_an_oversized_rule_file_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "rules: []\n" + "# padding\n" * 100, "big.yaml")
+    problems = problems_of(
+        tmp_path, "server: {rule_file_max_bytes: 100}\nrules:\n  - include: big.yaml\n" + ZONES
+    )
+    assert problems == [
+        "big.yaml:1: the file is 1,010 bytes, above the limit of 100 (server: rule_file_max_bytes)"
+    ]
+
+
+def test_an_alias_bomb_in_the_config_is_one_problem(tmp_path: Path) -> None:
+    levels = "".join(f"x{n + 1}: &x{n + 1} [{', '.join([f'*x{n}'] * 9)}]\n" for n in range(9))
+    started = time.monotonic()
+    problems = problems_of(tmp_path, "x0: &x0 [lol, lol, lol, lol]\n" + levels + ZONES)
+    assert time.monotonic() - started < 2.0
+    assert problems == [
+        "dnspol.yaml:6: aliases expand to more than 100,000 values; write the values out"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -602,6 +646,31 @@ def test_included_rules_keep_their_place_in_order(tmp_path: Path) -> None:
     assert config.policy.rule_names == ("first", "middle", "last")
     assert str(tmp_path / "more.yaml") in config.files
     assert config.policy.rules[1].where == f"{tmp_path}/more.yaml:1"
+
+
+def test_a_diamond_of_includes_reads_each_file_once(tmp_path: Path) -> None:
+    # 15 levels of two files, each including both files of the next: 2**15 paths to the leaf
+    levels = 15
+    for level in range(levels):
+        below = f"[d{level + 1}a.yaml, d{level + 1}b.yaml]" if level + 1 < levels else "leaf.yaml"
+        for side in "ab":
+            write(tmp_path, f"rules:\n  - include: {below}\n", f"rules/d{level}{side}.yaml")
+    write(
+        tmp_path, "rules: [{name: leaf, match: {qtype: ANY}, action: refuse}]\n", "rules/leaf.yaml"
+    )
+    path = write(tmp_path, "rules:\n  - include: rules/d0a.yaml\n" + ZONES)
+    started = time.monotonic()
+    config = load_config(path)
+    assert time.monotonic() - started < 2.0
+    assert config.policy.rule_names == ("leaf",)
+    assert config.policy.rules[0].where == f"{tmp_path}/rules/leaf.yaml:1"
+
+
+def test_a_file_included_twice_keeps_its_first_place(tmp_path: Path) -> None:
+    write(tmp_path, "rules: [{name: common, match: {qtype: ANY}, action: refuse}]\n", "common.yaml")
+    write(tmp_path, "rules:\n  - include: common.yaml\n  - {name: own, action: drop}\n", "b.yaml")
+    path = write(tmp_path, "rules:\n  - include: [common.yaml, b.yaml]\n" + ZONES)
+    assert load_config(path).policy.rule_names == ("common", "own")
 
 
 def test_empty_and_unreadable_files(tmp_path: Path) -> None:

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from dnspol.policy.yamlnodes import Node, Reader, did_you_mean, parse_yaml
+from dnspol.policy import yamlnodes
+from dnspol.policy.yamlnodes import (
+    MAX_ALIASES,
+    MAX_DEPTH,
+    MAX_VALUES,
+    Node,
+    Reader,
+    did_you_mean,
+    parse_yaml,
+)
 
 
 def parse(text: str) -> tuple[Node | None, list[str]]:
@@ -92,3 +103,60 @@ def test_unknown_keys_suggest_the_closest() -> None:
 def test_did_you_mean_keeps_the_choice_spelling() -> None:
     assert did_you_mean("europe/berln", ["Europe/Berlin"]) == " (did you mean 'Europe/Berlin'?)"
     assert did_you_mean("zzz", ["Europe/Berlin"]) == ""
+
+
+# --- bombs: aliases and nesting are bounded ------------------------------------------------
+
+# A 584-byte "billion laughs": nine levels of nine aliases, 9**9 values once expanded.
+ALIAS_BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{name}: &{name} [{','.join([f'*{prev}'] * 9)}]\n"
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_an_alias_bomb_is_refused_quickly_with_its_line() -> None:
+    started = time.monotonic()
+    root, problems = parse(ALIAS_BOMB)
+    assert time.monotonic() - started < 1.0
+    assert root is None
+    assert len(problems) == 1
+    assert problems[0].startswith("f.yaml:")
+    assert "aliases" in problems[0]
+
+
+def test_too_many_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yamlnodes, "MAX_VALUES", 1000)  # the real bound takes seconds to reach
+    assert parse("a: [" + "1," * 997 + "]\n")[1] == []  # with the map, its key and the list
+    root, problems = parse("a: [" + "1," * 998 + "]\n")
+    assert root is None
+    assert problems == ["f.yaml:1: more than 1,000 values in one file"]
+    assert MAX_VALUES >= 100_000
+
+
+def test_too_many_aliases_are_refused() -> None:
+    text = "a: &a x\nb: [" + ", ".join(["*a"] * (MAX_ALIASES + 1)) + "]\n"
+    root, problems = parse(text)
+    assert root is None
+    assert problems == [f"f.yaml:2: more than {MAX_ALIASES:,} aliases; write the values out"]
+
+
+def test_a_self_referencing_anchor_is_a_problem_not_a_traceback() -> None:
+    root, problems = parse("x: 1\na: &a [*a]\n")
+    assert root is None
+    assert problems == ["f.yaml:2: alias *a refers to the value it is inside (a loop)"]
+    _, problems = parse("m: &m\n  k: *m\n")
+    assert problems == ["f.yaml:2: alias *m refers to the value it is inside (a loop)"]
+
+
+def test_deep_nesting_is_a_problem_not_a_traceback() -> None:
+    root, problems = parse("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert root is None
+    assert problems == [f"f.yaml:1: nested more than {MAX_DEPTH} levels deep"]
+
+
+def test_shared_values_are_converted_once() -> None:
+    root, problems = parse("a: &a [1, 2]\nb: *a\nc: *a\n")
+    assert problems == []
+    entries = Reader(problems).mapping(root, "top", None)
+    assert entries["b"] is entries["c"]
+    assert [item.value for item in entries["c"].value] == ["1", "2"]

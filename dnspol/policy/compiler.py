@@ -39,7 +39,7 @@ from dnspol.policy.engine import Rule
 from dnspol.policy.model import Action
 from dnspol.policy.prefixes import Prefix, PrefixSet, parse_prefix
 from dnspol.policy.timewindow import TimeWindow, parse_between, parse_date_range, parse_days
-from dnspol.policy.yamlnodes import Node, Reader, did_you_mean, read_yaml_file
+from dnspol.policy.yamlnodes import MAX_FILE_BYTES, Node, Reader, did_you_mean, read_yaml_file
 
 RULE_KEYS = ("name", "description", "zone", "enabled", "match", "answer", "action", "use_ecs")
 MATCH_KEYS = (
@@ -217,13 +217,21 @@ class RuleSource:
 class RuleCompiler:
     """Compiles a ``rules:`` list, following ``include:`` items, into ``Rule``s."""
 
-    def __init__(self, source: RuleSource, reader: Reader, files: list[str]) -> None:
+    def __init__(
+        self,
+        source: RuleSource,
+        reader: Reader,
+        files: list[str],
+        max_file_bytes: int = MAX_FILE_BYTES,
+    ) -> None:
         self.source = source
         self.reader = reader
         self.files = files
+        self.max_file_bytes = max_file_bytes  # of each included file
         self.rules: list[Rule] = []
         self._names: dict[str, str] = {}  # rule name → where first defined
-        self._including: list[str] = []
+        self._including: list[str] = []  # the include chain, to report loops
+        self._included: set[str] = set()  # every file read: each is read once per load
 
     # --- lists and includes ----------------------------------------------------------------
 
@@ -255,8 +263,13 @@ class RuleCompiler:
         if real in self._including:
             self.reader.problem(node, f"include loop: {path} includes itself")
             return
+        if real in self._included:  # its rules are already in, where it was first included
+            return
+        self._included.add(real)
         self.files.append(path)
-        root, _ = read_yaml_file(path, self.reader.problems)
+        root, _ = read_yaml_file(
+            path, self.reader.problems, self.max_file_bytes, "server: rule_file_max_bytes"
+        )
         if root is None:
             return
         entries = self.reader.mapping(root, "an included rules file", ("rules",))

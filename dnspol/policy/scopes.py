@@ -20,17 +20,20 @@ import pathlib
 from dnspol.errors import ZoneError
 from dnspol.names import Name, to_text
 from dnspol.zones import loader
+from dnspol.zones.loader import DEFAULT_LIMITS, ZoneLimits
 from dnspol.zones.model import TYPE_CNAME, Record, Zone
 
 
-def load_scope_file(path: str, origin: Name, scope: str) -> Zone:
+def load_scope_file(
+    path: str, origin: Name, scope: str, limits: ZoneLimits = DEFAULT_LIMITS
+) -> Zone:
     """A whole zone file as a scope (or the default). Raises ZoneError."""
-    return loader.load_zone_file(path, origin=to_text(origin), scope=scope)
+    return loader.load_zone_file(path, origin=to_text(origin), scope=scope, limits=limits)
 
 
-def load_overlay(path: str, default: Zone, scope: str) -> Zone:
+def load_overlay(path: str, default: Zone, scope: str, limits: ZoneLimits = DEFAULT_LIMITS) -> Zone:
     """The default zone with the overlay file laid over it. Raises ZoneError."""
-    overlay = loader.read_records(pathlib.Path(path), default.origin, path)
+    overlay = loader.read_records(pathlib.Path(path), default.origin, path, limits)
     problems = loader.validate(default.origin, overlay, require_apex=False)
     if problems:
         raise ZoneError(problems)

@@ -8,11 +8,19 @@ reports every mistake in a file at once.
 Scalars stay text until a getter asks for a type. That sidesteps YAML 1.1 surprises
 (``9:30`` read as the integer 570, ``no`` as False, ``2026-12-24`` as a date) for values
 that are really strings.
+
+Aliases, values and nesting are bounded (``MAX_ALIASES``, ``MAX_ALIAS_VALUES``,
+``MAX_VALUES``, ``MAX_DEPTH``): a few hundred bytes of nested aliases ("billion laughs")
+would otherwise expand to a billion values, and ``a: &a [*a]`` to a loop. The bounds are
+constants, not settings: they guard the reading of the very file that would hold the
+settings, and no real configuration comes near them. A value reached through several
+aliases is converted once and shared, as ``Node`` values are immutable.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -23,6 +31,11 @@ T = TypeVar("T")
 TRUE_WORDS = {"true", "yes", "on"}
 FALSE_WORDS = {"false", "no", "off"}
 NULL_WORDS = {"", "~", "null"}
+MAX_ALIASES = 10_000  # alias uses (``*name``) in one file
+MAX_ALIAS_VALUES = 100_000  # values the aliases of one file stand for, once expanded
+MAX_VALUES = 300_000  # values written in one file (~8 s and ~300 MB to read that many)
+MAX_DEPTH = 100  # lists and maps inside each other
+MAX_FILE_BYTES = 16 * 2**20  # the config file; the default for included rule files
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +70,12 @@ class Node:
 
 def parse_yaml(text: str, filename: str, problems: list[str]) -> Node | None:
     """Parse one YAML document. Syntax errors and duplicate keys become problems."""
+    loader = _BoundedLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
+    except _Refused as refused:
+        problems.append(f"{filename}:{refused.line}: {refused}")
+        return None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -68,16 +85,32 @@ def parse_yaml(text: str, filename: str, problems: list[str]) -> Node | None:
     except yaml.YAMLError as error:
         problems.append(f"{filename}:1: YAML error: {error}")
         return None
+    finally:
+        loader.dispose()
     if root is None:
         return None
-    return _convert(root, filename, problems)
+    return _convert(root, filename, problems, {})
 
 
-def read_yaml_file(path: str, problems: list[str]) -> tuple[Node | None, bytes | None]:
-    """Read and parse a file; an unreadable file is a problem, not an exception."""
+def read_yaml_file(
+    path: str,
+    problems: list[str],
+    max_bytes: int = MAX_FILE_BYTES,
+    limit_name: str = "the largest configuration file",
+) -> tuple[Node | None, bytes | None]:
+    """Read and parse a file; an unreadable file (or one over ``max_bytes``) is a problem."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            size = os.fstat(handle.fileno()).st_size
+            if size <= max_bytes:
+                data = handle.read(max_bytes + 1)  # a file growing while read stays bounded
+                size = len(data)
+        if size > max_bytes:
+            problems.append(
+                f"{path}:1: the file is {size:,} bytes, above the limit of {max_bytes:,} "
+                f"({limit_name})"
+            )
+            return None, None
     except OSError as error:
         problems.append(f"{path}:1: cannot read file: {error.strerror or error}")
         return None, None
@@ -89,7 +122,87 @@ def read_yaml_file(path: str, problems: list[str]) -> tuple[Node | None, bytes |
     return parse_yaml(text, path, problems), data
 
 
-def _convert(node: yaml.Node, filename: str, problems: list[str]) -> Node:
+class _Refused(Exception):
+    """The text is refused at ``line``: too many aliases, an alias loop, too deep."""
+
+    def __init__(self, message: str, mark: yaml.Mark) -> None:
+        super().__init__(message)
+        self.line = mark.line + 1
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's composer, counting aliases, what they expand to, and depth as it goes.
+
+    The composer itself shares an anchored node between its aliases, so composing stays
+    linear; the counts stop the text before anything walks the expansion.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._aliases = 0
+        self._alias_values = 0
+        self._values = 0
+        self._depth = 0
+        self._open_anchors: set[str] = set()  # anchored values still being composed
+        self._sizes: dict[int, int] = {}  # id(node) → values in it, aliases expanded
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            return self._alias(event)
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+        anchor = event.anchor
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open_anchors.discard(anchor)
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise _Refused(f"more than {MAX_VALUES:,} values in one file", event.start_mark)
+        self._sizes[id(node)] = 1 + sum(self._sizes[id(child)] for child in _children(node))
+        return node
+
+    def _alias(self, event: yaml.AliasEvent) -> yaml.Node:
+        mark = event.start_mark
+        if event.anchor in self._open_anchors:
+            raise _Refused(f"alias *{event.anchor} refers to the value it is inside (a loop)", mark)
+        self._aliases += 1
+        if self._aliases > MAX_ALIASES:
+            raise _Refused(f"more than {MAX_ALIASES:,} aliases; write the values out", mark)
+        node = super().compose_node(None, None)  # the anchored node (or PyYAML's error)
+        self._alias_values += self._sizes[id(node)]
+        if self._alias_values > MAX_ALIAS_VALUES:
+            raise _Refused(
+                f"aliases expand to more than {MAX_ALIAS_VALUES:,} values; write the values out",
+                mark,
+            )
+        return node
+
+
+def _children(node: yaml.Node) -> Iterable[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return (part for pair in node.value for part in pair)
+    return ()
+
+
+def _convert(node: yaml.Node, filename: str, problems: list[str], done: dict[int, Node]) -> Node:
+    """The ``Node`` for ``node``; one reached again through an alias is the same ``Node``."""
+    converted = done.get(id(node))
+    if converted is None:
+        converted = done[id(node)] = _convert_new(node, filename, problems, done)
+    return converted
+
+
+def _convert_new(
+    node: yaml.Node, filename: str, problems: list[str], done: dict[int, Node]
+) -> Node:
     line = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         try:
@@ -98,7 +211,7 @@ def _convert(node: yaml.Node, filename: str, problems: list[str]) -> Node:
             problems.append(f"{filename}:{line}: YAML merge key error: {error.problem}")
         entries: dict[str, tuple[Node, Node]] = {}
         for key_node, value_node in node.value:
-            key = _convert(key_node, filename, problems)
+            key = _convert(key_node, filename, problems, done)
             text = key.value if key.kind == "scalar" else ""
             if key.kind != "scalar":
                 problems.append(f"{filename}:{key.line}: a key must be plain text")
@@ -109,10 +222,11 @@ def _convert(node: yaml.Node, filename: str, problems: list[str]) -> Node:
                     f"{filename}:{key.line}: duplicate key {text!r} (first written at line {first})"
                 )
                 continue
-            entries[text] = (key, _convert(value_node, filename, problems))  # type: ignore[index]
+            value = _convert(value_node, filename, problems, done)
+            entries[text] = (key, value)  # type: ignore[index]
         return Node("map", entries, filename, line)
     if isinstance(node, yaml.SequenceNode):
-        items = [_convert(item, filename, problems) for item in node.value]
+        items = [_convert(item, filename, problems, done) for item in node.value]
         return Node("list", items, filename, line)
     scalar: yaml.ScalarNode = node  # type: ignore[assignment]
     quoted = scalar.style in ("'", '"', "|", ">")

@@ -20,6 +20,11 @@ Three things are changed around the Reader:
   ``validate`` can name them;
 * ``$INCLUDE`` paths are taken relative to the including file, not the
   process's working directory.
+
+What one zone may cost is bounded by ``ZoneLimits`` (the ``server:`` settings of the
+same names): the size of each file, the records of the zone, the records of one
+``$GENERATE``. BIND generates any range; Knot refuses ``$GENERATE``; here a range
+above the limit is an error naming its line, before a record is made.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dns.exception
+import dns.grange
 import dns.ipv4
 import dns.ipv6
 import dns.name
@@ -50,9 +56,31 @@ from dnspol.errors import ZoneError
 from dnspol.names import Name, is_subdomain, to_text
 from dnspol.zones.model import TYPE_CNAME, TYPE_NS, TYPE_SOA, Record, Zone
 
-__all__ = ["load_zone_file", "load_zone_text", "read_records", "validate"]
+__all__ = ["ZoneLimits", "load_zone_file", "load_zone_text", "read_records", "validate"]
 
 MAX_TTL = 2**31 - 1  # RFC 2181 §8: a TTL with the top bit set is not a TTL
+
+
+@dataclass(frozen=True)
+class ZoneLimits:
+    """What one zone may cost; each field is the ``server:`` setting of its name."""
+
+    zone_max_bytes: int = 512 * 2**20  # each file, the zone's and every $INCLUDEd one
+    zone_max_records: int = 10_000_000  # the zone's records, however they were written
+    generate_max_records: int = 65_536  # the records of one $GENERATE
+
+
+DEFAULT_LIMITS = ZoneLimits()
+MAX_INCLUDES = 10_000  # $INCLUDEs followed in one zone: a diamond of them doubles per level
+
+
+@dataclass(slots=True)
+class _Budget:
+    """What one zone may still spend while it is read (shared by every part of the read)."""
+
+    limits: ZoneLimits
+    includes_left: int = MAX_INCLUDES
+
 
 # Types that may share a name with a CNAME (RFC 4035 §2.5, RFC 3007).
 _CNAME_NEIGHBOURS = frozenset({QTYPE.RRSIG, QTYPE.NSEC, QTYPE.NSEC3, QTYPE.KEY})
@@ -73,7 +101,10 @@ _ZONE_FILE_SUFFIXES = (".zone", ".db")
 
 
 def load_zone_file(
-    path: str | os.PathLike[str], origin: str | None = None, scope: str = "default"
+    path: str | os.PathLike[str],
+    origin: str | None = None,
+    scope: str = "default",
+    limits: ZoneLimits = DEFAULT_LIMITS,
 ) -> Zone:
     """Load and validate the master file at ``path``.
 
@@ -86,26 +117,35 @@ def load_zone_file(
     Raises ``ZoneError`` listing every problem as ``file:line: what is wrong``.
     """
     filename = os.fspath(path)
-    text = _read_text(filename)
+    text = _read_text(filename, limits)
     if origin is None:
         zone_origin = _origin_from_file(text, filename)
     else:
         zone_origin = _origin_from_text(origin, filename)
-    return _build(text, zone_origin, filename, scope)
+    return _build(text, zone_origin, filename, scope, limits)
 
 
 def load_zone_text(
-    text: str, origin: str, filename: str = "<text>", scope: str = "default"
+    text: str,
+    origin: str,
+    filename: str = "<text>",
+    scope: str = "default",
+    limits: ZoneLimits = DEFAULT_LIMITS,
 ) -> Zone:
     """Load and validate master-file ``text`` for the zone ``origin``.
 
     ``filename`` names the text in problems and is the directory ``$INCLUDE``
     paths are relative to. Raises ``ZoneError`` like ``load_zone_file``.
     """
-    return _build(text, _origin_from_text(origin, filename), filename, scope)
+    return _build(text, _origin_from_text(origin, filename), filename, scope, limits)
 
 
-def read_records(path_or_text: str | os.PathLike[str], origin: Name, filename: str) -> list[Record]:
+def read_records(
+    path_or_text: str | os.PathLike[str],
+    origin: Name,
+    filename: str,
+    limits: ZoneLimits = DEFAULT_LIMITS,
+) -> list[Record]:
     """Parse a master file into records, in file order, without validating them.
 
     A ``str`` is zone text; a path object (``pathlib.Path``) is read from disk.
@@ -116,11 +156,11 @@ def read_records(path_or_text: str | os.PathLike[str], origin: Name, filename: s
     file's spelling. A syntax error stops reading and raises ``ZoneError``.
     """
     if isinstance(path_or_text, os.PathLike):
-        text = _read_text(os.fspath(path_or_text))
+        text = _read_text(os.fspath(path_or_text), limits)
     else:
         text = path_or_text
     with _collector_paused():
-        records, problems = _read(text, origin, filename)
+        records, problems = _read(text, origin, filename, limits)
     if problems:
         raise ZoneError(problems)
     return records
@@ -148,9 +188,9 @@ def validate(origin: Name, records: list[Record], *, require_apex: bool = True) 
 # --------------------------------------------------------------------------- building
 
 
-def _build(text: str, origin: Name, filename: str, scope: str) -> Zone:
+def _build(text: str, origin: Name, filename: str, scope: str, limits: ZoneLimits) -> Zone:
     with _collector_paused():
-        records = read_records(text, origin, filename)
+        records = read_records(text, origin, filename, limits)
         if not records:
             raise ZoneError(
                 f"{filename}: no records: zone {to_text(origin)} needs an SOA and NS at its apex"
@@ -184,14 +224,34 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _read_text(filename: str) -> str:
+def _read_text(filename: str, limits: ZoneLimits) -> str:
     try:
         with open(filename, encoding="utf-8") as f:
-            return f.read()
+            too_big = _too_big(os.fstat(f.fileno()).st_size, limits)
+            if too_big:
+                raise ZoneError(f"{filename}:1: {too_big}")
+            text = f.read(limits.zone_max_bytes + 1)  # a file growing while read stays bounded
+            if len(text) > limits.zone_max_bytes:
+                raise ZoneError(f"{filename}:1: {_too_big(len(text), limits)}")
+            return text
     except OSError as exc:
         raise ZoneError(f"{filename}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ZoneError(f"{filename}: cannot read: not UTF-8 text ({exc.reason})") from None
+
+
+def _too_big(size: int, limits: ZoneLimits) -> str:
+    """Why a file of ``size`` bytes is refused, or ""."""
+    if size <= limits.zone_max_bytes:
+        return ""
+    return (
+        f"the file is {size:,} bytes, above the limit of {limits.zone_max_bytes:,} "
+        "(server: zone_max_bytes)"
+    )
+
+
+def _too_many_records(limits: ZoneLimits) -> str:
+    return f"more than {limits.zone_max_records:,} records in the zone (server: zone_max_records)"
 
 
 def _origin_from_text(origin: str, filename: str) -> Name:
@@ -236,11 +296,13 @@ class _Recorder:
     Nothing is merged or replaced: validation must see all of it.
     """
 
-    def __init__(self, origin: dns.name.Name) -> None:
+    def __init__(self, origin: dns.name.Name, room: int, limits: ZoneLimits) -> None:
         self.origin = origin
         self.manager = self
         self.where = "?"
         self.added: list[_Added] = []
+        self.room = room  # records the zone may still have
+        self.limits = limits
 
     def origin_information(self) -> tuple[dns.name.Name, bool, dns.name.Name]:
         return (self.origin, False, self.origin)  # absolute names, never relativized
@@ -255,6 +317,8 @@ class _Recorder:
         """$UNICODE only changes how the Reader's tokenizer reads names."""
 
     def add(self, name: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> None:
+        if len(self.added) >= self.room:
+            raise _LocatedError(f"{self.where}: {_too_many_records(self.limits)}")
         self.added.append(_Added(name, ttl, rdata, self.where))
 
 
@@ -267,8 +331,12 @@ class _Tokenizer(dns.tokenizer.Tokenizer):
     and not to include itself.
     """
 
-    def __init__(self, f: Any, filename: str, including: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, f: Any, filename: str, budget: _Budget, including: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(f, filename)
+        self.budget = budget
+        self.limits = budget.limits
         self.including = including  # real paths of the files that led here
         self.record_tokens: list[str] = []  # what the current record said, for errors
         self.statement_line = 1
@@ -318,13 +386,21 @@ class _Tokenizer(dns.tokenizer.Tokenizer):
         chain = (*self.including, os.path.realpath(self.filename))
         if os.path.realpath(path) in chain:
             raise _LocatedError(f"{where}: $INCLUDE {token.value}: the file includes itself")
+        if self.budget.includes_left <= 0:
+            raise _LocatedError(
+                f"{where}: $INCLUDE {token.value}: more than {MAX_INCLUDES:,} files included "
+                "in the zone"
+            )
+        self.budget.includes_left -= 1
         try:
-            with open(path, encoding="utf-8"):
-                pass
+            with open(path, encoding="utf-8") as f:
+                too_big = _too_big(os.fstat(f.fileno()).st_size, self.limits)
         except OSError as exc:
             raise _LocatedError(
                 f"{where}: $INCLUDE {token.value}: cannot read {path}: {exc.strerror or exc}"
             ) from None
+        if too_big:
+            raise _LocatedError(f"{where}: $INCLUDE {token.value}: {too_big}")
         return dns.tokenizer.Token(token.ttype, path)
 
 
@@ -356,9 +432,8 @@ class _Reader(dns.zonefile.Reader):
         # $INCLUDE makes a plain Tokenizer for the included file; use ours instead.
         if not isinstance(tok, _Tokenizer):
             parent = self._tok
-            tok = _Tokenizer(
-                tok.file, tok.filename, (*parent.including, os.path.realpath(parent.filename))
-            )
+            chain = (*parent.including, os.path.realpath(parent.filename))
+            tok = _Tokenizer(tok.file, tok.filename, parent.budget, chain)
         self._tok = tok
 
     def _rr_line(self) -> None:
@@ -370,10 +445,27 @@ class _Reader(dns.zonefile.Reader):
 
     def _generate_line(self) -> None:
         self._begin_record()
+        self._check_generate_range()
         try:
             super()._generate_line()
         except dns.exception.DNSException as exc:
             raise self._bad_record(exc) from None
+
+    def _check_generate_range(self) -> None:
+        """Refuse a range above ``generate_max_records`` before one record is made."""
+        token = self.tok.get()
+        self.tok.unget(token)
+        try:
+            start, stop, step = dns.grange.from_text(token.value)
+        except Exception:  # noqa: BLE001 - the Reader reports a bad range in its words
+            return
+        count = (stop - start) // step + 1 if step > 0 else 0
+        limit = self.tok.limits.generate_max_records
+        if count > limit:
+            raise _LocatedError(
+                f"{self.recorder.where}: $GENERATE {token.value} makes {count:,} records, "
+                f"above the limit of {limit:,} (server: generate_max_records)"
+            )
 
     def _begin_record(self) -> None:
         self.recorder.where = self.tok.statement_where()
@@ -393,15 +485,22 @@ class _Reader(dns.zonefile.Reader):
 
 
 def _parse(
-    text: str, origin: Name, filename: str, state: _State | None = None, first_line: int = 1
+    text: str,
+    origin: Name,
+    filename: str,
+    budget: _Budget,
+    room: int,
+    state: _State | None = None,
+    first_line: int = 1,
 ) -> list[_Added]:
     """Read ``text`` with dnspython's Reader; it starts at line ``first_line`` of the file.
 
     With a ``state``, the Reader starts from it (origin, last owner, TTLs), and the
     state is updated to where the Reader ended: how the fast reader hands it a part.
+    ``room``: how many more records the zone may have.
     """
-    recorder = _Recorder(_to_dns_name(origin))
-    tokenizer = _Tokenizer(text, filename)
+    recorder = _Recorder(_to_dns_name(origin), room, budget.limits)
+    tokenizer = _Tokenizer(text, filename, budget)
     tokenizer.line_number = first_line
     reader = _Reader(tokenizer, recorder)
     if state is not None:
@@ -496,25 +595,30 @@ _FAST_TYPES = {
 _FAST_TYPES.update({word.lower(): rtype for word, rtype in _FAST_TYPES.items()})
 
 
-def _read(text: str, origin: Name, filename: str) -> tuple[list[Record], list[str]]:
+def _read(
+    text: str, origin: Name, filename: str, limits: ZoneLimits = DEFAULT_LIMITS
+) -> tuple[list[Record], list[str]]:
     """Records in file order, and the rdata problems (a syntax error raises ZoneError)."""
     if "\r" in text:
         if '"' in text:  # a CR inside quotes is data, outside it ends a line
-            return _read_by_dnspython(text, origin, filename)
+            return _read_by_dnspython(text, origin, filename, limits)
         # the Reader's tokenizer reads CR LF, and a lone CR, as one line break
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if _UNICODE_DIRECTIVE.search(text):
-        return _read_by_dnspython(text, origin, filename)
-    reader = _FastReader(origin, filename)
+        return _read_by_dnspython(text, origin, filename, limits)
+    reader = _FastReader(origin, filename, limits)
     reader.read(text)
     return reader.records, reader.problems
 
 
-def _read_by_dnspython(text: str, origin: Name, filename: str) -> tuple[list[Record], list[str]]:
+def _read_by_dnspython(
+    text: str, origin: Name, filename: str, limits: ZoneLimits = DEFAULT_LIMITS
+) -> tuple[list[Record], list[str]]:
     """The whole text through dnspython's Reader (the reference the fast reader matches)."""
     records: list[Record] = []
     problems: list[str] = []
-    _convert(_parse(text, origin, filename), records, problems)
+    added = _parse(text, origin, filename, _Budget(limits), limits.zone_max_records)
+    _convert(added, records, problems)
     return records, problems
 
 
@@ -577,9 +681,11 @@ class _FastReader:
     or the error the whole-file Reader would give.
     """
 
-    def __init__(self, origin: Name, filename: str) -> None:
+    def __init__(self, origin: Name, filename: str, limits: ZoneLimits = DEFAULT_LIMITS) -> None:
         self.zone_origin = origin
         self.filename = filename
+        self.limits = limits
+        self.budget = _Budget(limits)
         self.state = _State(origin, origin)
         self.origin_lower = origin
         self.origin_wire = _wire_length(origin)
@@ -595,6 +701,8 @@ class _FastReader:
         length = len(text)
         start = 0  # of the line being read
         number = 0  # its number, from 1
+        records = self.records
+        max_records = self.limits.zone_max_records
         while start < length:
             end = text.find("\n", start)
             if end < 0:
@@ -602,6 +710,8 @@ class _FastReader:
             number += 1
             line = text[start:end]
             if not line or self._line(line, number):
+                if len(records) > max_records:
+                    raise ZoneError(f"{self.filename}:{number}: {_too_many_records(self.limits)}")
                 start = end + 1
                 continue
             stop = _statement_end(text, start)
@@ -846,7 +956,10 @@ class _FastReader:
     def _hand_over(self, text: str, first_line: int) -> None:
         """Let dnspython's Reader read ``text`` (whole statements) from the current state."""
         self.handed_over += 1
-        added = _parse(text, self.zone_origin, self.filename, self.state, first_line)
+        room = self.limits.zone_max_records - len(self.records)
+        added = _parse(
+            text, self.zone_origin, self.filename, self.budget, room, self.state, first_line
+        )
         self._origin_changed()
         _convert(added, self.records, self.problems)
 

@@ -218,3 +218,87 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_a_reload_that_takes_too_long_is_abandoned(tmp_path) -> None:
+    """server.reload_timeout: a generation still loading then is killed, the old one serves.
+
+    The new configuration's rule file is a FIFO nobody writes to: its load never ends.
+    """
+    (tmp_path / "example.zone").write_text((DATA / "example.zone").read_text())
+    (tmp_path / "slow.yaml").write_text("rules: []\n")
+    config = tmp_path / "dnspol.yaml"
+    config.write_text(
+        "server: {reload_timeout: 1}\nzones: {example.: example.zone}\n"
+        "rules:\n  - include: slow.yaml\n"
+    )
+    ready, log_path = tmp_path / "ready", tmp_path / "log"
+    argv = [sys.executable, "-m", "dnspol", "serve", "--config", str(config), "--no-watch"]
+    argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), "--workers", "2"]
+    argv += ["--metrics-listen", "127.0.0.1:0"]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.02)
+        host, port = ready.read_text().split()
+        url = ops_url(log_path.read_text())
+        (tmp_path / "slow.yaml").unlink()
+        os.mkfifo(tmp_path / "slow.yaml")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGHUP)
+        samples = _wait_for(url, "dnspol_reloads_total", 1, timeout=10)
+        assert total(samples, "dnspol_reloads_total", result="failed") == 1
+        assert time.monotonic() - started < 5
+        assert "reload abandoned after 1 s (server.reload_timeout is 1 s)" in log_path.read_text()
+        answer = dnspol.testing.dig(host, int(port), "www.example.")
+        assert answer.addresses == ["192.0.2.1"]
+        (tmp_path / "slow.yaml").unlink()
+        (tmp_path / "slow.yaml").write_text("rules: []\n")
+        proc.send_signal(signal.SIGHUP)  # a later reload is not blocked by the abandoned one
+        samples = _wait_for(url, "dnspol_reloads_total", 2, timeout=10)
+        assert total(samples, "dnspol_reloads_total", result="ok") == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_stalled_connections_neither_block_a_scrape_nor_hold_threads(dnspol) -> None:
+    """100 connections that send half a header and stall: the port still answers at once,
+    the process gains no thread per connection, and each is closed after 5 s."""
+    srv = dnspol(zone=EXAMPLE, extra_args=["--metrics-listen", "127.0.0.1:0"])
+    url = ops_url(srv.wait_for_log("metrics and health on"))
+    assert get(url + "/health") == (200, "OK\n")
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    threads_before = _threads(srv.pid)
+    stalled = []
+    try:
+        started = time.monotonic()
+        for _ in range(100):
+            sock = socket.create_connection((host, int(port)), timeout=2)
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nUser-Agent: sl")
+            stalled.append(sock)
+        asked = time.monotonic()
+        status, body = get(url + "/metrics")
+        assert status == 200 and "dnspol_dns_requests_total" in body
+        assert time.monotonic() - asked < 1.0
+        assert _threads(srv.pid) <= threads_before + 16  # the port's answering threads at most
+        for sock in stalled:
+            sock.settimeout(max(0.1, started + 8 - time.monotonic()))
+            assert sock.recv(100) == b""  # closed by the server, nothing answered
+        assert time.monotonic() - started > 4.5  # not before the header timeout (5 s)
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^Threads:\s+(\d+)", status, re.MULTILINE).group(1))
