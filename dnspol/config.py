@@ -53,6 +53,9 @@ SERVER_KEYS = (
     "timezone",
     "tcp_idle_timeout",
     "tcp_max_connections",
+    "tcp_message_timeout",
+    "tcp_max_per_source",
+    "tcp_max_per_network",
     "cache_entries",
     "metrics",
 )
@@ -88,7 +91,10 @@ class Config:
     timezone: str = "UTC"  # default time zone of time windows
     trusted_proxies: PrefixSet = field(default_factory=PrefixSet)  # PROXY v2 accepted from
     tcp_idle_timeout: float = 10.0  # seconds between queries on a TCP connection
-    tcp_max_connections: int = 150
+    tcp_max_connections: int = 150  # the server's total, over all workers
+    tcp_message_timeout: float = 2.0  # a TCP message from its first byte; answers left unread
+    tcp_max_per_source: int = 10  # TCP connections per IPv4 address / IPv6 /64; 0: no limit
+    tcp_max_per_network: int = 64  # TCP connections per IPv4 /24 / IPv6 /56; 0: no limit
     cache_entries: int = DEFAULT_CACHE_ENTRIES  # bound of each answer/decision cache
     metrics: tuple[str, int] | None = None  # Prometheus listener; None: off
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
@@ -172,6 +178,9 @@ class _Server:
     timezone: str = "UTC"
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 150
+    tcp_message_timeout: float = 2.0
+    tcp_max_per_source: int = 10
+    tcp_max_per_network: int = 64
     cache_entries: int = DEFAULT_CACHE_ENTRIES
     metrics: tuple[str, int] | None = None
 
@@ -245,6 +254,7 @@ class _ConfigBuilder:
                 entries["tcp_max_connections"], "tcp_max_connections", minimum=1, maximum=1_000_000
             )
             server.tcp_max_connections = value or server.tcp_max_connections
+        self._tcp_abuse_limits(entries, server)
         if "cache_entries" in entries:
             value = read.integer(
                 entries["cache_entries"], "cache_entries", minimum=0, maximum=100_000_000
@@ -253,6 +263,21 @@ class _ConfigBuilder:
         if "metrics" in entries and not entries["metrics"].is_null:
             server.metrics = read.convert(entries["metrics"], "metrics", parse_listen)
         return server
+
+    def _tcp_abuse_limits(self, entries: Mapping[str, Node], server: _Server) -> None:
+        """``tcp_message_timeout``, ``tcp_max_per_source``, ``tcp_max_per_network``."""
+        read = self.reader
+        if "tcp_message_timeout" in entries:
+            node = entries["tcp_message_timeout"]
+            value = read.number(node, "tcp_message_timeout")
+            if value is not None and not 0 < value <= 60:
+                read.problem(node, "tcp_message_timeout must be 0-60 s")
+            server.tcp_message_timeout = value or server.tcp_message_timeout
+        for key in ("tcp_max_per_source", "tcp_max_per_network"):
+            if key in entries:
+                value = read.integer(entries[key], key, minimum=0, maximum=1_000_000)
+                if value is not None:
+                    setattr(server, key, value)
 
     def _listen(self, node: Node) -> tuple[tuple[str, int], ...]:
         addresses = []
@@ -461,7 +486,16 @@ def _settings_from_python(
             server.metrics = parse_listen(str(settings["metrics"]))
     except (ValueError, TypeError) as error:
         problems.append(f"<settings>: {error}")
-    keys = ("udp_max_payload", "seed", "tcp_idle_timeout", "tcp_max_connections", "cache_entries")
+    keys = (
+        "udp_max_payload",
+        "seed",
+        "tcp_idle_timeout",
+        "tcp_max_connections",
+        "tcp_message_timeout",
+        "tcp_max_per_source",
+        "tcp_max_per_network",
+        "cache_entries",
+    )
     for key in keys:
         if key in settings:
             setattr(server, key, settings[key])
@@ -498,6 +532,9 @@ def _assemble(
         trusted_proxies=server.trusted_proxies,
         tcp_idle_timeout=server.tcp_idle_timeout,
         tcp_max_connections=server.tcp_max_connections,
+        tcp_message_timeout=server.tcp_message_timeout,
+        tcp_max_per_source=server.tcp_max_per_source,
+        tcp_max_per_network=server.tcp_max_per_network,
         cache_entries=server.cache_entries,
         metrics=server.metrics,
         warnings=warnings,

@@ -63,7 +63,7 @@ class ServerOptions:
     ready_file: str | None = None
     print_ready: bool = True
     watch: bool = True
-    tcp_limits: tcp.TcpLimits = field(default_factory=tcp.TcpLimits)
+    tcp_workers: int = 1  # processes sharing the TCP limits (each takes its share)
     seed: int | None = None
     test_control: bool = False  # CHAOS TXT clock/reload control (``--fake-time``)
     metrics_listen: tuple[str, int] | None = None  # /metrics, /health, /ready
@@ -129,7 +129,7 @@ class Server:
         if options.test_control:
             self.handler.control = self.control
         self.reloads = ReloadStats()
-        self.conns = tcp.Connections(options.tcp_limits)
+        self.conns = tcp.Connections(self.state, options.tcp_workers)
         self.bound: list[tuple[str, int]] = []
         self.ready = False  # listening with a good configuration (``/ready``)
         self.query_log: QueryLog | None = None
@@ -183,6 +183,7 @@ class Server:
     # -- lifecycle -----------------------------------------------------------
     def run(self, first: Snapshot | None = None) -> int:
         """Serve until SIGTERM; ``first`` is an already loaded snapshot to start from."""
+        tcp.raise_open_files_limit()
         try:
             self._start_observers()
         except (OSError, ValueError) as exc:

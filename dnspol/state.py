@@ -61,7 +61,10 @@ class Snapshot:
     proxy: ProxyTrust = field(default_factory=ProxyTrust)  # PROXY v2 senders
     metrics: tuple[str, int] | None = None  # where /metrics, /health, /ready listen
     tcp_idle_timeout: float = 10.0
-    tcp_max_connections: int = 150
+    tcp_max_connections: int = 150  # the server's total (each worker takes its share)
+    tcp_message_timeout: float = 2.0
+    tcp_max_per_source: int = 10
+    tcp_max_per_network: int = 64
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
     # answers to byte-for-byte repeats of a query (ID aside) from the same client
@@ -124,6 +127,9 @@ def snapshot_from_config(cfg) -> Snapshot:
         metrics=getattr(cfg, "metrics", None),
         tcp_idle_timeout=cfg.tcp_idle_timeout,
         tcp_max_connections=cfg.tcp_max_connections,
+        tcp_message_timeout=cfg.tcp_message_timeout,
+        tcp_max_per_source=cfg.tcp_max_per_source,
+        tcp_max_per_network=cfg.tcp_max_per_network,
         answers=AnswerCache(size),
         decisions=AnswerCache(size),
         repeats=AnswerCache(size),
