@@ -31,6 +31,7 @@ import errno
 import heapq
 import itertools
 import json
+import os
 import selectors
 import socket
 import statistics
@@ -299,6 +300,13 @@ def probe_for(target: tuple[str, int], seconds: float, every: float = 0.1) -> Pr
 # --- the server's memory -----------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
@@ -419,7 +427,9 @@ def run_main(args: argparse.Namespace) -> int:
         if args.probe in ("all", "lockout"):
             swarm = start_swarm(target, args.idle, args.drippers, args.pipeliners, args.seconds)
             time.sleep(args.warmup)
+            cpu_before, began = cpu_seconds(srv.pid), time.monotonic()
             probes = probe_for(target, args.seconds - args.warmup - 1)
+            cpu = (cpu_seconds(srv.pid) - cpu_before) / (time.monotonic() - began)
             stats = json.loads(swarm.communicate()[0].strip().splitlines()[-1])
             summary = probes.summary()
             print(
@@ -428,7 +438,11 @@ def run_main(args: argparse.Namespace) -> int:
             )
             print(f"  legitimate TCP: {summary['tcp']}")
             print(f"  legitimate UDP: {summary['udp']}")
-            print(f"  attackers: connects {stats['connects']}, ended {stats['ended_by_server']}")
+            connects = sum(stats["connects"].values())
+            print(
+                f"  attackers: {connects} connections ({connects / args.seconds:.0f}/s),"
+                f" ended by the server {stats['ended_by_server']}; server CPU {cpu:.0%}"
+            )
     return 0
 
 

@@ -44,6 +44,7 @@ import fcntl
 import ipaddress
 import logging
 import math
+import os
 import resource
 import socket
 import struct
@@ -59,6 +60,7 @@ log = logging.getLogger("dnspol.tcp")
 
 WRITE_HIGH = 64 * 1024  # unsent answers past which no more are made and reading pauses
 WRITE_LOW = 16 * 1024  # ... until they drain below this
+READ_SIZE = 256 * 1024  # what asyncio reads at a time
 SWEEP_INTERVAL = 0.5  # deadlines are checked this often (they may run over by as much)
 
 
@@ -211,6 +213,18 @@ class DnsOverTcp(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._read_what_came_with_the_connection(sock.fileno())
+
+    def _read_what_came_with_the_connection(self, fd: int) -> None:
+        """Answer a query that arrived with the connection now, in the step that admits
+        it: asyncio would read it only after the next batch of accepted connections,
+        and in a connection flood each of those may end the oldest to make room."""
+        try:
+            data = os.read(fd, READ_SIZE)
+        except OSError:  # nothing yet (or an error the transport's own read will see)
+            return
+        if data:
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
