@@ -60,6 +60,10 @@ log = logging.getLogger("dnspol.tcp")
 
 WRITE_HIGH = 64 * 1024  # unsent answers past which no more are made and reading pauses
 WRITE_LOW = 16 * 1024  # ... until they drain below this
+# connections the kernel completes before we accept them; asyncio listens again with its
+# own backlog (100 unless told), which a connection flood overflows: SYNs are then dropped
+# and a legitimate client waits a whole second for its retransmission
+LISTEN_BACKLOG = 1024
 READ_SIZE = 256 * 1024  # what asyncio reads at a time
 SWEEP_INTERVAL = 0.5  # deadlines are checked this often (they may run over by as much)
 
@@ -385,7 +389,7 @@ def open_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(1024)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -394,4 +398,6 @@ async def start(
     sock: socket.socket, handler: Handler, listener: Listener, conns: Connections
 ) -> asyncio.AbstractServer:
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: DnsOverTcp(handler, listener, conns), sock=sock)
+    return await loop.create_server(
+        lambda: DnsOverTcp(handler, listener, conns), sock=sock, backlog=LISTEN_BACKLOG
+    )

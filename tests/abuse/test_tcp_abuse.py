@@ -124,11 +124,13 @@ def test_legitimate_clients_are_served_during_an_idle_drip_and_pipeline_flood() 
     assert sum(stats["connects"].values()) >= 516, stats
     assert None not in probes.tcp, f"TCP clients turned away: {summary['tcp']}"
     assert None not in probes.udp, f"UDP clients unanswered: {summary['udp']}"
-    # all within 50 ms, but a probe or two may lose the CPU to other processes on a
-    # shared machine: tolerate 5%
+    # within 50 ms; on a shared machine some probes lose the CPU to other processes (the
+    # server and the attackers already share two cores here): 10% may take up to 500 ms
     for proto in ("tcp", "udp"):
-        slow = [t for t in getattr(probes, proto) if t > 0.050]
-        assert len(slow) <= len(probes.tcp) // 20, f"{proto} too slow: {summary[proto]}"
+        times = getattr(probes, proto)
+        slow = [t for t in times if t > 0.050]
+        assert len(slow) <= len(times) // 10, f"{proto} too slow: {summary[proto]}"
+        assert max(times) < 0.5, f"{proto} too slow: {summary[proto]}"
 
 
 def test_connections_per_address_and_per_24_are_limited() -> None:
