@@ -19,6 +19,7 @@ so the probes' timing is not theirs)::
     python bench/abuse_tcp.py --probe lockout --seconds 20
     python bench/abuse_tcp.py --probe hoard --hoarders 40 --hoard-mb 10
     python bench/abuse_tcp.py swarm --target 127.0.0.1:5353 --idle 10 --seconds 5
+    python bench/abuse_tcp.py --checkout ../other-checkout   # that checkout's server
 
 ``swarm`` runs only the attackers (any server); the tests in tests/abuse/ use it.
 """
@@ -402,8 +403,8 @@ def _ended(sock: socket.socket) -> bool:
 
 
 def run_main(args: argparse.Namespace) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from dnspol.testing import Server
+    sys.path.insert(0, args.checkout)
+    from dnspol.testing import Server  # runs the server from the same checkout
 
     raise_open_files_limit()
     settings = f"server:\n  tcp_max_connections: {args.max_connections}\n"
@@ -459,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", choices=("all", "hoard", "lockout"), default="all")
     parser.add_argument("--warmup", type=float, default=3.0, help="before the probes start")
     parser.add_argument("--max-connections", type=int, default=150, help="server setting")
+    parser.add_argument(
+        "--checkout",
+        default=str(Path(__file__).resolve().parent.parent),
+        help="the dnspol checkout to run (default: this one), e.g. an older one for figures",
+    )
     parser.add_argument("--hoarders", type=int, default=40)
     parser.add_argument("--hoard-mb", type=float, default=10.0)
     parser.add_argument("--hoard-seconds", type=float, default=15.0)
