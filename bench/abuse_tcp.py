@@ -55,7 +55,7 @@ BIG = "".join(f'big 300 TXT "{i:02d}{"x" * 198}"\n' for i in range(20))
 
 DRIP_INTERVAL = 1.0  # seconds between two bytes of a dripper
 PIPELINE_INTERVAL = 1.5  # a slow pipeliner completes its pending query this often
-RETRY_DELAY = 0.05  # an attacker whose connection ended reconnects this much later
+RETRY_DELAY = 0.05  # an attacker whose connection ended reconnects this much later (default)
 
 
 def query(name: str = "www.example.com.", ident: int = 0x4242, qtype: int = 1) -> bytes:
@@ -84,6 +84,7 @@ class Attacker:
     sock: socket.socket | None = None
     sent: int = 0  # bytes of the current stream sent (drip) / queries completed (pipeline)
     connects: int = 0
+    epoch: int = 0  # bumped when a connection ends: its pending timers are void
 
 
 @dataclass
@@ -98,10 +99,13 @@ class Swarm:
     """Non-blocking attackers on one selector; an attacker whose connection ends
     reconnects (after ``RETRY_DELAY``) and starts again."""
 
-    def __init__(self, target: tuple[str, int], counts: dict[str, int]) -> None:
+    def __init__(
+        self, target: tuple[str, int], counts: dict[str, int], retry_delay: float = RETRY_DELAY
+    ) -> None:
         self.target = target
+        self.retry_delay = retry_delay
         self.selector = selectors.DefaultSelector()
-        self.timers: list[tuple[float, int, Attacker]] = []
+        self.timers: list[tuple[float, int, int, Attacker]] = []
         self.seq = itertools.count()
         self.stats = SwarmStats()
         self.stream = framed(query()) * 2  # what drippers and pipeliners send, cycled
@@ -119,15 +123,16 @@ class Swarm:
                 self._readable(key.data)
             now = time.monotonic()
             while self.timers and self.timers[0][0] <= now:
-                _, _, attacker = heapq.heappop(self.timers)
-                self._act(attacker, now)
+                _, _, epoch, attacker = heapq.heappop(self.timers)
+                if epoch == attacker.epoch:
+                    self._act(attacker, now)
         for attacker in self.attackers:
             if attacker.sock is not None:
                 attacker.sock.close()
         return self.stats
 
     def _at(self, when: float, attacker: Attacker) -> None:
-        heapq.heappush(self.timers, (when, next(self.seq), attacker))
+        heapq.heappush(self.timers, (when, next(self.seq), attacker.epoch, attacker))
 
     def _act(self, attacker: Attacker, now: float) -> None:
         if attacker.sock is None:
@@ -159,7 +164,7 @@ class Swarm:
         if code not in (0, errno.EINPROGRESS):
             sock.close()
             self.stats.connect_errors += 1
-            self._at(now + RETRY_DELAY, attacker)
+            self._at(now + self.retry_delay, attacker)
             return
         attacker.sock, attacker.sent = sock, 0
         attacker.connects += 1
@@ -202,25 +207,32 @@ class Swarm:
         self.selector.unregister(attacker.sock)
         attacker.sock.close()
         attacker.sock = None
-        self._at(now + RETRY_DELAY, attacker)  # the timer restarts the attacker
+        attacker.epoch += 1
+        self._at(now + self.retry_delay, attacker)  # the timer restarts the attacker
 
 
 def swarm_main(args: argparse.Namespace) -> int:
     host, _, port = args.target.rpartition(":")
     counts = {"idle": args.idle, "drip": args.drippers, "pipeline": args.pipeliners}
     raise_open_files_limit()
-    stats = Swarm((host.strip("[]"), int(port)), counts).run(args.seconds)
+    stats = Swarm((host.strip("[]"), int(port)), counts, args.retry_delay).run(args.seconds)
     print(json.dumps(stats.__dict__), flush=True)
     return 0
 
 
 def start_swarm(
-    target: tuple[str, int], idle: int, drippers: int, pipeliners: int, seconds: float
+    target: tuple[str, int],
+    idle: int,
+    drippers: int,
+    pipeliners: int,
+    seconds: float,
+    retry_delay: float = RETRY_DELAY,
 ) -> subprocess.Popen[str]:
     """The attackers in a child process (``swarm``); its last stdout line is its stats."""
     argv = [sys.executable, str(Path(__file__).resolve()), "swarm"]
     argv += ["--target", f"{target[0]}:{target[1]}", "--seconds", str(seconds)]
     argv += ["--idle", str(idle), "--drippers", str(drippers), "--pipeliners", str(pipeliners)]
+    argv += ["--retry-delay", str(retry_delay)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)  # noqa: S603
 
 
@@ -407,11 +419,13 @@ def run_main(args: argparse.Namespace) -> int:
     from dnspol.testing import Server  # runs the server from the same checkout
 
     raise_open_files_limit()
-    settings = f"server:\n  tcp_max_connections: {args.max_connections}\n"
-    with Server(zone_text=ZONE + BIG, policies=settings) as srv:
+    settings = ""
+    if args.max_connections:
+        settings = f"server:\n  tcp_max_connections: {args.max_connections}\n"
+    with Server(zone_text=ZONE + BIG, policies=settings or None) as srv:
         target = (srv.host, srv.port)
         assert srv.pid is not None
-        print(f"server pid {srv.pid} on {srv.host}:{srv.port}; {settings.strip()}")
+        print(f"server pid {srv.pid} on {srv.host}:{srv.port}; {settings.strip() or 'defaults'}")
         if args.probe in ("all", "hoard"):
             result = hoard(target, srv.pid, args.hoarders, args.hoard_mb, args.hoard_seconds)
             print(
@@ -426,7 +440,9 @@ def run_main(args: argparse.Namespace) -> int:
                 )
             )
         if args.probe in ("all", "lockout"):
-            swarm = start_swarm(target, args.idle, args.drippers, args.pipeliners, args.seconds)
+            swarm = start_swarm(
+                target, args.idle, args.drippers, args.pipeliners, args.seconds, args.retry_delay
+            )
             time.sleep(args.warmup)
             cpu_before, began = cpu_seconds(srv.pid), time.monotonic()
             probes = probe_for(target, args.seconds - args.warmup - 1)
@@ -435,7 +451,8 @@ def run_main(args: argparse.Namespace) -> int:
             summary = probes.summary()
             print(
                 f"lockout: {args.idle} idle + {args.drippers} drippers +"
-                f" {args.pipeliners} slow pipeliners for {args.seconds:.0f} s"
+                f" {args.pipeliners} slow pipeliners for {args.seconds:.0f} s, reconnecting"
+                f" {args.retry_delay * 1000:.0f} ms after the server ends them"
             )
             print(f"  legitimate TCP: {summary['tcp']}")
             print(f"  legitimate UDP: {summary['udp']}")
@@ -457,9 +474,17 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--drippers", type=int, default=400)
         p.add_argument("--pipeliners", type=int, default=320)
         p.add_argument("--seconds", type=float, default=25.0)
+        p.add_argument(
+            "--retry-delay",
+            type=float,
+            default=RETRY_DELAY,
+            help="seconds before an attacker whose connection ended reconnects",
+        )
     parser.add_argument("--probe", choices=("all", "hoard", "lockout"), default="all")
     parser.add_argument("--warmup", type=float, default=3.0, help="before the probes start")
-    parser.add_argument("--max-connections", type=int, default=150, help="server setting")
+    parser.add_argument(
+        "--max-connections", type=int, help="tcp_max_connections (default: the server's)"
+    )
     parser.add_argument(
         "--checkout",
         default=str(Path(__file__).resolve().parent.parent),

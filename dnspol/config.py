@@ -36,7 +36,14 @@ from dnspol.policy.prefixes import PrefixSet, parse_prefix
 from dnspol.policy.schema import json_schema as _policy_json_schema
 from dnspol.policy.scopes import load_overlay, load_scope_file
 from dnspol.policy.yamlnodes import Node, Reader, did_you_mean, read_yaml_file
-from dnspol.state import DEFAULT_CACHE_ENTRIES
+from dnspol.state import (
+    DEFAULT_CACHE_ENTRIES,
+    DEFAULT_TCP_IDLE_TIMEOUT,
+    DEFAULT_TCP_MAX_CONNECTIONS,
+    DEFAULT_TCP_MAX_PER_NETWORK,
+    DEFAULT_TCP_MAX_PER_SOURCE,
+    DEFAULT_TCP_MESSAGE_TIMEOUT,
+)
 from dnspol.zones import loader
 from dnspol.zones.model import Zone, ZoneSet
 
@@ -90,11 +97,11 @@ class Config:
     digest: str  # sha256 over the files' contents
     timezone: str = "UTC"  # default time zone of time windows
     trusted_proxies: PrefixSet = field(default_factory=PrefixSet)  # PROXY v2 accepted from
-    tcp_idle_timeout: float = 10.0  # seconds between queries on a TCP connection
-    tcp_max_connections: int = 150  # the server's total, over all workers
-    tcp_message_timeout: float = 2.0  # a TCP message from its first byte; answers left unread
-    tcp_max_per_source: int = 10  # TCP connections per IPv4 address / IPv6 /64; 0: no limit
-    tcp_max_per_network: int = 64  # TCP connections per IPv4 /24 / IPv6 /56; 0: no limit
+    tcp_idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT  # s without a message on a connection
+    tcp_max_connections: int = DEFAULT_TCP_MAX_CONNECTIONS  # the server's total, all workers
+    tcp_message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT  # from a message's first byte
+    tcp_max_per_source: int = DEFAULT_TCP_MAX_PER_SOURCE  # per IPv4 address / IPv6 /64; 0: off
+    tcp_max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK  # per IPv4 /24 / IPv6 /56; 0: off
     cache_entries: int = DEFAULT_CACHE_ENTRIES  # bound of each answer/decision cache
     metrics: tuple[str, int] | None = None  # Prometheus listener; None: off
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
@@ -176,11 +183,11 @@ class _Server:
     seed: int | None = None
     chaos: dict[str, str] = field(default_factory=dict)
     timezone: str = "UTC"
-    tcp_idle_timeout: float = 10.0
-    tcp_max_connections: int = 150
-    tcp_message_timeout: float = 2.0
-    tcp_max_per_source: int = 10
-    tcp_max_per_network: int = 64
+    tcp_idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT
+    tcp_max_connections: int = DEFAULT_TCP_MAX_CONNECTIONS
+    tcp_message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT
+    tcp_max_per_source: int = DEFAULT_TCP_MAX_PER_SOURCE
+    tcp_max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK
     cache_entries: int = DEFAULT_CACHE_ENTRIES
     metrics: tuple[str, int] | None = None
 

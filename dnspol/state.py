@@ -18,6 +18,12 @@ from dnspol.zones.model import Zone, ZoneSet
 
 DEFAULT_UDP_MAX = 1232
 DEFAULT_CACHE_ENTRIES = 100_000
+# TCP limits (dnspol.transport.tcp says what each means)
+DEFAULT_TCP_IDLE_TIMEOUT = 10.0
+DEFAULT_TCP_MESSAGE_TIMEOUT = 2.0
+DEFAULT_TCP_MAX_CONNECTIONS = 1000  # the server's total; an idle connection costs ~2.3 KB
+DEFAULT_TCP_MAX_PER_SOURCE = 10
+DEFAULT_TCP_MAX_PER_NETWORK = 64
 
 
 class AnswerCache:
@@ -60,11 +66,11 @@ class Snapshot:
     warnings: tuple[str, ...] = ()
     proxy: ProxyTrust = field(default_factory=ProxyTrust)  # PROXY v2 senders
     metrics: tuple[str, int] | None = None  # where /metrics, /health, /ready listen
-    tcp_idle_timeout: float = 10.0
-    tcp_max_connections: int = 150  # the server's total (each worker takes its share)
-    tcp_message_timeout: float = 2.0
-    tcp_max_per_source: int = 10
-    tcp_max_per_network: int = 64
+    tcp_idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT
+    tcp_max_connections: int = DEFAULT_TCP_MAX_CONNECTIONS  # each worker takes its share
+    tcp_message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT
+    tcp_max_per_source: int = DEFAULT_TCP_MAX_PER_SOURCE
+    tcp_max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
     # answers to byte-for-byte repeats of a query (ID aside) from the same client

@@ -234,7 +234,7 @@ def test_limits_follow_the_current_snapshot() -> None:
 
 @pytest.mark.parametrize(
     ("workers", "expected"),
-    [(1, (150, 10, 64)), (2, (75, 5, 32)), (4, (38, 3, 16)), (200, (1, 1, 1))],
+    [(1, (1000, 10, 64)), (2, (500, 5, 32)), (3, (334, 4, 22)), (2000, (1, 1, 1))],
 )
 def test_each_worker_takes_its_share_of_the_limits_rounded_up(workers: int, expected) -> None:
     limits = tcp.TcpLimits.share(Snapshot(zones=ZoneSet(())), workers)

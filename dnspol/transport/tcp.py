@@ -54,6 +54,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from dnspol.handler import Handler, Listener
+from dnspol.state import (
+    DEFAULT_TCP_IDLE_TIMEOUT,
+    DEFAULT_TCP_MAX_CONNECTIONS,
+    DEFAULT_TCP_MAX_PER_NETWORK,
+    DEFAULT_TCP_MAX_PER_SOURCE,
+    DEFAULT_TCP_MESSAGE_TIMEOUT,
+)
 from dnspol.transport import proxy
 
 log = logging.getLogger("dnspol.tcp")
@@ -64,7 +71,9 @@ WRITE_LOW = 16 * 1024  # ... until they drain below this
 # own backlog (100 unless told), which a connection flood overflows: SYNs are then dropped
 # and a legitimate client waits a whole second for its retransmission
 LISTEN_BACKLOG = 1024
+ACCEPTS_PER_PASS = 100
 READ_SIZE = 256 * 1024  # what asyncio reads at a time
+FILES_BESIDES_CONNECTIONS = 64  # listeners, UDP sockets, logs, zone files being read
 SWEEP_INTERVAL = 0.5  # deadlines are checked this often (they may run over by as much)
 
 
@@ -72,11 +81,12 @@ SWEEP_INTERVAL = 0.5  # deadlines are checked this often (they may run over by a
 class TcpLimits:
     """The limits of one process (its share of the server's, see ``share``)."""
 
-    idle_timeout: float = 10.0  # between messages (Knot: 10 s; RFC 7766 §6.2.3 asks for seconds)
-    message_timeout: float = 2.0  # a message from its first byte; answers stuck unread
-    max_connections: int = 150  # BIND's tcp-clients default
-    max_per_source: int = 10  # per IPv4 address / IPv6 /64; 0: no limit
-    max_per_network: int = 64  # per IPv4 /24 / IPv6 /56; 0: no limit
+    # without a completed message (Knot: 10 s; RFC 7766 §6.2.3 asks for seconds)
+    idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT
+    message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT  # from its first byte; answers unread
+    max_connections: int = DEFAULT_TCP_MAX_CONNECTIONS
+    max_per_source: int = DEFAULT_TCP_MAX_PER_SOURCE  # per IPv4 address / IPv6 /64; 0: no limit
+    max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK  # per IPv4 /24 / IPv6 /56; 0: no limit
 
     @classmethod
     def share(cls, snapshot: object | None, workers: int) -> TcpLimits:
@@ -123,6 +133,7 @@ class Connections:
         if snapshot is not self._limits_of:
             self.limits = TcpLimits.share(snapshot, self.workers)
             self._limits_of = snapshot
+            _warn_if_short_of_files(self.limits.max_connections)
         return self.limits
 
     # -- admission -------------------------------------------------------------
@@ -367,6 +378,18 @@ def _reset(transport: asyncio.Transport) -> None:
     transport.abort()
 
 
+def _warn_if_short_of_files(connections: int) -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < connections + FILES_BESIDES_CONNECTIONS:
+        log.warning(
+            "open files limit %d is below tcp_max_connections (this process's share: %d)"
+            " plus %d: raise it (ulimit -n, LimitNOFILE=) or accepting will stall",
+            soft,
+            connections,
+            FILES_BESIDES_CONNECTIONS,
+        )
+
+
 def raise_open_files_limit() -> int:
     """Raise this process's soft RLIMIT_NOFILE to the hard limit (as servers do), so
     the connection cap is not cut short by a default of 1,024. Returns the new limit."""
@@ -398,6 +421,8 @@ async def start(
     sock: socket.socket, handler: Handler, listener: Listener, conns: Connections
 ) -> asyncio.AbstractServer:
     loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: DnsOverTcp(handler, listener, conns), sock=sock, backlog=LISTEN_BACKLOG
+    server = await loop.create_server(
+        lambda: DnsOverTcp(handler, listener, conns), sock=sock, backlog=ACCEPTS_PER_PASS
     )
+    sock.listen(LISTEN_BACKLOG)  # asyncio listened again with its accept batch
+    return server
