@@ -78,6 +78,10 @@ def test_clients_that_never_read_are_reset_and_memory_stays_bounded() -> None:
         socks = [_connect(target, abuse.source_address(i)) for i in range(connections)]
         for sock in socks:
             sock.setblocking(False)
+        accepted_by = time.monotonic() + 3
+        while _open_connections(url) < connections and time.monotonic() < accepted_by:
+            time.sleep(0.05)  # the kernel completes connections before the server accepts
+        assert _open_connections(url) == connections
         sent = [0] * connections
         undercounted = []  # (open per /metrics, hoarders still open per their sockets)
         alive = connections
