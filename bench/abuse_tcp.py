@@ -313,19 +313,43 @@ def probe_for(target: tuple[str, int], seconds: float, every: float = 0.1) -> Pr
 # --- the server's memory -----------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: field 0 is the state."""
     with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return fh.read().rpartition(")")[2].split()
+
+
+def group(pid: int) -> list[int]:
+    """``pid`` and every process of its process group (a supervisor's workers; the kit
+    starts the server in a session of its own)."""
+    found = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid:
+            with contextlib.suppress(OSError):
+                if int(_stat(int(entry))[2]) == pid:
+                    found.append(int(entry))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time so far of the server (all its processes)."""
+    total = 0
+    for member in group(pid):
+        with contextlib.suppress(OSError):
+            fields = _stat(member)
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise ValueError(f"no VmRSS for {pid}")
+    """Resident memory of the server (all its processes), in MB."""
+    total = 0
+    for member in group(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{member}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
 
 
 @dataclass
@@ -422,10 +446,14 @@ def run_main(args: argparse.Namespace) -> int:
     settings = ""
     if args.max_connections:
         settings = f"server:\n  tcp_max_connections: {args.max_connections}\n"
-    with Server(zone_text=ZONE + BIG, policies=settings or None) as srv:
+    extra = ["--workers", str(args.workers)] if args.workers else []
+    with Server(zone_text=ZONE + BIG, policies=settings or None, extra_args=extra) as srv:
         target = (srv.host, srv.port)
         assert srv.pid is not None
-        print(f"server pid {srv.pid} on {srv.host}:{srv.port}; {settings.strip() or 'defaults'}")
+        print(
+            f"server pid {srv.pid} on {srv.host}:{srv.port}, {args.workers or 1} worker(s);"
+            f" {settings.strip() or 'defaults'}"
+        )
         if args.probe in ("all", "hoard"):
             result = hoard(target, srv.pid, args.hoarders, args.hoard_mb, args.hoard_seconds)
             print(
@@ -490,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         default=str(Path(__file__).resolve().parent.parent),
         help="the dnspol checkout to run (default: this one), e.g. an older one for figures",
     )
+    parser.add_argument("--workers", type=int, help="dnspol serve --workers (default: 1)")
     parser.add_argument("--hoarders", type=int, default=40)
     parser.add_argument("--hoard-mb", type=float, default=10.0)
     parser.add_argument("--hoard-seconds", type=float, default=15.0)
