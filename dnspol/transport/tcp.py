@@ -12,9 +12,9 @@ promises this module keeps, whatever a client does:
 * **Deadlines, not per-byte timers.** A message must arrive whole within
   ``message_timeout`` of its first byte, and a connection must complete a
   message within ``idle_timeout`` of its previous one (or of connecting). A byte
-  trickling in does not extend either, so the slowest client that keeps a slot
-  still sends a message every ``idle_timeout`` at one message per
-  ``message_timeout`` (the minimum throughput).
+  trickling in extends neither. Together they are the minimum throughput: a
+  connection keeps its slot only by completing a message at least every
+  ``idle_timeout``, each within ``message_timeout`` of its first byte.
 * **A cap that protects newcomers.** At ``max_connections`` a new connection
   ends the one that has gone longest without completing a message (connecting
   counts as progress): a fresh client is never the one turned away, and
@@ -27,8 +27,8 @@ promises this module keeps, whatever a client does:
 * **A connection counts until its socket is gone**: it leaves the count (and
   ``dnspol_tcp_open_connections``) only in ``connection_lost``.
 
-Limits come from the current snapshot (read again at every sweep, so a reload
-applies them to new and open connections alike). The configured
+Limits come from the current snapshot (looked at for every new connection and
+every sweep, so a reload applies them to new and open connections alike). The configured
 ``tcp_max_connections`` and per-source limits are the server's totals: each of
 ``workers`` processes (one SO_REUSEPORT listener each) takes its share, rounded
 up. The kernel spreads connections over the listeners by a hash of the
@@ -60,6 +60,8 @@ from dnspol.state import (
     DEFAULT_TCP_MAX_PER_NETWORK,
     DEFAULT_TCP_MAX_PER_SOURCE,
     DEFAULT_TCP_MESSAGE_TIMEOUT,
+    ServerState,
+    Snapshot,
 )
 from dnspol.transport import proxy
 
@@ -67,9 +69,10 @@ log = logging.getLogger("dnspol.tcp")
 
 WRITE_HIGH = 64 * 1024  # unsent answers past which no more are made and reading pauses
 WRITE_LOW = 16 * 1024  # ... until they drain below this
-# connections the kernel completes before we accept them; asyncio listens again with its
-# own backlog (100 unless told), which a connection flood overflows: SYNs are then dropped
-# and a legitimate client waits a whole second for its retransmission
+# connections the kernel completes before we accept them. asyncio listens again with the
+# number of connections it accepts per pass of its loop; left at that (100), a connection
+# flood overflows the queue, SYNs are dropped and a legitimate client waits a whole second
+# for its retransmission. Passes stay short, so answering interleaves with accepting.
 LISTEN_BACKLOG = 1024
 ACCEPTS_PER_PASS = 100
 READ_SIZE = 256 * 1024  # what asyncio reads at a time
@@ -89,7 +92,7 @@ class TcpLimits:
     max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK  # per IPv4 /24 / IPv6 /56; 0: no limit
 
     @classmethod
-    def share(cls, snapshot: object | None, workers: int) -> TcpLimits:
+    def share(cls, snapshot: Snapshot | None, workers: int) -> TcpLimits:
         """One worker's share of the server-wide limits in ``snapshot`` (rounded up)."""
         if snapshot is None:
             return cls()
@@ -98,11 +101,11 @@ class TcpLimits:
             return math.ceil(total / workers) if total else 0
 
         return cls(
-            idle_timeout=snapshot.tcp_idle_timeout,  # type: ignore[attr-defined]
-            message_timeout=snapshot.tcp_message_timeout,  # type: ignore[attr-defined]
-            max_connections=part(snapshot.tcp_max_connections),  # type: ignore[attr-defined]
-            max_per_source=part(snapshot.tcp_max_per_source),  # type: ignore[attr-defined]
-            max_per_network=part(snapshot.tcp_max_per_network),  # type: ignore[attr-defined]
+            idle_timeout=snapshot.tcp_idle_timeout,
+            message_timeout=snapshot.tcp_message_timeout,
+            max_connections=part(snapshot.tcp_max_connections),
+            max_per_source=part(snapshot.tcp_max_per_source),
+            max_per_network=part(snapshot.tcp_max_per_network),
         )
 
 
@@ -118,18 +121,18 @@ class Connections:
     """The open connections of one process: the count, the cap, per-source counts,
     the order in which they made progress (for eviction), the sweeper and draining."""
 
-    def __init__(self, state: object, workers: int = 1) -> None:
-        self.state = state  # a ServerState: its snapshot carries the limits
+    def __init__(self, state: ServerState, workers: int = 1) -> None:
+        self.state = state  # its current snapshot carries the limits
         self.workers = max(1, workers)
         self.limits = TcpLimits()
-        self._limits_of: object | None = None  # the snapshot ``limits`` was read from
+        self._limits_of: Snapshot | None = None  # the snapshot ``limits`` was read from
         self.open: set[DnsOverTcp] = set()  # every connection whose socket still exists
         # the admitted connections that are not ending, least recent progress first
         self.by_progress: OrderedDict[DnsOverTcp, None] = OrderedDict()
         self.per_source: dict[object, int] = {}
 
     def current_limits(self) -> TcpLimits:
-        snapshot = getattr(self.state, "snapshot", None)
+        snapshot = self.state.snapshot
         if snapshot is not self._limits_of:
             self.limits = TcpLimits.share(snapshot, self.workers)
             self._limits_of = snapshot
