@@ -12,6 +12,7 @@ import pytest
 from dnspol.config import check_config, load_config
 from dnspol.state import ServerState, Snapshot, snapshot_from_config
 from dnspol.transport import tcp
+from dnspol.transport.proxy import ProxyTrust
 from dnspol.zones.model import ZoneSet
 
 ANSWER = b"A" * 4000  # what the fake handler answers to every query
@@ -207,6 +208,13 @@ def test_a_refused_connection_frees_nothing_it_did_not_take() -> None:
     assert conns.per_source == {"192.0.2.1": 1, "192.0.2": 1}
     first.connection_lost(None)
     assert conns.per_source == {}
+
+
+def test_trusted_proxies_are_not_held_to_per_source_limits() -> None:
+    """One proxy carries many clients; it must send PROXY v2, so it cannot pass for them."""
+    handler, conns = server(tcp_max_per_source=2, proxy=ProxyTrust(["192.0.2.0/24"]))
+    assert all(connect(handler, conns, "192.0.2.1")[1].ended is None for _ in range(5))
+    assert connect(handler, conns, "198.51.100.1")[1].ended is None
 
 
 def test_zero_means_no_per_source_limit() -> None:

@@ -78,6 +78,7 @@ ACCEPTS_PER_PASS = 100
 READ_SIZE = 256 * 1024  # what asyncio reads at a time
 FILES_BESIDES_CONNECTIONS = 64  # listeners, UDP sockets, logs, zone files being read
 SWEEP_INTERVAL = 0.5  # deadlines are checked this often (they may run over by as much)
+WARN_INTERVAL = 60.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class Connections:
         # the admitted connections that are not ending, least recent progress first
         self.by_progress: OrderedDict[DnsOverTcp, None] = OrderedDict()
         self.per_source: dict[object, int] = {}
+        self._said_at: dict[str, float] = {}  # when each warning was last logged
 
     def current_limits(self) -> TcpLimits:
         snapshot = self.state.snapshot
@@ -146,8 +148,10 @@ class Connections:
         limits = self.current_limits()
         self.open.add(conn)
         if keys is not None and self._over_source_limits(keys, limits):
+            self._warn("a source reached tcp_max_per_source or tcp_max_per_network")
             return False
         while len(self.by_progress) >= limits.max_connections:
+            self._warn("tcp_max_connections reached: ending the least active connections")
             victim = next(iter(self.by_progress))
             victim.end()
         self.by_progress[conn] = None
@@ -182,6 +186,13 @@ class Connections:
             else:
                 del self.per_source[key]
         conn.counted_under = ()
+
+    def _warn(self, text: str) -> None:
+        """Log ``text`` at most once a minute: under a flood it would come per connection."""
+        now = time.monotonic()
+        if now - self._said_at.get(text, -WARN_INTERVAL) >= WARN_INTERVAL:
+            self._said_at[text] = now
+            log.warning("%s (said at most once a minute)", text)
 
     # -- time ------------------------------------------------------------------
     def sweep(self) -> None:
