@@ -401,7 +401,7 @@ def hoard(
     deadline = time.monotonic() + seconds
     while len(ended) < connections and time.monotonic() < deadline:
         for i, sock in enumerate(socks):
-            if i not in ended and _ended(sock):
+            if i not in ended and ended_by_server(sock):
                 ended.add(i)
         peak = max(peak, rss_mb(pid))
         time.sleep(0.05)
@@ -419,7 +419,7 @@ def hoard(
     )
 
 
-def _ended(sock: socket.socket) -> bool:
+def ended_by_server(sock: socket.socket) -> bool:
     """Has the server reset or closed this connection? (Answers waiting are not read:
     a reset shows at once, a close only after what is queued.)"""
     try:
