@@ -18,7 +18,6 @@ from dnspol.errors import ConfigError
 from dnspol.handler import Clock
 from dnspol.server import Server, ServerOptions, parse_listen
 from dnspol.state import Snapshot
-from dnspol.transport.tcp import TcpLimits
 
 DEFAULT_LISTEN = "127.0.0.1:5353"
 
@@ -207,9 +206,6 @@ def _cmd_serve(args) -> int:
     metrics_listen = None if args.metrics_file else args.metrics_listen or _config_metrics(first)
     seed = args.seed if args.seed is not None else first.seed
     workers = args.workers or _default_workers(args)
-    tcp_limits = TcpLimits(
-        idle_timeout=first.tcp_idle_timeout, max_connections=first.tcp_max_connections
-    )
     # Held in a list and popped by whoever runs the server: a reference left in this
     # frame would keep the first configuration alive beside every reloaded one.
     preloaded = [first]
@@ -224,9 +220,8 @@ def _cmd_serve(args) -> int:
                 args, start.listen, ready_file=start.ready_file, metrics_file=start.metrics_file
             )
             options.sockets, options.turn = start.sockets, start.turn
-            options.workers = workers
             options.print_ready = False
-            options.seed, options.tcp_limits = seed, tcp_limits
+            options.seed, options.workers = seed, workers
             return Server(load, options, clock).run(start.snapshot)
 
         return supervisor.run(
@@ -246,7 +241,7 @@ def _cmd_serve(args) -> int:
     options.metrics_listen = metrics_listen
     options.control, options.control_default = control_path, control_default
     options.restart_fixed = fixed
-    options.seed, options.tcp_limits = seed, tcp_limits
+    options.seed = seed
     return Server(load, options, clock).run(preloaded.pop())
 
 

@@ -40,7 +40,14 @@ from dnspol.policy.schema import json_schema as _policy_json_schema
 from dnspol.policy.scopes import load_overlay, load_scope_file
 from dnspol.policy.yamlnodes import MAX_FILE_BYTES, Node, Reader, did_you_mean, read_yaml_file
 from dnspol.ratelimit import RateLimit
-from dnspol.state import DEFAULT_CACHE_ENTRIES
+from dnspol.state import (
+    DEFAULT_CACHE_ENTRIES,
+    DEFAULT_TCP_IDLE_TIMEOUT,
+    DEFAULT_TCP_MAX_CONNECTIONS,
+    DEFAULT_TCP_MAX_PER_NETWORK,
+    DEFAULT_TCP_MAX_PER_SOURCE,
+    DEFAULT_TCP_MESSAGE_TIMEOUT,
+)
 from dnspol.zones import loader
 from dnspol.zones.loader import ZoneLimits
 from dnspol.zones.model import Zone, ZoneSet
@@ -58,6 +65,9 @@ SERVER_KEYS = (
     "timezone",
     "tcp_idle_timeout",
     "tcp_max_connections",
+    "tcp_message_timeout",
+    "tcp_max_per_source",
+    "tcp_max_per_network",
     "cache_entries",
     "rate_limit",
     "nsid",
@@ -128,8 +138,11 @@ class Config:
     digest: str  # sha256 over the files' contents
     timezone: str = "UTC"  # default time zone of time windows
     trusted_proxies: PrefixSet = field(default_factory=PrefixSet)  # PROXY v2 accepted from
-    tcp_idle_timeout: float = 10.0  # seconds between queries on a TCP connection
-    tcp_max_connections: int = 150
+    tcp_idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT  # s without a message on a connection
+    tcp_max_connections: int = DEFAULT_TCP_MAX_CONNECTIONS  # the server's total, all workers
+    tcp_message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT  # from a message's first byte
+    tcp_max_per_source: int = DEFAULT_TCP_MAX_PER_SOURCE  # per IPv4 address / IPv6 /64; 0: off
+    tcp_max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK  # per IPv4 /24 / IPv6 /56; 0: off
     cache_entries: int = DEFAULT_CACHE_ENTRIES  # bound of each answer/decision cache
     metrics: tuple[str, int] | None = None  # Prometheus listener; None: off
     rate_limit: RateLimit | None = None  # response-rate limiting; None: off
@@ -227,8 +240,11 @@ class _Server:
     seed: int | None = None
     chaos: dict[str, str] = field(default_factory=dict)
     timezone: str = "UTC"
-    tcp_idle_timeout: float = 10.0
-    tcp_max_connections: int = 150
+    tcp_idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT
+    tcp_max_connections: int = DEFAULT_TCP_MAX_CONNECTIONS
+    tcp_message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT
+    tcp_max_per_source: int = DEFAULT_TCP_MAX_PER_SOURCE
+    tcp_max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK
     cache_entries: int = DEFAULT_CACHE_ENTRIES
     metrics: tuple[str, int] | None = None
     rate_limit: RateLimit | None = None
@@ -315,6 +331,7 @@ class _ConfigBuilder:
                 entries["tcp_max_connections"], "tcp_max_connections", minimum=1, maximum=1_000_000
             )
             server.tcp_max_connections = value or server.tcp_max_connections
+        self._tcp_abuse_limits(entries, server)
         if "cache_entries" in entries:
             value = read.integer(
                 entries["cache_entries"], "cache_entries", minimum=0, maximum=100_000_000
@@ -380,6 +397,21 @@ class _ConfigBuilder:
                     value = None
             if value is not None:
                 limits[name] = value
+
+    def _tcp_abuse_limits(self, entries: Mapping[str, Node], server: _Server) -> None:
+        """``tcp_message_timeout``, ``tcp_max_per_source``, ``tcp_max_per_network``."""
+        read = self.reader
+        if "tcp_message_timeout" in entries:
+            node = entries["tcp_message_timeout"]
+            value = read.number(node, "tcp_message_timeout")
+            if value is not None and not 0 < value <= 60:
+                read.problem(node, "tcp_message_timeout must be 0-60 s")
+            server.tcp_message_timeout = value or server.tcp_message_timeout
+        for key in ("tcp_max_per_source", "tcp_max_per_network"):
+            if key in entries:
+                value = read.integer(entries[key], key, minimum=0, maximum=1_000_000)
+                if value is not None:
+                    setattr(server, key, value)
 
     def _listen(self, node: Node) -> tuple[tuple[str, int], ...]:
         addresses = []
@@ -599,7 +631,16 @@ def _settings_from_python(
             server.control = _control_path(str(settings["control"]), "")
     except (ValueError, TypeError) as error:
         problems.append(f"<settings>: {error}")
-    keys = ("udp_max_payload", "seed", "tcp_idle_timeout", "tcp_max_connections", "cache_entries")
+    keys = (
+        "udp_max_payload",
+        "seed",
+        "tcp_idle_timeout",
+        "tcp_max_connections",
+        "tcp_message_timeout",
+        "tcp_max_per_source",
+        "tcp_max_per_network",
+        "cache_entries",
+    )
     for key in keys:
         if key in settings:
             setattr(server, key, settings[key])
@@ -639,6 +680,9 @@ def _assemble(
         trusted_proxies=server.trusted_proxies,
         tcp_idle_timeout=server.tcp_idle_timeout,
         tcp_max_connections=server.tcp_max_connections,
+        tcp_message_timeout=server.tcp_message_timeout,
+        tcp_max_per_source=server.tcp_max_per_source,
+        tcp_max_per_network=server.tcp_max_per_network,
         cache_entries=server.cache_entries,
         metrics=server.metrics,
         rate_limit=server.rate_limit if server.rate_limit and server.rate_limit.enabled else None,

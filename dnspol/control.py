@@ -70,8 +70,6 @@ RESTART_SETTINGS = (
     "metrics",
     "control",
     "seed",
-    "tcp_idle_timeout",
-    "tcp_max_connections",
 )
 
 

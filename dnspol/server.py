@@ -65,7 +65,6 @@ class ServerOptions:
     ready_file: str | None = None
     print_ready: bool = True
     watch: bool = True
-    tcp_limits: tcp.TcpLimits = field(default_factory=tcp.TcpLimits)
     seed: int | None = None
     test_control: bool = False  # CHAOS TXT clock/reload control (``--fake-time``)
     metrics_listen: tuple[str, int] | None = None  # /metrics, /health, /ready
@@ -75,7 +74,7 @@ class ServerOptions:
     # a supervisor's worker: one (UDP, TCP) pair per listen address, bound and shared
     # with the supervisor; then the supervisor reloads, not this process
     sockets: list[tuple[socket.socket, socket.socket]] | None = None
-    workers: int = 1  # processes sharing the load: each allows 1/workers of every rate limit
+    workers: int = 1  # processes sharing the load: each takes 1/workers of every TCP and rate limit
     # when this process may answer (a supervised worker: its generation's turn)
     turn: handover.Turn | handover.Always = field(default_factory=handover.Always)
     control: str | None = None  # the control socket's path (``dnspol.control``); None: off
@@ -140,7 +139,7 @@ class Server:
         self.reloads = ReloadStats()
         self.last_reload: control.ReloadRecord | None = None  # for ``dnspol ctl``
         self.running_settings: dict[str, str] = {}  # the start-only ones, as started
-        self.conns = tcp.Connections(options.tcp_limits)
+        self.conns = tcp.Connections(self.state, options.workers)
         self.bound: list[tuple[str, int]] = []
         self.ready = False  # listening with a good configuration (``/ready``)
         self.query_log: QueryLog | None = None
@@ -212,6 +211,7 @@ class Server:
     # -- lifecycle -----------------------------------------------------------
     def run(self, first: Snapshot | None = None) -> int:
         """Serve until SIGTERM; ``first`` is an already loaded snapshot to start from."""
+        tcp.raise_open_files_limit()
         try:
             self._start_observers()
         except (OSError, ValueError) as exc:

@@ -20,6 +20,12 @@ from dnspol.zones.model import Zone, ZoneSet
 
 DEFAULT_UDP_MAX = 1232
 DEFAULT_CACHE_ENTRIES = 100_000
+# TCP limits (dnspol.transport.tcp says what each means)
+DEFAULT_TCP_IDLE_TIMEOUT = 10.0
+DEFAULT_TCP_MESSAGE_TIMEOUT = 2.0
+DEFAULT_TCP_MAX_CONNECTIONS = 1000  # the server's total; an idle connection costs ~2.3 KB
+DEFAULT_TCP_MAX_PER_SOURCE = 10
+DEFAULT_TCP_MAX_PER_NETWORK = 64
 
 
 class AnswerCache:
@@ -63,12 +69,15 @@ class Snapshot:
     proxy: ProxyTrust = field(default_factory=ProxyTrust)  # PROXY v2 senders
     metrics: tuple[str, int] | None = None  # where /metrics, /health, /ready listen
     control: str | None = None  # the config's control socket path ("none": off)
-    tcp_idle_timeout: float = 10.0
-    tcp_max_connections: int = 150
     rate_limit: RateLimit | None = None  # UDP response-rate limiting (``dnspol.ratelimit``)
     nsid: bytes = b""  # RFC 5001: given to queries that ask for it
     cookies: CookieConfig | None = None  # server cookies (``dnspol.cookies``); None: off
     reload_timeout: float = 600.0  # seconds a reload may load before it is abandoned
+    tcp_idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT
+    tcp_max_connections: int = DEFAULT_TCP_MAX_CONNECTIONS  # each worker takes its share
+    tcp_message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT
+    tcp_max_per_source: int = DEFAULT_TCP_MAX_PER_SOURCE
+    tcp_max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK
     answers: AnswerCache = field(default_factory=AnswerCache, compare=False)
     decisions: AnswerCache = field(default_factory=AnswerCache, compare=False)
     # answers to byte-for-byte repeats of a query (ID aside) from the same client
@@ -136,6 +145,9 @@ def snapshot_from_config(cfg) -> Snapshot:
         nsid=getattr(cfg, "nsid", b""),
         cookies=getattr(cfg, "cookies", None),
         reload_timeout=cfg.reload_timeout,
+        tcp_message_timeout=cfg.tcp_message_timeout,
+        tcp_max_per_source=cfg.tcp_max_per_source,
+        tcp_max_per_network=cfg.tcp_max_per_network,
         answers=AnswerCache(size),
         decisions=AnswerCache(size),
         repeats=AnswerCache(size),

@@ -185,11 +185,11 @@ def test_reload_json_and_needs_restart(dnspol, workers: int) -> None:
     reply = ctl_json(srv, "reload")
     assert reply["ok"] is True and reply["outcome"] == "ok" and reply["needs_restart"] == []
     assert reply["digest"] == ctl_json(srv, "status")["config"]["digest"]
-    srv.reload(policies="server:\n  tcp_idle_timeout: 5\n  tcp_max_connections: 20\n")
+    srv.reload(policies="server:\n  seed: 7\n  tcp_idle_timeout: 5\n  tcp_max_connections: 20\n")
     done = ctl(srv, "reload")
     assert done.returncode == 0
-    assert "server.tcp_idle_timeout: 10 -> 5 (needs restart)" in done.stderr
-    assert "server.tcp_max_connections: 150 -> 20 (needs restart)" in done.stderr
+    assert "server.seed:" in done.stderr and "(needs restart)" in done.stderr
+    assert "tcp_" not in done.stderr  # TCP limits follow a reload
     # what the command line set (--listen, --control) is not the configuration's to change
     srv.reload(policies="server:\n  listen: 127.0.0.1:5399\n  control: elsewhere.sock\n")
     reply = ctl_json(srv, "reload")

@@ -99,3 +99,17 @@ def test_client_closing_early_is_harmless(core) -> None:
         with _connect(core) as sock:
             sock.sendall(_framed(make_query("big.example.", 16))[:10])
     assert header(core.exchange(make_query(), tcp=True))["an"] == 1
+
+
+def test_many_pipelined_queries_with_big_answers_are_all_answered(core) -> None:
+    """Answers past 64 KB unsent pause answering until the client reads: none is lost."""
+    count = 3000
+    queries = b"".join(_framed(make_query("big.example.", 16, ident=i)) for i in range(count))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel keeps little
+        sock.settimeout(3)
+        sock.connect((core.host, core.port))
+        sock.sendall(queries)
+        time.sleep(0.3)  # let answers pile up unread for a while
+        idents = {header(_read_message(sock))["id"] for _ in range(count)}
+    assert idents == set(range(count))
