@@ -8,6 +8,7 @@ Each signal is sent at random offsets from spawn to one second after it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -67,9 +68,9 @@ def run_once(workdir, signum: int, offset: float, workers: str, blocked: bool) -
             return f"{signal.Signals(signum).name} at {offset:.3f} s: {problem}"
         return None
     finally:
-        if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # the group, even if its leader died
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
 
 
 def _serves_serial_2(proc: subprocess.Popen, ready) -> str | None:
