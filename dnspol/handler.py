@@ -28,6 +28,7 @@ from dnspol.stats import AnswerLabel, Stats, qtype_label, rcode_label
 from dnspol.wire import (
     CLASS_CH,
     CLASS_IN,
+    COOKIE_MARK,
     MAX_STORED_QUERY,
     OPCODE_QUERY,
     OPTION_COOKIE,
@@ -46,6 +47,7 @@ from dnspol.wire import (
     BadVersion,
     FormErr,
     Query,
+    cookie_data,
     decode,
     fast_key,
     read_qname,
@@ -58,6 +60,8 @@ from dnspol.zones.model import Rec
 log = logging.getLogger("dnspol.handler")
 
 ANSWER, DROP, NXDOMAIN_ACTION = Action.ANSWER, Action.DROP, Action.NXDOMAIN
+COOKIE_DATA = 24  # an answer's COOKIE: client (8) and server (16) cookie, the last bytes
+COOKIE_HEAD = b"\x00\x0a\x00\x18"  # option code 10, length 24
 INF = float("inf")
 OUTCOME_RCODES = {Outcome.NXDOMAIN: RCODE_NXDOMAIN, Outcome.YXDOMAIN: RCODE_YXDOMAIN}
 
@@ -158,6 +162,7 @@ class Handler:
         # test mode only (``--fake-time``): CHAOS TXT queries drive the clock and reload
         self.control: Callable[[Name], str | None] | None = None
         self.rate_share = 1.0  # this process's part of the rate limits (1 / workers)
+        self.cookie_clock: Callable[[], float] = time.time  # server cookies' timestamps
         self._limiter: Limiter | None = None
 
     def rate_limit(
@@ -223,6 +228,11 @@ class Handler:
             else None
         )
         drawn = None  # a weighted rule's draw, if made here: the slow path must not draw again
+        cookie = None  # with a COOKIE (server cookies on): the one this answer ends with
+        if found is not None and found[0][-1] is COOKIE_MARK:
+            cookie = self._cookie(snap, wire, found[1], peer, listener)
+            if cookie is None:
+                found = None  # BADCOOKIE: the slow path says so
         if found is not None:
             key, qend, ecs = found
             repeatable = True  # not drawn by a weighted rule, not shaped by the clock
@@ -251,12 +261,14 @@ class Handler:
                 hit = snap.answers.entries.get(key)
                 if hit is not None:
                     out = _from_stored(hit, wire, qend, ecs)
+                    if cookie is not None:
+                        out = out[:-COOKIE_DATA] + cookie
                     counted = (hit[2], listener.tag, len(wire), len(out))
                     answers = self.stats.answers
                     answers[counted] = answers.get(counted, 0) + 1
                     if report is not None:
                         report.append(hit[2])
-                    if repeatable:
+                    if repeatable and cookie is None:
                         # kept as a repeat once the same query comes twice in a row; a
                         # stream of queries that never repeat would only churn the store.
                         # Noted per decision (client, name, ECS subnet) where there is one:
@@ -282,6 +294,13 @@ class Handler:
             self._store(snap, found, result, peer, listener, repeat[2])
         return result.wire
 
+    def _cookie(self, snap: Snapshot, wire: bytes, qend: int, peer, listener) -> bytes | None:
+        """The COOKIE option data for this client's answer; None: answer BADCOOKIE."""
+        verdict = cookies.judge(
+            snap.cookies, cookie_data(wire, qend), peer[0], listener.tcp, self.cookie_clock
+        )
+        return None if verdict.bad or verdict.option is None else verdict.option[1]
+
     def _store(
         self, snap: Snapshot, found: tuple, result: Answered, peer, listener, sent: bytes
     ) -> None:
@@ -293,6 +312,12 @@ class Handler:
         the clock leaves the interval they were made for: [valid_from, ``_expires``)).
         """
         key, qend, ecs = found
+        if (
+            key[-1] is COOKIE_MARK
+            and result.wire is not None
+            and (result.wire[-COOKIE_DATA - 4 : -COOKIE_DATA] != COOKIE_HEAD)
+        ):
+            return  # stored answers of COOKIE queries end with the option the reuse replaces
         decision = result.decision
         # a weighted rule draws anew each time; a time window's answer changes with it
         repeatable = decision is None or (not decision.weighted and _expires(decision) == INF)
@@ -371,14 +396,16 @@ class Handler:
             if not listener.tcp:
                 return Answered(answer.error(query, RCODE_NOTIMP, server_max), True, RCODE_NOTIMP)
             return self._refused(query, snap, prohibited=True)
-        cookie = cookies.judge(snap.cookies, _cookie_of(query), peer[0], listener.tcp)
+        cookie = cookies.judge(
+            snap.cookies, _cookie_of(query), peer[0], listener.tcp, self.cookie_clock
+        )
         if cookie.bad:  # RFC 7873 §5.2.3: a cookie-aware UDP client must prove its address
             out = answer.error(query, RCODE_BADCOOKIE, server_max, [cookie.option])
             return Answered(out, False, RCODE_BADCOOKIE)
         zone = snap.zones.find(query.qname)
         decision = self._decide(query, peer, listener, snap, zone, rng) if snap.has_rules else None
         if decision is not None and found is not None:
-            reused = _reuse(snap, found, wire, decision)
+            reused = _reuse(snap, found, wire, decision, cookie.option)
             if reused is not None:
                 reused.zone = zone.name if zone is not None else ""
                 return reused
@@ -510,9 +537,12 @@ def _from_stored(stored: tuple, wire: bytes, qend: int, ecs: bytes | None) -> by
     return wire[:2] + stored[0] + wire[12:qend] + tail
 
 
-def _reuse(snap: Snapshot, found: tuple, wire: bytes, decision: Decision) -> Answered | None:
+def _reuse(
+    snap: Snapshot, found: tuple, wire: bytes, decision: Decision, cookie=None
+) -> Answered | None:
     """The stored answer for a fresh decision, as when another client (or ECS subnet)
-    got the same decision for the same question before. None: build it."""
+    got the same decision for the same question before. None: build it. ``cookie``:
+    the COOKIE option this client's answer ends with."""
     if decision.action is DROP:
         return None
     key, qend, ecs = found
@@ -520,6 +550,8 @@ def _reuse(snap: Snapshot, found: tuple, wire: bytes, decision: Decision) -> Ans
     if stored is None:
         return None
     out = _from_stored(stored, wire, qend, ecs)
+    if key[-1] is COOKIE_MARK and cookie is not None:
+        out = out[:-COOKIE_DATA] + cookie[1]
     return Answered(out, True, out[3] & 0x0F, decision, label=stored[2])
 
 

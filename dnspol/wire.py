@@ -319,8 +319,9 @@ def fast_key(
     back separately: its family and source length are part of the key, its address
     is patched into the stored answer. Everything else returns None and takes the slow path, which
     produces the same bytes (tests replay queries through both and compare). With
-    ``cookies`` (server cookies on), a COOKIE is not plain: its answer carries a cookie
-    made for the client, which the slow path adds.
+    ``cookies`` (server cookies on), a query with a COOKIE has a key of its own, one
+    element longer (``COOKIE_MARK``): its answer ends with a COOKIE option, which the
+    handler replaces with one made for the client (``cookie_data`` reads the query's).
     """
     n = len(wire)
     if n < 17 or n > MAX_STORED_QUERY or wire[2] & 0xF8:  # QR and OPCODE must be 0
@@ -362,16 +363,21 @@ def fast_key(
             if ecs_problem(ecs) is not None:
                 return None
         else:
-            ecs = _plain_options(wire, start, n, cookies)
-            if ecs is None:
+            plain = _plain_options(wire, start, n)
+            if plain is None:
                 return None
+            ecs, cookie = plain
+            if cookie and cookies:
+                limit = TCP_LIMIT if tcp else min(max(payload, MIN_UDP_PAYLOAD), server_max)
+                key = (qkey, flags, do, limit, ecs[:3] if ecs else None, COOKIE_MARK)
+                return key, qend, ecs or None
     limit = TCP_LIMIT if tcp else min(max(payload, MIN_UDP_PAYLOAD), server_max)
     return (qkey, flags, do, limit, ecs[:3] if ecs else None), qend, ecs or None
 
 
-def _plain_options(wire: bytes, pos: int, end: int, cookies: bool = False) -> bytes | None:
-    """b"" for options the fast path may ignore (one COOKIE), the ECS data if there is
-    one valid ECS, None for anything that needs the slow path."""
+def _plain_options(wire: bytes, pos: int, end: int) -> tuple[bytes, bool] | None:
+    """(the ECS data if there is one valid ECS, else b""; whether there is one COOKIE),
+    or None for anything that needs the slow path."""
     ecs = b""
     cookie = False
     while pos < end:
@@ -384,11 +390,27 @@ def _plain_options(wire: bytes, pos: int, end: int, cookies: bool = False) -> by
         if pos > end:
             return None
         if code == OPTION_COOKIE:
-            if cookies or cookie or not (length == 8 or 16 <= length <= 40):
+            if cookie or not (length == 8 or 16 <= length <= 40):
                 return None
             cookie = True
         elif code == OPTION_ECS and not ecs and ecs_problem(data) is None:
             ecs = data
         else:
             return None
-    return ecs
+    return ecs, cookie
+
+
+COOKIE_MARK = "cookie"  # the last element of the fast key of a query with a COOKIE
+
+
+def cookie_data(wire: bytes, qend: int) -> bytes | None:
+    """The COOKIE option's data of a query ``fast_key`` accepted (its OPT follows the
+    question at ``qend``)."""
+    pos, end = qend + 11, len(wire)
+    while pos + 4 <= end:
+        code = (wire[pos] << 8) | wire[pos + 1]
+        length = (wire[pos + 2] << 8) | wire[pos + 3]
+        if code == OPTION_COOKIE:
+            return wire[pos + 4 : pos + 4 + length]
+        pos += 4 + length
+    return None

@@ -1,10 +1,12 @@
 """handle(): rcodes, flags and sections per RFC 1034/2308/4592/6891/8482, fast == slow."""
 
+import dataclasses
 import struct
 
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord, EDNSOption
 
+from dnspol.cookies import CookieConfig, address_bytes, make
 from dnspol.handler import Clock, Handler, Listener
 from dnspol.state import ServerState, Snapshot
 from dnspol.wire import MAX_STORED_QUERY, TCP_LIMIT
@@ -552,3 +554,56 @@ def test_the_clock_takes_every_time_from_1970_to_9999(when):
     clock = Clock()
     clock.set(when, frozen=True)
     assert clock.now() == when
+
+
+def cookie_handler(fast: bool, require: bool = False, clock=lambda: 1_800_000_000):
+    handler = make_handler(fast)
+    snap = handler.state.snapshot
+    config = CookieConfig((bytes(range(16)),), require=require)
+    handler.state.swap(dataclasses.replace(snap, cookies=config))
+    handler.cookie_clock = clock
+    return handler
+
+
+def cookie_queries(peers):
+    """The mix with cookies: a client cookie alone, a good server cookie, a stale one, a
+    foreign one; with and without ECS; from several clients."""
+    good = {p: make(bytes(range(16)), b"client%02d" % i, address_bytes(p[0]), 1_800_000_000 - 60)
+            for i, p in enumerate(peers)}  # fmt: skip
+    for i, peer in enumerate(peers):
+        client = b"client%02d" % i
+        kinds = [client, client + good[peer], client + bytes(16), client + b"x" * 24]
+        for qname, qtype, *_ in CASES[:12]:
+            for cookie in kinds:
+                for ecs in (False, True):
+                    q = DNSRecord.question(qname.upper() if ecs else qname, qtype)
+                    opts = [EDNSOption(10, cookie)]
+                    if ecs:
+                        opts.insert(0, EDNSOption(8, struct.pack("!HBB", 1, 24, 0) + b"\x0a\1\2"))
+                    q.add_ar(EDNS0(udp_len=1232, opts=opts))
+                    yield bytes(q.pack()), peer
+
+
+@pytest.mark.parametrize("require", [False, True])
+def test_cookie_answers_are_byte_identical_on_both_paths(require):
+    fast, slow = cookie_handler(True, require), cookie_handler(False, require)
+    peers = [("127.0.0.1", 40000), ("198.51.100.7", 5300), ("2001:db8::9", 5301)]
+    queries = list(cookie_queries(peers))
+    for listener in (UDP, TCP):
+        for wire, peer in queries + queries:  # built, then from the stored answers
+            assert fast.handle(wire, peer, listener) == slow.handle(wire, peer, listener)
+    assert len(fast.state.snapshot.answers) > 0
+    assert len(fast.state.snapshot.repeats) == 0  # a cookie answer is never a repeat
+
+
+def test_each_client_gets_its_own_cookie_from_a_stored_answer():
+    handler = cookie_handler(True)
+    q = DNSRecord.question("www.example.com", "A")
+    q.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(10, b"clientAA")]))
+    wire = bytes(q.pack())
+    first = handler.handle(wire, ("192.0.2.1", 1), UDP)
+    second = handler.handle(wire, ("192.0.2.2", 1), UDP)
+    assert first[:-16] == second[:-16] and first[-16:] != second[-16:]
+    for peer, out in ((("192.0.2.1", 1), first), (("192.0.2.2", 1), second)):
+        expected = make(bytes(range(16)), b"clientAA", address_bytes(peer[0]), 1_800_000_000)
+        assert out[-16:] == expected
