@@ -67,6 +67,10 @@ served=$(for _ in 1 2 3 4 5 6 7 8; do dig @127.0.0.1 -p "$port" example.com SOA 
   awk '{print $3}' | sort -u | paste -sd' ')
 echo "reloads logged: $reloaded of $expected, failed: $failed; serial served at the end: $served (file: $serial)"
 cat "$work/probe.out"
+if [[ $WORKERS -gt 1 ]]; then  # the gap while no generation answers (queries wait in the sockets)
+  grep -oE "switched to generation [0-9]+ in [0-9.]+ ms" "$work/server.log" | awk '{print $6}' |
+    sort -n | awk '{v[NR]=$1} END {if (NR) printf "switch-over gap: median %.1f ms, max %.1f ms over %d switches\n", v[int((NR+1)/2)], v[NR], NR}'
+fi
 old_after_new=$(awk '/^probe:/ {print $4}' "$work/probe.out")
 probe_lost=$(awk '/^probe:/ {print $6}' "$work/probe.out")
 lost=$(awk '/Queries lost:/ {print $3}' "$work/dnsperf.out")
