@@ -37,7 +37,7 @@ import logging
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -164,17 +164,19 @@ class Verdict(Enum):
     SLIP = "slip"
 
 
-# kinds of answer, each with its own rate (the keys of ``RateLimit``)
-RESPONSE, NODATA, NXDOMAIN, REFERRAL, ERROR = (
+# kinds of answer, each with its own rate (the keys of ``RateLimit``), and their places
+RESPONSE, NODATA, NXDOMAIN, REFERRAL, ERROR = KINDS = (
     "responses_per_second", "nodata_per_second", "nxdomains_per_second",
     "referrals_per_second", "errors_per_second",
 )  # fmt: skip
+RESPONSE_AT, NODATA_AT, NXDOMAIN_AT, REFERRAL_AT, ERROR_AT = range(5)
 TC = 0x02  # in the first flags byte
 AA = 0x04
 
 
 class Limiter:
-    """One worker's table of balances; ``apply`` is the stage."""
+    """One worker's table of balances; ``apply`` is the stage (every UDP answer passes
+    through it, so it reads a few header bytes and one dict entry, nothing more)."""
 
     def __init__(
         self,
@@ -185,24 +187,59 @@ class Limiter:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.rates: Mapping[str, float] = {
-            kind: getattr(config, kind) * share
-            for kind in (RESPONSE, NODATA, NXDOMAIN, REFERRAL, ERROR)
-        }
-        # (prefix, kind, name, type) -> [balance, last seen, slip count]
+        # per kind of answer (the order of KINDS), this worker's part of the rate
+        self.rates = tuple(getattr(config, kind) * share for kind in KINDS)
+        # (prefix, kind, name) -> [balance, last seen, slip count]
         self.entries: OrderedDict[tuple, list] = OrderedDict()
         # action -> answers (the metrics' dict when given: ``Stats.rate_limited``)
         self.counts = counts if counts is not None else {}
         self._v4_shift = 32 - config.ipv4_prefix_length
         self._v6_shift = 128 - config.ipv6_prefix_length
+        self._v4_24 = config.ipv4_prefix_length == 24  # the default: a prefix is text
         self._last_log = 0.0
+        # the first look (``_within_free_share``): answers per prefix in this second,
+        # and busy prefixes, when they last were (at most ``max_entries`` of them)
+        self._free = min((rate for rate in self.rates if rate > 0), default=0.0)
+        self._second = float("-inf")
+        self._answers: dict = {}
+        self._hot: OrderedDict = OrderedDict()
 
     def apply(self, reply: bytes, client: str, query: bytes = b"") -> bytes | None:
         """The answer to send: ``reply`` itself, its truncated form, or None (drop).
 
         A client that sent back a valid server cookie is not spoofed: never limited.
         """
-        verdict = self.judge(reply, client)
+        # the first look, inline (it is paid by every answer): see _within_free_share
+        if self._free >= 1:
+            if self._v4_24 and ":" not in client:
+                prefix: str | tuple = client[: client.rfind(".")]
+            else:
+                prefix = self._prefix(client)
+            if prefix not in self._hot:
+                now = self.clock()
+                if now - self._second >= 1.0:
+                    self._second, self._answers = now, {}
+                answers = self._answers
+                count = answers.get(prefix, 0) + 1
+                answers[prefix] = count
+                if count <= self._free:
+                    return reply
+            if not self._within_free_share(client):  # busy: counted one by one
+                entry = self._debit(reply, client)
+                if entry is None:
+                    return reply
+                return self._limited_answer(entry, reply, client, query)
+            return reply
+        entry = self._debit(reply, client)
+        if entry is None:
+            return reply
+        return self._limited_answer(entry, reply, client, query)
+
+    def _limited_answer(
+        self, entry: list, reply: bytes, client: str, query: bytes
+    ) -> bytes | None:
+        """An answer over its balance: sent (exempt, cookie, log_only), slipped or dropped."""
+        verdict = self._limited(entry, client)
         if verdict is Verdict.SEND or proven_by_cookie(reply, query):
             return reply
         action = "would_" + verdict.value if self.config.log_only else verdict.value
@@ -211,42 +248,105 @@ class Limiter:
             return reply
         return slipped(reply) if verdict is Verdict.SLIP else None
 
-    def judge(self, reply: bytes, client: str) -> Verdict:
-        kind, name, qtype = classify(reply)
-        rate = self.rates[kind]
-        if rate <= 0:
-            return Verdict.SEND
-        key = (self._prefix(client), kind, name, qtype)
+    def _within_free_share(self, client: str) -> bool:
+        """The cheap first look, so that a legitimate load pays little: a prefix that
+        is not *busy* gets its first answers of each second uncounted, up to the
+        smallest rate, since no balance (each counts a subset of the prefix's answers)
+        can go below zero on them. A prefix that goes over that in a second is busy
+        for ``window`` seconds from then, and every one of its answers is counted. The
+        one difference from counting all: a prefix's first ``rate`` answers before it
+        turns busy are not in its balances (a flood's first second gets up to twice
+        the rate, once)."""
+        if self._free < 1:
+            return False
         now = self.clock()
-        entry = self.entries.get(key)
-        if entry is None:
-            entry = self._new_entry(key, rate, now)
+        prefix = self._prefix(client)
+        busy_since = self._hot.get(prefix)
+        if busy_since is not None:
+            if now - busy_since <= self.config.window:
+                self._hot[prefix] = now
+                return False
+            del self._hot[prefix]
+        if now - self._second >= 1.0:
+            self._second, self._answers = now, {}  # bounded: the prefixes of one second
+        count = self._answers.get(prefix, 0) + 1
+        self._answers[prefix] = count
+        if count <= self._free:
+            return True
+        self._mark_hot(prefix, now)
+        return False
+
+    def _mark_hot(self, prefix: str | tuple, now: float) -> None:
+        hot = self._hot
+        hot[prefix] = now
+        hot.move_to_end(prefix)
+        if len(hot) > self.config.max_entries:
+            hot.popitem(last=False)
+
+    def judge(self, reply: bytes, client: str) -> Verdict:
+        """What ``apply`` decides for this answer (cookies aside), counting it."""
+        entry = self._debit(reply, client)
+        return Verdict.SEND if entry is None else self._limited(entry, client)
+
+    def _debit(self, reply: bytes, client: str) -> list | None:
+        """Count one answer against its balance: None while the balance allows it, else
+        the (prefix, kind) entry that is over."""
+        rcode = reply[3] & 0x0F
+        if rcode == 0:
+            if reply[6] or reply[7]:
+                kind = RESPONSE_AT
+            else:
+                kind = NODATA_AT if reply[2] & AA else REFERRAL_AT
         else:
-            self.entries.move_to_end(key)
+            kind = NXDOMAIN_AT if rcode == 3 else ERROR_AT
+        rate = self.rates[kind]
+        if rate <= 0.0:
+            return None
+        end = reply.find(0, 12) + 1  # the question's root label (a zero inside a label only
+        # moves the answer to another balance, as a new name would)
+        if kind <= NODATA_AT:
+            name = reply[12 : end + 2].lower()  # the name and the type
+        elif kind == NXDOMAIN_AT:
+            name = _zone_of_negative(reply, end + 4, reply[12:end].lower())
+        elif kind == REFERRAL_AT:
+            name = reply[12:end].lower()
+        else:
+            name = b""
+        key = (self._prefix(client), kind, name)
+        now = self.clock()
+        entries = self.entries
+        entry = entries.get(key)
+        if entry is None:
+            if len(entries) >= self.config.max_entries:
+                entries.popitem(last=False)  # the least recently used
+            entry = entries[key] = [rate, now, 0]
+        else:
+            entries.move_to_end(key)
             elapsed = now - entry[1]
             if elapsed > self.config.window:
                 entry[0], entry[2] = rate, 0
             elif elapsed > 0:
-                entry[0] = min(rate, entry[0] + rate * elapsed)
-                if entry[0] >= rate:
-                    entry[2] = 0
-        entry[1] = now
+                balance = entry[0] + rate * elapsed
+                if balance >= rate:
+                    balance, entry[2] = rate, 0
+                entry[0] = balance
+            entry[1] = now
         entry[0] -= 1
         if entry[0] >= 0:
-            return Verdict.SEND
-        entry[0] = max(entry[0], -self.config.window * rate)
+            return None
+        floor = -self.config.window * rate
+        if entry[0] < floor:
+            entry[0] = floor
+        entry.append(key)  # for the log line (dropped again in _limited)
+        return entry
+
+    def _limited(self, entry: list, client: str) -> Verdict:
+        key = entry.pop()
         if self.config.exempt_clients and _exempt(self.config.exempt_clients, client):
             return Verdict.SEND
         verdict = self._slip_or_drop(entry)
-        self._log(key, verdict, now)
+        self._log(key, verdict, entry[1])
         return verdict
-
-    def _new_entry(self, key: tuple, rate: float, now: float) -> list:
-        if len(self.entries) >= self.config.max_entries:
-            self.entries.popitem(last=False)  # the least recently used
-        entry = [rate, now, 0]
-        self.entries[key] = entry
-        return entry
 
     def _slip_or_drop(self, entry: list) -> Verdict:
         """The first limited answer slips, then every ``slip``-th (BIND's order)."""
@@ -257,10 +357,14 @@ class Limiter:
         entry[2] = 0 if count + 1 >= slip else count + 1
         return Verdict.SLIP if count == 0 else Verdict.DROP
 
-    def _prefix(self, client: str) -> tuple[int, int]:
+    def _prefix(self, client: str) -> str | tuple[int, int]:
+        """The client's prefix: for IPv4 /24 (the default) the text before the last dot,
+        which costs a tenth of the arithmetic; else (family, the address's top bits)."""
         if ":" in client:
             value = int.from_bytes(socket.inet_pton(socket.AF_INET6, client.split("%")[0]))
             return 6, value >> self._v6_shift
+        if self._v4_shift == 8:
+            return client[: client.rfind(".")]
         return 4, int.from_bytes(socket.inet_aton(client)) >> self._v4_shift
 
     def _log(self, key: tuple, verdict: Verdict, now: float) -> None:
@@ -268,17 +372,31 @@ class Limiter:
         if now - self._last_log < 1.0:
             return
         self._last_log = now
-        family, value = key[0]
+        prefix = key[0]
+        family, value = (
+            prefix
+            if isinstance(prefix, tuple)
+            else (4, int.from_bytes(socket.inet_aton(prefix + ".0")) >> 8)
+        )
         bits = 32 if family == 4 else 128
         length = bits - (self._v4_shift if family == 4 else self._v6_shift)
         packed = (value << (bits - length)).to_bytes(bits // 8)
         net = socket.inet_ntop(socket.AF_INET if family == 4 else socket.AF_INET6, packed)
         would = "would " if self.config.log_only else ""
-        name = key[2].decode("ascii", "replace") if key[2] else "-"
+        name = _readable(key[2]) if key[2] else "-"
         log.warning(
             "rate limit: %s%s %s answers to %s/%d for %s",
-            would, verdict.value, key[1].removesuffix("_per_second"), net, length, name,
+            would, verdict.value, KINDS[key[1]].removesuffix("_per_second"), net, length, name,
         )  # fmt: skip
+
+
+def _readable(name: bytes) -> str:
+    """A wire name (possibly with its type after it) as text, for the log."""
+    labels, pos = [], 0
+    while pos < len(name) and name[pos]:
+        labels.append(name[pos + 1 : pos + 1 + name[pos]].decode("ascii", "replace"))
+        pos += 1 + name[pos]
+    return ".".join(labels) + "."
 
 
 def _exempt(exempt: PrefixSet, client: str) -> bool:

@@ -52,6 +52,9 @@ def limiter(share: float = 1.0, **settings) -> tuple[Limiter, FakeClock]:
     return Limiter(RateLimit(**settings), share, clock), clock
 
 
+FREE = 5  # a flood's first second: this many answers before the prefix is busy (apply)
+
+
 def verdicts(lim: Limiter, reply: bytes, client: str, count: int) -> list[str]:
     return [lim.judge(reply, client).value for _ in range(count)]
 
@@ -151,14 +154,14 @@ def test_exempt_clients_are_never_limited() -> None:
 
 def test_log_only_sends_everything_and_counts_what_it_would_do() -> None:
     lim, _ = limiter(log_only=True)
-    sent = [lim.apply(answer(), "198.51.100.7") for _ in range(9)]
+    sent = [lim.apply(answer(), "198.51.100.7") for _ in range(FREE + 9)]
     assert all(out == answer() for out in sent)
     assert lim.counts == {"would_drop": 2, "would_slip": 2}
 
 
 def test_apply_counts_and_shapes_what_it_sends() -> None:
     lim, _ = limiter()
-    outs = [lim.apply(answer(), "198.51.100.7") for _ in range(7)]
+    outs = [lim.apply(answer(), "198.51.100.7") for _ in range(FREE + 7)][FREE:]
     assert outs[:5] == [answer()] * 5
     assert outs[5] == slipped(answer()) and outs[6] is None
     assert lim.counts["slip"] == 1 and lim.counts["drop"] == 1
@@ -203,3 +206,21 @@ def test_a_query_that_carried_the_answers_cookie_is_proven() -> None:
     lim, _ = limiter()
     sent = [lim.apply(wire, "198.51.100.7", b"q" + cookie) for _ in range(20)]
     assert sent == [wire] * 20
+
+
+def test_a_prefix_under_the_smallest_rate_is_not_counted_one_by_one() -> None:
+    lim, clock = limiter()
+    for second in range(10):  # 5 answers a second, the rate: never limited, no entries
+        clock.now = 1000.0 + second
+        assert [lim.apply(answer(), "198.51.100.7") for _ in range(5)] == [answer()] * 5
+    assert len(lim.entries) == 0
+
+
+def test_a_limited_prefix_stays_counted_until_the_window_passes() -> None:
+    lim, clock = limiter(window=15)
+    sent = [lim.apply(answer(), "198.51.100.7") for _ in range(200)]  # a flood
+    assert sent.count(None) > 90
+    clock.now += 2  # a quiet client now, but its balance is still far below zero
+    assert lim.apply(answer(), "198.51.100.7") != answer()
+    clock.now += 20  # the window has passed: answered again
+    assert lim.apply(answer(), "198.51.100.7") == answer()
