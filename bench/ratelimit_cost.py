@@ -31,9 +31,7 @@ TYPES = ["A", "AAAA", "MX", "TXT", "SOA"]
 
 def workload(clients: int, count: int = 20_000) -> list[tuple[bytes, str]]:
     rng = random.Random(1)
-    queries = [
-        bytes(DNSRecord.question(name, qtype).pack()) for name in NAMES for qtype in TYPES
-    ]
+    queries = [bytes(DNSRecord.question(name, qtype).pack()) for name in NAMES for qtype in TYPES]
     sources = [f"10.{i >> 8 & 255}.{i & 255}.{rng.randrange(1, 255)}" for i in range(clients)]
     return [(rng.choice(queries), rng.choice(sources)) for _ in range(count)]
 

@@ -235,9 +235,7 @@ class Limiter:
             return reply
         return self._limited_answer(entry, reply, client, query)
 
-    def _limited_answer(
-        self, entry: list, reply: bytes, client: str, query: bytes
-    ) -> bytes | None:
+    def _limited_answer(self, entry: list, reply: bytes, client: str, query: bytes) -> bytes | None:
         """An answer over its balance: sent (exempt, cookie, log_only), slipped or dropped."""
         verdict = self._limited(entry, client)
         if verdict is Verdict.SEND or proven_by_cookie(reply, query):
