@@ -8,7 +8,8 @@ then:
   NSID, many names and types) with random bytes flipped, cut short, extended, or with
   their counts and lengths changed;
 * then sends ``--tcp-messages`` (default 200,000) over ``--tcp-connections`` (default
-  1,000) TCP connections, pipelined, a mix of well-formed and mutated messages, from
+  1,000) TCP connections, pipelined, a mix of well-formed and mutated messages (at least
+  12 bytes each: a shorter frame rightly ends its connection), from
   sources spread over many /24s (so per-source limits do not refuse them), reading
   every answer;
 * and reports: tracebacks in the server's log, whether the example's answers are still
@@ -80,6 +81,13 @@ def mutate(rng: random.Random, wire: bytes) -> bytes:
         elif how == 5 and len(data) >= 4:  # flags, opcode, QR
             data[2], data[3] = rng.randrange(256), rng.randrange(256)
     return bytes(data)
+
+
+def framed_mutation(rng: random.Random, bases: list[bytes]) -> bytes:
+    """A mutated message still as long as a header: a shorter frame ends the connection
+    (RFC 7766 §8, after the answers made), which would leave the rest unsent."""
+    wire = mutate(rng, rng.choice(bases))
+    return wire + bytes(max(0, 12 - len(wire)))
 
 
 def tree_rss_kb(pid: int) -> int:
@@ -158,7 +166,7 @@ def tcp_flood(port: int, messages: int, connections: int, rng: random.Random, ba
             out = b"".join(
                 struct.pack("!H", len(m)) + m
                 for m in (
-                    mutate(rng, rng.choice(bases)) if rng.random() < 0.3 else rng.choice(bases)
+                    framed_mutation(rng, bases) if rng.random() < 0.3 else rng.choice(bases)
                     for _ in range(per)
                 )
             )

@@ -312,8 +312,10 @@ class DnsOverTcp(asyncio.Protocol):
         pending = pos = 0
         while len(buf) - pos >= 2 and self.blocked_since is None:
             size = (buf[pos] << 8) | buf[pos + 1]
-            if size < 12:
-                self.end()  # framing in doubt (RFC 7766 §8)
+            if size < 12:  # framing in doubt (RFC 7766 §8): end, after the answers made
+                if out:
+                    transport.write(b"".join(out))
+                self.close()
                 return
             if len(buf) - pos - 2 < size:
                 break

@@ -113,3 +113,14 @@ def test_many_pipelined_queries_with_big_answers_are_all_answered(core) -> None:
         time.sleep(0.3)  # let answers pile up unread for a while
         idents = {header(_read_message(sock))["id"] for _ in range(count)}
     assert idents == set(range(count))
+
+
+def test_answers_made_before_a_broken_frame_are_sent_then_the_connection_closes(core) -> None:
+    """A frame too short for a DNS header puts the framing in doubt (RFC 7766 §8): the
+    connection ends, but the answers to the queries before it still go out first."""
+    queries = [make_query("www.example.", ident=200 + i) for i in range(3)]
+    with _connect(core) as sock:
+        sock.sendall(b"".join(_framed(q) for q in queries) + _framed(b"\x00" * 5))
+        replies = [_read_message(sock) for _ in queries]
+        assert [header(r)["id"] for r in replies] == [200, 201, 202]
+        assert sock.recv(1) == b""  # then closed, not reset
