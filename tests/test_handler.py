@@ -371,10 +371,11 @@ def test_a_repeated_query_is_answered_with_its_own_id_and_counted():
     handler = make_handler()
     q = DNSRecord.question("www.example.com")
     first = handler.handle(with_id(bytes(q.pack()), 1), PEER, UDP)
-    again = handler.handle(with_id(bytes(q.pack()), 2), PEER, UDP)
-    assert again == with_id(first, 2)
+    for ident in (2, 3, 4):  # stored from its second time, a repeat from its third
+        again = handler.handle(with_id(bytes(q.pack()), ident), PEER, UDP)
+        assert again == with_id(first, ident)
     assert len(handler.state.snapshot.repeats) == 1
-    assert sum(handler.stats.answers.values()) == 2
+    assert sum(handler.stats.answers.values()) == 4
 
 
 def test_repeats_are_kept_apart_by_listener():
@@ -391,7 +392,7 @@ def test_repeat_cache_is_bounded():
     handler = make_handler()
     handler.state.snapshot.repeats.limit = 20
     for i in range(200):
-        for _ in range(2):  # the same bytes twice: kept as a repeat
+        for _ in range(3):  # stored the second time, kept as a repeat the third
             ask(handler, "www.example.com", rd=i % 2, edns=512 + i)
     assert len(handler.state.snapshot.repeats) <= 20
     assert handler.state.snapshot.repeats.evictions >= 9
@@ -401,9 +402,21 @@ def test_answer_cache_is_bounded():
     handler = make_handler()
     handler.state.snapshot.answers.limit = 50
     for i in range(500):
-        ask(handler, f"n{i}.example.com")
+        for _ in range(2):  # kept from its second sighting
+            ask(handler, f"n{i}.example.com")
     assert len(handler.state.snapshot.answers) <= 50
     assert handler.state.snapshot.answers.evictions >= 9
+
+
+def test_names_seen_once_are_not_stored():
+    """A random-subdomain flood: every name new, none kept; a name asked again is."""
+    handler = make_handler()
+    for i in range(300):
+        ask(handler, f"r{i}.example.com")
+    snap = handler.state.snapshot
+    assert len(snap.answers) == 0 and len(snap.answers.seen_once) == 300
+    ask(handler, "r7.example.com")
+    assert len(snap.answers) == 1
 
 
 def test_class_any_and_unknown_classes_are_refused(handler):
