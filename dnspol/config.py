@@ -147,7 +147,7 @@ class Config:
     metrics: tuple[str, int] | None = None  # Prometheus listener; None: off
     rate_limit: RateLimit | None = None  # response-rate limiting; None: off
     nsid: bytes = b""  # RFC 5001 identity given to queries that ask; empty: none
-    cookies: CookieConfig | None = None  # server cookies (RFC 7873/9018); None: off
+    cookies: CookieConfig | None = None  # server cookies (RFC 7873/9018); None: off (``false``)
     control: str | None = None  # the control socket (``dnspol ctl``); "none": off; None: default
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
     reload_timeout: float = LIMITS["reload_timeout"].default  # seconds; then abandoned
@@ -249,7 +249,7 @@ class _Server:
     metrics: tuple[str, int] | None = None
     rate_limit: RateLimit | None = None
     nsid: bytes = b""
-    cookies: CookieConfig | None = None
+    cookies: CookieConfig | None = field(default_factory=CookieConfig)  # on, as in BIND
     control: str | None = None
     limits: dict[str, float] = field(
         default_factory=lambda: {name: limit.default for name, limit in LIMITS.items()}

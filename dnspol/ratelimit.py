@@ -22,10 +22,12 @@ The stage reads only the answer's bytes (rcode, flags, counts, the question
 and the SOA owner of a negative answer), so it sits after the handler without
 knowing how the answer was made.
 
-Several workers: each worker keeps its own table and allows ``1/N`` of each
-rate (``share``). Every worker reads the same shared UDP socket, so a client's
-packets spread over the workers at random and the server as a whole allows
-about the configured rate (the test compares the reflected bytes with BIND's).
+Several workers: each worker keeps its own table, credits its balances with
+``1/N`` of each rate (``share``) and lets a balance hold up to the whole rate
+(bursts that land on one worker are not cut). Every worker reads the same shared
+UDP socket, so a client's packets spread over the workers at random and the
+server as a whole allows about the configured rate (the test compares the
+reflected bytes with BIND's).
 
 This module is the one declaration of the ``server.rate_limit`` settings
 (``SETTINGS``): the config reader, the snapshot and ``dnspol schema`` use it.
@@ -187,8 +189,11 @@ class Limiter:
     ) -> None:
         self.config = config
         self.clock = clock
-        # per kind of answer (the order of KINDS), this worker's part of the rate
+        # per kind of answer (the order of KINDS): this worker's part of the rate is
+        # what its balances are credited with; a balance holds up to the whole rate, so
+        # a client near the rate whose queries reach one worker in a burst is not cut
         self.rates = tuple(getattr(config, kind) * share for kind in KINDS)
+        self.caps = tuple(float(getattr(config, kind)) for kind in KINDS)
         # (prefix, kind, name) -> [balance, last seen, slip count]
         self.entries: OrderedDict[tuple, list] = OrderedDict()
         # action -> answers (the metrics' dict when given: ``Stats.rate_limited``)
@@ -253,8 +258,8 @@ class Limiter:
         can go below zero on them. A prefix that goes over that in a second is busy
         for ``window`` seconds from then, and every one of its answers is counted. The
         one difference from counting all: a prefix's first ``rate`` answers before it
-        turns busy are not in its balances (a flood's first second gets up to twice
-        the rate, once)."""
+        turns busy are not in its balances (a flood's first second gets a few more
+        whole answers, once)."""
         if self._free < 1:
             return False
         now = self.clock()
@@ -313,20 +318,21 @@ class Limiter:
         key = (self._prefix(client), kind, name)
         now = self.clock()
         entries = self.entries
+        cap = self.caps[kind]
         entry = entries.get(key)
         if entry is None:
             if len(entries) >= self.config.max_entries:
                 entries.popitem(last=False)  # the least recently used
-            entry = entries[key] = [rate, now, 0]
+            entry = entries[key] = [cap, now, 0]
         else:
             entries.move_to_end(key)
             elapsed = now - entry[1]
             if elapsed > self.config.window:
-                entry[0], entry[2] = rate, 0
+                entry[0], entry[2] = cap, 0
             elif elapsed > 0:
                 balance = entry[0] + rate * elapsed
-                if balance >= rate:
-                    balance, entry[2] = rate, 0
+                if balance >= cap:
+                    balance, entry[2] = cap, 0
                 entry[0] = balance
             entry[1] = now
         entry[0] -= 1

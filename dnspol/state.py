@@ -198,7 +198,9 @@ def snapshot_from_zone_args(args: list[str]) -> Snapshot:
     if problems:
         raise ConfigError(problems)
     files = tuple(sorted({z.source for z in zones} | set(_included(zones))))
-    return Snapshot(zones=ZoneSet(zones), digest=digest.hexdigest(), files=files)
+    return Snapshot(
+        zones=ZoneSet(zones), digest=digest.hexdigest(), files=files, cookies=CookieConfig()
+    )
 
 
 def _included(zones: list[Zone]) -> list[str]:

@@ -178,8 +178,12 @@ def test_the_table_is_bounded_and_keeps_the_recently_used() -> None:
     assert lim.judge(answer(), "198.51.100.7") is not Verdict.SEND
 
 
-def test_a_share_divides_every_rate() -> None:
-    lim, _ = limiter(share=0.5)
+def test_a_share_divides_every_rate_but_not_the_burst() -> None:
+    lim, clock = limiter(share=0.5)  # one of two workers: credited 2.5 a second
+    assert verdicts(lim, answer(), "198.51.100.7", 6) == ["send"] * 5 + ["slip"]
+    clock.now += 30  # full again: 5
+    verdicts(lim, answer(), "198.51.100.7", 5)
+    clock.now += 1  # 2.5 credited
     assert verdicts(lim, answer(), "198.51.100.7", 3) == ["send", "send", "slip"]
 
 

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import struct
+import sys
 import time
 from pathlib import Path
 from subprocess import STDOUT, Popen, TimeoutExpired
@@ -200,3 +201,20 @@ def stop_process(proc: Popen) -> None:
         except TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def serve_deployed(workdir: Path, *args: str, timeout: float = 60.0) -> tuple[Popen, str, int]:
+    """``dnspol serve ARGS`` as deployed (no --fake-time), on a free 127.0.0.1 port, in a
+    process group of its own, logging to ``workdir/log``; returns once it is ready."""
+    ready = workdir / "ready"
+    argv = [sys.executable, "-m", "dnspol", "serve", *args]
+    argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready)]
+    with open(workdir / "log", "w") as log:
+        proc = Popen(argv, stdout=log, stderr=STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        assert proc.poll() is None, (workdir / "log").read_text()
+        assert time.monotonic() < deadline, "the server never became ready"
+        time.sleep(0.02)
+    host, port = ready.read_text().split()
+    return proc, host, int(port)

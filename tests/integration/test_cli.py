@@ -14,7 +14,7 @@ import time
 
 import dnslib
 import pytest
-from itkit import DATA, EXAMPLE, children, process_tree, wait_gone, workers
+from itkit import DATA, EXAMPLE, children, process_tree, serve_deployed, wait_gone, workers
 
 import dnspol
 import dnspol.testing
@@ -168,19 +168,7 @@ def _start(
     tmp_path, zone, *extra: str, workers_arg: str = "2"
 ) -> tuple[subprocess.Popen, str, int]:
     """``dnspol serve`` as deployed (no --fake-time), in its own process group."""
-    ready = tmp_path / "ready"
-    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone)]
-    argv += ["--workers", workers_arg]
-    argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), *extra]
-    with open(tmp_path / "log", "w") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        assert proc.poll() is None, (tmp_path / "log").read_text()
-        assert time.monotonic() < deadline, "the server never became ready"
-        time.sleep(0.02)
-    host, port = ready.read_text().split()
-    return proc, host, int(port)
+    return serve_deployed(tmp_path, "--zone", str(zone), "--workers", workers_arg, *extra)
 
 
 @contextlib.contextmanager

@@ -12,12 +12,11 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from itkit import make_query
+from itkit import make_query, serve_deployed
 
 ZONE = """$ORIGIN switch.test.
 $TTL 60
@@ -40,17 +39,10 @@ def write_zone(path, serial: int) -> int:
 
 
 def start_server(tmp_path, zone, workers: str) -> tuple[subprocess.Popen, int]:
-    ready = tmp_path / "ready"
-    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone), "--workers", workers]
-    argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), "--no-watch"]
-    with open(tmp_path / "log", "w") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        assert proc.poll() is None, (tmp_path / "log").read_text()
-        assert time.monotonic() < deadline, "the server never became ready"
-        time.sleep(0.02)
-    return proc, int(ready.read_text().split()[1])
+    proc, _, port = serve_deployed(
+        tmp_path, "--zone", str(zone), "--workers", workers, "--no-watch"
+    )
+    return proc, port
 
 
 def stop_server(proc: subprocess.Popen) -> None:
