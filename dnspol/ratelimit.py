@@ -229,20 +229,16 @@ class Limiter:
                 answers[prefix] = count
                 if count <= self._free:
                     return reply
-            if not self._within_free_share(client):  # busy: counted one by one
-                entry = self._debit(reply, client)
-                if entry is None:
-                    return reply
-                return self._limited_answer(entry, reply, client, query)
+            if self._within_free_share(client):
+                return reply
+        over = self._debit(reply, client)  # counted one by one
+        if over is None:
             return reply
-        entry = self._debit(reply, client)
-        if entry is None:
-            return reply
-        return self._limited_answer(entry, reply, client, query)
+        return self._limited_answer(over, reply, client, query)
 
-    def _limited_answer(self, entry: list, reply: bytes, client: str, query: bytes) -> bytes | None:
+    def _limited_answer(self, key: tuple, reply: bytes, client: str, query: bytes) -> bytes | None:
         """An answer over its balance: sent (exempt, cookie, log_only), slipped or dropped."""
-        verdict = self._limited(entry, client)
+        verdict = self._limited(key, client)
         if verdict is Verdict.SEND or proven_by_cookie(reply, query):
             return reply
         action = "would_" + verdict.value if self.config.log_only else verdict.value
@@ -288,12 +284,12 @@ class Limiter:
 
     def judge(self, reply: bytes, client: str) -> Verdict:
         """What ``apply`` decides for this answer (cookies aside), counting it."""
-        entry = self._debit(reply, client)
-        return Verdict.SEND if entry is None else self._limited(entry, client)
+        key = self._debit(reply, client)
+        return Verdict.SEND if key is None else self._limited(key, client)
 
-    def _debit(self, reply: bytes, client: str) -> list | None:
+    def _debit(self, reply: bytes, client: str) -> tuple | None:
         """Count one answer against its balance: None while the balance allows it, else
-        the (prefix, kind) entry that is over."""
+        the key of the (prefix, kind, name) entry that is over."""
         rcode = reply[3] & 0x0F
         if rcode == 0:
             if reply[6] or reply[7]:
@@ -341,11 +337,10 @@ class Limiter:
         floor = -self.config.window * rate
         if entry[0] < floor:
             entry[0] = floor
-        entry.append(key)  # for the log line (dropped again in _limited)
-        return entry
+        return key
 
-    def _limited(self, entry: list, client: str) -> Verdict:
-        key = entry.pop()
+    def _limited(self, key: tuple, client: str) -> Verdict:
+        entry = self.entries[key]
         if self.config.exempt_clients and _exempt(self.config.exempt_clients, client):
             return Verdict.SEND
         verdict = self._slip_or_drop(entry)
