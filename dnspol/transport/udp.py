@@ -1,7 +1,7 @@
 """UDP: one plain blocking receive/answer loop per socket, in its own thread.
 
 A blocking ``recvfrom``/``sendto`` loop costs a few µs per packet, less than an
-asyncio ``DatagramProtocol`` (see shared/reference/python-dns-speed.md), and the
+asyncio ``DatagramProtocol`` (measured when the transports were chosen), and the
 GIL is released while it waits, so TCP and housekeeping run in the main thread.
 
 A receive gives up after ``WAKE_SECONDS`` (``SO_RCVTIMEO``) so the loop can see

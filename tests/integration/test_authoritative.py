@@ -3,7 +3,7 @@
 Each case is one query against the shared ``core`` server (zones ``example.``
 and ``sub2.example.`` in tests/integration/data) and the whole expected
 response: rcode, AA, and every record of every section (owner, TTL, type,
-data). The rules come from shared/reference/authoritative-dns.md; section
+data). The rules are written out in docs/authoritative.md; section
 numbers in the comments point there.
 """
 
