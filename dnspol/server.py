@@ -100,11 +100,40 @@ def format_listen(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class ListenError(OSError):
+    """A listen address that cannot be had, said with the address and the likely fix."""
+
+    def __str__(self) -> str:
+        return str(self.args[1]) if len(self.args) > 1 else super().__str__()
+
+
+LISTEN_FIXES = {
+    errno.EADDRINUSE: "the address is already in use: another DNS server (named, "
+    "systemd-resolved on 127.0.0.53, another dnspol) listens there; stop it or choose "
+    "another --listen address",
+    errno.EACCES: "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE "
+    "(AmbientCapabilities=CAP_NET_BIND_SERVICE in a systemd unit, or setcap "
+    "cap_net_bind_service=+ep on the Python binary), or listen on a port above 1023",
+    errno.EADDRNOTAVAIL: "no such address on this machine: check --listen",
+}
+
+
 def open_pair(
     host: str, port: int, tcp_reuse_port: bool = False
 ) -> tuple[socket.socket, socket.socket]:
     """UDP and TCP on the same port; port 0 picks a free one for both. With
-    ``tcp_reuse_port`` more TCP listeners may join the port (one per worker)."""
+    ``tcp_reuse_port`` more TCP listeners may join the port (one per worker).
+    Raises ``ListenError`` naming the address and the likely fix."""
+    try:
+        return _open_pair(host, port, tcp_reuse_port)
+    except OSError as exc:
+        why = LISTEN_FIXES.get(exc.errno, exc.strerror or str(exc))
+        raise ListenError(
+            exc.errno, f"cannot listen on {format_listen(host, port)}: {why}"
+        ) from exc
+
+
+def _open_pair(host: str, port: int, tcp_reuse_port: bool) -> tuple[socket.socket, socket.socket]:
     for _ in range(20):
         usock = udp.open_socket(host, port)
         try:
@@ -234,7 +263,7 @@ class Server:
         try:
             return asyncio.run(self._serve())
         except OSError as exc:
-            log.error("cannot listen: %s", exc)
+            log.error("%s", exc if isinstance(exc, ListenError) else f"cannot listen: {exc}")
             return 1
         finally:
             self._stop_observers()

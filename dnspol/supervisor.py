@@ -54,6 +54,7 @@ from dnspol.errors import ConfigError
 from dnspol.handover import Baton, Turn
 from dnspol.server import (
     WATCH_INTERVAL,
+    ListenError,
     ReloadStats,
     describe,
     files_fingerprint,
@@ -345,7 +346,7 @@ class Supervisor:
         try:
             self.resolved, self.slots = open_slots(self.listen, self.count)
         except OSError as exc:
-            log.error("cannot listen: %s", exc)
+            log.error("%s", exc if isinstance(exc, ListenError) else f"cannot listen: {exc}")
             self._clean_up()
             return 1
         if not self.control.bind():
