@@ -202,7 +202,7 @@ class Limiter:
         self._v6_shift = 128 - config.ipv6_prefix_length
         self._v4_24 = config.ipv4_prefix_length == 24  # the default: a prefix is text
         self._last_log = 0.0
-        # the first look (``_within_free_share``): answers per prefix in this second,
+        # the first look (``_uncounted``): answers per prefix in this second,
         # and busy prefixes, when they last were (at most ``max_entries`` of them)
         self._free = min((rate for rate in self.rates if rate > 0), default=0.0)
         self._second = float("-inf")
@@ -214,24 +214,10 @@ class Limiter:
 
         A client that sent back a valid server cookie is not spoofed: never limited.
         """
-        # the first look, inline (it is paid by every answer): see _within_free_share
-        if self._free >= 1:
-            if self._v4_24 and ":" not in client:
-                prefix: str | tuple = client[: client.rfind(".")]
-            else:
-                prefix = self._prefix(client)
-            if prefix not in self._hot:
-                now = self.clock()
-                if now - self._second >= 1.0:
-                    self._second, self._answers = now, {}
-                answers = self._answers
-                count = answers.get(prefix, 0) + 1
-                answers[prefix] = count
-                if count <= self._free:
-                    return reply
-            if self._within_free_share(client):
-                return reply
-        over = self._debit(reply, client)  # counted one by one
+        prefix = self._prefix(client)
+        if self._free >= 1 and self._uncounted(prefix):
+            return reply
+        over = self._debit(reply, prefix)
         if over is None:
             return reply
         return self._limited_answer(over, reply, client, query)
@@ -247,7 +233,7 @@ class Limiter:
             return reply
         return slipped(reply) if verdict is Verdict.SLIP else None
 
-    def _within_free_share(self, client: str) -> bool:
+    def _uncounted(self, prefix: str | tuple) -> bool:
         """The cheap first look, so that a legitimate load pays little: a prefix that
         is not *busy* gets its first answers of each second uncounted, up to the
         smallest rate, since no balance (each counts a subset of the prefix's answers)
@@ -256,10 +242,7 @@ class Limiter:
         one difference from counting all: a prefix's first ``rate`` answers before it
         turns busy are not in its balances (a flood's first second gets a few more
         whole answers, once)."""
-        if self._free < 1:
-            return False
         now = self.clock()
-        prefix = self._prefix(client)
         busy_since = self._hot.get(prefix)
         if busy_since is not None:
             if now - busy_since <= self.config.window:
@@ -284,10 +267,10 @@ class Limiter:
 
     def judge(self, reply: bytes, client: str) -> Verdict:
         """What ``apply`` decides for this answer (cookies aside), counting it."""
-        key = self._debit(reply, client)
+        key = self._debit(reply, self._prefix(client))
         return Verdict.SEND if key is None else self._limited(key, client)
 
-    def _debit(self, reply: bytes, client: str) -> tuple | None:
+    def _debit(self, reply: bytes, prefix: str | tuple) -> tuple | None:
         """Count one answer against its balance: None while the balance allows it, else
         the key of the (prefix, kind, name) entry that is over."""
         rcode = reply[3] & 0x0F
@@ -311,7 +294,7 @@ class Limiter:
             name = reply[12:end].lower()
         else:
             name = b""
-        key = (self._prefix(client), kind, name)
+        key = (prefix, kind, name)
         now = self.clock()
         entries = self.entries
         cap = self.caps[kind]
@@ -359,12 +342,12 @@ class Limiter:
     def _prefix(self, client: str) -> str | tuple[int, int]:
         """The client's prefix: for IPv4 /24 (the default) the text before the last dot,
         which costs a tenth of the arithmetic; else (family, the address's top bits)."""
-        if ":" in client:
-            value = int.from_bytes(socket.inet_pton(socket.AF_INET6, client.split("%")[0]))
-            return 6, value >> self._v6_shift
-        if self._v4_shift == 8:
-            return client[: client.rfind(".")]
-        return 4, int.from_bytes(socket.inet_aton(client)) >> self._v4_shift
+        if ":" not in client:
+            if self._v4_24:
+                return client[: client.rfind(".")]
+            return 4, int.from_bytes(socket.inet_aton(client)) >> self._v4_shift
+        value = int.from_bytes(socket.inet_pton(socket.AF_INET6, client.split("%")[0]))
+        return 6, value >> self._v6_shift
 
     def _log(self, key: tuple, verdict: Verdict, now: float) -> None:
         """At most one line a second: which prefix and kind is being limited."""
