@@ -232,7 +232,6 @@ class Generation:
         gc.collect()
         gc.freeze()  # the loaded configuration: the collector would write to every object
         self.members = [self._start(slot, snapshot) for slot in range(self.host.count)]
-        self._note_pids()
         files = json.dumps(list(snapshot.files))
         while not self.stopping:
             time.sleep(TICK)
@@ -245,21 +244,12 @@ class Generation:
                 self.ready_file.unlink(missing_ok=True)
         self.ready_file.unlink(missing_ok=True)
         _stop_all(self.members)
-        self.pids_file.unlink(missing_ok=True)
         for member in self.members:
             self.host.files.retire(member.key)
         return 0
 
     def _on_stop(self, _signum, _frame) -> None:
         self.stopping = True
-
-    @property
-    def pids_file(self) -> Path:
-        return pids_file(self.host.workdir, self.number)
-
-    def _note_pids(self) -> None:
-        """For the supervisor, which ends workers that do not hand over in time."""
-        write_atomically(self.pids_file, json.dumps([m.proc.pid for m in self.members]))
 
     def _start(self, slot: int, snapshot: Snapshot) -> Member:
         host = self.host
@@ -285,7 +275,6 @@ class Generation:
                 self.host.files.retire(member.key)  # keep its counters: sums never go back
                 member.ready.unlink(missing_ok=True)
                 self.members[i] = self._start(member.slot, snapshot)
-                self._note_pids()
 
 
 @dataclass
@@ -472,7 +461,7 @@ class Supervisor:
         alive = old is not None and old.proc.poll() is None
         if alive and not self.baton.wait_stopped(old.number, SWITCH_TIMEOUT):
             log.error("generation %d did not stop answering in time; ending it", old.number)
-            _kill_workers(pids_file(self.workdir, old.number))
+            _kill_workers(self.workdir, old.number)
         self.baton.hand_to(new.number)
         took = 1000 * (time.monotonic() - began)
         log.info("switched to generation %d in %.1f ms", new.number, took)
@@ -578,20 +567,11 @@ def run(
     return supervisor.run(first, ready_file)
 
 
-def pids_file(workdir: Path, generation: int) -> Path:
-    """Where a generation lists its workers' pids."""
-    return workdir / f"generation-{generation}.pids"
-
-
-def _kill_workers(listed: Path) -> None:
-    """SIGKILL the workers a generation listed (a worker that hangs mid-answer)."""
-    try:
-        pids = json.loads(listed.read_text())
-    except (OSError, ValueError):
-        return
-    for pid in pids:
+def _kill_workers(workdir: Path, generation: int) -> None:
+    """SIGKILL the workers a generation reports (one that hangs mid-answer)."""
+    for worker in control.read_report(workdir, generation).get("workers", []):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(worker["pid"], signal.SIGKILL)
 
 
 def _exit_at_once(_signum, _frame) -> None:

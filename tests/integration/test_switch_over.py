@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from itkit import make_query, serve_deployed
+from itkit import make_query, serve_deployed, wait_gone, workers
 
 ZONE = """$ORIGIN switch.test.
 $TTL 60
@@ -154,4 +154,32 @@ def test_each_reload_switches_answers_once_and_never_back(tmp_path, workers) -> 
         assert probe.lost == 0
     finally:
         probe.stop.set()
+        stop_server(proc)
+
+
+def test_an_old_worker_that_hangs_is_ended_and_the_new_generation_answers(tmp_path) -> None:
+    """The switch waits for every old worker to stop answering; one that never does
+    (here: stopped with SIGSTOP) is killed after SWITCH_TIMEOUT, then the new answers."""
+    zone = tmp_path / "switch.test.zone"
+    write_zone(zone, 1)
+    proc, port = start_server(tmp_path, zone, "2")
+    try:
+        hung = workers(proc.pid)[0]
+        os.kill(hung, signal.SIGSTOP)
+        new = write_zone(zone, 2)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.5)
+            while True:
+                assert time.monotonic() < deadline, (tmp_path / "log").read_text()[-3000:]
+                sock.sendto(make_query("www.switch.test.", 1), ("127.0.0.1", port))
+                try:
+                    if version_of(sock.recv(512)) == new:
+                        break
+                except TimeoutError:
+                    pass
+        assert "did not stop answering in time" in (tmp_path / "log").read_text()
+        assert wait_gone([hung]) == []
+    finally:
         stop_server(proc)
