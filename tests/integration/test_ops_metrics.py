@@ -14,14 +14,13 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from itkit import DATA, EXAMPLE, process_tree, wait_gone, workers
+from itkit import DATA, EXAMPLE, process_tree, serve_deployed, wait_gone, workers
 from prometheus_client.parser import text_string_to_metric_families
 
 import dnspol.testing
@@ -127,22 +126,12 @@ def test_metrics_address_from_the_config(dnspol) -> None:
 
 
 def test_supervisor_adds_up_workers_and_holds_ready_while_one_restarts(tmp_path) -> None:
-    ready = tmp_path / "ready"
     log_path = tmp_path / "log"
     zone = tmp_path / "example.zone"
     zone.write_text((DATA / "example.zone").read_text())
-    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone), "--no-watch"]
-    argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), "--workers", "2"]
-    argv += ["--metrics-listen", "127.0.0.1:0"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    args = ("--zone", str(zone), "--no-watch", "--workers", "2")
+    proc, host, port = serve_deployed(tmp_path, *args, "--metrics-listen", "127.0.0.1:0")
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the server never became ready"
-            time.sleep(0.02)
-        host, port = ready.read_text().split()
         url = ops_url(log_path.read_text())
         assert get(url + "/ready") == (200, "OK\n")
         sent = 60
@@ -232,19 +221,10 @@ def test_a_reload_that_takes_too_long_is_abandoned(tmp_path) -> None:
         "server: {reload_timeout: 1}\nzones: {example.: example.zone}\n"
         "rules:\n  - include: slow.yaml\n"
     )
-    ready, log_path = tmp_path / "ready", tmp_path / "log"
-    argv = [sys.executable, "-m", "dnspol", "serve", "--config", str(config), "--no-watch"]
-    argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), "--workers", "2"]
-    argv += ["--metrics-listen", "127.0.0.1:0"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log_path = tmp_path / "log"
+    args = ("--config", str(config), "--no-watch", "--workers", "2")
+    proc, host, port = serve_deployed(tmp_path, *args, "--metrics-listen", "127.0.0.1:0")
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the server never became ready"
-            time.sleep(0.02)
-        host, port = ready.read_text().split()
         url = ops_url(log_path.read_text())
         (tmp_path / "slow.yaml").unlink()
         os.mkfifo(tmp_path / "slow.yaml")

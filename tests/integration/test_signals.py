@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from itkit import make_query
+from itkit import make_query, serve_deployed
 
 ZONE = """$ORIGIN early.test.
 $TTL 60
@@ -179,18 +179,12 @@ def test_sigterm_while_a_reload_loads_stops_at_once_and_answers_meanwhile(
     old configuration keeps answering over UDP and TCP."""
     zone = tmp_path / "early.test.zone"
     zone.write_text(ZONE.format(serial=1))
-    ready = tmp_path / "ready"
-    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone), "--workers", workers]
-    argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), "--no-watch"]
     log_path = tmp_path / "log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, _, port = serve_deployed(
+        tmp_path, "--zone", str(zone), "--workers", workers, "--no-watch"
+    )
     try:
         deadline = time.monotonic() + 30
-        while not ready.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.02)
-        port = int(ready.read_text().split()[1])
         zone.write_text(_big_zone())  # several seconds to load
         proc.send_signal(signal.SIGHUP)
         while "reloading" not in log_path.read_text():
