@@ -23,7 +23,6 @@ three generations are alive at once, so they never collide.
 from __future__ import annotations
 
 import mmap
-import threading
 import time
 
 NOBODY = 0
@@ -76,14 +75,6 @@ class Turn:
     def mine(self) -> bool:
         return self.page[0] == self.mark
 
-    def wait(self, stop: threading.Event | None = None) -> bool:
-        """Block until this worker may answer (True) or ``stop`` is set (False)."""
-        while self.page[0] != self.mark:
-            if stop is not None and stop.is_set():
-                return False
-            time.sleep(POLL_SECONDS)
-        return True
-
     def mark_stopped(self) -> None:
         self.page[1 + self.slot] = self.mark
 
@@ -96,9 +87,6 @@ class Always:
     slot = 0
 
     def mine(self) -> bool:
-        return True
-
-    def wait(self, stop: threading.Event | None = None) -> bool:
         return True
 
     def mark_stopped(self) -> None:

@@ -126,3 +126,10 @@ def test_a_valid_cookie_passes_the_rate_limit() -> None:
             except TimeoutError:
                 dropped += 1
         assert dropped >= 4
+
+
+def test_cookies_are_on_unless_turned_off() -> None:
+    with Server(zone_text=ZONE) as srv:  # nothing configured: on, as in BIND
+        assert "(good)" in srv.dig("www.example.com", "A", "+cookie").raw
+    with Server(zone_text=ZONE, policies="server:\n  cookies: false\n") as srv:
+        assert "COOKIE" not in srv.dig("www.example.com", "A", "+cookie").raw
