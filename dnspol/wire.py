@@ -355,6 +355,7 @@ def fast_key(
         return None  # not an OPT, or extended rcode / version set, or bytes left over
     do = ttl & 0x8000
     ecs = None
+    marked = False  # a COOKIE, with server cookies on
     if rdlength:
         start = qend + 11
         code, length = _OPTION_AT.unpack_from(wire, start) if rdlength >= 4 else (0, 0)
@@ -366,13 +367,13 @@ def fast_key(
             plain = _plain_options(wire, start, n)
             if plain is None:
                 return None
-            ecs, cookie = plain
-            if cookie and cookies:
-                limit = TCP_LIMIT if tcp else min(max(payload, MIN_UDP_PAYLOAD), server_max)
-                key = (qkey, flags, do, limit, ecs[:3] if ecs else None, COOKIE_MARK)
-                return key, qend, ecs or None
+            ecs, marked = plain
+            marked = marked and cookies
     limit = TCP_LIMIT if tcp else min(max(payload, MIN_UDP_PAYLOAD), server_max)
-    return (qkey, flags, do, limit, ecs[:3] if ecs else None), qend, ecs or None
+    key = (qkey, flags, do, limit, ecs[:3] if ecs else None)
+    if marked:
+        key += (COOKIE_MARK,)
+    return key, qend, ecs or None
 
 
 def _plain_options(wire: bytes, pos: int, end: int) -> tuple[bytes, bool] | None:
