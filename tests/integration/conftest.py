@@ -1,6 +1,6 @@
 """Shared servers and helpers for the integration tests (real server, real dig).
 
-The ``dnspol`` / ``dnspol_session`` fixtures come from ``dnspol.testing``,
+The ``dnspol`` / ``dnspol_session`` fixtures come from ``dnspol.testing.plugin``,
 registered by the ``pytest11`` entry point once dnspol is installed; from a
 bare checkout this conftest registers the plugin itself.
 """
@@ -13,11 +13,12 @@ import pytest
 from itkit import EXAMPLE, SUB2
 
 import dnspol.testing
+import dnspol.testing.plugin
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not config.pluginmanager.is_registered(dnspol.testing):
-        config.pluginmanager.register(dnspol.testing, "dnspol")
+    if not config.pluginmanager.is_registered(dnspol.testing.plugin):
+        config.pluginmanager.register(dnspol.testing.plugin)
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 DOC = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
 BLOCK = re.compile(r"```python\n# (test_\w+\.py)\n(.*?)```", re.DOTALL)
 CONFTEST = """
-import dnspol.testing
+import dnspol.testing.plugin
 
 def pytest_configure(config):
-    if not config.pluginmanager.is_registered(dnspol.testing):
-        config.pluginmanager.register(dnspol.testing, "dnspol")
+    if not config.pluginmanager.is_registered(dnspol.testing.plugin):
+        config.pluginmanager.register(dnspol.testing.plugin)
 """
 
 

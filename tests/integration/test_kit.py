@@ -16,6 +16,7 @@ from itkit import EXAMPLE, alive, wait_gone
 
 import dnspol.testing
 from dnspol.testing import DigError, ReloadError, Server, StartError, parse_dig, txt_strings
+from dnspol.testing.process import live_servers
 
 SMALL = """$ORIGIN kit.test.
 $TTL 300
@@ -77,7 +78,7 @@ def test_several_servers_in_one_test(dnspol) -> None:
 
 
 def test_session_server_is_shared(core, dnspol_session) -> None:
-    assert core in dnspol.testing._live
+    assert core in live_servers()
     assert core.running and core.dig("www.example.").addresses == ["192.0.2.1"]
 
 
@@ -309,11 +310,11 @@ def test_dig_error_on_silence() -> None:
 # -- reports and cleanup, seen from a separate pytest run -------------------------------
 
 CONFTEST = """
-import dnspol.testing
+import dnspol.testing.plugin
 
 def pytest_configure(config):
-    if not config.pluginmanager.is_registered(dnspol.testing):
-        config.pluginmanager.register(dnspol.testing, "dnspol")
+    if not config.pluginmanager.is_registered(dnspol.testing.plugin):
+        config.pluginmanager.register(dnspol.testing.plugin)
 """
 
 
