@@ -14,13 +14,20 @@ from collections.abc import Iterable, Sequence
 from dnslib import RR, EDNSOption
 
 from dnspol.packer import pack_message
-from dnspol.wire import TYPE_OPT, Query
-from dnspol.zones.lookup import LookupResult
+from dnspol.wire import RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_YXDOMAIN, TYPE_OPT, Query
+from dnspol.zones.lookup import LookupResult, Outcome
 from dnspol.zones.model import Rec
 
 OPTION_EDE = 15
 EDE_PROHIBITED = 18
 KEEPALIVE_TIMEOUT = 300  # units of 100 ms: 30 s, as BIND (RFC 7828)
+UNLIMITED = 65535  # the size limit over TCP, and of compiled answers
+_OUTCOME_RCODES = {Outcome.NXDOMAIN: RCODE_NXDOMAIN, Outcome.YXDOMAIN: RCODE_YXDOMAIN}
+
+
+def rcode_for(outcome: Outcome) -> int:
+    """The rcode of a lookup's outcome (RFC 1035 §4.1.1, RFC 6672 §2.2)."""
+    return _OUTCOME_RCODES.get(outcome, RCODE_NOERROR)
 
 
 def flags_word(query_flags: int, rcode: int, aa: bool, tc: bool = False) -> int:

@@ -20,7 +20,8 @@ from ipaddress import ip_address
 from dnslib import QTYPE, TXT
 
 from dnspol import answer, cookies
-from dnspol.names import Name
+from dnspol.answers import REFERENCE_TYPES, find, opt_record, option, reply
+from dnspol.names import Name, from_wire
 from dnspol.policy.model import Action, Decision, QueryFacts
 from dnspol.ratelimit import Limiter, RateLimit
 from dnspol.state import ServerState, Snapshot
@@ -29,7 +30,6 @@ from dnspol.wire import (
     CLASS_CH,
     CLASS_IN,
     COOKIE_MARK,
-    MAX_STORED_QUERY,
     OPCODE_QUERY,
     OPTION_COOKIE,
     OPTION_ECS,
@@ -42,9 +42,9 @@ from dnspol.wire import (
     RCODE_NXDOMAIN,
     RCODE_REFUSED,
     RCODE_SERVFAIL,
-    RCODE_YXDOMAIN,
     TCP_LIMIT,
     BadVersion,
+    ClientSubnet,
     FormErr,
     Query,
     cookie_data,
@@ -60,10 +60,8 @@ from dnspol.zones.model import Rec
 log = logging.getLogger("dnspol.handler")
 
 ANSWER, DROP, NXDOMAIN_ACTION = Action.ANSWER, Action.DROP, Action.NXDOMAIN
-COOKIE_DATA = 24  # an answer's COOKIE: client (8) and server (16) cookie, the last bytes
-COOKIE_HEAD = b"\x00\x0a\x00\x18"  # option code 10, length 24
-INF = float("inf")
-OUTCOME_RCODES = {Outcome.NXDOMAIN: RCODE_NXDOMAIN, Outcome.YXDOMAIN: RCODE_YXDOMAIN}
+# ``_compiled``'s word for "the reference path answers, nothing decided yet"
+NOT_DECIDED = Decision(Action.ANSWER, scope="(not decided)")
 
 TYPE_AXFR = 252
 TYPE_IXFR = 251
@@ -188,100 +186,31 @@ class Handler:
     ) -> bytes | None:
         """The whole pipeline for one message. Never raises.
 
+        Stages: drop what gets no answer; read the common shape of query from its bytes
+        (``wire.fast_key``); answer it from the compiled tables (``_compiled``); anything
+        else, or what the tables leave out, goes down the reference path (``answer``),
+        which decodes fully and builds the reply from the zone.
+
         ``report``, when given, receives the interned ``AnswerLabel`` key of the
         answer (see ``Stats.labels``), for the query log and other observers.
         """
         snap = self.state.snapshot
-        if type(wire) is not bytes:  # the cache keys are slices of it
+        if type(wire) is not bytes:  # sliced and joined below
             wire = bytes(wire)
-        if snap is None:
+        if snap is None or should_drop(wire):
             self.stats.drop("malformed")
             return None
-        repeat = None  # set for every query fast_key keys: it keys none longer either
-        if self.fast_path and len(wire) <= MAX_STORED_QUERY:  # longer: never stored
-            # A repeat of a query this client sent before, the ID aside and the letter
-            # case of the name too (resolvers may randomise it: 0x20).
-            sent = wire[2:]
-            repeat = (peer[0] if snap.has_rules else None, listener, sent.lower())
-            hit = snap.repeats.entries.get(repeat)
-            if hit is not None:
-                before, after, qend, counted = hit
-                if sent == before:  # the very same bytes
-                    out = wire[:2] + after
-                elif sent[:10] == before[:10] and sent[qend - 6 :] == before[qend - 6 :]:
-                    # lowering folds bytes outside the name too: those must be equal
-                    out = wire[:2] + after[:10] + wire[12:qend] + after[qend - 2 :]
-                else:
-                    out = None
-                if out is not None:
-                    answers = self.stats.answers
-                    answers[counted] = answers.get(counted, 0) + 1
-                    if report is not None:
-                        report.append(counted[0])
+        decision = None
+        if self.fast_path:
+            found = fast_key(wire, listener.tcp, snap.udp_max_payload, snap.cookies is not None)
+            if found is not None:
+                out = self._compiled(snap, wire, found, peer, listener, report)
+                if type(out) is not Decision:
                     return out
-        if should_drop(wire):
-            self.stats.drop("malformed")
-            return None
-        found = (
-            fast_key(wire, listener.tcp, snap.udp_max_payload, snap.cookies is not None)
-            if self.fast_path
-            else None
-        )
-        drawn = None  # a weighted rule's draw, if made here: the slow path must not draw again
-        cookie = None  # with a COOKIE (server cookies on): the one this answer ends with
-        if found is not None and found[0][-1] is COOKIE_MARK:
-            cookie = self._cookie(snap, wire, found[1], peer, listener)
-            if cookie is None:
-                found = None  # BADCOOKIE: the slow path says so
-        if found is not None:
-            key, qend, ecs = found
-            repeatable = True  # not drawn by a weighted rule, not shaped by the clock
-            seen = None  # where the last query of this kind is noted (see below)
-            if snap.has_rules:
-                decided = snap.decisions.entries.get((peer[0], listener, key[0], ecs))
-                if decided is None or (
-                    decided[4] != INF and not decided[6] <= self.clock.now() < decided[4]
-                ):
-                    key = None  # never decided, or decided for another time: [from, until)
-                elif decided[0] is DROP:
-                    self.stats.drop("policy", decided[2])
-                    if report is not None:
-                        report.append(None)
-                    return None
-                elif decided[3] is None:
-                    key = (key, decided[1])
-                    repeatable = decided[4] == INF
-                    seen = decided[5]
-                else:  # a weighted rule: draw the scope now, as evaluate() would
-                    drawn = self.rng.random()
-                    token = decided[1]
-                    key = (key, ("answer", decided[3].scope_at(drawn), token[2], token[3]))
-                    repeatable = False
-            if key is not None:
-                hit = snap.answers.entries.get(key)
-                if hit is not None:
-                    out = _from_stored(hit, wire, qend, ecs)
-                    if cookie is not None:
-                        out = out[:-COOKIE_DATA] + cookie
-                    counted = (hit[2], listener.tag, len(wire), len(out))
-                    answers = self.stats.answers
-                    answers[counted] = answers.get(counted, 0) + 1
-                    if report is not None:
-                        report.append(hit[2])
-                    if repeatable and cookie is None:
-                        # kept as a repeat once the same query comes twice in a row; a
-                        # stream of queries that never repeat would only churn the store.
-                        # Noted per decision (client, name, ECS subnet) where there is one:
-                        # an answer serves many subnets, whose queries would take turns.
-                        if seen is None:
-                            seen = hit[4]
-                        if seen[0] == repeat[2]:
-                            snap.repeats.put(repeat, (sent, out[2:], qend, counted))
-                        else:
-                            seen[0] = repeat[2]
-                    return out
-        rng = self.rng if drawn is None else _Replay(drawn)
-        result = self.answer(wire, peer, listener, snap, found, rng)
+                decision = out if out is not NOT_DECIDED else None
+        result = self.answer(wire, peer, listener, snap, decision=decision)
+        paths = self.stats.paths
+        paths["reference"] = paths.get("reference", 0) + 1
         if report is not None:
             report.append(result.label)
         if result.label is not None:
@@ -290,9 +219,95 @@ class Handler:
                 self.stats.drop(label.dropped or "malformed", label.rule)
             else:
                 self.stats.count(result.label, listener.tag, len(wire), len(result.wire))
-        if found is not None and result.cacheable:
-            self._store(snap, found, result, peer, listener, repeat[2])
         return result.wire
+
+    def _compiled(
+        self, snap: Snapshot, wire: bytes, found: tuple, peer, listener: Listener, report
+    ) -> bytes | Decision | None:
+        """The answer from the compiled tables, or None (dropped); a ``Decision`` when
+        the reference path must answer (``NOT_DECIDED`` if none was made yet: a query
+        is decided once, so a weighted rule draws once whichever path answers)."""
+        key, qend, ecs = found
+        qkey = key[0]
+        qtype = (qkey[-4] << 8) | qkey[-3]
+        if qkey[-2:] != b"\x00\x01" or qtype in REFERENCE_TYPES:
+            return NOT_DECIDED
+        name = qkey[:-4]
+        located = snap.tables.zone_of(name)
+        if located is None:
+            return NOT_DECIDED  # REFUSED, from the reference path
+        tables = located[0]
+        cookie = None  # with a COOKIE (server cookies on): the one this answer ends with
+        if key[-1] is COOKIE_MARK:
+            cookie = self._cookie(snap, wire, qend, peer, listener)
+            if cookie is None:
+                return NOT_DECIDED  # BADCOOKIE: the reference path says so
+        view = tables.default
+        decision = None
+        if snap.has_rules:
+            decision = self._decide_wire(snap, name, qtype, ecs, peer, listener, tables.origin)
+            if decision.action is not ANSWER:
+                if decision.action is DROP:
+                    self.stats.drop("policy", decision.rule)
+                    if report is not None:
+                        report.append(None)
+                    return None
+                return decision
+            view = tables.views.get(decision.scope, view)
+        answer_found = find(view, name, qkey, qtype)
+        if answer_found is None:
+            return decision or NOT_DECIDED
+        prepared = answer_found.prepared
+        cap = decision.ttl_cap if decision is not None else None
+        if cap is not None and cap < prepared.max_ttl:
+            return decision  # a TTL capped by a time window: built on the reference path
+        opt = b""
+        if key[2] is not None:  # the query had EDNS
+            options = b""
+            if ecs is not None:  # the client's own subnet, with our scope (RFC 7871 §7.2.1)
+                scope = decision.ecs_scope if decision is not None else None
+                scope = min(scope or 0, ecs[2])
+                options = option(OPTION_ECS, ecs[:3] + bytes((scope,)) + ecs[4:])
+            if cookie is not None:
+                options += option(OPTION_COOKIE, cookie)
+            opt = opt_record(snap.udp_max_payload, bool(key[2]), options)
+        out = reply(wire, qend, answer_found, opt, key[3])
+        label = self._label(tables.name, qtype, prepared.rcode, decision, ecs, out)
+        self.stats.count(label, listener.tag, len(wire), len(out))
+        if report is not None:
+            report.append(label)
+        return out
+
+    def _label(self, zone: str, qtype: int, rcode: int, decision, ecs, out: bytes) -> int:
+        """The interned ``AnswerLabel`` of a compiled answer."""
+        truncated = bool(out[2] & 0x02)
+        if decision is None:
+            fields = (zone, qtype_label(qtype), rcode_label(rcode), "", "answer", "default")
+            fields += (False, ecs is not None, truncated, "")
+        else:
+            fields = (zone, qtype_label(qtype), rcode_label(rcode), decision.rule or "")
+            fields += (decision.action.value, decision.scope, decision.weighted)
+            fields += (ecs is not None, truncated, "")
+        return self.stats.intern_fields(fields)
+
+    def _decide_wire(
+        self, snap: Snapshot, name: bytes, qtype: int, ecs, peer, listener: Listener, origin
+    ) -> Decision:
+        """The policy's decision for a query read from its bytes."""
+        network = None
+        if ecs is not None and ecs[2] > 0:
+            network = ClientSubnet(int.from_bytes(ecs[:2], "big"), ecs[2], 0, ecs[4:]).network
+        facts = QueryFacts(
+            client=self._address(peer[0]),
+            ecs=network,
+            server=listener.ip,
+            transport=listener.transport,
+            qname=from_wire(name),
+            qtype=qtype,
+            zone=origin,
+            now=self.clock.now(),
+        )
+        return snap.policy.evaluate(facts, self.rng)
 
     def _cookie(self, snap: Snapshot, wire: bytes, qend: int, peer, listener) -> bytes | None:
         """The COOKIE option data for this client's answer; None: answer BADCOOKIE."""
@@ -301,57 +316,17 @@ class Handler:
         )
         return None if verdict.bad or verdict.option is None else verdict.option[1]
 
-    def _store(
-        self, snap: Snapshot, found: tuple, result: Answered, peer, listener, sent: bytes
-    ) -> None:
-        """Keep the packed answer (and the policy decision) for the next same query.
-
-        ``sent``: the query's bytes after the ID, lowercased (its key in the repeat
-        store). When they come again the answer may be kept as a repeat, unless it is
-        drawn by a weighted rule or shaped by the clock (those are decided again when
-        the clock leaves the interval they were made for: [valid_from, ``_expires``)).
-        """
-        key, qend, ecs = found
-        if (
-            key[-1] is COOKIE_MARK
-            and result.wire is not None
-            and (result.wire[-COOKIE_DATA - 4 : -COOKIE_DATA] != COOKIE_HEAD)
-        ):
-            return  # stored answers of COOKIE queries end with the option the reuse replaces
-        decision = result.decision
-        # a weighted rule draws anew each time; a time window's answer changes with it
-        repeatable = decision is None or (not decision.weighted and _expires(decision) == INF)
-        seen = [sent if repeatable else None]  # the last query answered from here
-        if decision is not None:
-            token = _token(decision)
-            choice = snap.policy.weighted_choice(decision.rule) if decision.weighted else None
-            expires = _expires(decision)
-            since = decision.valid_from
-            decided = (decision.action, token, decision.rule, choice, expires, seen, since)
-            snap.decisions.put((peer[0], listener, key[0], ecs), decided)
-            if result.wire is None:
-                return
-            key = (key, token)
-        if result.wire is None:
-            return
-        tail = result.wire[qend:]
-        at = 0
-        if ecs is not None:
-            # where the echoed address sits in the stored tail: after code, length,
-            # family, source and scope of our (last-written) ECS option
-            at = tail.rfind(b"\x00\x08" + len(ecs).to_bytes(2, "big") + ecs[:3]) + 8
-            if at < 8:
-                return
-        snap.answers.put(key, (result.wire[2:12], tail, result.label, at, seen))
-
     def answer(
-        self, wire: bytes, peer: tuple, listener: Listener, snap: Snapshot, found=None, rng=None
+        self,
+        wire: bytes,
+        peer: tuple,
+        listener: Listener,
+        snap: Snapshot,
+        decision: Decision | None = None,
     ) -> Answered:
-        """The slow path: decode fully and build the answer. Never raises.
+        """The reference path: decode fully and build the answer. Never raises.
 
-        ``found``: the query's fast-path key, when it has one; a stored answer for the
-        decision made here is then reused instead of built again. ``rng``: what weighted
-        rules draw from (default: the handler's own).
+        ``decision``: the policy's decision when the compiled path made it already.
         """
         if (wire[2] >> 3) & 0xF != OPCODE_QUERY:
             out = _notimp(wire, snap)
@@ -374,8 +349,7 @@ class Handler:
             log.exception("decoding a query failed")
             return Answered(None, label=self.stats.intern(AnswerLabel(dropped="malformed")))
         try:
-            rng = rng or self.rng
-            result = self._respond(query, peer, listener, snap, found, wire, rng)
+            result = self._respond(query, peer, listener, snap, decision)
         except Exception:  # noqa: BLE001 - the error boundary
             log.exception("answering %s failed", query.qname)
             out = answer.error(query, RCODE_SERVFAIL, snap.udp_max_payload)
@@ -385,7 +359,7 @@ class Handler:
         return result
 
     def _respond(
-        self, query: Query, peer, listener: Listener, snap: Snapshot, found, wire, rng
+        self, query: Query, peer, listener: Listener, snap: Snapshot, decision: Decision | None
     ) -> Answered:
         server_max = snap.udp_max_payload
         if query.qclass != CLASS_IN:
@@ -403,12 +377,8 @@ class Handler:
             out = answer.error(query, RCODE_BADCOOKIE, server_max, [cookie.option])
             return Answered(out, False, RCODE_BADCOOKIE)
         zone = snap.zones.find(query.qname)
-        decision = self._decide(query, peer, listener, snap, zone, rng) if snap.has_rules else None
-        if decision is not None and found is not None:
-            reused = _reuse(snap, found, wire, decision, cookie.option)
-            if reused is not None:
-                reused.zone = zone.name if zone is not None else ""
-                return reused
+        if decision is None and snap.has_rules:
+            decision = self._decide(query, peer, listener, snap, zone)
         options = _ecs_echo(query, decision) + _nsid(query, snap)
         if cookie.option is not None:
             options.append(cookie.option)
@@ -421,7 +391,7 @@ class Handler:
         if decision is not None:
             zone = snap.variants.get((zone.origin, decision.scope), zone)
         result = lookup(zone, query.qname, query.qtype, snap.zones)
-        rcode = OUTCOME_RCODES.get(result.outcome, RCODE_NOERROR)
+        rcode = answer.rcode_for(result.outcome)
         out = answer.build(
             query,
             rcode,
@@ -434,31 +404,19 @@ class Handler:
         )
         return Answered(out, True, rcode, decision, zone.name)
 
-    def _decide(self, query: Query, peer, listener: Listener, snap: Snapshot, zone, rng):
+    def _decide(self, query: Query, peer, listener: Listener, snap: Snapshot, zone) -> Decision:
         ecs = query.edns.ecs if query.edns is not None else None
-        network = ecs.network if ecs is not None and ecs.source > 0 else None
-        origin = zone.origin if zone is not None else None
-        kept = None
-        if origin is not None and snap.policy.question_blind(origin):
-            # the same decision for every name: a stream of new names skips the rules
-            kept = (peer[0], listener, origin, network)
-            decision = snap.zone_decisions.entries.get(kept)
-            if decision is not None:
-                return decision
         facts = QueryFacts(
             client=self._address(peer[0]),
-            ecs=network,
+            ecs=ecs.network if ecs is not None and ecs.source > 0 else None,
             server=listener.ip,
             transport=listener.transport,
             qname=query.qname,
             qtype=query.qtype,
-            zone=origin,
+            zone=zone.origin if zone is not None else None,
             now=self.clock.now(),
         )
-        decision = snap.policy.evaluate(facts, rng)
-        if kept is not None and not decision.weighted and decision.valid_until == INF:
-            snap.zone_decisions.put(kept, decision)  # not drawn, not shaped by the clock
-        return decision
+        return snap.policy.evaluate(facts, self.rng)
 
     def _address(self, text: str):
         """Parsed client addresses, remembered: parsing costs more than the lookup."""
@@ -512,61 +470,6 @@ class Handler:
         if text is None:
             return self._refused(query, snap, prohibited=False)
         return Answered(_chaos_answer(query, text, snap), cacheable, RCODE_NOERROR)
-
-
-class _Replay:
-    """Stands in for the handler's ``random.Random`` when the fast path has drawn for a
-    weighted rule already and then found no stored answer: the slow path uses that draw,
-    so one query draws once whichever path answers it (and a seed repeats exactly)."""
-
-    __slots__ = ("draw",)
-
-    def __init__(self, draw: float) -> None:
-        self.draw = draw
-
-    def random(self) -> float:
-        return self.draw
-
-
-def _from_stored(stored: tuple, wire: bytes, qend: int, ecs: bytes | None) -> bytes:
-    """A stored answer for this query: its ID and question, the client's ECS address."""
-    tail = stored[1]
-    if ecs is not None:  # the client's own subnet, echoed (RFC 7871 §7.2.1)
-        at = stored[3]
-        tail = tail[:at] + ecs[4:] + tail[at + len(ecs) - 4 :]
-    return wire[:2] + stored[0] + wire[12:qend] + tail
-
-
-def _reuse(
-    snap: Snapshot, found: tuple, wire: bytes, decision: Decision, cookie=None
-) -> Answered | None:
-    """The stored answer for a fresh decision, as when another client (or ECS subnet)
-    got the same decision for the same question before. None: build it. ``cookie``:
-    the COOKIE option this client's answer ends with."""
-    if decision.action is DROP:
-        return None
-    key, qend, ecs = found
-    stored = snap.answers.entries.get((key, _token(decision)))
-    if stored is None:
-        return None
-    out = _from_stored(stored, wire, qend, ecs)
-    if key[-1] is COOKIE_MARK and cookie is not None:
-        out = out[:-COOKIE_DATA] + cookie[1]
-    return Answered(out, True, out[3] & 0x0F, decision, label=stored[2])
-
-
-def _token(decision: Decision) -> tuple:
-    """What a stored answer depends on of a decision, as plain values that hash fast."""
-    return (decision.action.value, decision.scope, decision.ecs_scope, decision.ttl_cap)
-
-
-def _expires(decision: Decision) -> float:
-    """Until when a decision holds (exclusive): the end of its time window, or sooner, the
-    end of the second in which the TTL cap (whole seconds to that end) is still the same.
-    It holds from ``decision.valid_from``: a clock stepped back before that decides again."""
-    if decision.ttl_cap is None:
-        return decision.valid_until
-    return decision.valid_until - decision.ttl_cap
 
 
 def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:

@@ -76,7 +76,6 @@ DROP_REASONS = ("malformed", "policy", "proxy", "rate_limit")
 SAMPLE_EVERY = 64  # one query in this many is timed (dnspol.observe)
 FOLD_INTERVAL = 1.0
 # Snapshot attributes, one AnswerCache each
-CACHES = ("answers", "decisions", "repeats", "zone_decisions")
 SWAP_AT = 50_000  # keys in Stats.answers before the hot dict is swapped for an empty one
 NEVER_REACHED_POLICY = frozenset({"FORMERR", "NOTIMP", "BADVERS"})
 
@@ -189,16 +188,18 @@ FAMILIES = {
             "TCP connections open now.",
         ),
         Family(
-            "dnspol_cache_entries",
+            "dnspol_answer_table_entries",
             "gauge",
-            "Entries in the answer and decision caches now.",
-            ("cache",),
+            "Answers compiled at load, over every zone and scope: exact (owner and type) "
+            "and names (the names queries are matched against).",
+            ("table",),
         ),
         Family(
-            "dnspol_cache_evictions_total",
+            "dnspol_reference_answers_total",
             "counter",
-            "Times a full cache was emptied to make room.",
-            ("cache",),
+            "Queries answered on the reference path (decoded and built) because the "
+            "compiled tables leave them out: other shapes of query, DS, ANY, DNAME, "
+            "other classes, policy actions other than answer.",
         ),
         Family(
             "dnspol_reloads_total",
@@ -244,8 +245,8 @@ ALWAYS = {  # series present from the first scrape, so dashboards and alerts see
     "dnspol_dns_dropped_total": [(r,) for r in DROP_REASONS],
     "dnspol_reloads_total": [("ok",), ("failed",)],
     "dnspol_tcp_open_connections": [()],
-    "dnspol_cache_entries": [(name,) for name in CACHES],
-    "dnspol_cache_evictions_total": [(name,) for name in CACHES],
+    "dnspol_answer_table_entries": [("exact",), ("names",)],
+    "dnspol_reference_answers_total": [()],
 }
 
 
@@ -340,6 +341,7 @@ class Folder:
         self._seen_dropped: dict = {}
         self._seen_rate_limited: dict = {}
         self._seen_rule_drops: dict = {}
+        self._seen_paths: dict = {}
         self._lock = threading.Lock()
 
     def fold(self) -> None:
@@ -361,6 +363,8 @@ class Folder:
                 stats.rate_limited, self._seen_rate_limited, "dnspol_rate_limited_responses_total"
             )
             self._fold_durations()
+            for _, count in self._deltas(stats.paths, self._seen_paths):
+                self.totals.add("dnspol_reference_answers_total", (), count)
             rule_drops = getattr(stats, "rule_drops", None)  # rule name -> packets dropped
             if rule_drops is not None:
                 for rule, count in self._deltas(rule_drops, self._seen_rule_drops):
@@ -440,8 +444,6 @@ class Exporter:
         self.query_log = query_log
         self.path = path
         self.folder = Folder(server.handler.stats)
-        self._caches: dict[str, tuple[object, int]] = {}  # cache name -> (object, evictions seen)
-        self._evictions: dict[str, int] = {}  # cache name -> evictions over all snapshots
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # scrapes and the writer thread may read at once
@@ -502,26 +504,12 @@ class Exporter:
                 out.set("dnspol_config", ("sha256", snap.digest), 1)
             for zone in snap.zones:
                 out.set("dnspol_zone_serial", (zone.name,), zone.serial)
-            for name in CACHES:
-                cache = getattr(snap, name)
-                out.set("dnspol_cache_entries", (name,), len(cache))
-                self._count_evictions(name, cache)
-        for name, total in self._evictions.items():
-            out.set("dnspol_cache_evictions_total", (name,), total)
+            exact, names = snap.tables.sizes()
+            out.set("dnspol_answer_table_entries", ("exact",), exact)
+            out.set("dnspol_answer_table_entries", ("names",), names)
         if self.query_log is not None:
             out.set("dnspol_query_log_written_total", (), self.query_log.written)
             out.set("dnspol_query_log_dropped_total", (), self.query_log.dropped)
-
-    def _count_evictions(self, name: str, cache) -> None:
-        """A reload brings new caches; keep counting across them."""
-        seen_cache, seen = self._caches.get(name, (None, 0))
-        total = self._evictions.get(name, 0)
-        if seen_cache is not None and seen_cache is not cache:
-            total += seen_cache.evictions - seen  # type: ignore[attr-defined]
-            seen = 0
-        total += cache.evictions - seen
-        self._caches[name] = (cache, cache.evictions)
-        self._evictions[name] = total
 
 
 class WorkerFiles:

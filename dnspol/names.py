@@ -47,3 +47,15 @@ def relative_labels(name: Name, parent: Name) -> Name:
 
 def to_wire(name: Name) -> bytes:
     return b"".join(bytes((len(label),)) + label for label in name) + b"\x00"
+
+
+def from_wire(wire: bytes) -> Name:
+    """An uncompressed name in wire form (already checked, e.g. a query's lowered name)."""
+    labels = []
+    at = 0
+    length = wire[0]
+    while length:
+        labels.append(wire[at + 1 : at + 1 + length])
+        at += length + 1
+        length = wire[at]
+    return tuple(labels)

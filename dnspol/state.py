@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from dnspol.answers import AnswerTables, compile_tables
 from dnspol.cookies import CookieConfig
 from dnspol.names import Name
 from dnspol.ratelimit import RateLimit
@@ -26,52 +27,6 @@ DEFAULT_TCP_MESSAGE_TIMEOUT = 2.0
 DEFAULT_TCP_MAX_CONNECTIONS = 1000  # the server's total; an idle connection costs ~2.3 KB
 DEFAULT_TCP_MAX_PER_SOURCE = 10
 DEFAULT_TCP_MAX_PER_NETWORK = 64
-
-
-class AnswerCache:
-    """Packed answers by what decides them; bounded, because qnames are attacker-chosen.
-
-    With ``second_sighting`` an entry is kept only the second time it is put: the
-    first time only its hash is noted (a set as bounded as the store). A flood of
-    names or sources that never come back (random subdomains, mutated or spoofed
-    packets) then fills neither the store nor memory: measured with
-    bench/abuse_flood.py, the process tree grew 1.53x without this, 1.1x with it.
-    When full it starts over (cheap, and a working set refills in milliseconds);
-    ``evictions`` counts how often, for the metrics.
-    """
-
-    __slots__ = ("entries", "limit", "evictions", "seen_once")
-
-    def __init__(self, limit: int = DEFAULT_CACHE_ENTRIES, second_sighting: bool = False) -> None:
-        self.entries: dict = {}  # read directly on the hot path: a method call costs more
-        self.limit = limit
-        self.evictions = 0
-        self.seen_once: set[int] | None = set() if second_sighting else None
-
-    def put(self, key, value) -> None:
-        entries = self.entries
-        if not self.limit:
-            return  # caching off (``server.cache_entries: 0``)
-        seen = self.seen_once
-        if seen is not None and key not in entries:
-            mark = hash(key)
-            if mark not in seen:  # the first time: noted, not kept
-                if len(seen) >= self.limit:
-                    seen.clear()
-                seen.add(mark)
-                return
-            seen.discard(mark)
-        if len(entries) >= self.limit:
-            entries.clear()
-            self.evictions += 1
-        entries[key] = value
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-
-def _admitting() -> AnswerCache:
-    return AnswerCache(second_sighting=True)
 
 
 @dataclass(frozen=True)
@@ -98,22 +53,18 @@ class Snapshot:
     tcp_message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT
     tcp_max_per_source: int = DEFAULT_TCP_MAX_PER_SOURCE
     tcp_max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK
-    answers: AnswerCache = field(default_factory=_admitting, compare=False)
-    decisions: AnswerCache = field(default_factory=_admitting, compare=False)
-    # answers to byte-for-byte repeats of a query (ID aside) from the same client
-    repeats: AnswerCache = field(default_factory=AnswerCache, compare=False)
-    # decisions per (client, listener, zone, ECS subnet) in zones whose rules read neither
-    # the name nor the type (``Policy.question_blind``): new names skip the rules
-    zone_decisions: AnswerCache = field(default_factory=_admitting, compare=False)
 
     has_rules: bool = field(init=False)  # False: no policy to evaluate, ever
     proxied: bool = field(init=False)  # True: some peers may send PROXY v2 headers
+    # every answer of every zone and scope, compiled once here (``dnspol.answers``)
+    tables: AnswerTables = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # plain attributes, not properties: both are read for every packet
         rules = self.policy is not None and bool(getattr(self.policy, "has_rules", False))
         object.__setattr__(self, "has_rules", rules)
         object.__setattr__(self, "proxied", bool(self.proxy.networks))
+        object.__setattr__(self, "tables", compile_tables(self.zones, self.variants))
 
 
 class ServerState:
@@ -144,7 +95,6 @@ def _load_config(path: str):
 
 
 def snapshot_from_config(cfg) -> Snapshot:
-    size = getattr(cfg, "cache_entries", DEFAULT_CACHE_ENTRIES)
     return Snapshot(
         zones=cfg.zones,
         variants=cfg.variants,
@@ -168,10 +118,6 @@ def snapshot_from_config(cfg) -> Snapshot:
         tcp_message_timeout=cfg.tcp_message_timeout,
         tcp_max_per_source=cfg.tcp_max_per_source,
         tcp_max_per_network=cfg.tcp_max_per_network,
-        answers=AnswerCache(size, second_sighting=True),
-        decisions=AnswerCache(size, second_sighting=True),
-        repeats=AnswerCache(size),  # admits on a second sighting of its own
-        zone_decisions=AnswerCache(size, second_sighting=True),
     )
 
 

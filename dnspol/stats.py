@@ -92,6 +92,12 @@ class Stats:
     rule_drops: dict = field(default_factory=dict)  # rule name -> packets dropped by it
     # response-rate limiting: action (slip, drop, would_slip, would_drop) -> answers
     rate_limited: dict = field(default_factory=dict)
+    # "reference" -> queries the reference path answered (the compiled tables left them out)
+    paths: dict = field(default_factory=dict)
+
+    @property
+    def reference(self) -> int:
+        return self.paths.get("reference", 0)
 
     def intern(self, label: AnswerLabel) -> int:
         """The small int that stands for ``label`` in ``answers``."""

@@ -239,7 +239,6 @@ def _twins() -> tuple[Handler, Handler]:
     clock.set(clock.now(), frozen=True)  # two seconds before the 22:00 window opens
     fast, slow = _handler(with_rules=True, fast=True), _handler(with_rules=True, fast=False)
     fast.clock = slow.clock = clock
-    slow.state.snapshot.zone_decisions.limit = 0  # the slow twin evaluates every query
     return fast, slow
 
 

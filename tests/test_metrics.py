@@ -21,7 +21,7 @@ from dnspol.health import OpsServer
 from dnspol.metrics import Exporter, Folder, Totals, WorkerFiles
 from dnspol.observe import Observed
 from dnspol.server import ReloadStats
-from dnspol.state import AnswerCache, ServerState, snapshot_from_config
+from dnspol.state import ServerState, snapshot_from_config
 from dnspol.stats import AnswerLabel, Stats
 
 UDP = Listener("127.0.0.1", 53, "udp")
@@ -278,26 +278,22 @@ def fake_server(handler: Handler) -> SimpleNamespace:
     )
 
 
-def test_exporter_reads_gauges_and_counts_evictions_across_reloads(handler) -> None:
+def test_exporter_reads_gauges_and_counts_reference_answers(handler) -> None:
     server = fake_server(handler)
     snap = handler.state.snapshot
-    snap.answers.limit = 2
     for i in range(5):
-        for _ in range(2):  # kept from the second time
-            handler.handle(query(f"n{i}.example.com"), ("192.0.2.7", 1), UDP)
+        handler.handle(query(f"n{i}.example.com"), ("192.0.2.7", 1), UDP)  # compiled
+    handler.handle(query("example.com", "ANY"), ("192.0.2.7", 1), UDP)  # reference path
     exporter = Exporter(server)
     totals = exporter.totals()
-    evicted = totals.get("dnspol_cache_evictions_total", ("answers",))
-    assert evicted >= 1
+    assert totals.get("dnspol_reference_answers_total") == 1
+    exact, names = snap.tables.sizes()
+    assert totals.get("dnspol_answer_table_entries", ("exact",)) == exact > 0
+    assert totals.get("dnspol_answer_table_entries", ("names",)) == names > 0
     assert totals.get("dnspol_tcp_open_connections") == 2
     assert totals.get("dnspol_reloads_total", ("failed",)) == 1
     assert totals.get("dnspol_config", ("sha256", snap.digest)) == 1
     assert totals.get("dnspol_zone_serial", ("example.com.",)) == 2026010101
-    # a reload brings new, empty caches: the evictions counter must not go back
-    import dataclasses
-
-    handler.state.swap(dataclasses.replace(snap, answers=AnswerCache(), decisions=AnswerCache()))
-    assert exporter.totals().get("dnspol_cache_evictions_total", ("answers",)) == evicted
 
 
 def test_worker_exporter_writes_its_file(handler, tmp_path) -> None:

@@ -1,0 +1,36 @@
+"""The answer tables: every answer a zone gives, compiled when a configuration loads.
+
+This package is the only writer of them. ``compile`` turns each served zone and each of
+its scopes into a ``View`` (``tables``): the final bytes after the question for every
+(owner, type), and templates for the answers a query name that is not an owner gets
+(NXDOMAIN, NODATA, wildcard, referral), keyed by the longest part of the name the zone
+knows. ``assemble`` turns one of those into a reply at run time: header, the client's own
+question, the prepared tail, the OPT record. Nothing here is filled by traffic, so no
+query can grow or flush it.
+
+Every prepared answer is made by the reference path (``zones.lookup`` and
+``dnspol.packer``, the fully decoded path the handler falls back to), or byte for byte as
+it would make it; tests compare the two over random zones and queries.
+"""
+
+from dnspol.answers.assemble import AnswerTables, Found, find, opt_record, option, reply
+from dnspol.answers.compile import REFERENCE_TYPES, compile_view
+from dnspol.answers.compile import compile_tables as _compile_zones
+
+
+def compile_tables(zones, variants) -> AnswerTables:  # noqa: ANN001 - ZoneSet, Mapping
+    """The answer tables of a snapshot's zones and their scopes."""
+    return AnswerTables(_compile_zones(zones, variants))
+
+
+__all__ = [
+    "REFERENCE_TYPES",
+    "AnswerTables",
+    "Found",
+    "compile_tables",
+    "compile_view",
+    "find",
+    "opt_record",
+    "option",
+    "reply",
+]

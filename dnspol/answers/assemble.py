@@ -1,0 +1,105 @@
+"""Reading the answer tables at run time: find the prepared answer, put the reply together.
+
+Only bytes are touched: the query's lowered name is cut at its label boundaries and
+looked up, and the reply is the query's ID, a prepared header, the query's own question
+(its letter case kept), the prepared tail and the OPT record the handler made.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from dnspol.answers.tables import Prepared, View, ZoneTables, head_for
+
+_OPT_HEAD = struct.Struct("!BHHBBHH")  # root owner, type, payload, ext rcode, version, flags, len
+TYPE_OPT = 41
+
+
+class Found(NamedTuple):
+    """A prepared answer and the tail for this query's name."""
+
+    prepared: Prepared
+    tail: bytes
+
+
+class AnswerTables:
+    """Every served zone's compiled views, by lowered origin in wire form."""
+
+    __slots__ = ("zones",)
+
+    def __init__(self, zones: dict[bytes, ZoneTables]) -> None:
+        self.zones = zones
+
+    def sizes(self) -> tuple[int, int]:
+        """(exact answers, names) over every zone and scope, for metrics."""
+        views = [view for zone in self.zones.values() for view in zone.views.values()]
+        return sum(len(v.exact) for v in views), sum(len(v.names) for v in views)
+
+    def zone_of(self, name: bytes) -> tuple[ZoneTables, int] | None:
+        """The served zone holding ``name`` (lowered, wire form) and where its origin
+        starts in it; None when no zone is served there."""
+        zones = self.zones
+        at = 0
+        while True:
+            found = zones.get(name[at:])
+            if found is not None:
+                return found, at
+            length = name[at]
+            if length == 0:
+                return None
+            at += length + 1
+
+
+def find(view: View, name: bytes, qkey: bytes, qtype: int) -> Found | None:
+    """The answer ``view`` gives for the lowered name and its question key (name, type,
+    class); None when the reference path must answer."""
+    prepared = view.exact.get(qkey)
+    if prepared is not None:
+        return Found(prepared, prepared.tail)
+    names = view.names
+    at = 0
+    while True:
+        place = names.get(name[at:])
+        if place is not None:
+            break
+        length = name[at]
+        if length == 0:
+            return None  # above the apex: cannot happen for a name in the zone
+        at += length + 1
+    if at == 0:
+        prepared, offset = place.other, place.other_at
+    else:
+        by_type = place.below_types
+        prepared = place.below if by_type is None else by_type.get(qtype, place.below)
+        offset = at + place.below_at
+    if prepared is None:
+        return None
+    tail = prepared.tail_at(offset)
+    return None if tail is None else Found(prepared, tail)
+
+
+def opt_record(payload: int, do: bool, options: bytes = b"") -> bytes:
+    """Our OPT record (RFC 6891 §6.1.2): our UDP payload size, the DO bit echoed."""
+    return _OPT_HEAD.pack(0, TYPE_OPT, payload, 0, 0, 0x8000 if do else 0, len(options)) + options
+
+
+def option(code: int, data: bytes) -> bytes:
+    return struct.pack("!HH", code, len(data)) + data
+
+
+def reply(wire: bytes, qend: int, found: Found, opt: bytes, limit: int) -> bytes:
+    """The reply to the query ``wire`` (question ending at ``qend``): the whole answer if
+    it fits ``limit``; else without its additional records if they may go; else empty
+    with TC (RFC 2181 §9, RFC 6891 §7), the question and OPT kept."""
+    prepared, tail = found
+    index = (wire[2] & 0x01) | ((wire[3] >> 3) & 0x02) | (4 if opt else 0)
+    if qend + len(tail) + len(opt) <= limit:
+        return wire[:2] + prepared.heads[index] + wire[12:qend] + tail + opt
+    short = prepared.short
+    an, ns, _ = prepared.counts
+    if short >= 0 and qend + short + len(opt) <= limit:
+        head = head_for(prepared.flags, (an, ns, 0), index)
+        return wire[:2] + head + wire[12:qend] + tail[:short] + opt
+    head = head_for(prepared.flags | 0x0200, (0, 0, 0), index)
+    return wire[:2] + head + wire[12:qend] + opt

@@ -1,0 +1,379 @@
+"""Compiling zones into answer tables when a configuration loads.
+
+For every view (a zone as one scope serves it):
+
+* ``exact``: each owner and each type it answers with data, packed once. Plain RRsets of
+  types without names in their data (A, AAAA, TXT, ...) are written directly, as the
+  packer would write them; everything else is packed by the reference path.
+* ``names``: every name the zone knows (owners, empty non-terminals, names in record data,
+  and their parents inside the zone), with a ``Place`` saying what a query for another
+  type at the name gets, and what a query for a name below it gets. A query name is
+  answered from the longest of its suffixes found here (its *anchor*): no part of the
+  name above the anchor appears anywhere in the answer, so the answer's bytes depend on
+  the anchor and on where it starts, and a template made for one offset is moved to
+  another by shifting its compression pointers.
+* NODATA and NXDOMAIN answers hold only the SOA: one template per view and per name of
+  the SOA the query name ends with (usually just the apex) serves every name.
+
+What is not compiled is answered by the reference path: DS, ANY, AXFR and IXFR queries,
+names under a DNAME, CNAME chains that leave the owners of the zone, answers over 16 KB.
+"""
+
+from __future__ import annotations
+
+import gc
+import struct
+from collections.abc import Iterable, Mapping
+
+from dnslib import AAAA, RD, TXT, A
+
+from dnspol import answer
+from dnspol.answers.tables import Place, Prepared, View, ZoneTables
+from dnspol.names import Name, is_subdomain, to_wire
+from dnspol.packer import POINTER_LIMIT, _rdata
+from dnspol.wire import Query
+from dnspol.zones.lookup import MAX_CHAIN, TYPE_DNAME, LookupResult, Outcome, lookup
+from dnspol.zones.model import TYPE_CNAME, TYPE_DS, TYPE_NS, WILDCARD, Node, Zone, ZoneSet
+
+TYPE_MX, TYPE_SOA, TYPE_PTR, TYPE_SRV, TYPE_ANY = 15, 6, 12, 33, 255
+# Query types the tables leave to the reference path: DS is answered above a cut, ANY
+# picks one RRset, zone transfers are refused.
+REFERENCE_TYPES = frozenset({TYPE_DS, TYPE_ANY, 251, 252})
+# Types whose RDATA holds a name the packer compresses (RFC 3597 §4)
+_NAMED_RDATA = {2: 0, 5: 0, 12: 0, 15: 2, 6: 0}  # type -> bytes before the (first) name
+_RAW_RDATA = (A, AAAA, TXT, RD)  # packed without names: written directly
+_FIXED = struct.Struct("!HHIH")
+_ANSWER_FLAGS = 0x8400  # QR, AA, NOERROR
+_MOVABLE_LIMIT = POINTER_LIMIT - 512  # a moved answer must keep every pointer reachable
+PLAIN = -2  # ``_below``: children get the zone's shared NXDOMAIN
+
+
+def compile_tables(zones: ZoneSet, variants: Mapping[tuple[Name, str], Zone]) -> dict:
+    """Lowered origin in wire form -> ``ZoneTables``, for every served zone and scope."""
+    by_origin: dict[Name, dict[str, Zone]] = {zone.origin: {"default": zone} for zone in zones}
+    for (origin, scope), zone in variants.items():
+        if origin in by_origin:
+            by_origin[origin][scope] = zone
+    out = {}
+    collecting = gc.isenabled()
+    gc.disable()  # every object made here lives as long as the tables: nothing to collect
+    try:
+        for origin, scopes in by_origin.items():
+            views = {scope: compile_view(zone, zones) for scope, zone in scopes.items()}
+            out[to_wire(origin)] = ZoneTables(views, scopes["default"].name, origin)
+    finally:
+        if collecting:
+            gc.enable()
+    return out
+
+
+def compile_view(zone: Zone, served: ZoneSet) -> View:
+    return _ViewCompiler(zone, served).run()
+
+
+class _ViewCompiler:
+    def __init__(self, zone: Zone, served: ZoneSet) -> None:
+        self.zone = zone
+        self.served = served
+        self.other_type = _unused_type(zone)  # stands for every type a node does not hold
+        self.exact: dict[bytes, Prepared] = {}
+        self.names: dict[bytes, Place] = {}
+        soa = zone.soa.rdatas[0]
+        self.soa_names = _suffixes(
+            [zone.origin, _lowered(soa.mname.label), _lowered(soa.rname.label)]
+        )
+        self.negatives: dict[Name, tuple[Prepared, Prepared]] = {}
+        self.plain_places: dict[tuple[Name, int], Place] = {}
+
+    def run(self) -> View:
+        zone = self.zone
+        for name, node in zone.nodes.items():
+            wire = to_wire(name)
+            self.names[wire] = self._owner(name, wire, node)
+        for name in zone.existing.empty_non_terminals:
+            self.names[to_wire(name)] = self._plain_place(name, self._below(name, None))
+        for name in _suffixes(self._named_in_data()):
+            wire = to_wire(name)
+            if wire not in self.names and is_subdomain(name, zone.origin):
+                self.names[wire] = self._unowned(name)
+        return View(self.exact, self.names, zone.name)
+
+    # --- the places of names -------------------------------------------------------
+
+    def _owner(self, name: Name, wire: bytes, node: Node) -> Place:
+        cut = self._cut_at_or_above(name)
+        if cut is not None:  # every type is the referral (DS at the cut: reference path)
+            return Place(self._at(name, self.other_type), 0, self._under(name, None), 0)
+        chain = TYPE_CNAME in node
+        types = self._chain_types(name) if chain else set(node)
+        for rtype in types if types is not None else node:
+            if rtype not in REFERENCE_TYPES:
+                key = wire + struct.pack("!HH", rtype, 1)
+                self.exact[key] = self._exact(name, node, rtype)
+        below = self._below(name, node)
+        if chain:
+            other = self._at(name, self.other_type) if types is not None else None
+            return Place(other, 0, *below)
+        return self._plain_place(name, below)
+
+    def _plain_place(self, name: Name, below: tuple) -> Place:
+        """A name whose other types get NODATA, and whose children NXDOMAIN (shared)."""
+        anchor, at = self._soa_anchor(name)
+        nodata, nxdomain = self._negative(anchor)
+        if below[1] == PLAIN:  # children: NXDOMAIN like any name
+            key = (anchor, at)
+            place = self.plain_places.get(key)
+            if place is None:
+                place = self.plain_places[key] = Place(nodata, at, nxdomain, at)
+            return place
+        return Place(nodata, at, *below)
+
+    def _unowned(self, name: Name) -> Place:
+        """A name in record data that owns nothing: answered as its encloser says."""
+        cut = self._cut_at_or_above(name)
+        if cut is not None:
+            return Place(self._at(name, self.other_type), 0, self._under(name, None), 0)
+        encloser = self._closest_encloser(name)
+        node = self.zone.nodes.get(encloser)
+        if self._wildcard(encloser) is not None or (node is not None and TYPE_DNAME in node):
+            return Place(None, 0, None, 0)
+        anchor, at = self._soa_anchor(name)
+        nodata, nxdomain = self._negative(anchor)
+        return Place(nxdomain, at, nxdomain, at)
+
+    def _below(self, name: Name, node: Node | None) -> tuple:
+        """(below, below_at, below_types) for names under an owner (or ENT) ``name``:
+        ``below_at`` PLAIN means "NXDOMAIN, as for any name", filled in by
+        ``_plain_place``."""
+        if node is not None and TYPE_DNAME in node:
+            return None, 0, None  # the answer holds the query's own labels: reference path
+        wildcard = self._wildcard(name)
+        if wildcard is None:
+            return None, PLAIN, None
+        types = self._chain_types((WILDCARD, *name))
+        if types is None:
+            return None, 0, None
+        by_type = {t: self._under(name, t) for t in types if t not in REFERENCE_TYPES}
+        return self._under(name, None), 0, by_type
+
+    # --- answers -------------------------------------------------------------------
+
+    def _exact(self, name: Name, node: Node, rtype: int) -> Prepared:
+        rrset = node.get(rtype)
+        if rrset is not None and name and _plain(rrset):
+            return _direct(rrset)
+        return self._at(name, rtype)
+
+    def _at(self, name: Name, qtype: int) -> Prepared:
+        """The reference answer for exactly ``name``, used at offset 0 only."""
+        return _prepared(*self._reference(name, qtype), base=0, movable=False, shared=False)
+
+    def _under(self, name: Name, qtype: int | None) -> Prepared:
+        """A movable template for names strictly below ``name``."""
+        child = self._fresh_child(name)
+        packed = self._reference(child, self.other_type if qtype is None else qtype)
+        return _prepared(*packed, base=len(child[0]) + 1, movable=True, shared=False)
+
+    def _negative(self, anchor: Name) -> tuple[Prepared, Prepared]:
+        """NODATA and NXDOMAIN for names ending in ``anchor`` (a name of the SOA)."""
+        made = self.negatives.get(anchor)
+        if made is None:
+            soa = self.zone.soa.records(ttl=self.zone.negative_ttl)  # RFC 2308 §5
+            made = self.negatives[anchor] = (
+                self._template(anchor, LookupResult(Outcome.NODATA, authority=soa)),
+                self._template(anchor, LookupResult(Outcome.NXDOMAIN, authority=soa)),
+            )
+        return made
+
+    def _template(self, anchor: Name, result: LookupResult) -> Prepared:
+        packed = _pack(anchor, self.other_type, result)
+        return _prepared(*packed, base=0, movable=True, shared=True)
+
+    def _reference(self, name: Name, qtype: int) -> tuple[bytes, int, bool]:
+        return _pack(name, qtype, lookup(self.zone, name, qtype, self.served))
+
+    # --- what the zone holds -------------------------------------------------------
+
+    def _cut_at_or_above(self, name: Name) -> Name | None:
+        cuts = self.zone.cuts
+        if not cuts:
+            return None
+        for i in range(len(name) - len(self.zone.origin)):
+            if name[i:] in cuts:
+                return name[i:]
+        return None
+
+    def _closest_encloser(self, name: Name) -> Name:
+        existing = self.zone.existing
+        for i in range(len(name) - len(self.zone.origin) + 1):
+            if name[i:] in existing:
+                return name[i:]
+        return self.zone.origin
+
+    def _wildcard(self, name: Name) -> Node | None:
+        return self.zone.nodes.get((WILDCARD, *name))
+
+    def _chain_types(self, name: Name) -> set[int] | None:
+        """The types whose answers differ at ``name``: those of every node its CNAME
+        chain passes (a type none holds gets the same answer as any other); None when
+        the chain reaches a name that owns nothing (answered by the reference path)."""
+        types: set[int] = set()
+        seen = {name}
+        nodes = self.zone.nodes
+        for _ in range(MAX_CHAIN):
+            node = nodes.get(name)
+            if node is None:
+                return None
+            types.update(node)
+            cname = node.get(TYPE_CNAME)
+            if cname is None:
+                return types
+            name = _lowered(cname.rdatas[0].label.label)
+            if name in seen or not is_subdomain(name, self.zone.origin):
+                return types
+            found = self.served.find(name)
+            if found is None or found.origin != self.zone.origin:
+                return types
+            seen.add(name)
+        return types
+
+    def _soa_anchor(self, name: Name) -> tuple[Name, int]:
+        """The longest suffix of ``name`` that the SOA record writes, and its offset."""
+        at = 0
+        for i in range(len(name) + 1):
+            if name[i:] in self.soa_names:
+                return name[i:], at
+            if i < len(name):
+                at += len(name[i]) + 1
+        return (), at
+
+    def _fresh_child(self, name: Name) -> Name:
+        """A name just below ``name`` that the zone does not know."""
+        label = b"-"
+        while to_wire((label, *name)) in self.names or (label, *name) in self.soa_names:
+            label += b"-"
+        return (label, *name)
+
+    def _named_in_data(self) -> Iterable[Name]:
+        """Every name inside the record data the packer compresses."""
+        for node in self.zone.nodes.values():
+            for rtype, rrset in node.items():
+                if rtype not in _NAMED_RDATA:
+                    continue
+                for rd in rrset.rdatas:
+                    if rtype == TYPE_SOA:
+                        yield _lowered(rd.mname.label)
+                        yield _lowered(rd.rname.label)
+                    else:
+                        yield _lowered(rd.label.label)
+
+
+def _pack(name: Name, qtype: int, result: LookupResult) -> tuple[bytes, int, bool]:
+    """The reference path's message for one question (ID 0, RD and CD clear, no OPT),
+    where its question ends, and whether its additional records must stay."""
+    question = to_wire(name) + struct.pack("!HH", qtype, 1)
+    query = Query(0, 0, name, qtype, 1, question, None)
+    rcode = answer.rcode_for(result.outcome)
+    message = answer.build(
+        query,
+        rcode,
+        result,
+        limit=answer.UNLIMITED,
+        server_max=answer.UNLIMITED,
+        aa=result.authoritative,
+    )
+    return message, 12 + len(question), result.glue_required
+
+
+def _prepared(
+    message: bytes, qend: int, glue: bool, base: int, movable: bool, shared: bool
+) -> Prepared:
+    flags = int.from_bytes(message[2:4], "big")
+    an, ns, ar = struct.unpack_from("!HHH", message, 6)
+    additional_at, sites, max_ttl = _walk(message, qend, an + ns, ar, 12 + base)
+    tail = message[qend:]
+    short = additional_at - qend if ar and not glue else -1  # RFC 2181 §9, RFC 9471
+    parts = None
+    if movable and len(message) < _MOVABLE_LIMIT:
+        parts = []
+        at = qend
+        for site in sites:
+            target = int.from_bytes(message[site : site + 2], "big") & 0x3FFF
+            parts.append((message[at:site], target))
+            at = site + 2
+        parts = tuple(parts)
+    return Prepared(flags, (an, ns, ar), tail, short, max_ttl, base, parts, shared)
+
+
+def _walk(message: bytes, at: int, before: int, additional: int, moving: int):
+    """(where the additional section starts, the offsets of compression pointers at or
+    past ``moving``, the largest TTL) of a packed message's records from ``at``."""
+    sites: list[int] = []
+    max_ttl = 0
+    additional_at = at
+    for index in range(before + additional):
+        if index == before:
+            additional_at = at
+        at = _name_end(message, at, sites, moving)
+        rtype, _, ttl, length = _FIXED.unpack_from(message, at)
+        max_ttl = max(max_ttl, ttl)
+        at += 10
+        data_end = at + length
+        skip = _NAMED_RDATA.get(rtype)
+        if skip is not None:
+            end = _name_end(message, at + skip, sites, moving)
+            if rtype == TYPE_SOA:
+                _name_end(message, end, sites, moving)
+        at = data_end
+    if additional == 0:
+        additional_at = at
+    return additional_at, sites, max_ttl
+
+
+def _name_end(message: bytes, at: int, sites: list[int], moving: int) -> int:
+    while True:
+        length = message[at]
+        if length == 0:
+            return at + 1
+        if length >= 0xC0:
+            if (int.from_bytes(message[at : at + 2], "big") & 0x3FFF) >= moving:
+                sites.append(at)
+            return at + 2
+        at += length + 1
+
+
+def _plain(rrset) -> bool:
+    """Data without names and nothing for the additional section."""
+    if rrset.rtype in (TYPE_NS, TYPE_MX, TYPE_SRV):
+        return False
+    return all(type(rd) in _RAW_RDATA for rd in rrset.rdatas)
+
+
+def _direct(rrset) -> Prepared:
+    """A plain RRset at the query name, packed as the packer would pack it."""
+    out = bytearray()
+    fixed = _FIXED.pack(rrset.rtype, 1, rrset.ttl, 0)[:8]
+    for rd in rrset.rdatas:
+        data = bytearray()
+        _rdata(data, {}, rd)
+        out += b"\xc0\x0c" + fixed + len(data).to_bytes(2, "big") + data
+    counts = (len(rrset.rdatas), 0, 0)
+    return Prepared(_ANSWER_FLAGS, counts, bytes(out), -1, rrset.ttl, 0, None, False)
+
+
+def _unused_type(zone: Zone) -> int:
+    """A private-use type (RFC 6895) no node of the zone holds."""
+    held = {rtype for node in zone.nodes.values() for rtype in node}
+    return next(t for t in range(65280, 65535) if t not in held)
+
+
+def _suffixes(names: Iterable[Name]) -> set[Name]:
+    out: set[Name] = set()
+    for name in names:
+        for i in range(len(name) + 1):
+            out.add(name[i:])
+    return out
+
+
+def _lowered(labels) -> Name:
+    return tuple(label.lower() for label in labels)
