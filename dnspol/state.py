@@ -15,17 +15,11 @@ from types import MappingProxyType
 from dnspol.cookies import CookieConfig
 from dnspol.names import Name
 from dnspol.ratelimit import RateLimit
+from dnspol.settings import DEFAULTS, ServerSettings, settings_of
 from dnspol.transport.proxy import ProxyTrust
 from dnspol.zones.model import Zone, ZoneSet
 
-DEFAULT_UDP_MAX = 1232
-DEFAULT_CACHE_ENTRIES = 100_000
-# TCP limits (dnspol.transport.tcp says what each means)
-DEFAULT_TCP_IDLE_TIMEOUT = 10.0
-DEFAULT_TCP_MESSAGE_TIMEOUT = 2.0
-DEFAULT_TCP_MAX_CONNECTIONS = 1000  # the server's total; an idle connection costs ~2.3 KB
-DEFAULT_TCP_MAX_PER_SOURCE = 10
-DEFAULT_TCP_MAX_PER_NETWORK = 64
+DEFAULT_CACHE_ENTRIES = DEFAULTS.cache_entries
 
 
 class AnswerCache:
@@ -74,17 +68,18 @@ def _admitting() -> AnswerCache:
     return AnswerCache(second_sighting=True)
 
 
-@dataclass(frozen=True)
-class Snapshot:
+@dataclass(frozen=True, kw_only=True)
+class Snapshot(ServerSettings):
+    """What a query is answered from. Every setting of ``dnspol.settings.SETTINGS``
+    (``udp_max_payload``, ``tcp_idle_timeout`` …) is a field too, from ``ServerSettings``."""
+
     zones: ZoneSet
     variants: Mapping[tuple[Name, str], Zone] = field(default_factory=lambda: MappingProxyType({}))
     policy: object | None = None  # dnspol.policy Policy; None or rule-less: no evaluation
     chaos: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    udp_max_payload: int = DEFAULT_UDP_MAX
     digest: str = ""
     files: tuple[str, ...] = ()
     listen: tuple[tuple[str, int], ...] = ()
-    seed: int | None = None
     warnings: tuple[str, ...] = ()
     proxy: ProxyTrust = field(default_factory=ProxyTrust)  # PROXY v2 senders
     metrics: tuple[str, int] | None = None  # where /metrics, /health, /ready listen
@@ -92,12 +87,6 @@ class Snapshot:
     rate_limit: RateLimit | None = None  # UDP response-rate limiting (``dnspol.ratelimit``)
     nsid: bytes = b""  # RFC 5001: given to queries that ask for it
     cookies: CookieConfig | None = None  # server cookies (``dnspol.cookies``); None: off
-    reload_timeout: float = 600.0  # seconds a reload may load before it is abandoned
-    tcp_idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT
-    tcp_max_connections: int = DEFAULT_TCP_MAX_CONNECTIONS  # each worker takes its share
-    tcp_message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT
-    tcp_max_per_source: int = DEFAULT_TCP_MAX_PER_SOURCE
-    tcp_max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK
     answers: AnswerCache = field(default_factory=_admitting, compare=False)
     decisions: AnswerCache = field(default_factory=_admitting, compare=False)
     # answers to byte-for-byte repeats of a query (ID aside) from the same client
@@ -146,28 +135,21 @@ def _load_config(path: str):
 def snapshot_from_config(cfg) -> Snapshot:
     size = getattr(cfg, "cache_entries", DEFAULT_CACHE_ENTRIES)
     return Snapshot(
+        **settings_of(cfg),
         zones=cfg.zones,
         variants=cfg.variants,
         policy=cfg.policy,
         chaos=cfg.chaos,
-        udp_max_payload=cfg.udp_max_payload,
         digest=cfg.digest,
         files=tuple(cfg.files),
         listen=tuple(cfg.listen),
-        seed=cfg.seed,
         warnings=tuple(getattr(cfg, "warnings", ())),
         proxy=ProxyTrust(getattr(cfg, "proxy_trusted", ())),
         metrics=getattr(cfg, "metrics", None),
         control=getattr(cfg, "control", None),
-        tcp_idle_timeout=cfg.tcp_idle_timeout,
-        tcp_max_connections=cfg.tcp_max_connections,
         rate_limit=getattr(cfg, "rate_limit", None),
         nsid=getattr(cfg, "nsid", b""),
         cookies=getattr(cfg, "cookies", None),
-        reload_timeout=cfg.reload_timeout,
-        tcp_message_timeout=cfg.tcp_message_timeout,
-        tcp_max_per_source=cfg.tcp_max_per_source,
-        tcp_max_per_network=cfg.tcp_max_per_network,
         answers=AnswerCache(size, second_sighting=True),
         decisions=AnswerCache(size, second_sighting=True),
         repeats=AnswerCache(size),  # admits on a second sighting of its own
