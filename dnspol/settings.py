@@ -26,7 +26,18 @@ from typing import Any
 from dnspol.policy.yamlnodes import MAX_FILE_BYTES, Node, Reader
 from dnspol.zones.loader import ZoneLimits
 
-__all__ = ["DEFAULTS", "SETTINGS", "Setting", "ServerSettings", "coerce", "read"]
+__all__ = [
+    "BY_KEY",
+    "DEFAULTS",
+    "SETTINGS",
+    "ServerSettings",
+    "Setting",
+    "coerce",
+    "json_schema_properties",
+    "markdown_rows",
+    "read",
+    "settings_of",
+]
 
 MIB = 2**20
 
@@ -77,6 +88,8 @@ SETTINGS: tuple[Setting, ...] = (
             "per name, exact repeats, policy decisions per zone where no rule reads the name "
             "or type), per worker; a full store starts over (`dnspol_cache_evictions_total`); "
             "`0` turns storing off (every query is decoded and built, ~15–40 µs)"),
+    # what one load may read or take (configuration bombs); the config file itself is bounded
+    # by constants in dnspol.policy.yamlnodes: its limits cannot come from the file being read
     Setting("zone_max_bytes", int, _ZONE.zone_max_bytes, 1, 2**40, "bytes",
             "largest zone file, and each `$INCLUDE`d file; a bigger one is refused (`file:1`) "
             "before it is read"),
