@@ -3,9 +3,10 @@
 Each setting is one line of ``SETTINGS``: its key, type, default, range, unit and help, as
 Knot's ``rrl_conf[]`` declares a module's items. Everything else is derived from it:
 
-* ``ServerSettings``, the frozen dataclass whose fields are the settings; ``Config`` and
-  ``Snapshot`` extend it, so each carries every setting as a plain attribute
-  (``snap.udp_max_payload``) and a new setting needs no field anywhere else;
+* ``ServerSettings``, the frozen dataclass whose fields are the settings, which ``Config``
+  extends, and ``RuntimeSettings``, those the running server reads (not the load limits),
+  which ``Snapshot`` extends: each carries its settings as plain attributes
+  (``snap.udp_max_payload``), and a new setting needs no field anywhere else;
 * the config reader (``dnspol.config``) reads every key here with ``read``;
   ``config_from_zone_files`` checks Python values with ``coerce``;
 * ``json_schema_properties``: these keys' part of ``dnspol schema``;
@@ -29,7 +30,9 @@ from dnspol.zones.loader import ZoneLimits
 __all__ = [
     "BY_KEY",
     "DEFAULTS",
+    "RUNTIME",
     "SETTINGS",
+    "RuntimeSettings",
     "ServerSettings",
     "Setting",
     "coerce",
@@ -55,6 +58,7 @@ class Setting:
     unit: str  # "s", "bytes" or "" (a count)
     help: str
     above: bool = False  # the minimum itself is out of range
+    runtime: bool = True  # read while serving (the snapshot has it), not only while loading
 
     @property
     def nullable(self) -> bool:
@@ -87,20 +91,20 @@ SETTINGS: tuple[Setting, ...] = (
             "entries in each of the four stores of ready answers (answers, policy decisions "
             "per name, exact repeats, policy decisions per zone where no rule reads the name "
             "or type), per worker; a full store starts over (`dnspol_cache_evictions_total`); "
-            "`0` turns storing off (every query is decoded and built, ~15–40 µs)"),
+            "`0` turns storing off (every query is decoded and built, ~15–40 µs)", runtime=False),
     # what one load may read or take (configuration bombs); the config file itself is bounded
     # by constants in dnspol.policy.yamlnodes: its limits cannot come from the file being read
     Setting("zone_max_bytes", int, _ZONE.zone_max_bytes, 1, 2**40, "bytes",
             "largest zone file, and each `$INCLUDE`d file; a bigger one is refused (`file:1`) "
-            "before it is read"),
+            "before it is read", runtime=False),
     Setting("zone_max_records", int, _ZONE.zone_max_records, 1, 2**31, "",
             "most records in one zone, however written (`$GENERATE` and `$INCLUDE` count); "
-            "refused at the first record too many"),
+            "refused at the first record too many", runtime=False),
     Setting("generate_max_records", int, _ZONE.generate_max_records, 1, 2**31, "",
             "most records one `$GENERATE` may make; a bigger range is refused at its line "
-            "before a record is made"),
+            "before a record is made", runtime=False),
     Setting("rule_file_max_bytes", int, MAX_FILE_BYTES, 1, 2**40, "bytes",
-            "largest included rule file"),
+            "largest included rule file", runtime=False),
     Setting("reload_timeout", float, 600.0, 1, 86_400, "s",
             "seconds a reload (with 2 or more workers) may take to load and start; then it is "
             "abandoned, logged as `reload abandoned after N s`, and the running configuration "
@@ -114,22 +118,26 @@ def _field(setting: Setting) -> tuple[str, Any, dataclasses.Field]:
     return setting.key, kind, dataclasses.field(default=setting.default)
 
 
-# Extended by ``Config`` and ``Snapshot``: keyword-only, so their own fields may come after
-# these defaults in any order.
-ServerSettings = dataclasses.make_dataclass(
-    "ServerSettings",
-    [_field(setting) for setting in SETTINGS],
-    frozen=True,
-    kw_only=True,
-    namespace={"__doc__": "Every setting of ``SETTINGS`` as a field, with its default."},
-)
-ServerSettings.__module__ = __name__  # found again by name (pickle, repr)
+def _dataclass(name: str, settings: tuple[Setting, ...], doc: str) -> type:
+    """Keyword-only, so the fields of a class extending it may follow these defaults."""
+    made = dataclasses.make_dataclass(
+        name, [_field(s) for s in settings], frozen=True, kw_only=True, namespace={"__doc__": doc}
+    )
+    made.__module__ = __name__  # found again by name (pickle, repr)
+    return made
+
+
+RUNTIME = tuple(setting for setting in SETTINGS if setting.runtime)
+ServerSettings = _dataclass("ServerSettings", SETTINGS, "Every setting, with its default.")
+# Only what serving reads: every attribute of a snapshot is read per packet, and past 30 of
+# them CPython stops sharing instance-dict keys and each read costs twice as much.
+RuntimeSettings = _dataclass("RuntimeSettings", RUNTIME, "The settings the snapshot carries.")
 DEFAULTS = ServerSettings()
 
 
-def settings_of(source: object) -> dict[str, Any]:
+def settings_of(source: object, settings: tuple[Setting, ...] = SETTINGS) -> dict[str, Any]:
     """Each setting's value in ``source`` (a Config, a Snapshot), by key."""
-    return {setting.key: getattr(source, setting.key) for setting in SETTINGS}
+    return {setting.key: getattr(source, setting.key) for setting in settings}
 
 
 # --- checking values --------------------------------------------------------------------------

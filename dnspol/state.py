@@ -15,7 +15,7 @@ from types import MappingProxyType
 from dnspol.cookies import CookieConfig
 from dnspol.names import Name
 from dnspol.ratelimit import RateLimit
-from dnspol.settings import DEFAULTS, ServerSettings, settings_of
+from dnspol.settings import DEFAULTS, RUNTIME, RuntimeSettings, settings_of
 from dnspol.transport.proxy import ProxyTrust
 from dnspol.zones.model import Zone, ZoneSet
 
@@ -69,9 +69,9 @@ def _admitting() -> AnswerCache:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Snapshot(ServerSettings):
-    """What a query is answered from. Every setting of ``dnspol.settings.SETTINGS``
-    (``udp_max_payload``, ``tcp_idle_timeout`` …) is a field too, from ``ServerSettings``."""
+class Snapshot(RuntimeSettings):
+    """What a query is answered from. The settings serving reads (``udp_max_payload``,
+    ``tcp_idle_timeout`` …, ``dnspol.settings.RUNTIME``) are fields too."""
 
     zones: ZoneSet
     variants: Mapping[tuple[Name, str], Zone] = field(default_factory=lambda: MappingProxyType({}))
@@ -135,7 +135,7 @@ def _load_config(path: str):
 def snapshot_from_config(cfg) -> Snapshot:
     size = getattr(cfg, "cache_entries", DEFAULT_CACHE_ENTRIES)
     return Snapshot(
-        **settings_of(cfg),
+        **settings_of(cfg, RUNTIME),
         zones=cfg.zones,
         variants=cfg.variants,
         policy=cfg.policy,
