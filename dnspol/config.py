@@ -38,79 +38,35 @@ from dnspol.policy.coverage import shadowed_rule_warnings
 from dnspol.policy.prefixes import PrefixSet, parse_prefix
 from dnspol.policy.schema import json_schema as _policy_json_schema
 from dnspol.policy.scopes import load_overlay, load_scope_file
-from dnspol.policy.yamlnodes import MAX_FILE_BYTES, Node, Reader, did_you_mean, read_yaml_file
+from dnspol.policy.yamlnodes import Node, Reader, did_you_mean, read_yaml_file
 from dnspol.ratelimit import RateLimit
-from dnspol.state import (
-    DEFAULT_CACHE_ENTRIES,
-    DEFAULT_TCP_IDLE_TIMEOUT,
-    DEFAULT_TCP_MAX_CONNECTIONS,
-    DEFAULT_TCP_MAX_PER_NETWORK,
-    DEFAULT_TCP_MAX_PER_SOURCE,
-    DEFAULT_TCP_MESSAGE_TIMEOUT,
-)
+from dnspol.settings import DEFAULTS, RETIRED, SETTINGS, ServerSettings, coerce, settings_of
+from dnspol.settings import read as read_setting
 from dnspol.zones import loader
 from dnspol.zones.loader import ZoneLimits
 from dnspol.zones.model import Zone, ZoneSet
 
 DEFAULT_LISTEN: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
-DEFAULT_UDP_MAX_PAYLOAD = 1232
 TOP_KEYS = ("server", "subnets", "zones", "rules")
-SERVER_KEYS = (
+# the server: keys with a shape of their own; the scalar ones are declared in dnspol.settings
+SHAPED_SERVER_KEYS = (
     "listen",
-    "udp_max_payload",
     "trusted_resolvers",
     "trusted_proxies",
-    "seed",
     "chaos",
     "timezone",
-    "tcp_idle_timeout",
-    "tcp_max_connections",
-    "tcp_message_timeout",
-    "tcp_max_per_source",
-    "tcp_max_per_network",
-    "cache_entries",
     "rate_limit",
     "nsid",
     "cookies",
     "metrics",
     "control",
 )
+SERVER_KEYS = SHAPED_SERVER_KEYS + tuple(setting.key for setting in SETTINGS) + tuple(RETIRED)
 ZONE_KEYS = ("file", "scopes")
 SCOPE_KEYS = ("file", "overlay")
 MAX_NSID = 128  # RFC 5001 sets no limit; an identity is a short name
 SCOPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 WARNING = "warning: "
-
-
-# --- limits on what one load may read or take (configuration bombs) --------------------------
-# Declared here once: parsing, the defaults and ``dnspol schema`` read this table
-# (policies/README.md lists it). The config file itself is bounded by constants in
-# dnspol.policy.yamlnodes: its limits cannot come from the file being read.
-@dataclass(frozen=True)
-class Limit:
-    """One ``server:`` limit: an int default makes it a whole number, a float any number."""
-
-    default: float
-    minimum: float
-    maximum: float
-    what: str
-
-
-_ZONE_DEFAULTS = ZoneLimits()
-LIMITS: dict[str, Limit] = {
-    "zone_max_bytes": Limit(
-        _ZONE_DEFAULTS.zone_max_bytes, 1, 2**40, "largest zone file, and $INCLUDEd file (bytes)"
-    ),
-    "zone_max_records": Limit(
-        _ZONE_DEFAULTS.zone_max_records, 1, 2**31, "most records in one zone, however written"
-    ),
-    "generate_max_records": Limit(
-        _ZONE_DEFAULTS.generate_max_records, 1, 2**31, "most records one $GENERATE may make"
-    ),
-    "rule_file_max_bytes": Limit(MAX_FILE_BYTES, 1, 2**40, "largest included rule file (bytes)"),
-    "reload_timeout": Limit(600.0, 1, 86_400, "seconds a reload may take before it is abandoned"),
-}
-SERVER_KEYS += tuple(LIMITS)
 
 __all__ = [
     "Config",
@@ -122,35 +78,30 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Config:
-    """Everything the server needs, compiled. Replaced whole on reload, never changed."""
+@dataclass(frozen=True, kw_only=True)
+class Config(ServerSettings):
+    """Everything the server needs, compiled. Replaced whole on reload, never changed.
+
+    Besides these fields, every setting of ``dnspol.settings.SETTINGS`` (``udp_max_payload``,
+    ``tcp_idle_timeout``, ``reload_timeout`` …) is a field, inherited from ``ServerSettings``.
+    """
 
     path: str | None
     listen: tuple[tuple[str, int], ...]
-    udp_max_payload: int
     zones: ZoneSet  # the default scope of every zone
     variants: Mapping[tuple[Name, str], Zone]  # (origin, scope) → Zone; "default" included
     policy: Policy
-    seed: int | None
     chaos: Mapping[str, str]  # lowercase qname without trailing dot → TXT text; empty: REFUSED
     files: tuple[str, ...]  # every file read, for reload watching
     digest: str  # sha256 over the files' contents
     timezone: str = "UTC"  # default time zone of time windows
     trusted_proxies: PrefixSet = field(default_factory=PrefixSet)  # PROXY v2 accepted from
-    tcp_idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT  # s without a message on a connection
-    tcp_max_connections: int = DEFAULT_TCP_MAX_CONNECTIONS  # the server's total, all workers
-    tcp_message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT  # from a message's first byte
-    tcp_max_per_source: int = DEFAULT_TCP_MAX_PER_SOURCE  # per IPv4 address / IPv6 /64; 0: off
-    tcp_max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK  # per IPv4 /24 / IPv6 /56; 0: off
-    cache_entries: int = DEFAULT_CACHE_ENTRIES  # bound of each answer/decision cache
     metrics: tuple[str, int] | None = None  # Prometheus listener; None: off
     rate_limit: RateLimit | None = None  # response-rate limiting; None: off
     nsid: bytes = b""  # RFC 5001 identity given to queries that ask; empty: none
     cookies: CookieConfig | None = None  # server cookies (RFC 7873/9018); None: off (``false``)
     control: str | None = None  # the control socket (``dnspol ctl``); "none": off; None: default
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
-    reload_timeout: float = LIMITS["reload_timeout"].default  # seconds; then abandoned
 
     @property
     def proxy_trusted(self) -> tuple[str, ...]:
@@ -214,18 +165,7 @@ def config_from_zone_files(
 
 def json_schema() -> dict:
     """JSON Schema (2020-12) of config and included rule files (``dnspol schema``)."""
-    schema = _policy_json_schema()
-    server = schema["anyOf"][0]["properties"]["server"]["properties"]
-    for name, limit in LIMITS.items():
-        kind = "integer" if isinstance(limit.default, int) else "number"
-        server[name] = {
-            "type": kind,
-            "minimum": limit.minimum,
-            "maximum": limit.maximum,
-            "default": limit.default,
-            "description": limit.what,
-        }
-    return schema
+    return _policy_json_schema()
 
 
 # --- building --------------------------------------------------------------------------------
@@ -234,30 +174,21 @@ def json_schema() -> dict:
 @dataclass
 class _Server:
     listen: tuple[tuple[str, int], ...] = DEFAULT_LISTEN
-    udp_max_payload: int = DEFAULT_UDP_MAX_PAYLOAD
     trusted_resolvers: PrefixSet = field(default_factory=PrefixSet)
     trusted_proxies: PrefixSet = field(default_factory=PrefixSet)
-    seed: int | None = None
     chaos: dict[str, str] = field(default_factory=dict)
     timezone: str = "UTC"
-    tcp_idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT
-    tcp_max_connections: int = DEFAULT_TCP_MAX_CONNECTIONS
-    tcp_message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT
-    tcp_max_per_source: int = DEFAULT_TCP_MAX_PER_SOURCE
-    tcp_max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK
-    cache_entries: int = DEFAULT_CACHE_ENTRIES
     metrics: tuple[str, int] | None = None
     rate_limit: RateLimit | None = None
     nsid: bytes = b""
     cookies: CookieConfig | None = field(default_factory=CookieConfig)  # on, as in BIND
     control: str | None = None
-    limits: dict[str, float] = field(
-        default_factory=lambda: {name: limit.default for name, limit in LIMITS.items()}
-    )
+    # the settings of dnspol.settings.SETTINGS, by key
+    values: dict[str, int | float | None] = field(default_factory=lambda: settings_of(DEFAULTS))
 
     def zone_limits(self) -> ZoneLimits:
         names = ("zone_max_bytes", "zone_max_records", "generate_max_records")
-        return ZoneLimits(**{name: int(self.limits[name]) for name in names})
+        return ZoneLimits(**{name: self.values[name] for name in names})
 
 
 class _ConfigBuilder:
@@ -303,40 +234,25 @@ class _ConfigBuilder:
             return server
         entries = self.reader.mapping(node, "server", SERVER_KEYS) or {}
         read = self.reader
+        for key, why in RETIRED.items():
+            if key in entries:
+                self.warnings.append(f"{entries[key].where}: server.{key} has no effect: {why}")
+        for setting in SETTINGS:  # table order, so one line's problems keep an order
+            if setting.key in entries:
+                value = read_setting(setting, entries[setting.key], read)
+                if value is not None:
+                    server.values[setting.key] = value
         if "listen" in entries:
             server.listen = self._listen(entries["listen"])
-        if "udp_max_payload" in entries:
-            value = read.integer(
-                entries["udp_max_payload"], "udp_max_payload", minimum=512, maximum=65535
-            )
-            server.udp_max_payload = value or DEFAULT_UDP_MAX_PAYLOAD
         for key in ("trusted_resolvers", "trusted_proxies"):
             if key in entries:
                 compiled = compile_addresses(entries[key], key, read, subnets)
                 setattr(server, key, compiled[0] if compiled else PrefixSet())
-        if "seed" in entries and not entries["seed"].is_null:
-            server.seed = read.integer(entries["seed"], "seed")
         if "chaos" in entries:
             server.chaos = self._chaos(entries["chaos"])
         if "timezone" in entries:
             tz = read.convert(entries["timezone"], "timezone", time_zone)
             server.timezone = tz.key if tz is not None else "UTC"
-        if "tcp_idle_timeout" in entries:
-            value = read.number(entries["tcp_idle_timeout"], "tcp_idle_timeout")
-            if value is not None and not 0 < value <= 3600:
-                read.problem(entries["tcp_idle_timeout"], "tcp_idle_timeout must be 0-3600 s")
-            server.tcp_idle_timeout = value or server.tcp_idle_timeout
-        if "tcp_max_connections" in entries:
-            value = read.integer(
-                entries["tcp_max_connections"], "tcp_max_connections", minimum=1, maximum=1_000_000
-            )
-            server.tcp_max_connections = value or server.tcp_max_connections
-        self._tcp_abuse_limits(entries, server)
-        if "cache_entries" in entries:
-            value = read.integer(
-                entries["cache_entries"], "cache_entries", minimum=0, maximum=100_000_000
-            )
-            server.cache_entries = value if value is not None else server.cache_entries
         if "metrics" in entries and not entries["metrics"].is_null:
             server.metrics = read.convert(entries["metrics"], "metrics", parse_listen)
         if "cookies" in entries:
@@ -351,7 +267,6 @@ class _ConfigBuilder:
             text = read.text(entries["control"], "control")
             if text is not None:
                 server.control = _control_path(text, self.base_dir)
-        self._limits(entries, server.limits)
         return server
 
     def _cookies(self, node: Node) -> CookieConfig | None:
@@ -377,41 +292,6 @@ class _ConfigBuilder:
     def _exempt(self, node: Node, subnets: Mapping[str, PrefixSet]) -> PrefixSet | None:
         compiled = compile_addresses(node, "rate_limit.exempt_clients", self.reader, subnets)
         return compiled[0] if compiled else None
-
-    def _limits(self, entries: Mapping[str, Node], limits: dict[str, float]) -> None:
-        for name, limit in LIMITS.items():
-            if name not in entries:
-                continue
-            node = entries[name]
-            if isinstance(limit.default, int):
-                value = self.reader.integer(
-                    node, name, minimum=int(limit.minimum), maximum=int(limit.maximum)
-                )
-            else:
-                value = self.reader.number(node, name)
-                if value is not None and not limit.minimum <= value <= limit.maximum:
-                    self.reader.problem(
-                        node, f"{name} must be between {limit.minimum:g} and "
-                        f"{limit.maximum:g}, not {value:g}"
-                    )  # fmt: skip
-                    value = None
-            if value is not None:
-                limits[name] = value
-
-    def _tcp_abuse_limits(self, entries: Mapping[str, Node], server: _Server) -> None:
-        """``tcp_message_timeout``, ``tcp_max_per_source``, ``tcp_max_per_network``."""
-        read = self.reader
-        if "tcp_message_timeout" in entries:
-            node = entries["tcp_message_timeout"]
-            value = read.number(node, "tcp_message_timeout")
-            if value is not None and not 0 < value <= 60:
-                read.problem(node, "tcp_message_timeout must be 0-60 s")
-            server.tcp_message_timeout = value or server.tcp_message_timeout
-        for key in ("tcp_max_per_source", "tcp_max_per_network"):
-            if key in entries:
-                value = read.integer(entries[key], key, minimum=0, maximum=1_000_000)
-                if value is not None:
-                    setattr(server, key, value)
 
     def _listen(self, node: Node) -> tuple[tuple[str, int], ...]:
         addresses = []
@@ -552,7 +432,7 @@ class _ConfigBuilder:
         server: _Server,
     ) -> Policy:
         source = RuleSource(subnets, scopes, zoneinfo.ZoneInfo(server.timezone))
-        max_bytes = int(server.limits["rule_file_max_bytes"])
+        max_bytes = int(server.values["rule_file_max_bytes"])  # type: ignore[arg-type]
         compiler = RuleCompiler(source, self.reader, self.files, max_file_bytes=max_bytes)
         compiler.compile_list(node, self.base_dir)
         self.warnings.extend(source.warnings)
@@ -631,22 +511,13 @@ def _settings_from_python(
             server.control = _control_path(str(settings["control"]), "")
     except (ValueError, TypeError) as error:
         problems.append(f"<settings>: {error}")
-    keys = (
-        "udp_max_payload",
-        "seed",
-        "tcp_idle_timeout",
-        "tcp_max_connections",
-        "tcp_message_timeout",
-        "tcp_max_per_source",
-        "tcp_max_per_network",
-        "cache_entries",
-    )
-    for key in keys:
-        if key in settings:
-            setattr(server, key, settings[key])
-    for key in LIMITS:
-        if key in settings:
-            server.limits[key] = settings[key]  # type: ignore[assignment]
+    for setting in SETTINGS:
+        if setting.key in settings:
+            value, problem = coerce(setting, settings[setting.key])
+            if problem is not None:
+                problems.append(f"<settings>: {problem}")
+            else:
+                server.values[setting.key] = value
     if "chaos" in settings:
         chaos = settings["chaos"] or {}
         server.chaos = {str(k).lower().rstrip("."): str(v) for k, v in dict(chaos).items()}  # type: ignore[call-overload]
@@ -666,31 +537,23 @@ def _assemble(
     all_variants.update(variants)
     unique_files = tuple(dict.fromkeys(files))
     return Config(
+        **server.values,
         path=path,
         listen=server.listen,
-        udp_max_payload=server.udp_max_payload,
         zones=ZoneSet(zones.values()),
         variants=MappingProxyType(all_variants),
         policy=policy,
-        seed=server.seed,
         chaos=MappingProxyType(dict(server.chaos)),
         files=unique_files,
         digest=files_digest(unique_files),
         timezone=server.timezone,
         trusted_proxies=server.trusted_proxies,
-        tcp_idle_timeout=server.tcp_idle_timeout,
-        tcp_max_connections=server.tcp_max_connections,
-        tcp_message_timeout=server.tcp_message_timeout,
-        tcp_max_per_source=server.tcp_max_per_source,
-        tcp_max_per_network=server.tcp_max_per_network,
-        cache_entries=server.cache_entries,
         metrics=server.metrics,
         rate_limit=server.rate_limit if server.rate_limit and server.rate_limit.enabled else None,
         nsid=server.nsid,
         cookies=server.cookies,
         control=server.control,
         warnings=warnings,
-        reload_timeout=float(server.limits["reload_timeout"]),
     )
 
 

@@ -463,8 +463,8 @@ def restart_settings(snapshot: Any) -> dict[str, str]:
         "metrics": _listen_text([tuple(metrics)]) if metrics else "(not set)",
         "control": getattr(snapshot, "control", None) or "(not set)",
         "seed": str(getattr(snapshot, "seed", None)),
-        "tcp_idle_timeout": f"{getattr(snapshot, 'tcp_idle_timeout', 10.0):g}",
-        "tcp_max_connections": str(getattr(snapshot, "tcp_max_connections", 150)),
+        "tcp_idle_timeout": f"{snapshot.tcp_idle_timeout:g}",  # dnspol.settings
+        "tcp_max_connections": str(snapshot.tcp_max_connections),
     }
 
 

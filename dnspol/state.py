@@ -16,30 +16,23 @@ from dnspol.answers import AnswerTables, compile_tables
 from dnspol.cookies import CookieConfig
 from dnspol.names import Name
 from dnspol.ratelimit import RateLimit
+from dnspol.settings import RUNTIME, RuntimeSettings, settings_of
 from dnspol.transport.proxy import ProxyTrust
 from dnspol.zones.model import Zone, ZoneSet
 
-DEFAULT_UDP_MAX = 1232
-DEFAULT_CACHE_ENTRIES = 100_000
-# TCP limits (dnspol.transport.tcp says what each means)
-DEFAULT_TCP_IDLE_TIMEOUT = 10.0
-DEFAULT_TCP_MESSAGE_TIMEOUT = 2.0
-DEFAULT_TCP_MAX_CONNECTIONS = 1000  # the server's total; an idle connection costs ~2.3 KB
-DEFAULT_TCP_MAX_PER_SOURCE = 10
-DEFAULT_TCP_MAX_PER_NETWORK = 64
 
+@dataclass(frozen=True, kw_only=True)
+class Snapshot(RuntimeSettings):
+    """What a query is answered from. The settings serving reads (``udp_max_payload``,
+    ``tcp_idle_timeout`` …, ``dnspol.settings.RUNTIME``) are fields too."""
 
-@dataclass(frozen=True)
-class Snapshot:
     zones: ZoneSet
     variants: Mapping[tuple[Name, str], Zone] = field(default_factory=lambda: MappingProxyType({}))
     policy: object | None = None  # dnspol.policy Policy; None or rule-less: no evaluation
     chaos: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    udp_max_payload: int = DEFAULT_UDP_MAX
     digest: str = ""
     files: tuple[str, ...] = ()
     listen: tuple[tuple[str, int], ...] = ()
-    seed: int | None = None
     warnings: tuple[str, ...] = ()
     proxy: ProxyTrust = field(default_factory=ProxyTrust)  # PROXY v2 senders
     metrics: tuple[str, int] | None = None  # where /metrics, /health, /ready listen
@@ -47,12 +40,6 @@ class Snapshot:
     rate_limit: RateLimit | None = None  # UDP response-rate limiting (``dnspol.ratelimit``)
     nsid: bytes = b""  # RFC 5001: given to queries that ask for it
     cookies: CookieConfig | None = None  # server cookies (``dnspol.cookies``); None: off
-    reload_timeout: float = 600.0  # seconds a reload may load before it is abandoned
-    tcp_idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT
-    tcp_max_connections: int = DEFAULT_TCP_MAX_CONNECTIONS  # each worker takes its share
-    tcp_message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT
-    tcp_max_per_source: int = DEFAULT_TCP_MAX_PER_SOURCE
-    tcp_max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK
 
     has_rules: bool = field(init=False)  # False: no policy to evaluate, ever
     proxied: bool = field(init=False)  # True: some peers may send PROXY v2 headers
@@ -96,28 +83,21 @@ def _load_config(path: str):
 
 def snapshot_from_config(cfg) -> Snapshot:
     return Snapshot(
+        **settings_of(cfg, RUNTIME),
         zones=cfg.zones,
         variants=cfg.variants,
         policy=cfg.policy,
         chaos=cfg.chaos,
-        udp_max_payload=cfg.udp_max_payload,
         digest=cfg.digest,
         files=tuple(cfg.files),
         listen=tuple(cfg.listen),
-        seed=cfg.seed,
         warnings=tuple(getattr(cfg, "warnings", ())),
         proxy=ProxyTrust(getattr(cfg, "proxy_trusted", ())),
         metrics=getattr(cfg, "metrics", None),
         control=getattr(cfg, "control", None),
-        tcp_idle_timeout=cfg.tcp_idle_timeout,
-        tcp_max_connections=cfg.tcp_max_connections,
         rate_limit=getattr(cfg, "rate_limit", None),
         nsid=getattr(cfg, "nsid", b""),
         cookies=getattr(cfg, "cookies", None),
-        reload_timeout=cfg.reload_timeout,
-        tcp_message_timeout=cfg.tcp_message_timeout,
-        tcp_max_per_source=cfg.tcp_max_per_source,
-        tcp_max_per_network=cfg.tcp_max_per_network,
     )
 
 

@@ -63,6 +63,7 @@ from dnspol.server import (
     return_freed_memory,
     write_atomically,
 )
+from dnspol.settings import DEFAULTS
 from dnspol.state import Snapshot
 from dnspol.transport import tcp
 
@@ -184,7 +185,7 @@ def fork_process(main: Callable[[Any], int], arg: Any, inherited: list) -> Child
 
 
 BAD_CONFIGURATION = 3  # a generation's exit status: its files did not load
-RELOAD_TIMEOUT = 600.0  # loading plus starting, unless server.reload_timeout says otherwise
+RELOAD_TIMEOUT = DEFAULTS.reload_timeout  # loading plus starting; server.reload_timeout
 
 
 @dataclass

@@ -111,7 +111,8 @@ def test_server_settings(tmp_path: Path) -> None:
     assert dict(config.chaos) == {"version.bind": "dnspol test", "hostname.bind": "ns1"}
     assert config.timezone == "Europe/Berlin"
     assert config.tcp_idle_timeout == 2.5 and config.tcp_max_connections == 10
-    assert config.cache_entries == 500
+    assert not hasattr(config, "cache_entries")
+    assert any("server.cache_entries has no effect" in w for w in config.warnings)
     assert config.metrics == ("127.0.0.1", 9153)
     assert config.policy.is_trusted_resolver(ipaddress.ip_address("10.2.3.4"))
     assert config.trusted_proxies.contains_address(ipaddress.ip_address("127.0.0.1"))

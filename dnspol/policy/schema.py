@@ -140,22 +140,15 @@ _SUBNET = {
     ]
 }
 _LISTEN = {"type": "string", "pattern": r"^(\[[0-9A-Fa-f:.]+\]|[0-9.]+):\d{1,5}$"}
+# the keys with a shape of their own; the scalar settings come from dnspol.settings
 _SERVER = {
     "type": "object",
     "properties": {
         "listen": _one_or_many(_LISTEN),
-        "udp_max_payload": {"type": "integer", "minimum": 512, "maximum": 65535},
         "trusted_resolvers": _ADDRESSES,
         "trusted_proxies": _ADDRESSES,
-        "seed": {"type": ["integer", "null"]},
         "chaos": {"type": "object", "additionalProperties": {"type": "string"}},
         "timezone": {"type": "string"},
-        "tcp_idle_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
-        "tcp_max_connections": {"type": "integer", "minimum": 1},
-        "tcp_message_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
-        "tcp_max_per_source": {"type": "integer", "minimum": 0},
-        "tcp_max_per_network": {"type": "integer", "minimum": 0},
-        "cache_entries": {"type": "integer", "minimum": 0},
         "metrics": {"oneOf": [_LISTEN, {"type": "null"}]},
         "nsid": {"type": "string", "minLength": 1, "maxLength": 128},
         "control": {"type": ["string", "null"], "minLength": 1},
@@ -168,9 +161,10 @@ def json_schema() -> dict[str, Any]:
     """A fresh copy of the schema (callers may change it)."""
     import copy
 
-    from dnspol import cookies, ratelimit  # each declares its own settings
+    from dnspol import cookies, ratelimit, settings  # each declares its own settings
 
     server = copy.deepcopy(_SERVER)
+    server["properties"].update(settings.json_schema_properties())
     server["properties"]["rate_limit"] = ratelimit.json_schema()
     server["properties"]["cookies"] = {"oneOf": [{"type": "boolean"}, cookies.json_schema()]}
     config_file = {

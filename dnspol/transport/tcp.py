@@ -54,15 +54,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from dnspol.handler import Handler, Listener
-from dnspol.state import (
-    DEFAULT_TCP_IDLE_TIMEOUT,
-    DEFAULT_TCP_MAX_CONNECTIONS,
-    DEFAULT_TCP_MAX_PER_NETWORK,
-    DEFAULT_TCP_MAX_PER_SOURCE,
-    DEFAULT_TCP_MESSAGE_TIMEOUT,
-    ServerState,
-    Snapshot,
-)
+from dnspol.settings import DEFAULTS
+from dnspol.state import ServerState, Snapshot
 from dnspol.transport import proxy
 
 log = logging.getLogger("dnspol.tcp")
@@ -86,11 +79,11 @@ class TcpLimits:
     """The limits of one process (its share of the server's, see ``share``)."""
 
     # without a completed message (Knot: 10 s; RFC 7766 §6.2.3 asks for seconds)
-    idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT
-    message_timeout: float = DEFAULT_TCP_MESSAGE_TIMEOUT  # from its first byte; answers unread
-    max_connections: int = DEFAULT_TCP_MAX_CONNECTIONS
-    max_per_source: int = DEFAULT_TCP_MAX_PER_SOURCE  # per IPv4 address / IPv6 /64; 0: no limit
-    max_per_network: int = DEFAULT_TCP_MAX_PER_NETWORK  # per IPv4 /24 / IPv6 /56; 0: no limit
+    idle_timeout: float = DEFAULTS.tcp_idle_timeout
+    message_timeout: float = DEFAULTS.tcp_message_timeout  # from its first byte; answers unread
+    max_connections: int = DEFAULTS.tcp_max_connections
+    max_per_source: int = DEFAULTS.tcp_max_per_source  # per IPv4 address / IPv6 /64; 0: no limit
+    max_per_network: int = DEFAULTS.tcp_max_per_network  # per IPv4 /24 / IPv6 /56; 0: no limit
 
     @classmethod
     def share(cls, snapshot: Snapshot | None, workers: int) -> TcpLimits:
