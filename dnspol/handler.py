@@ -20,16 +20,17 @@ from ipaddress import ip_address
 from dnslib import QTYPE, TXT
 
 from dnspol import answer, cookies
-from dnspol.answers import REFERENCE_TYPES, find, opt_record, option, reply
+from dnspol.answers import REFERENCE_TYPES, Found, find, find_plain, opt_record, option, reply
 from dnspol.names import Name, from_wire
 from dnspol.policy.model import Action, Decision, QueryFacts
 from dnspol.ratelimit import Limiter, RateLimit
 from dnspol.state import ServerState, Snapshot
-from dnspol.stats import AnswerLabel, Stats, qtype_label, rcode_label
+from dnspol.stats import QTYPE_LABELS, RCODES, AnswerLabel, Stats, qtype_label, rcode_label
 from dnspol.wire import (
     CLASS_CH,
     CLASS_IN,
     COOKIE_MARK,
+    MIN_UDP_PAYLOAD,
     OPCODE_QUERY,
     OPTION_COOKIE,
     OPTION_ECS,
@@ -60,6 +61,9 @@ from dnspol.zones.model import Rec
 log = logging.getLogger("dnspol.handler")
 
 ANSWER, DROP, NXDOMAIN_ACTION = Action.ANSWER, Action.DROP, Action.NXDOMAIN
+ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QD, AN, NS, AR counts
+ONE_QUESTION_AND_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
+BARE_OPT_START = b"\x00\x00\x29"  # the root owner, type OPT
 # ``_compiled``'s word for "the reference path answers, nothing decided yet"
 NOT_DECIDED = Decision(Action.ANSWER, scope="(not decided)")
 
@@ -162,6 +166,7 @@ class Handler:
         self.rate_share = 1.0  # this process's part of the rate limits (1 / workers)
         self.cookie_clock: Callable[[], float] = time.time  # server cookies' timestamps
         self._limiter: Limiter | None = None
+        self._labels: dict[tuple, int] = {}  # compiled answers' label keys (``_label``)
 
     def rate_limit(
         self, reply: bytes, client: str, config: RateLimit, query: bytes = b""
@@ -202,6 +207,10 @@ class Handler:
             return None
         decision = None
         if self.fast_path:
+            if not snap.has_rules:
+                out = self._plain(snap, wire, listener, report)
+                if out is not None:
+                    return out
             found = fast_key(wire, listener.tcp, snap.udp_max_payload, snap.cookies is not None)
             if found is not None:
                 out = self._compiled(snap, wire, found, peer, listener, report)
@@ -220,6 +229,56 @@ class Handler:
             else:
                 self.stats.count(result.label, listener.tag, len(wire), len(result.wire))
         return result.wire
+
+    def _plain(self, snap: Snapshot, wire: bytes, listener: Listener, report) -> bytes | None:
+        """The most common query answered with one lookup, or None: one question and at
+        most an OPT without options, for a name and type the zones hold, no rules to
+        decide. The lookup itself checks the name: a key in the table is a whole valid
+        question, so the bytes are that question exactly."""
+        n = len(wire)
+        counts = wire[4:12]
+        if counts == ONE_QUESTION:
+            qend = n
+            limit = TCP_LIMIT if listener.tcp else MIN_UDP_PAYLOAD
+            do = None
+        elif counts == ONE_QUESTION_AND_OPT and wire[n - 11 : n - 8] == BARE_OPT_START:
+            if wire[n - 6 : n - 4] != b"\x00\x00" or wire[n - 2 :] != b"\x00\x00":
+                return None  # extended rcode, version, or options
+            qend = n - 11
+            do = wire[n - 4] & 0x80
+            payload = (wire[n - 8] << 8) | wire[n - 7]
+            limit = TCP_LIMIT if listener.tcp else min(max(payload, 512), snap.udp_max_payload)
+        else:
+            return None
+        if wire[2] & 0xF8 or qend < 17:  # QR and OPCODE must be 0
+            return None
+        name = wire[12 : qend - 4].lower()
+        question = wire[qend - 4 : qend]
+        qtype = (question[0] << 8) | question[1]
+        hit = snap.tables.plain.get(name + question)
+        if hit is not None:
+            prepared, zone = hit
+            tail = prepared.tail
+        elif question[2:] != b"\x00\x01" or qtype in REFERENCE_TYPES:
+            return None
+        else:
+            found = find_plain(snap.tables, name, qtype)
+            if found is None:
+                return None
+            prepared, tail, zone = found
+        opt = b"" if do is None else _plain_opt(snap.udp_max_payload, do)
+        index = (wire[2] & 0x01) | ((wire[3] >> 3) & 0x02) | (4 if opt else 0)
+        if qend + len(tail) + len(opt) <= limit:
+            out = wire[:2] + prepared.heads[index] + wire[12:qend] + tail + opt
+        else:
+            out = reply(wire, qend, Found(prepared, tail), opt, limit)
+        label = self._label(zone.name, qtype, prepared.rcode, None, None, out)
+        counted = (label, listener.tag, n, len(out))
+        answers = self.stats.answers
+        answers[counted] = answers.get(counted, 0) + 1
+        if report is not None:
+            report.append(label)
+        return out
 
     def _compiled(
         self, snap: Snapshot, wire: bytes, found: tuple, peer, listener: Listener, report
@@ -261,8 +320,12 @@ class Handler:
         cap = decision.ttl_cap if decision is not None else None
         if cap is not None and cap < prepared.max_ttl:
             return decision  # a TTL capped by a time window: built on the reference path
-        opt = b""
-        if key[2] is not None:  # the query had EDNS
+        do = key[2]
+        if do is None:  # no EDNS
+            opt = b""
+        elif ecs is None and cookie is None:
+            opt = _plain_opt(snap.udp_max_payload, do)
+        else:
             options = b""
             if ecs is not None:  # the client's own subnet, with our scope (RFC 7871 §7.2.1)
                 scope = decision.ecs_scope if decision is not None else None
@@ -270,25 +333,30 @@ class Handler:
                 options = option(OPTION_ECS, ecs[:3] + bytes((scope,)) + ecs[4:])
             if cookie is not None:
                 options += option(OPTION_COOKIE, cookie)
-            opt = opt_record(snap.udp_max_payload, bool(key[2]), options)
+            opt = opt_record(snap.udp_max_payload, bool(do), options)
         out = reply(wire, qend, answer_found, opt, key[3])
         label = self._label(tables.name, qtype, prepared.rcode, decision, ecs, out)
-        self.stats.count(label, listener.tag, len(wire), len(out))
+        counted = (label, listener.tag, len(wire), len(out))
+        answers = self.stats.answers
+        answers[counted] = answers.get(counted, 0) + 1
         if report is not None:
             report.append(label)
         return out
 
     def _label(self, zone: str, qtype: int, rcode: int, decision, ecs, out: bytes) -> int:
-        """The interned ``AnswerLabel`` of a compiled answer."""
-        truncated = bool(out[2] & 0x02)
-        if decision is None:
-            fields = (zone, qtype_label(qtype), rcode_label(rcode), "", "answer", "default")
-            fields += (False, ecs is not None, truncated, "")
-        else:
-            fields = (zone, qtype_label(qtype), rcode_label(rcode), decision.rule or "")
-            fields += (decision.action.value, decision.scope, decision.weighted)
-            fields += (ecs is not None, truncated, "")
-        return self.stats.intern_fields(fields)
+        """The interned ``AnswerLabel`` of a compiled answer, found by the few values that
+        vary (all from bounded sets: zones, counted types, rcodes, rules, scopes)."""
+        qlabel = QTYPE_LABELS.get(qtype, "other")
+        how = None if decision is None else (decision.rule, decision.action, decision.scope)
+        weighted = decision is not None and decision.weighted
+        key = (zone, qlabel, rcode, how, weighted, ecs is None, out[2] & 0x02)
+        label = self._labels.get(key)
+        if label is None:
+            rule, action, scope = how or ("", ANSWER, "default")
+            fields = (zone, qlabel, RCODES.get(rcode, "other"), rule or "", action.value, scope)
+            fields += (weighted, ecs is not None, bool(out[2] & 0x02), "")
+            label = self._labels[key] = self.stats.intern_fields(fields)
+        return label
 
     def _decide_wire(
         self, snap: Snapshot, name: bytes, qtype: int, ecs, peer, listener: Listener, origin
@@ -470,6 +538,16 @@ class Handler:
         if text is None:
             return self._refused(query, snap, prohibited=False)
         return Answered(_chaos_answer(query, text, snap), cacheable, RCODE_NOERROR)
+
+
+_PLAIN_OPTS: dict[tuple[int, int], bytes] = {}  # (our payload size, DO) -> OPT without options
+
+
+def _plain_opt(payload: int, do: int) -> bytes:
+    opt = _PLAIN_OPTS.get((payload, do))
+    if opt is None:
+        opt = _PLAIN_OPTS[(payload, do)] = opt_record(payload, bool(do))
+    return opt
 
 
 def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:

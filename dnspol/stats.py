@@ -48,9 +48,11 @@ RCODES = {
 }
 
 
+QTYPE_LABELS = {getattr(QTYPE, name): name for name in COMMON_TYPES}  # the rest: "other"
+
+
 def qtype_label(qtype: int) -> str:
-    name = QTYPE.get(qtype, "")
-    return name if name in COMMON_TYPES else "other"
+    return QTYPE_LABELS.get(qtype, "other")
 
 
 def rcode_label(rcode: int) -> str:

@@ -13,14 +13,23 @@ Every prepared answer is made by the reference path (``zones.lookup`` and
 it would make it; tests compare the two over random zones and queries.
 """
 
-from dnspol.answers.assemble import AnswerTables, Found, find, opt_record, option, reply
-from dnspol.answers.compile import REFERENCE_TYPES, compile_view
+from dnspol.answers.assemble import (
+    AnswerTables,
+    Found,
+    find,
+    find_plain,
+    opt_record,
+    option,
+    reply,
+)
+from dnspol.answers.compile import REFERENCE_TYPES, compile_view, plain_answers
 from dnspol.answers.compile import compile_tables as _compile_zones
 
 
 def compile_tables(zones, variants) -> AnswerTables:  # noqa: ANN001 - ZoneSet, Mapping
     """The answer tables of a snapshot's zones and their scopes."""
-    return AnswerTables(_compile_zones(zones, variants))
+    by_origin = _compile_zones(zones, variants)
+    return AnswerTables(by_origin, plain_answers(by_origin))
 
 
 __all__ = [
@@ -30,6 +39,7 @@ __all__ = [
     "compile_tables",
     "compile_view",
     "find",
+    "find_plain",
     "opt_record",
     "option",
     "reply",

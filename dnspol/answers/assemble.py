@@ -26,10 +26,13 @@ class Found(NamedTuple):
 class AnswerTables:
     """Every served zone's compiled views, by lowered origin in wire form."""
 
-    __slots__ = ("zones",)
+    __slots__ = ("zones", "plain", "plain_names")
 
-    def __init__(self, zones: dict[bytes, ZoneTables]) -> None:
+    def __init__(self, zones: dict[bytes, ZoneTables], plain: tuple[dict, dict]) -> None:
         self.zones = zones
+        # every default view's answers (question key -> (answer, zone)) and names
+        # (name -> (place, zone)): for queries no rule decides, found without the zone
+        self.plain, self.plain_names = plain
 
     def sizes(self) -> tuple[int, int]:
         """(exact answers, names) over every zone and scope, for metrics."""
@@ -49,6 +52,37 @@ class AnswerTables:
             if length == 0:
                 return None
             at += length + 1
+
+
+def find_plain(tables: AnswerTables, name: bytes, qtype: int) -> tuple | None:
+    """(answer, tail, zone) from the default views for a name their exact answers do not
+    hold: the place of its longest known suffix says. None: not compiled, or no zone."""
+    names = tables.plain_names
+    end = len(name)
+    if end > 255:
+        return None  # too long a name: the reference path says FORMERR
+    at = 0
+    while True:
+        found = names.get(name[at:])
+        if found is not None:
+            break
+        if at >= end:
+            return None  # the labels run past the question: not a name
+        length = name[at]
+        if length == 0 or length > 63:
+            return None  # no served zone holds it, or not a name: the reference path says
+        at += length + 1
+    place, zone = found
+    if at == 0:
+        prepared, offset = place.other, place.other_at
+    else:
+        by_type = place.below_types
+        prepared = place.below if by_type is None else by_type.get(qtype, place.below)
+        offset = at + place.below_at
+    if prepared is None:
+        return None
+    tail = prepared.tail_at(offset)
+    return None if tail is None else (prepared, tail, zone)
 
 
 def find(view: View, name: bytes, qkey: bytes, qtype: int) -> Found | None:

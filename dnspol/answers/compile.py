@@ -49,7 +49,8 @@ PLAIN = -2  # ``_below``: children get the zone's shared NXDOMAIN
 
 
 def compile_tables(zones: ZoneSet, variants: Mapping[tuple[Name, str], Zone]) -> dict:
-    """Lowered origin in wire form -> ``ZoneTables``, for every served zone and scope."""
+    """Lowered origin in wire form -> ``ZoneTables``, for every served zone and scope.
+    (``plain_answers`` merges their default views' exact answers.)"""
     by_origin: dict[Name, dict[str, Zone]] = {zone.origin: {"default": zone} for zone in zones}
     for (origin, scope), zone in variants.items():
         if origin in by_origin:
@@ -65,6 +66,38 @@ def compile_tables(zones: ZoneSet, variants: Mapping[tuple[Name, str], Zone]) ->
         if collecting:
             gc.enable()
     return out
+
+
+def plain_answers(by_origin: dict[bytes, ZoneTables]) -> tuple[dict, dict]:
+    """Every default view's exact answers and names in one table each, question key or
+    name -> (answer or place, zone): a query that needs no decision is answered without
+    searching for its zone first. A name inside another served zone below (a child zone
+    served here too) is that zone's to answer, as ``ZoneSet.find`` says: a parent's names
+    under a child's origin are left out."""
+    exact: dict[bytes, tuple] = {}
+    names: dict[bytes, tuple] = {}
+    origins = sorted(by_origin, key=len)
+    for origin in origins:
+        tables = by_origin[origin]
+        below = [other for other in origins if len(other) > len(origin) and
+                 other.endswith(origin)]  # fmt: skip
+        for key, prepared in tables.default.exact.items():
+            if not below or not any(_within(key[:-4], child) for child in below):
+                exact[key] = (prepared, tables)
+        for name, place in tables.default.names.items():
+            if not below or not any(_within(name, child) for child in below):
+                names[name] = (place, tables)
+    return exact, names
+
+
+def _within(name: bytes, origin: bytes) -> bool:
+    """Whether wire name ``name`` is ``origin`` or below it (on a label boundary)."""
+    if not name.endswith(origin):
+        return False
+    at = 0
+    while len(name) - at > len(origin):
+        at += name[at] + 1
+    return len(name) - at == len(origin)
 
 
 def compile_view(zone: Zone, served: ZoneSet) -> View:
