@@ -255,9 +255,8 @@ class Handler:
         name = wire[12 : qend - 4].lower()
         question = wire[qend - 4 : qend]
         qtype = (question[0] << 8) | question[1]
-        hit = snap.tables.plain.get(name + question)
-        if hit is not None:
-            prepared, zone = hit
+        prepared = snap.tables.plain.get(name + question)
+        if prepared is not None:
             tail = prepared.tail
         elif question[2:] != b"\x00\x01" or qtype in REFERENCE_TYPES:
             return None
@@ -265,14 +264,14 @@ class Handler:
             found = find_plain(snap.tables, name, qtype)
             if found is None:
                 return None
-            prepared, tail, zone = found
+            prepared, tail = found
         opt = b"" if do is None else _plain_opt(snap.udp_max_payload, do)
         index = (wire[2] & 0x01) | ((wire[3] >> 3) & 0x02) | (4 if opt else 0)
         if qend + len(tail) + len(opt) <= limit:
             out = wire[:2] + prepared.heads[index] + wire[12:qend] + tail + opt
         else:
             out = reply(wire, qend, Found(prepared, tail), opt, limit)
-        label = self._label(zone.name, qtype, prepared.rcode, None, None, out)
+        label = self._label(prepared.zone, qtype, prepared.rcode, None, None, out)
         counted = (label, listener.tag, n, len(out))
         answers = self.stats.answers
         answers[counted] = answers.get(counted, 0) + 1
@@ -335,7 +334,7 @@ class Handler:
                 options += option(OPTION_COOKIE, cookie)
             opt = opt_record(snap.udp_max_payload, bool(do), options)
         out = reply(wire, qend, answer_found, opt, key[3])
-        label = self._label(tables.name, qtype, prepared.rcode, decision, ecs, out)
+        label = self._label(prepared.zone, qtype, prepared.rcode, decision, ecs, out)
         counted = (label, listener.tag, len(wire), len(out))
         answers = self.stats.answers
         answers[counted] = answers.get(counted, 0) + 1

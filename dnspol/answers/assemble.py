@@ -30,8 +30,8 @@ class AnswerTables:
 
     def __init__(self, zones: dict[bytes, ZoneTables], plain: tuple[dict, dict]) -> None:
         self.zones = zones
-        # every default view's answers (question key -> (answer, zone)) and names
-        # (name -> (place, zone)): for queries no rule decides, found without the zone
+        # every default view's answers (question key -> Prepared) and names (name ->
+        # Place): for queries no rule decides, found without searching for the zone
         self.plain, self.plain_names = plain
 
     def sizes(self) -> tuple[int, int]:
@@ -54,9 +54,9 @@ class AnswerTables:
             at += length + 1
 
 
-def find_plain(tables: AnswerTables, name: bytes, qtype: int) -> tuple | None:
-    """(answer, tail, zone) from the default views for a name their exact answers do not
-    hold: the place of its longest known suffix says. None: not compiled, or no zone."""
+def find_plain(tables: AnswerTables, name: bytes, qtype: int) -> Found | None:
+    """The answer of the default views for a name their exact answers do not hold: the
+    place of its longest known suffix says. None: not compiled, or in no served zone."""
     names = tables.plain_names
     end = len(name)
     if end > 255:
@@ -72,7 +72,7 @@ def find_plain(tables: AnswerTables, name: bytes, qtype: int) -> tuple | None:
         if length == 0 or length > 63:
             return None  # no served zone holds it, or not a name: the reference path says
         at += length + 1
-    place, zone = found
+    place = found
     if at == 0:
         prepared, offset = place.other, place.other_at
     else:
@@ -82,7 +82,7 @@ def find_plain(tables: AnswerTables, name: bytes, qtype: int) -> tuple | None:
     if prepared is None:
         return None
     tail = prepared.tail_at(offset)
-    return None if tail is None else (prepared, tail, zone)
+    return None if tail is None else Found(prepared, tail)
 
 
 def find(view: View, name: bytes, qkey: bytes, qtype: int) -> Found | None:

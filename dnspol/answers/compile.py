@@ -21,7 +21,6 @@ names under a DNAME, CNAME chains that leave the owners of the zone, answers ove
 
 from __future__ import annotations
 
-import gc
 import struct
 from collections.abc import Iterable, Mapping
 
@@ -56,37 +55,37 @@ def compile_tables(zones: ZoneSet, variants: Mapping[tuple[Name, str], Zone]) ->
         if origin in by_origin:
             by_origin[origin][scope] = zone
     out = {}
-    collecting = gc.isenabled()
-    gc.disable()  # every object made here lives as long as the tables: nothing to collect
-    try:
-        for origin, scopes in by_origin.items():
-            views = {scope: compile_view(zone, zones) for scope, zone in scopes.items()}
-            out[to_wire(origin)] = ZoneTables(views, scopes["default"].name, origin)
-    finally:
-        if collecting:
-            gc.enable()
+    for origin, scopes in by_origin.items():
+        views = {scope: compile_view(zone, zones) for scope, zone in scopes.items()}
+        out[to_wire(origin)] = ZoneTables(views, scopes["default"].name, origin)
     return out
 
 
 def plain_answers(by_origin: dict[bytes, ZoneTables]) -> tuple[dict, dict]:
-    """Every default view's exact answers and names in one table each, question key or
-    name -> (answer or place, zone): a query that needs no decision is answered without
+    """Every default view's exact answers and names in one table each (question key ->
+    ``Prepared``, name -> ``Place``): a query that needs no decision is answered without
     searching for its zone first. A name inside another served zone below (a child zone
     served here too) is that zone's to answer, as ``ZoneSet.find`` says: a parent's names
-    under a child's origin are left out."""
-    exact: dict[bytes, tuple] = {}
-    names: dict[bytes, tuple] = {}
-    origins = sorted(by_origin, key=len)
-    for origin in origins:
-        tables = by_origin[origin]
+    under a child's origin are left out. One zone: its own tables, not copied."""
+    if len(by_origin) == 1:
+        (tables,) = by_origin.values()
+        return tables.default.exact, tables.default.names
+    exact: dict[bytes, Prepared] = {}
+    names: dict[bytes, Place] = {}
+    origins = list(by_origin)
+    for origin, tables in by_origin.items():
         below = [other for other in origins if len(other) > len(origin) and
-                 other.endswith(origin)]  # fmt: skip
+                 other.endswith(origin) and _within(other, origin)]  # fmt: skip
+        if not below:
+            exact.update(tables.default.exact)
+            names.update(tables.default.names)
+            continue
         for key, prepared in tables.default.exact.items():
-            if not below or not any(_within(key[:-4], child) for child in below):
-                exact[key] = (prepared, tables)
+            if not any(_within(key[:-4], child) for child in below):
+                exact[key] = prepared
         for name, place in tables.default.names.items():
-            if not below or not any(_within(name, child) for child in below):
-                names[name] = (place, tables)
+            if not any(_within(name, child) for child in below):
+                names[name] = place
     return exact, names
 
 
@@ -107,6 +106,7 @@ def compile_view(zone: Zone, served: ZoneSet) -> View:
 class _ViewCompiler:
     def __init__(self, zone: Zone, served: ZoneSet) -> None:
         self.zone = zone
+        self.label = zone.name  # what metrics call the zone
         self.served = served
         self.other_type = _unused_type(zone)  # stands for every type a node does not hold
         self.exact: dict[bytes, Prepared] = {}
@@ -136,7 +136,7 @@ class _ViewCompiler:
     def _owner(self, name: Name, wire: bytes, node: Node) -> Place:
         cut = self._cut_at_or_above(name)
         if cut is not None:  # every type is the referral (DS at the cut: reference path)
-            return Place(self._at(name, self.other_type), 0, self._under(name, None), 0)
+            return Place(self.label, self._at(name, self.other_type), 0, self._under(name, None), 0)
         chain = TYPE_CNAME in node
         types = self._chain_types(name) if chain else set(node)
         for rtype in types if types is not None else node:
@@ -146,7 +146,7 @@ class _ViewCompiler:
         below = self._below(name, node)
         if chain:
             other = self._at(name, self.other_type) if types is not None else None
-            return Place(other, 0, *below)
+            return Place(self.label, other, 0, *below)
         return self._plain_place(name, below)
 
     def _plain_place(self, name: Name, below: tuple) -> Place:
@@ -157,22 +157,22 @@ class _ViewCompiler:
             key = (anchor, at)
             place = self.plain_places.get(key)
             if place is None:
-                place = self.plain_places[key] = Place(nodata, at, nxdomain, at)
+                place = self.plain_places[key] = Place(self.label, nodata, at, nxdomain, at)
             return place
-        return Place(nodata, at, *below)
+        return Place(self.label, nodata, at, *below)
 
     def _unowned(self, name: Name) -> Place:
         """A name in record data that owns nothing: answered as its encloser says."""
         cut = self._cut_at_or_above(name)
         if cut is not None:
-            return Place(self._at(name, self.other_type), 0, self._under(name, None), 0)
+            return Place(self.label, self._at(name, self.other_type), 0, self._under(name, None), 0)
         encloser = self._closest_encloser(name)
         node = self.zone.nodes.get(encloser)
         if self._wildcard(encloser) is not None or (node is not None and TYPE_DNAME in node):
-            return Place(None, 0, None, 0)
+            return Place(self.label, None, 0, None, 0)
         anchor, at = self._soa_anchor(name)
         nodata, nxdomain = self._negative(anchor)
-        return Place(nxdomain, at, nxdomain, at)
+        return Place(self.label, nxdomain, at, nxdomain, at)
 
     def _below(self, name: Name, node: Node | None) -> tuple:
         """(below, below_at, below_types) for names under an owner (or ENT) ``name``:
@@ -194,18 +194,21 @@ class _ViewCompiler:
     def _exact(self, name: Name, node: Node, rtype: int) -> Prepared:
         rrset = node.get(rtype)
         if rrset is not None and name and _plain(rrset):
-            return _direct(rrset)
+            return _direct(rrset, self.label)
         return self._at(name, rtype)
 
     def _at(self, name: Name, qtype: int) -> Prepared:
         """The reference answer for exactly ``name``, used at offset 0 only."""
-        return _prepared(*self._reference(name, qtype), base=0, movable=False, shared=False)
+        packed = self._reference(name, qtype)
+        return _prepared(*packed, base=0, movable=False, shared=False, zone=self.label)
 
     def _under(self, name: Name, qtype: int | None) -> Prepared:
         """A movable template for names strictly below ``name``."""
         child = self._fresh_child(name)
         packed = self._reference(child, self.other_type if qtype is None else qtype)
-        return _prepared(*packed, base=len(child[0]) + 1, movable=True, shared=False)
+        return _prepared(
+            *packed, base=len(child[0]) + 1, movable=True, shared=False, zone=self.label
+        )
 
     def _negative(self, anchor: Name) -> tuple[Prepared, Prepared]:
         """NODATA and NXDOMAIN for names ending in ``anchor`` (a name of the SOA)."""
@@ -220,7 +223,7 @@ class _ViewCompiler:
 
     def _template(self, anchor: Name, result: LookupResult) -> Prepared:
         packed = _pack(anchor, self.other_type, result)
-        return _prepared(*packed, base=0, movable=True, shared=True)
+        return _prepared(*packed, base=0, movable=True, shared=True, zone=self.label)
 
     def _reference(self, name: Name, qtype: int) -> tuple[bytes, int, bool]:
         return _pack(name, qtype, lookup(self.zone, name, qtype, self.served))
@@ -319,7 +322,7 @@ def _pack(name: Name, qtype: int, result: LookupResult) -> tuple[bytes, int, boo
 
 
 def _prepared(
-    message: bytes, qend: int, glue: bool, base: int, movable: bool, shared: bool
+    message: bytes, qend: int, glue: bool, base: int, movable: bool, shared: bool, zone: str
 ) -> Prepared:
     flags = int.from_bytes(message[2:4], "big")
     an, ns, ar = struct.unpack_from("!HHH", message, 6)
@@ -335,7 +338,7 @@ def _prepared(
             parts.append((message[at:site], target))
             at = site + 2
         parts = tuple(parts)
-    return Prepared(flags, (an, ns, ar), tail, short, max_ttl, base, parts, shared)
+    return Prepared(flags, (an, ns, ar), tail, short, max_ttl, base, parts, shared, zone)
 
 
 def _walk(message: bytes, at: int, before: int, additional: int, moving: int):
@@ -382,7 +385,7 @@ def _plain(rrset) -> bool:
     return all(type(rd) in _RAW_RDATA for rd in rrset.rdatas)
 
 
-def _direct(rrset) -> Prepared:
+def _direct(rrset, zone: str) -> Prepared:
     """A plain RRset at the query name, packed as the packer would pack it."""
     out = bytearray()
     fixed = _FIXED.pack(rrset.rtype, 1, rrset.ttl, 0)[:8]
@@ -391,7 +394,7 @@ def _direct(rrset) -> Prepared:
         _rdata(data, {}, rd)
         out += b"\xc0\x0c" + fixed + len(data).to_bytes(2, "big") + data
     counts = (len(rrset.rdatas), 0, 0)
-    return Prepared(_ANSWER_FLAGS, counts, bytes(out), -1, rrset.ttl, 0, None, False)
+    return Prepared(_ANSWER_FLAGS, counts, bytes(out), -1, rrset.ttl, 0, None, False, zone)
 
 
 def _unused_type(zone: Zone) -> int:

@@ -34,6 +34,7 @@ class Prepared:
         "parts",
         "end",
         "by_offset",
+        "zone",
     )
 
     def __init__(
@@ -46,6 +47,7 @@ class Prepared:
         base: int,
         parts: tuple[tuple[bytes, int], ...] | None,
         shared: bool,
+        zone: str,
     ) -> None:
         self.flags = flags  # QR, AA, rcode: RD and CD come from the query
         self.counts = counts  # answer, authority, additional (without OPT)
@@ -59,6 +61,7 @@ class Prepared:
         self.end = tail[sum(len(piece) + 2 for piece, _ in parts) :] if parts is not None else b""
         # tails by anchor offset, for templates shared by many names (at most 255 offsets)
         self.by_offset: dict[int, bytes] | None = {base: tail} if shared else None
+        self.zone = zone  # the zone's name, for metrics labels
 
     def tail_at(self, offset: int) -> bytes | None:
         """The tail for a query whose anchor starts ``offset`` bytes into its name; None
@@ -120,16 +123,18 @@ class Place:
     anchor of that answer lies inside this name, added to the name's own offset. None
     answers are left to the reference path (DNAME, names outside the compiled cases)."""
 
-    __slots__ = ("other", "other_at", "below", "below_at", "below_types")
+    __slots__ = ("other", "other_at", "below", "below_at", "below_types", "zone")
 
     def __init__(
         self,
+        zone: str,
         other: Prepared | None,
         other_at: int,
         below: Prepared | None,
         below_at: int,
         below_types: dict[int, Prepared] | None = None,
     ) -> None:
+        self.zone = zone  # the zone's name, for metrics labels
         self.other = other
         self.other_at = other_at
         self.below = below
