@@ -20,7 +20,17 @@ from ipaddress import ip_address
 from dnslib import QTYPE, TXT
 
 from dnspol import answer, cookies
-from dnspol.answers import REFERENCE_TYPES, Found, find, find_plain, opt_record, option, reply
+from dnspol.answers import (
+    OUTSIDE,
+    REFERENCE_TYPES,
+    Found,
+    find,
+    find_plain,
+    opt_record,
+    option,
+    refused_reply,
+    reply,
+)
 from dnspol.names import Name, from_wire
 from dnspol.policy.model import Action, Decision, QueryFacts
 from dnspol.ratelimit import Limiter, RateLimit
@@ -61,6 +71,7 @@ from dnspol.zones.model import Rec
 log = logging.getLogger("dnspol.handler")
 
 ANSWER, DROP, NXDOMAIN_ACTION = Action.ANSWER, Action.DROP, Action.NXDOMAIN
+REFUSE = Action.REFUSE
 ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QD, AN, NS, AR counts
 ONE_QUESTION_AND_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 BARE_OPT_START = b"\x00\x00\x29"  # the root owner, type OPT
@@ -264,6 +275,10 @@ class Handler:
             found = find_plain(snap.tables, name, qtype)
             if found is None:
                 return None
+            if found is OUTSIDE:  # no zone of ours: REFUSED (RFC 8906 §3.1.4)
+                opt = b"" if do is None else _plain_opt(snap.udp_max_payload, do)
+                out = refused_reply(wire, qend, opt)
+                return self._counted(n, out, "", qtype, None, None, listener, report)
             prepared, tail = found
         opt = b"" if do is None else _plain_opt(snap.udp_max_payload, do)
         index = (wire[2] & 0x01) | ((wire[3] >> 3) & 0x02) | (4 if opt else 0)
@@ -271,13 +286,7 @@ class Handler:
             out = wire[:2] + prepared.heads[index] + wire[12:qend] + tail + opt
         else:
             out = reply(wire, qend, Found(prepared, tail), opt, limit)
-        label = self._label(prepared.zone, qtype, prepared.rcode, None, None, out)
-        counted = (label, listener.tag, n, len(out))
-        answers = self.stats.answers
-        answers[counted] = answers.get(counted, 0) + 1
-        if report is not None:
-            report.append(label)
-        return out
+        return self._counted(n, out, prepared.zone, qtype, None, None, listener, report)
 
     def _compiled(
         self, snap: Snapshot, wire: bytes, found: tuple, peer, listener: Listener, report
@@ -292,26 +301,36 @@ class Handler:
             return NOT_DECIDED
         name = qkey[:-4]
         located = snap.tables.zone_of(name)
-        if located is None:
-            return NOT_DECIDED  # REFUSED, from the reference path
-        tables = located[0]
+        tables = located[0] if located is not None else None
         cookie = None  # with a COOKIE (server cookies on): the one this answer ends with
         if key[-1] is COOKIE_MARK:
             cookie = self._cookie(snap, wire, qend, peer, listener)
             if cookie is None:
                 return NOT_DECIDED  # BADCOOKIE: the reference path says so
-        view = tables.default
         decision = None
+        view = tables.default if tables is not None else None
         if snap.has_rules:
-            decision = self._decide_wire(snap, name, qtype, ecs, peer, listener, tables.origin)
-            if decision.action is not ANSWER:
-                if decision.action is DROP:
-                    self.stats.drop("policy", decision.rule)
-                    if report is not None:
-                        report.append(None)
-                    return None
-                return decision
-            view = tables.views.get(decision.scope, view)
+            origin = tables.origin if tables is not None else None
+            decision = self._decide_wire(snap, name, qtype, ecs, peer, listener, origin)
+            action = decision.action
+            if action is DROP:
+                self.stats.drop("policy", decision.rule)
+                if report is not None:
+                    report.append(None)
+                return None
+            if action is REFUSE or (action is NXDOMAIN_ACTION and tables is None):
+                opt = self._opt(snap, key[2], ecs, decision, cookie, prohibited=True)
+                out = refused_reply(wire, qend, opt)
+                zone = tables.name if tables is not None else ""
+                return self._counted(len(wire), out, zone, qtype, decision, ecs, listener, report)
+            if action is not ANSWER:
+                return decision  # NXDOMAIN in a zone: built on the reference path
+            if view is not None:
+                view = tables.views.get(decision.scope, view)
+        if view is None:  # no zone of ours: REFUSED (RFC 8906 §3.1.4), without EDE
+            opt = self._opt(snap, key[2], ecs, decision, cookie)
+            out = refused_reply(wire, qend, opt)
+            return self._counted(len(wire), out, "", qtype, decision, ecs, listener, report)
         answer_found = find(view, name, qkey, qtype)
         if answer_found is None:
             return decision or NOT_DECIDED
@@ -319,23 +338,37 @@ class Handler:
         cap = decision.ttl_cap if decision is not None else None
         if cap is not None and cap < prepared.max_ttl:
             return decision  # a TTL capped by a time window: built on the reference path
-        do = key[2]
-        if do is None:  # no EDNS
-            opt = b""
-        elif ecs is None and cookie is None:
-            opt = _plain_opt(snap.udp_max_payload, do)
-        else:
-            options = b""
-            if ecs is not None:  # the client's own subnet, with our scope (RFC 7871 §7.2.1)
-                scope = decision.ecs_scope if decision is not None else None
-                scope = min(scope or 0, ecs[2])
-                options = option(OPTION_ECS, ecs[:3] + bytes((scope,)) + ecs[4:])
-            if cookie is not None:
-                options += option(OPTION_COOKIE, cookie)
-            opt = opt_record(snap.udp_max_payload, bool(do), options)
+        opt = self._opt(snap, key[2], ecs, decision, cookie)
         out = reply(wire, qend, answer_found, opt, key[3])
-        label = self._label(prepared.zone, qtype, prepared.rcode, decision, ecs, out)
-        counted = (label, listener.tag, len(wire), len(out))
+        return self._counted(len(wire), out, tables.name, qtype, decision, ecs, listener, report)
+
+    @staticmethod
+    def _opt(snap: Snapshot, do, ecs, decision, cookie, prohibited: bool = False) -> bytes:
+        """Our OPT record for a query with EDNS (``do`` not None): the client's own ECS
+        subnet with our scope (RFC 7871 §7.2.1), its COOKIE, EDE 18 when refused by a
+        rule (RFC 8914 §4.19), in the reference path's order."""
+        if do is None:  # no EDNS
+            return b""
+        if ecs is None and cookie is None and not prohibited:
+            return _plain_opt(snap.udp_max_payload, do)
+        options = b""
+        if ecs is not None:
+            scope = decision.ecs_scope if decision is not None else None
+            scope = min(scope or 0, ecs[2])
+            options = option(OPTION_ECS, ecs[:3] + bytes((scope,)) + ecs[4:])
+        if cookie is not None:
+            options += option(OPTION_COOKIE, cookie)
+        if prohibited:
+            options += option(*answer.ede_option(answer.EDE_PROHIBITED))
+        return opt_record(snap.udp_max_payload, bool(do), options)
+
+    def _counted(
+        self, size: int, out: bytes, zone: str, qtype: int, decision, ecs, listener, report
+    ) -> bytes:
+        """Count a compiled answer (to a query of ``size`` bytes) under its label, and
+        report it."""
+        label = self._label(zone, qtype, out[3] & 0x0F, decision, ecs, out)
+        counted = (label, listener.tag, size, len(out))
         answers = self.stats.answers
         answers[counted] = answers.get(counted, 0) + 1
         if report is not None:

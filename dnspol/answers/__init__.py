@@ -16,12 +16,14 @@ it would make it; tests compare the two over random zones and queries.
 import gc
 
 from dnspol.answers.assemble import (
+    OUTSIDE,
     AnswerTables,
     Found,
     find,
     find_plain,
     opt_record,
     option,
+    refused_reply,
     reply,
 )
 from dnspol.answers.compile import REFERENCE_TYPES, compile_view, plain_answers
@@ -41,6 +43,7 @@ def compile_tables(zones, variants) -> AnswerTables:  # noqa: ANN001 - ZoneSet, 
 
 
 __all__ = [
+    "OUTSIDE",
     "REFERENCE_TYPES",
     "AnswerTables",
     "Found",
@@ -50,5 +53,6 @@ __all__ = [
     "find_plain",
     "opt_record",
     "option",
+    "refused_reply",
     "reply",
 ]

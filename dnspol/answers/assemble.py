@@ -54,9 +54,13 @@ class AnswerTables:
             at += length + 1
 
 
+OUTSIDE = Found(None, b"")  # ``find_plain``: the name is in no served zone
+
+
 def find_plain(tables: AnswerTables, name: bytes, qtype: int) -> Found | None:
     """The answer of the default views for a name their exact answers do not hold: the
-    place of its longest known suffix says. None: not compiled, or in no served zone."""
+    place of its longest known suffix says. ``OUTSIDE``: in no served zone; None: not
+    compiled (or not a name), for the reference path."""
     names = tables.plain_names
     end = len(name)
     if end > 255:
@@ -69,8 +73,10 @@ def find_plain(tables: AnswerTables, name: bytes, qtype: int) -> Found | None:
         if at >= end:
             return None  # the labels run past the question: not a name
         length = name[at]
-        if length == 0 or length > 63:
-            return None  # no served zone holds it, or not a name: the reference path says
+        if length == 0:
+            return OUTSIDE if at == end - 1 else None  # the root: ours or not a name
+        if length > 63:
+            return None  # not a name: the reference path says FORMERR
         at += length + 1
     place = found
     if at == 0:
@@ -137,3 +143,12 @@ def reply(wire: bytes, qend: int, found: Found, opt: bytes, limit: int) -> bytes
         return wire[:2] + head + wire[12:qend] + tail[:short] + opt
     head = head_for(prepared.flags | 0x0200, (0, 0, 0), index)
     return wire[:2] + head + wire[12:qend] + opt
+
+
+_REFUSED = 0x8000 | 5  # QR, REFUSED; AA clear
+
+
+def refused_reply(wire: bytes, qend: int, opt: bytes) -> bytes:
+    """REFUSED with the question (RFC 8906 §3.1.4) and our OPT, RD and CD copied."""
+    index = (wire[2] & 0x01) | ((wire[3] >> 3) & 0x02) | (4 if opt else 0)
+    return wire[:2] + head_for(_REFUSED, (0, 0, 0), index) + wire[12:qend] + opt

@@ -124,7 +124,7 @@ class _ViewCompiler:
             wire = to_wire(name)
             self.names[wire] = self._owner(name, wire, node)
         for name in zone.existing.empty_non_terminals:
-            self.names[to_wire(name)] = self._plain_place(name, self._below(name, None))
+            self.names[to_wire(name)] = self._empty(name)
         for name in _suffixes(self._named_in_data()):
             wire = to_wire(name)
             if wire not in self.names and is_subdomain(name, zone.origin):
@@ -134,9 +134,8 @@ class _ViewCompiler:
     # --- the places of names -------------------------------------------------------
 
     def _owner(self, name: Name, wire: bytes, node: Node) -> Place:
-        cut = self._cut_at_or_above(name)
-        if cut is not None:  # every type is the referral (DS at the cut: reference path)
-            return Place(self.label, self._at(name, self.other_type), 0, self._under(name, None), 0)
+        if self._cut_at_or_above(name) is not None:  # DS at the cut: reference path
+            return self._referral_place(name)
         chain = TYPE_CNAME in node
         types = self._chain_types(name) if chain else set(node)
         for rtype in types if types is not None else node:
@@ -148,6 +147,16 @@ class _ViewCompiler:
             other = self._at(name, self.other_type) if types is not None else None
             return Place(self.label, other, 0, *below)
         return self._plain_place(name, below)
+
+    def _empty(self, name: Name) -> Place:
+        """An empty non-terminal: NODATA for every type, unless under a delegation."""
+        if self._cut_at_or_above(name) is not None:
+            return self._referral_place(name)
+        return self._plain_place(name, self._below(name, None))
+
+    def _referral_place(self, name: Name) -> Place:
+        """A name at or under a zone cut: every type, and every name below, is referred."""
+        return Place(self.label, self._at(name, self.other_type), 0, self._under(name, None), 0)
 
     def _plain_place(self, name: Name, below: tuple) -> Place:
         """A name whose other types get NODATA, and whose children NXDOMAIN (shared)."""
@@ -163,9 +172,8 @@ class _ViewCompiler:
 
     def _unowned(self, name: Name) -> Place:
         """A name in record data that owns nothing: answered as its encloser says."""
-        cut = self._cut_at_or_above(name)
-        if cut is not None:
-            return Place(self.label, self._at(name, self.other_type), 0, self._under(name, None), 0)
+        if self._cut_at_or_above(name) is not None:
+            return self._referral_place(name)
         encloser = self._closest_encloser(name)
         node = self.zone.nodes.get(encloser)
         if self._wildcard(encloser) is not None or (node is not None and TYPE_DNAME in node):
