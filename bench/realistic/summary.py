@@ -1,9 +1,10 @@
 """One table over every load of a bench/realistic/run.sh run, and summary.json.
 
 Reads the per-load JSON files that bench/report.py wrote into --dir (``<load>.json``) and
-prints, per load and server: qps, lost queries, server CPU µs per query, and both as a
-ratio to BIND in the same load of the same run. Writes ``<dir>/summary.json`` with the same
-figures, the zone's manifest and the servers' versions.
+prints, per load and server: qps, lost queries, server CPU µs per query, both as a ratio
+to BIND in the same load of the same run, and how often dnsperf went through the file.
+Writes ``<dir>/summary.json`` with the same figures, the zone's manifest and the servers'
+versions.
 
 Usage: python bench/realistic/summary.py --dir DIR --loads zipf,flood --servers bind,dnspol
            [--zone-manifest real.example.N.json] [--all-cores 0|1]
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 BASELINE = "bind"
-HEADER = ("load", "server", "qps", "lost", "CPU us/q", "qps vs bind", "CPU/q vs bind", "status")
+HEADER = ("load", "server", "qps", "lost", "CPU us/q", "qps vs bind", "CPU/q vs bind", "passes")
+HEADER += ("status",)
 VERSION_COMMANDS = {
     "named": ["named", "-v"],
     "nsd": ["nsd", "-v"],
@@ -44,6 +46,7 @@ def rows_of(load: str, report: dict[str, Any], servers: list[str]) -> list[dict[
     found = report.get("servers", {})
     base = found.get(BASELINE, {})
     base_cpu = base.get("cpu_us_per_query")
+    lines = (report.get("query_mix") or {}).get("lines")
     rows = []
     for name in servers:
         result = found.get(name, {})
@@ -61,6 +64,9 @@ def rows_of(load: str, report: dict[str, Any], servers: list[str]) -> list[dict[
                 "qps_vs_bind": result.get("qps_vs_bind"),
                 "cpu_per_query_vs_bind": ratio(cpu, base_cpu) if name != BASELINE else 1.0,
                 "rcodes": stats.get("rcodes", {}),
+                # how many times dnsperf went through the query file: above 1, questions
+                # (and every flood name) came again
+                "passes": ratio(stats.get("sent"), lines),
             }
         )
     return rows
@@ -82,6 +88,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                 fmt(r["cpu_us_per_query"], ".1f"),
                 fmt(r["qps_vs_bind"], ".2f"),
                 fmt(r["cpu_per_query_vs_bind"] if r["cpu_us_per_query"] else None, ".2f"),
+                fmt(r["passes"], ".2f"),
                 r["status"][:40],
             ]
         )
@@ -122,6 +129,8 @@ def main() -> None:
     }
     out = args.dir / "summary.json"
     out.write_text(json.dumps(summary, indent=1) + "\n")
+    if any((r["passes"] or 0) > 1 for r in rows):
+        print("passes > 1: dnsperf replayed the query file; make it longer (--lines)")
     print(f"\nper-load results in {args.dir}/<load>.json, this table in {out}")
 
 
