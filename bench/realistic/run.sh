@@ -114,7 +114,7 @@ generate_zone() {
 
 wants_load() { [[ ",$LOADS," == *",$1,"* ]]; }
 
-# Sets QUERIES, MIX and DNSPOL's inputs for one load.
+# Sets QUERIES, MIX, dnsperf's input and the policy/ECS switches for one load.
 generate_queries() {
     local load=$1 base=$INPUTS/queries-$1-$NAMES-$LINES extra=()
     QUERIES=$base.txt
