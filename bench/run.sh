@@ -51,6 +51,7 @@ SERVERS=bind,dnspol,dnslib
 KNOWN_SERVERS=" bind dnspol dnslib "
 
 ZONE=$BENCH_DIR/zone/bench.example.zone
+ZONE_ORIGIN=bench.example. # the zone in $ZONE (bench/realistic/run.sh sets both)
 RESULTS_DIR=$BENCH_DIR/results
 POLICY_DIR=""
 ECS_MIX=""
@@ -236,7 +237,7 @@ prepare_named() {
 write_named_conf() {
     local port=$1 dir=$WORK/named
     mkdir -p "$dir"
-    cp "$ZONE" "$dir/bench.example.zone"
+    cp "$ZONE" "$dir/${ZONE_ORIGIN}zone"
     cat >"$dir/named.conf" <<EOF
 options {
     directory "$dir";
@@ -253,9 +254,9 @@ options {
     querylog no;
 };
 controls { };
-zone "bench.example" {
+zone "${ZONE_ORIGIN%.}" {
     type primary;
-    file "$dir/bench.example.zone";
+    file "$dir/${ZONE_ORIGIN}zone";
 };
 EOF
     named-checkconf "$dir/named.conf" >&2
@@ -326,7 +327,7 @@ wait_until_answering() {
             SKIP_REASON="exited (status $rc) before answering on 127.0.0.1:$port"
             return 1
         fi
-        [[ $(dig_at "$port" +short bench.example. SOA || true) == *hostmaster* ]] && return 0
+        [[ $(dig_at "$port" +short "$ZONE_ORIGIN" SOA || true) == *hostmaster* ]] && return 0
         sleep 0.2
     done
     SKIP_REASON="did not answer a SOA query ($TRANSPORT) on 127.0.0.1:$port within ${STARTUP_TIMEOUT} s"
@@ -548,4 +549,5 @@ main() {
         --dnsperf-args "${PIN_CLIENT[*]}${PIN_CLIENT[*]:+ }dnsperf -s 127.0.0.1 -p PORT ${DNSPERF_INPUT[*]} ${DNSPERF_ARGS[*]}"
 }
 
-main "$@"
+# bench/realistic/run.sh sources this file for its functions.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main "$@"; fi
