@@ -160,3 +160,12 @@ def test_shared_values_are_converted_once() -> None:
     entries = Reader(problems).mapping(root, "top", None)
     assert entries["b"] is entries["c"]
     assert [item.value for item in entries["c"].value] == ["1", "2"]
+
+
+def test_the_largest_allowed_file_limit_reads_a_small_file(tmp_path):
+    """A limit is a ceiling, not a buffer size: 1 TiB allowed reads a small file."""
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules: []\n")
+    problems: list[str] = []
+    node, data = yamlnodes.read_yaml_file(str(path), problems, max_bytes=2**40)
+    assert problems == [] and data == b"rules: []\n"

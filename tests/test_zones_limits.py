@@ -104,3 +104,19 @@ def test_a_diamond_of_includes_is_cut_off(tmp_path: Path):
     [problem] = caught.value.problems
     assert problem.endswith(f"more than {MAX_INCLUDES:,} files included in the zone")
     assert problem.startswith(str(tmp_path / "d"))
+
+
+@pytest.mark.parametrize("limit", [2**40, 2**36])
+def test_the_largest_allowed_zone_limit_reads_a_small_file(tmp_path: Path, limit: int):
+    """A limit is a ceiling, not a buffer size: 1 TiB allowed reads a 2 KB file."""
+    path = tmp_path / "example.com.zone"
+    path.write_text(HEAD + "".join(f"h{i} A 192.0.2.1\n" for i in range(100)))
+    assert len(load_zone_file(path, limits=ZoneLimits(zone_max_bytes=limit)).nodes) > 100
+
+
+def test_a_zone_file_with_crlf_line_ends_reads_as_with_lf(tmp_path: Path):
+    text = HEAD + "h1 A 192.0.2.1\n"
+    (tmp_path / "lf.zone").write_text(text)
+    (tmp_path / "crlf.zone").write_bytes(text.replace("\n", "\r\n").encode())
+    lf = load_zone_file(tmp_path / "lf.zone", "example.com.")
+    assert load_zone_file(tmp_path / "crlf.zone", "example.com.").nodes == lf.nodes

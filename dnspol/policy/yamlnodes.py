@@ -27,6 +27,8 @@ from typing import TypeVar
 
 import yaml
 
+from dnspol.bounded import read_at_most
+
 T = TypeVar("T")
 TRUE_WORDS = {"true", "yes", "on"}
 FALSE_WORDS = {"false", "no", "off"}
@@ -103,7 +105,7 @@ def read_yaml_file(
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size <= max_bytes:
-                data = handle.read(max_bytes + 1)  # a file growing while read stays bounded
+                data = read_at_most(handle, max_bytes)
                 size = len(data)
         if size > max_bytes:
             problems.append(

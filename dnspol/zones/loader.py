@@ -32,6 +32,7 @@ from contextlib import contextmanager
 import dns.exception
 import dns.name
 
+from dnspol.bounded import read_at_most
 from dnspol.errors import ZoneError
 from dnspol.names import Name, to_text
 from dnspol.zones.fastreader import FastReader
@@ -167,14 +168,15 @@ def _collector_paused() -> Iterator[None]:
 
 def _read_text(filename: str, limits: ZoneLimits) -> str:
     try:
-        with open(filename, encoding="utf-8") as f:
+        with open(filename, "rb") as f:
             too_big = file_too_big(os.fstat(f.fileno()).st_size, limits)
             if too_big:
                 raise ZoneError(f"{filename}:1: {too_big}")
-            text = f.read(limits.zone_max_bytes + 1)  # a file growing while read stays bounded
-            if len(text) > limits.zone_max_bytes:
-                raise ZoneError(f"{filename}:1: {file_too_big(len(text), limits)}")
-            return text
+            data = read_at_most(f, limits.zone_max_bytes)
+        if len(data) > limits.zone_max_bytes:  # it grew while read
+            raise ZoneError(f"{filename}:1: {file_too_big(len(data), limits)}")
+        # as a file opened in text mode reads it: every line end becomes "\n"
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except OSError as exc:
         raise ZoneError(f"{filename}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
