@@ -105,41 +105,99 @@ def _server_value(server: IPAddress) -> tuple[int, int]:
     return value, 128
 
 
-# An address table: ``(top, shift)``. ``top[value >> shift]`` is the bitmask of the sets
-# holding every address of that bucket, or, for a bucket where some set starts or ends,
-# ``(starts, masks)``: its sorted disjoint ranges and the bitmask of each. See ``lookup``.
+# An address table: ``(top, shift)``. ``top[value >> shift]`` is the value of every address
+# of that bucket, or, for a bucket where a range starts, a ``_Bucket``: the sorted ranges
+# inside it and the value of each. See ``lookup``. Values: bitmasks of the sets holding the
+# address (``address_table``), or what the ECS SCOPE of one set is made of (``scope_table``).
 AddressTable = tuple[list, int]
 TOP_BUCKETS = 1 << 16  # at most; a table gets about four buckets per range
 
 
-def address_table(bits: int, sets: Iterable[tuple[int, PrefixSet]]) -> AddressTable:
-    """The table of one family over ``(bit, prefix set)`` pairs."""
-    starts, masks = _ranges(bits, sets)
+class _Bucket(tuple):
+    """``(starts, values)`` of the ranges in one bucket of an ``AddressTable``."""
+
+    __slots__ = ()
+
+
+def _indexed(bits: int, starts: list[int], values: list) -> AddressTable:
+    """The table over sorted ranges (``starts[0]`` is 0) and their values."""
     size = min(TOP_BUCKETS, 1 << (4 * len(starts) - 1).bit_length())
     shift = bits - (size.bit_length() - 1)
     width = 1 << shift
     top: list = [None] * size
     ends = [*starts[1:], 1 << bits]
-    for start, end, mask in zip(starts, ends, masks, strict=True):
+    for start, end, value in zip(starts, ends, values, strict=True):
         first, last = -(-start // width), end // width  # the buckets the range fills
         if first < last:
-            top[first:last] = [mask] * (last - first)
+            top[first:last] = [value] * (last - first)
     for bucket, entry in enumerate(top):
         if entry is None:  # a range starts inside it
             low = bucket * width
             first = bisect_right(starts, low) - 1  # the range holding the first address
             end = bisect_left(starts, low + width, first)  # the first range past the bucket
-            top[bucket] = ([low, *starts[first + 1 : end]], masks[first:end])
+            top[bucket] = _Bucket(([low, *starts[first + 1 : end]], values[first:end]))
     return top, shift
 
 
-def lookup(table: AddressTable, value: int) -> int:
-    """The bitmask of the sets holding the address (``decide`` has this inline)."""
+def lookup(table: AddressTable, value: int):  # noqa: ANN201 (an int or a scope part)
+    """The value of the range holding the address (``decide`` has this inline)."""
     top, shift = table
     entry = top[value >> shift]
-    if entry.__class__ is int:
-        return entry
-    return entry[1][bisect_right(entry[0], value) - 1]
+    if entry.__class__ is _Bucket:
+        return entry[1][bisect_right(entry[0], value) - 1]
+    return entry
+
+
+def address_table(bits: int, sets: Iterable[tuple[int, PrefixSet]]) -> AddressTable:
+    """The table of one family over ``(bit, prefix set)`` pairs: which sets hold an address."""
+    return _indexed(bits, *_ranges(bits, sets))
+
+
+def scope_table(bits: int, prefixes: PrefixSet) -> AddressTable:
+    """``PrefixSet.scope_length`` of one family as a table: inside a block, its length (an
+    int); outside, the starts of the blocks before and after (``ecs_scope_length`` below)."""
+    blocks = [block for block in prefixes if block.bits == bits]
+    if not blocks:
+        return _indexed(bits, [0], [0])
+    starts: list[int] = []
+    values: list = []
+    point, before = 0, None
+    for block in blocks:
+        if point < block.value:
+            starts.append(point)
+            values.append((before, block.value))
+        starts.append(block.value)
+        values.append(block.length)
+        before = block.value
+        point = block.value + (1 << (bits - block.length))
+    if point < 1 << bits:
+        starts.append(point)
+        values.append((before, None))
+    top, shift = _indexed(bits, starts, values)
+    for bucket, entry in enumerate(top):
+        if entry.__class__ is tuple:
+            # a bucket inside one gap: both neighbours lie outside it, so every address
+            # of the bucket shares as many bits with each as its first address does
+            top[bucket] = _distance_length(entry, bucket << shift, bits)
+    return top, shift
+
+
+def ecs_scope_length(tables: tuple[AddressTable, AddressTable], value: int, bits: int) -> int:
+    """``PrefixSet.scope_length(value, bits)`` from the set's two ``scope_table``s."""
+    part = lookup(tables[bits == 128], value)
+    if part.__class__ is int:
+        return part
+    return _distance_length(part, value, bits)
+
+
+def _distance_length(neighbours: tuple[int | None, int | None], value: int, bits: int) -> int:
+    """For an address outside the set: one bit more than it shares with the nearest block,
+    from the starts of the blocks before and after it (``_FamilyTable.distance_length``)."""
+    before, after = neighbours
+    longest = 0 if before is None else bits - (value ^ before).bit_length() + 1
+    if after is not None:
+        longest = max(longest, bits - (value ^ after).bit_length() + 1)
+    return min(longest, bits)
 
 
 def _ranges(bits: int, sets: Iterable[tuple[int, PrefixSet]]) -> tuple[list[int], list[int]]:
@@ -285,7 +343,8 @@ class _Path(NamedTuple):
     """What evaluating a segment's rules does for one ``verdicts`` bitmask."""
 
     outcome: _Outcome | None  # None: no rule of the segment matched
-    scope_sets: tuple[PrefixSet, ...]  # address sets tested on the ECS address
+    scope_sets: tuple[tuple[AddressTable, AddressTable], ...]  # scope tables of the address
+    # sets tested on the ECS address
     windows: tuple[int, ...]  # window criteria tested (indexes into the epoch)
 
 
@@ -308,6 +367,7 @@ class _Segment:
         "windows",
         "window_bits",
         "leaf_sets",
+        "scope_tables",
         "paths",
         "hot",
     )
@@ -329,6 +389,11 @@ class _Segment:
         self.windows = tuple(leaves.windows)  # (leaf bit, window index)
         self.window_bits = sum(bit for bit, _ in leaves.windows)
         self.leaf_sets = leaves.sets  # leaf bit → its prefix set
+        self.scope_tables = {  # leaf bit → the scope tables of its set, for ECS leaves
+            bit: builder.scope_tables(prefixes)
+            for bit, prefixes in leaves.sets.items()
+            if bit & leaves.ecs_bits
+        }
         self.paths: dict[int, _Path] = {}
         self.hot: tuple = ()
 
@@ -376,7 +441,7 @@ class _Segment:
                 matched = outcome
                 break
         scope_sets = tuple(
-            prefixes for bit, prefixes in self.leaf_sets.items() if tested & self.ecs_bits & bit
+            self.scope_tables[bit] for bit in self.leaf_sets if tested & self.ecs_bits & bit
         )
         windows = tuple(index for bit, index in self.windows if tested & bit)
         return _Path(matched, scope_sets, windows)
@@ -508,6 +573,8 @@ class _Builder:
         self.outcomes: dict[int, _Outcome] = {}
         self.segments: dict[tuple[int, ...], _Segment] = {}
         self.timed: list[_Segment] = []  # the segments with time windows, by ``slot``
+        # scope tables per set object (the set kept with them: its id stays its own)
+        self.scopes: dict[int, tuple[PrefixSet, tuple[AddressTable, AddressTable]]] = {}
 
     def window_index(self, window: TimeIn) -> int:
         index = self.window_ids.get(id(window))
@@ -515,6 +582,14 @@ class _Builder:
             index = self.window_ids[id(window)] = len(self.windows)
             self.windows.append(window)
         return index
+
+    def scope_tables(self, prefixes: PrefixSet) -> tuple[AddressTable, AddressTable]:
+        """The scope tables of a set (shared by every leaf on the same set object)."""
+        kept = self.scopes.get(id(prefixes))
+        if kept is None:
+            tables = (scope_table(32, prefixes), scope_table(128, prefixes))
+            kept = self.scopes[id(prefixes)] = (prefixes, tables)
+        return kept[1]
 
     def outcome(self, rule: Rule) -> _Outcome:
         outcome = self.outcomes.get(id(rule))
@@ -622,9 +697,17 @@ class Decider:
         else:
             value = _from_bytes(_inet_pton(_AF_INET, client), "big")
             wide = False
-        ecs_address = None
-        if ecs is not None and ecs[2] and lookup(self.trusted[wide], value):
-            ecs_address = ecs_value(ecs)
+        # ECS, when the option has a SOURCE and the source is a trusted resolver
+        ecs_source = 0
+        if ecs is not None and ecs[2]:
+            top, shift = self.trusted[wide]
+            trusted = top[value >> shift]
+            if trusted.__class__ is _Bucket:
+                trusted = trusted[1][bisect_right(trusted[0], value) - 1]
+            if trusted:
+                ecs_source = ecs[2]
+                ecs_wide = ecs[1] != 1
+                ecs_at = _from_bytes(ecs[4:].ljust(16 if ecs_wide else 4, b"\x00"), "big")
         scope_length = 0
         next_change = INF
         outcome = None
@@ -647,11 +730,14 @@ class Decider:
             else:
                 top, shift = address[wide]
                 verdicts = top[value >> shift]
-                if verdicts.__class__ is not int:
+                if verdicts.__class__ is _Bucket:
                     verdicts = verdicts[1][bisect_right(verdicts[0], value) - 1]
                 verdicts |= families[wide]
-                if ecs_bits and ecs_address is not None:
-                    at = lookup(address[ecs_address[1] == 128], ecs_address[0])
+                if ecs_bits and ecs_source:
+                    top, shift = address[ecs_wide]
+                    at = top[ecs_at >> shift]
+                    if at.__class__ is _Bucket:
+                        at = at[1][bisect_right(at[0], ecs_at) - 1]
                     verdicts = (verdicts & ~ecs_bits) | (at & ecs_bits)
             if servers is not None:
                 kept = servers.get(id(server))
@@ -673,9 +759,14 @@ class Decider:
             if path is None:
                 path = segment.path(verdicts)
             outcome, scope_sets, windows = path
-            if scope_sets and ecs_address is not None:
-                for prefixes in scope_sets:
-                    length = prefixes.scope_length(ecs_address[0], ecs_address[1])
+            if scope_sets and ecs_source:
+                for tables in scope_sets:
+                    top, shift = tables[ecs_wide]
+                    length = top[ecs_at >> shift]
+                    if length.__class__ is _Bucket:
+                        length = length[1][bisect_right(length[0], ecs_at) - 1]
+                    if length.__class__ is not int:  # outside the set: how far from it
+                        length = _distance_length(length, ecs_at, 128 if ecs_wide else 32)
                     if length > scope_length:
                         scope_length = length
             if windows:
@@ -689,11 +780,12 @@ class Decider:
             outcome = self.default
         elif outcome.choice is not None:
             outcome = outcome.draw(rng)
-        if ecs_address is not None:
-            ecs_scope = min(scope_length, ecs_address[2])
+        if ecs_source:
+            ecs_scope = scope_length if scope_length < ecs_source else ecs_source
             if next_change != INF:
                 return outcome.timed(now, next_change, ecs_scope)
-            return outcome.with_ecs_scope(ecs_scope)
+            decision = outcome.by_ecs_scope[ecs_scope]
+            return decision if decision is not None else outcome.with_ecs_scope(ecs_scope)
         if next_change != INF:
             return outcome.timed(now, next_change, None)
         return outcome.plain
