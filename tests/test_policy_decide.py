@@ -27,7 +27,15 @@ from dnspol.policy.criteria import (
     TimeIn,
     TransportIs,
 )
-from dnspol.policy.decide import Decider, ecs_value, source_value
+from dnspol.policy.decide import (
+    Decider,
+    address_table,
+    ecs_scope_length,
+    ecs_value,
+    lookup,
+    scope_table,
+    source_value,
+)
 from dnspol.policy.prefixes import Prefix, PrefixSet, address_value
 from dnspol.policy.timewindow import TimeWindow
 
@@ -320,6 +328,39 @@ def test_decide_equals_evaluate_with_trusted_ecs(rules, asked: list[dict], ecs) 
         decided = decider.decide(**query, rng=random.Random(3))
         assert decided == policy.evaluate(facts_of(query), random.Random(3)), query
         event(f"ECS scope > 0: {bool(decided.ecs_scope)}")
+
+
+# --- the address tables ----------------------------------------------------------------------
+
+
+@st.composite
+def dense_sets(draw: st.DrawFn, bits: int) -> PrefixSet:
+    """Up to 60 prefixes of one family, crowded into a small corner so that buckets hold
+    several ranges, blocks touch and some fill whole buckets."""
+    chosen = []
+    for _ in range(draw(st.integers(0, 60))):
+        length = draw(st.integers(bits - 20, bits)) if draw(st.integers(0, 9)) else 0
+        value = draw(st.integers(0, 2**20 - 1)) << (bits - 24)
+        chosen.append(Prefix(bits, value >> (bits - length) << (bits - length), length))
+    return PrefixSet(chosen)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), bits=st.sampled_from((32, 128)))
+def test_tables_agree_with_prefix_sets(data: st.DataObject, bits: int) -> None:
+    first, second = data.draw(dense_sets(bits)), data.draw(dense_sets(bits))
+    table = address_table(bits, [(1, first), (2, second)])
+    scopes = (scope_table(32, first), scope_table(128, first))
+    edges = [p.value + delta for p in first for delta in (-1, 0, 1)]
+    edges += [p.value + (1 << (bits - p.length)) + delta for p in second for delta in (-1, 0)]
+    anywhere = st.integers(0, 2**bits - 1)
+    nearby = st.integers(0, 2**20 - 1).map(lambda value: value << (bits - 24))
+    for _ in range(20):
+        value = data.draw(st.sampled_from(edges) | anywhere | nearby if edges else anywhere)
+        value %= 1 << bits
+        expected = first.contains(value, bits) | second.contains(value, bits) << 1
+        assert lookup(table, value) == expected
+        assert ecs_scope_length(scopes, value, bits) == first.scope_length(value, bits)
 
 
 # --- addresses -------------------------------------------------------------------------------
