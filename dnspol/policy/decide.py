@@ -6,21 +6,26 @@ decisions in front of it collapses on many clients. ``Decider`` is built once fr
 ``Policy`` and gives the same ``Decision`` (``==``, rng draws included) from the address text
 ``recvfrom`` returns and the raw ECS option, with nothing kept per client:
 
-- every rule list a query can pass through is split into *segments* (the server-wide rules
-  acting in the zone, then the zone's own rules), shared between zones;
+- the rules a query in a zone passes through (the server-wide rules acting there, then the
+  zone's own) form one *segment*, or two when the server-wide part holds more than
+  ``MERGE_LIMIT`` prefixes (then it is shared between zones instead of copied into each);
 - a segment's criteria are numbered *leaves* (address sets, transport, family, qtype, qname,
   time windows) whose verdicts are one bitmask, ``verdicts``, computed per query with a few
-  lookups: all the segment's address sets merged into one sorted table of disjoint ranges per
-  family (one ``bisect`` tells every set's verdict), small dicts for transport, qtype and
+  lookups: all the segment's address sets merged into one table of disjoint ranges per
+  family, indexed by the address's first bits (one list index for most addresses, a short
+  ``bisect`` where a range starts in the bucket), small dicts for transport, qtype and
   qname suffixes;
 - which rule matches, which address leaves were tested on the ECS address (they set the ECS
   SCOPE) and which time windows were tested (they set ``valid_until``) depend only on
   ``verdicts`` and the rules' short-circuit order: that *path* is worked out once per distinct
   bitmask (at most 2**leaves, bounded by the configuration, never by clients) and kept in the
   segment's table;
-- time windows are read from an *epoch*: every window's verdict and next flip, computed at
-  one instant and valid until the earliest flip; a query whose clock lies outside the epoch's
-  [since, until) — later, or earlier after a clock step back — computes a new one;
+- the ECS SCOPE of an address set (``PrefixSet.scope_length``) is a table too: the block's
+  length inside it, outside the distance to the nearest block, precomputed per bucket;
+- time windows are read from an *epoch*: every window's verdict and next flip
+  (``TimeIn.verdict``), computed at one instant and valid until the earliest flip; a query
+  whose clock lies outside the epoch's [since, until) — later, or earlier after a clock step
+  back — computes a new one;
 - decisions without a clock or an ECS scope are built once; with an ECS scope, once per
   scope length.
 
@@ -627,9 +632,14 @@ class _Builder:
 # --- the decider -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Decider:
-    """``Policy.evaluate`` compiled; build it with ``Decider.build(policy)``."""
+    """``Policy.evaluate`` compiled; build it with ``Decider.build(policy)``.
+
+    Immutable once built but for what it fills in as queries come, each bounded by the
+    configuration, never by clients: the paths per verdict bitmask, the decisions per ECS
+    scope length and per drawn scope, the ints of the listener addresses, the epoch.
+    """
 
     policy: Policy
     # the hot tuples of the segments a query passes through, for the zones whose rule list
