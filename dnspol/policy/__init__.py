@@ -4,7 +4,8 @@ Rules are written in YAML (``policies/README.md`` is the reference), compiled on
 ``dnspol.config.load_config`` and evaluated per query by ``Policy.evaluate``. Modules:
 
 - ``model``: the values crossing the boundary (QueryFacts in, Decision out, Explanation);
-- ``engine``: compiled ``Rule`` and ``Policy`` (evaluate, explain);
+- ``engine``: compiled ``Rule`` and ``Policy`` (evaluate, explain): the reference;
+- ``decide``: ``Decider``, ``Policy.evaluate`` compiled to lookups for the per-query path;
 - ``criteria``: compiled match criteria and the per-query context;
 - ``prefixes``: longest-prefix sets of CIDRs, and ECS scope lengths;
 - ``timewindow``: wall-clock windows in IANA time zones;
@@ -15,6 +16,7 @@ Rules are written in YAML (``policies/README.md`` is the reference), compiled on
 - ``schema``: the JSON Schema of the files.
 """
 
+from dnspol.policy.decide import Decider
 from dnspol.policy.engine import Policy, Rule, empty_policy
 from dnspol.policy.model import (
     Action,
@@ -27,6 +29,7 @@ from dnspol.policy.model import (
 
 __all__ = [
     "Action",
+    "Decider",
     "Decision",
     "Explanation",
     "Outcome",
