@@ -55,7 +55,6 @@ from dnspol.wire import (
     RCODE_SERVFAIL,
     TCP_LIMIT,
     BadVersion,
-    ClientSubnet,
     FormErr,
     Query,
     cookie_data,
@@ -171,7 +170,6 @@ class Handler:
         self.rng = random.Random(seed)
         self.fast_path = True
         self.stats = Stats()
-        self._addresses: dict[str, object] = {}
         # test mode only (``--fake-time``): CHAOS TXT queries drive the clock and reload
         self.control: Callable[[Name], str | None] | None = None
         self.rate_share = 1.0  # this process's part of the rate limits (1 / workers)
@@ -393,21 +391,19 @@ class Handler:
     def _decide_wire(
         self, snap: Snapshot, name: bytes, qtype: int, ecs, peer, listener: Listener, origin
     ) -> Decision:
-        """The policy's decision for a query read from its bytes."""
-        network = None
-        if ecs is not None and ecs[2] > 0:
-            network = ClientSubnet(int.from_bytes(ecs[:2], "big"), ecs[2], 0, ecs[4:]).network
-        facts = QueryFacts(
-            client=self._address(peer[0]),
-            ecs=network,
-            server=listener.ip,
-            transport=listener.transport,
-            qname=from_wire(name),
-            qtype=qtype,
-            zone=origin,
-            now=self.clock.now(),
+        """The policy's decision for a query read from its bytes, from the compiled rules
+        (``Policy.evaluate`` is the reference the reference path uses)."""
+        return snap.decider.decide(
+            peer[0],
+            ecs,
+            listener.ip,
+            listener.transport,
+            from_wire(name),
+            qtype,
+            origin,
+            self.clock.now(),
+            self.rng,
         )
-        return snap.policy.evaluate(facts, self.rng)
 
     def _cookie(self, snap: Snapshot, wire: bytes, qend: int, peer, listener) -> bytes | None:
         """The COOKIE option data for this client's answer; None: answer BADCOOKIE."""
@@ -507,7 +503,7 @@ class Handler:
     def _decide(self, query: Query, peer, listener: Listener, snap: Snapshot, zone) -> Decision:
         ecs = query.edns.ecs if query.edns is not None else None
         facts = QueryFacts(
-            client=self._address(peer[0]),
+            client=ip_address(peer[0].split("%")[0]),
             ecs=ecs.network if ecs is not None and ecs.source > 0 else None,
             server=listener.ip,
             transport=listener.transport,
@@ -517,16 +513,6 @@ class Handler:
             now=self.clock.now(),
         )
         return snap.policy.evaluate(facts, self.rng)
-
-    def _address(self, text: str):
-        """Parsed client addresses, remembered: parsing costs more than the lookup."""
-        addresses = self._addresses
-        addr = addresses.get(text)
-        if addr is None:
-            if len(addresses) >= 65536:
-                addresses.clear()
-            addr = addresses[text] = ip_address(text.split("%")[0])
-        return addr
 
     def _enforce(self, query: Query, decision, zone, limit: int, options, snap) -> Answered:
         """Policy actions other than answering: drop, refuse, NXDOMAIN."""

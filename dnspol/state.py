@@ -15,6 +15,7 @@ from types import MappingProxyType
 from dnspol.answers import AnswerTables, compile_tables
 from dnspol.cookies import CookieConfig
 from dnspol.names import Name
+from dnspol.policy.decide import Decider
 from dnspol.ratelimit import RateLimit
 from dnspol.settings import RUNTIME, RuntimeSettings, settings_of
 from dnspol.transport.proxy import ProxyTrust
@@ -45,6 +46,8 @@ class Snapshot(RuntimeSettings):
     proxied: bool = field(init=False)  # True: some peers may send PROXY v2 headers
     # every answer of every zone and scope, compiled once here (``dnspol.answers``)
     tables: AnswerTables = field(init=False, compare=False, repr=False)
+    # the rules compiled to lookups (``dnspol.policy.decide``); None without rules
+    decider: Decider | None = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # plain attributes, not properties: both are read for every packet
@@ -52,6 +55,7 @@ class Snapshot(RuntimeSettings):
         object.__setattr__(self, "has_rules", rules)
         object.__setattr__(self, "proxied", bool(self.proxy.networks))
         object.__setattr__(self, "tables", compile_tables(self.zones, self.variants))
+        object.__setattr__(self, "decider", Decider.build(self.policy) if rules else None)
 
 
 class ServerState:
