@@ -61,7 +61,6 @@ from dnspol.wire import (
     decode,
     fast_key,
     read_qname,
-    should_drop,
     udp_limit,
 )
 from dnspol.zones.lookup import LookupResult, Outcome, lookup
@@ -176,6 +175,7 @@ class Handler:
         self.cookie_clock: Callable[[], float] = time.time  # server cookies' timestamps
         self._limiter: Limiter | None = None
         self._labels: dict[tuple, int] = {}  # compiled answers' label keys (``_label``)
+        self._plain_labels: dict[tuple, int] = {}  # the same, for ``_plain``'s answers
 
     def rate_limit(
         self, reply: bytes, client: str, config: RateLimit, query: bytes = b""
@@ -211,7 +211,7 @@ class Handler:
         snap = self.state.snapshot
         if type(wire) is not bytes:  # sliced and joined below
             wire = bytes(wire)
-        if snap is None or should_drop(wire):
+        if snap is None or len(wire) < 12 or wire[2] & 0x80:  # ``should_drop``, inline
             self.stats.drop("malformed")
             return None
         decision = None
@@ -284,7 +284,19 @@ class Handler:
             out = wire[:2] + prepared.heads[index] + wire[12:qend] + tail + opt
         else:
             out = reply(wire, qend, Found(prepared, tail), opt, limit)
-        return self._counted(n, out, prepared.zone, qtype, None, None, listener, report)
+        # counted as ``_counted`` does, inline: this is most queries
+        kind = (prepared.zone, QTYPE_LABELS.get(qtype, "other"), out[3], out[2] & 0x02)
+        label = self._plain_labels.get(kind)
+        if label is None:
+            label = self._plain_labels[kind] = self._label(
+                prepared.zone, qtype, prepared.rcode, None, None, out
+            )
+        counted = (label, listener.tag, n, len(out))
+        answers = self.stats.answers
+        answers[counted] = answers.get(counted, 0) + 1
+        if report is not None:
+            report.append(label)
+        return out
 
     def _compiled(
         self, snap: Snapshot, wire: bytes, found: tuple, peer, listener: Listener, report
