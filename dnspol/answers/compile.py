@@ -72,10 +72,9 @@ def plain_answers(by_origin: dict[bytes, ZoneTables]) -> tuple[dict, dict]:
         return tables.default.exact, tables.default.names
     exact: dict[bytes, Prepared] = {}
     names: dict[bytes, Place] = {}
-    origins = list(by_origin)
+    children = _served_below(by_origin)
     for origin, tables in by_origin.items():
-        below = [other for other in origins if len(other) > len(origin) and
-                 other.endswith(origin) and _within(other, origin)]  # fmt: skip
+        below = children.get(origin)
         if not below:
             exact.update(tables.default.exact)
             names.update(tables.default.names)
@@ -87,6 +86,19 @@ def plain_answers(by_origin: dict[bytes, ZoneTables]) -> tuple[dict, dict]:
             if not any(_within(name, child) for child in below):
                 names[name] = place
     return exact, names
+
+
+def _served_below(origins) -> dict[bytes, list[bytes]]:
+    """Each served origin (wire form) with served origins below it: found by walking
+    each origin's ancestors, so 100,000 zones cost 100,000 short walks."""
+    children: dict[bytes, list[bytes]] = {}
+    for origin in origins:
+        at = 0
+        while origin[at]:
+            at += origin[at] + 1
+            if origin[at:] in origins:
+                children.setdefault(origin[at:], []).append(origin)
+    return children
 
 
 def _within(name: bytes, origin: bytes) -> bool:
@@ -223,15 +235,15 @@ class _ViewCompiler:
         made = self.negatives.get(anchor)
         if made is None:
             soa = self.zone.soa.records(ttl=self.zone.negative_ttl)  # RFC 2308 §5
-            made = self.negatives[anchor] = (
-                self._template(anchor, LookupResult(Outcome.NODATA, authority=soa)),
-                self._template(anchor, LookupResult(Outcome.NXDOMAIN, authority=soa)),
-            )
+            message, qend, glue = _pack(anchor, self.other_type, LookupResult(
+                Outcome.NODATA, authority=soa))  # fmt: skip
+            nodata = _prepared(message, qend, glue, 0, True, True, self.label)
+            # NXDOMAIN: the same records, another rcode
+            rcode = answer.rcode_for(Outcome.NXDOMAIN)
+            message = message[:3] + bytes(((message[3] & 0xF0) | rcode,)) + message[4:]
+            made = (nodata, _prepared(message, qend, glue, 0, True, True, self.label))
+            self.negatives[anchor] = made
         return made
-
-    def _template(self, anchor: Name, result: LookupResult) -> Prepared:
-        packed = _pack(anchor, self.other_type, result)
-        return _prepared(*packed, base=0, movable=True, shared=True, zone=self.label)
 
     def _reference(self, name: Name, qtype: int) -> tuple[bytes, int, bool]:
         return _pack(name, qtype, lookup(self.zone, name, qtype, self.served))
