@@ -13,8 +13,9 @@ from collections.abc import Iterable, Sequence
 
 from dnslib import RR, EDNSOption
 
+from dnspol.codes import Rcode, RRType
 from dnspol.packer import pack_message
-from dnspol.wire import RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_YXDOMAIN, TYPE_OPT, Query
+from dnspol.wire import Query
 from dnspol.zones.lookup import LookupResult, Outcome
 from dnspol.zones.model import Rec
 
@@ -22,12 +23,12 @@ OPTION_EDE = 15
 EDE_PROHIBITED = 18
 KEEPALIVE_TIMEOUT = 300  # units of 100 ms: 30 s, as BIND (RFC 7828)
 UNLIMITED = 65535  # the size limit over TCP, and of compiled answers
-_OUTCOME_RCODES = {Outcome.NXDOMAIN: RCODE_NXDOMAIN, Outcome.YXDOMAIN: RCODE_YXDOMAIN}
+_OUTCOME_RCODES = {Outcome.NXDOMAIN: Rcode.NXDOMAIN, Outcome.YXDOMAIN: Rcode.YXDOMAIN}
 
 
 def rcode_for(outcome: Outcome) -> int:
     """The rcode of a lookup's outcome (RFC 1035 §4.1.1, RFC 6672 §2.2)."""
-    return _OUTCOME_RCODES.get(outcome, RCODE_NOERROR)
+    return _OUTCOME_RCODES.get(outcome, Rcode.NOERROR)
 
 
 def flags_word(query_flags: int, rcode: int, aa: bool, tc: bool = False) -> int:
@@ -95,7 +96,7 @@ def _opt(query: Query, rcode: int, server_max: int, options) -> RR | None:
         return None
     ttl = ((rcode >> 4) << 24) | (0x8000 if edns.do else 0)
     opts = [EDNSOption(code, data) for code, data in options]
-    return RR(rtype=TYPE_OPT, rclass=server_max, ttl=ttl, rdata=opts)
+    return RR(rtype=RRType.OPT, rclass=server_max, ttl=ttl, rdata=opts)
 
 
 def _capped(rrs: list[Rec], cap: int | None) -> Iterable[Rec]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
-from dnslib import QTYPE, TXT
+from dnslib import TXT
 
 from dnspol import answer, cookies
 from dnspol.answers import (
@@ -31,11 +31,12 @@ from dnspol.answers import (
     refused_reply,
     reply,
 )
+from dnspol.codes import Rcode, RRType
 from dnspol.names import Name, from_wire
 from dnspol.policy.model import Action, Decision, QueryFacts
 from dnspol.ratelimit import Limiter, RateLimit
 from dnspol.state import ServerState, Snapshot
-from dnspol.stats import QTYPE_LABELS, RCODES, AnswerLabel, Stats, qtype_label, rcode_label
+from dnspol.stats import QTYPE_LABELS, AnswerLabel, Stats, qtype_label, rcode_label
 from dnspol.wire import (
     CLASS_CH,
     CLASS_IN,
@@ -45,14 +46,6 @@ from dnspol.wire import (
     OPTION_COOKIE,
     OPTION_ECS,
     OPTION_NSID,
-    RCODE_BADCOOKIE,
-    RCODE_BADVERS,
-    RCODE_FORMERR,
-    RCODE_NOERROR,
-    RCODE_NOTIMP,
-    RCODE_NXDOMAIN,
-    RCODE_REFUSED,
-    RCODE_SERVFAIL,
     TCP_LIMIT,
     BadVersion,
     FormErr,
@@ -75,11 +68,6 @@ ONE_QUESTION_AND_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 BARE_OPT_START = b"\x00\x00\x29"  # the root owner, type OPT
 # ``_compiled``'s word for "the reference path answers, nothing decided yet"
 NOT_DECIDED = Decision(Action.ANSWER, scope="(not decided)")
-
-TYPE_AXFR = 252
-TYPE_IXFR = 251
-TYPE_TXT = QTYPE.TXT
-TYPE_ANY = 255
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -395,7 +383,7 @@ class Handler:
         label = self._labels.get(key)
         if label is None:
             rule, action, scope = how or ("", ANSWER, "default")
-            fields = (zone, qlabel, RCODES.get(rcode, "other"), rule or "", action.value, scope)
+            fields = (zone, qlabel, Rcode.label(rcode), rule or "", action.value, scope)
             fields += (weighted, ecs is not None, bool(out[2] & 0x02), "")
             label = self._labels[key] = self.stats.intern_fields(fields)
         return label
@@ -439,19 +427,19 @@ class Handler:
         if (wire[2] >> 3) & 0xF != OPCODE_QUERY:
             out = _notimp(wire, snap)
             return Answered(
-                out, rcode=RCODE_NOTIMP, label=self.stats.intern(AnswerLabel(rcode="NOTIMP"))
+                out, rcode=Rcode.NOTIMP, label=self.stats.intern(AnswerLabel(rcode="NOTIMP"))
             )
         try:
             query = decode(wire)
         except FormErr as exc:
             out = _formerr(wire, exc, snap)
             return Answered(
-                out, rcode=RCODE_FORMERR, label=self.stats.intern(AnswerLabel(rcode="FORMERR"))
+                out, rcode=Rcode.FORMERR, label=self.stats.intern(AnswerLabel(rcode="FORMERR"))
             )
         except BadVersion as exc:
-            out = answer.error(exc.query, RCODE_BADVERS, snap.udp_max_payload)
+            out = answer.error(exc.query, Rcode.BADVERS, snap.udp_max_payload)
             return Answered(
-                out, rcode=RCODE_BADVERS, label=self.stats.intern(AnswerLabel(rcode="BADVERS"))
+                out, rcode=Rcode.BADVERS, label=self.stats.intern(AnswerLabel(rcode="BADVERS"))
             )
         except Exception:  # noqa: BLE001 - the error boundary
             log.exception("decoding a query failed")
@@ -460,8 +448,8 @@ class Handler:
             result = self._respond(query, peer, listener, snap, decision)
         except Exception:  # noqa: BLE001 - the error boundary
             log.exception("answering %s failed", query.qname)
-            out = answer.error(query, RCODE_SERVFAIL, snap.udp_max_payload)
-            result = Answered(out, rcode=RCODE_SERVFAIL)
+            out = answer.error(query, Rcode.SERVFAIL, snap.udp_max_payload)
+            result = Answered(out, rcode=Rcode.SERVFAIL)
         if result.label is None:
             result.label = self.stats.intern_fields(_label_fields(query, result))
         return result
@@ -473,17 +461,17 @@ class Handler:
         if query.qclass != CLASS_IN:
             return self._other_class(query, peer, snap)
         limit = TCP_LIMIT if listener.tcp else udp_limit(query.edns, server_max)
-        if query.qtype in (TYPE_AXFR, TYPE_IXFR):
+        if query.qtype in (RRType.AXFR, RRType.IXFR):
             # no zone transfers: NOTIMP over UDP (RFC 5936 §4.2), REFUSED + EDE 18 over TCP
             if not listener.tcp:
-                return Answered(answer.error(query, RCODE_NOTIMP, server_max), True, RCODE_NOTIMP)
+                return Answered(answer.error(query, Rcode.NOTIMP, server_max), True, Rcode.NOTIMP)
             return self._refused(query, snap, prohibited=True)
         cookie = cookies.judge(
             snap.cookies, _cookie_of(query), peer[0], listener.tcp, self.cookie_clock
         )
         if cookie.bad:  # RFC 7873 §5.2.3: a cookie-aware UDP client must prove its address
-            out = answer.error(query, RCODE_BADCOOKIE, server_max, [cookie.option])
-            return Answered(out, False, RCODE_BADCOOKIE)
+            out = answer.error(query, Rcode.BADCOOKIE, server_max, [cookie.option])
+            return Answered(out, False, Rcode.BADCOOKIE)
         zone = snap.zones.find(query.qname)
         if decision is None and snap.has_rules:
             decision = self._decide(query, peer, listener, snap, zone)
@@ -536,7 +524,6 @@ class Handler:
             )
             out = answer.build(
                 query,
-                RCODE_NXDOMAIN,
                 result,
                 limit=limit,
                 server_max=snap.udp_max_payload,
@@ -544,7 +531,7 @@ class Handler:
                 ttl_cap=decision.ttl_cap,
                 options=options,
             )
-            return Answered(out, True, RCODE_NXDOMAIN, decision)
+            return Answered(out, True, Rcode.NXDOMAIN, decision)
         return self._refused(query, snap, prohibited=True, decision=decision, options=options)
 
     def _refused(
@@ -553,21 +540,21 @@ class Handler:
         options = list(options)
         if prohibited:
             options.append(answer.ede_option(answer.EDE_PROHIBITED))  # RFC 8914 §4.19
-        out = answer.error(query, RCODE_REFUSED, snap.udp_max_payload, options)
-        return Answered(out, True, RCODE_REFUSED, decision)
+        out = answer.error(query, Rcode.REFUSED, snap.udp_max_payload, options)
+        return Answered(out, True, Rcode.REFUSED, decision)
 
     def _other_class(self, query: Query, peer: tuple, snap: Snapshot) -> Answered:
         """CHAOS built-ins only when configured; every other class is REFUSED."""
         text = None
         cacheable = True
-        if query.qclass == CLASS_CH and query.qtype in (TYPE_TXT, TYPE_ANY):
+        if query.qclass == CLASS_CH and query.qtype in (RRType.TXT, RRType.ANY):
             text = snap.chaos.get(b".".join(query.qname).decode("ascii", "replace"))
             if text is None and self.control is not None and _is_loopback(peer):
                 text = self.control(query.qname)
                 cacheable = False
         if text is None:
             return self._refused(query, snap, prohibited=False)
-        return Answered(_chaos_answer(query, text, snap), cacheable, RCODE_NOERROR)
+        return Answered(_chaos_answer(query, text, snap), cacheable, Rcode.NOERROR)
 
 
 _PLAIN_OPTS: dict[tuple[int, int], bytes] = {}  # (our payload size, DO) -> OPT without options
@@ -581,10 +568,10 @@ def _plain_opt(payload: int, do: int) -> bytes:
 
 
 def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:
-    rr = Rec(query.qname, TYPE_TXT, CLASS_CH, 0, TXT(text))
+    rr = Rec(query.qname, RRType.TXT, CLASS_CH, 0, TXT(text))
     result = LookupResult(Outcome.ANSWER, [rr])
     return answer.build(
-        query, RCODE_NOERROR, result, limit=TCP_LIMIT, server_max=snap.udp_max_payload, aa=True
+        query, Rcode.NOERROR, result, limit=TCP_LIMIT, server_max=snap.udp_max_payload, aa=True
     )
 
 
@@ -648,8 +635,8 @@ def _notimp(wire: bytes, snap: Snapshot) -> bytes:
         query = decode(wire)
     except Exception:  # noqa: BLE001 - anything unreadable gets a bare header
         ident = int.from_bytes(wire[0:2], "big")
-        return answer.header_only(ident, int.from_bytes(wire[2:4], "big"), RCODE_NOTIMP)
-    return answer.error(query, RCODE_NOTIMP, snap.udp_max_payload)
+        return answer.header_only(ident, int.from_bytes(wire[2:4], "big"), Rcode.NOTIMP)
+    return answer.error(query, Rcode.NOTIMP, snap.udp_max_payload)
 
 
 def _formerr(wire: bytes, exc: FormErr, snap: Snapshot) -> bytes:
@@ -657,9 +644,9 @@ def _formerr(wire: bytes, exc: FormErr, snap: Snapshot) -> bytes:
     ident = int.from_bytes(wire[0:2], "big")
     flags = int.from_bytes(wire[2:4], "big")
     if not exc.question:
-        return answer.header_only(ident, flags, RCODE_FORMERR)
+        return answer.header_only(ident, flags, Rcode.FORMERR)
     qname, _ = read_qname(wire, 12)
     qtype = int.from_bytes(exc.question[-4:-2], "big")
     qclass = int.from_bytes(exc.question[-2:], "big")
     query = Query(ident, flags, qname, qtype, qclass, exc.question, exc.edns)
-    return answer.error(query, RCODE_FORMERR, snap.udp_max_payload)
+    return answer.error(query, Rcode.FORMERR, snap.udp_max_payload)

@@ -23,9 +23,9 @@ from collections.abc import Iterable
 
 from dnslib import AAAA, CNAME, MX, NS, PTR, RD, SOA, TXT, A, DNSBuffer
 
+from dnspol.codes import RRType
 from dnspol.names import Name
 
-TYPE_OPT = 41
 POINTER_LIMIT = 0x4000  # compression pointers have 14 bits
 _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, RDLENGTH
@@ -67,7 +67,7 @@ def pack_message(
             code.to_bytes(2, "big") + len(value).to_bytes(2, "big") + value
             for code, value in ((o.code, o.data) for o in opt.rdata)
         )
-        out += _RR_FIXED.pack(TYPE_OPT, opt.rclass, opt.ttl, len(data)) + data
+        out += _RR_FIXED.pack(RRType.OPT, opt.rclass, opt.ttl, len(data)) + data
     return bytes(out)
 
 

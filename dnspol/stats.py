@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dnslib import QTYPE
+from dnspol.codes import Rcode, RRType
 
 COMMON_TYPES = frozenset(
     [
@@ -36,19 +36,9 @@ COMMON_TYPES = frozenset(
         "IXFR",
     ]
 )
-RCODES = {
-    0: "NOERROR",
-    1: "FORMERR",
-    2: "SERVFAIL",
-    3: "NXDOMAIN",
-    4: "NOTIMP",
-    5: "REFUSED",
-    6: "YXDOMAIN",
-    16: "BADVERS",
-}
 
 
-QTYPE_LABELS = {getattr(QTYPE, name): name for name in COMMON_TYPES}  # the rest: "other"
+QTYPE_LABELS = {RRType[name]: name for name in COMMON_TYPES}  # the rest: "other"
 
 
 def qtype_label(qtype: int) -> str:
@@ -56,7 +46,7 @@ def qtype_label(qtype: int) -> str:
 
 
 def rcode_label(rcode: int) -> str:
-    return RCODES.get(rcode, "other")
+    return Rcode.label(rcode)
 
 
 @dataclass(frozen=True, slots=True)

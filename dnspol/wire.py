@@ -13,6 +13,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
+from dnspol.codes import RRType
 from dnspol.names import Name
 
 HEADER = struct.Struct("!HHHHHH")
@@ -20,7 +21,6 @@ OPT_FIXED = struct.Struct("!HHIH")  # type, class (payload), ttl, rdlength
 _OPT_FIXED_AT = struct.Struct("!BHHIH")  # the same after a root owner byte
 _OPTION_AT = struct.Struct("!HH")  # an EDNS option's code and length
 
-TYPE_OPT = 41
 CLASS_IN = 1
 CLASS_CH = 3
 OPCODE_QUERY = 0
@@ -36,15 +36,6 @@ OPTION_KEEPALIVE = 11
 # two ways, and cannot be padded out to 64 KB with options the fast path accepts.
 SINGLE_USE_OPTIONS = frozenset({3, OPTION_ECS, 9, OPTION_COOKIE, OPTION_KEEPALIVE, 12, 13, 14})
 
-RCODE_NOERROR = 0
-RCODE_FORMERR = 1
-RCODE_SERVFAIL = 2
-RCODE_NXDOMAIN = 3
-RCODE_NOTIMP = 4
-RCODE_REFUSED = 5
-RCODE_YXDOMAIN = 6
-RCODE_BADVERS = 16
-RCODE_BADCOOKIE = 23  # RFC 7873 §8
 
 MIN_UDP_PAYLOAD = 512
 TCP_LIMIT = 65535
@@ -226,7 +217,7 @@ def _read_additional(wire: bytes, offset: int, arcount: int, question: bytes) ->
         offset = _skip_record(wire, offset, question)
         owner_end = skip_name(wire, start)
         rtype = struct.unpack_from("!H", wire, owner_end)[0]
-        if rtype != TYPE_OPT:
+        if rtype != RRType.OPT:
             continue
         if edns is not None:
             raise FormErr("more than one OPT record", question)  # RFC 6891 §6.1.1
@@ -351,7 +342,7 @@ def fast_key(
     if qend + 11 > n:
         return None
     root, rtype, payload, ttl, rdlength = _OPT_FIXED_AT.unpack_from(wire, qend)
-    if root or rtype != TYPE_OPT or ttl & 0xFFFF0000 or qend + 11 + rdlength != n:
+    if root or rtype != RRType.OPT or ttl & 0xFFFF0000 or qend + 11 + rdlength != n:
         return None  # not an OPT, or extended rcode / version set, or bytes left over
     do = ttl & 0x8000
     ecs = None

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dnslib import CNAME, A
 
+from dnspol.codes import RRType
 from dnspol.names import from_text
 from dnspol.policy.scopes import merge_overlay, records_of
-from dnspol.zones.model import TYPE_CNAME, Record, Zone
+from dnspol.zones.model import Record, Zone
 
 A_TYPE, TXT_TYPE, MX_TYPE = 1, 16, 15
 
 
 def rec(name: str, rtype: int, data: str) -> Record:
-    rdata = CNAME(data) if rtype == TYPE_CNAME else A(data)
+    rdata = CNAME(data) if rtype == RRType.CNAME else A(data)
     return Record(from_text(name), rtype, 300, rdata, "t:1")
 
 
@@ -20,7 +21,7 @@ DEFAULT = [
     rec("www.example.com", A_TYPE, "192.0.2.1"),
     rec("www.example.com", A_TYPE, "192.0.2.2"),
     rec("mail.example.com", A_TYPE, "192.0.2.3"),
-    rec("alias.example.com", TYPE_CNAME, "www.example.com"),
+    rec("alias.example.com", RRType.CNAME, "www.example.com"),
     rec("ftp.example.com", A_TYPE, "192.0.2.4"),
 ]
 
@@ -38,9 +39,9 @@ def test_overlay_rrset_replaces_the_whole_default_rrset() -> None:
 
 
 def test_overlay_cname_replaces_everything_at_its_owner() -> None:
-    merged = merge_overlay(DEFAULT, [rec("ftp.example.com", TYPE_CNAME, "www.example.com")])
+    merged = merge_overlay(DEFAULT, [rec("ftp.example.com", RRType.CNAME, "www.example.com")])
     assert [r for r in owners(merged) if r[0] == "ftp.example.com"] == [
-        ("ftp.example.com", TYPE_CNAME, "www.example.com.")
+        ("ftp.example.com", RRType.CNAME, "www.example.com.")
     ]
 
 

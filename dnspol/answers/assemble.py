@@ -11,9 +11,9 @@ import struct
 from typing import NamedTuple
 
 from dnspol.answers.tables import Prepared, View, ZoneTables, head_for
+from dnspol.codes import RRType
 
 _OPT_HEAD = struct.Struct("!BHHBBHH")  # root owner, type, payload, ext rcode, version, flags, len
-TYPE_OPT = 41
 
 
 class Found(NamedTuple):
@@ -121,7 +121,7 @@ def find(view: View, name: bytes, qkey: bytes, qtype: int) -> Found | None:
 
 def opt_record(payload: int, do: bool, options: bytes = b"") -> bytes:
     """Our OPT record (RFC 6891 §6.1.2): our UDP payload size, the DO bit echoed."""
-    return _OPT_HEAD.pack(0, TYPE_OPT, payload, 0, 0, 0x8000 if do else 0, len(options)) + options
+    return _OPT_HEAD.pack(0, RRType.OPT, payload, 0, 0, 0x8000 if do else 0, len(options)) + options
 
 
 def option(code: int, data: bytes) -> bytes:

@@ -28,18 +28,19 @@ from dnslib import AAAA, RD, TXT, A
 
 from dnspol import answer
 from dnspol.answers.tables import Place, Prepared, View, ZoneTables
+from dnspol.codes import RRType
 from dnspol.names import Name, is_subdomain, to_wire
 from dnspol.packer import POINTER_LIMIT, _rdata
 from dnspol.wire import Query
-from dnspol.zones.lookup import MAX_CHAIN, TYPE_DNAME, LookupResult, Outcome, lookup
-from dnspol.zones.model import TYPE_CNAME, TYPE_DS, TYPE_NS, WILDCARD, Node, Zone, ZoneSet
+from dnspol.zones.lookup import MAX_CHAIN, LookupResult, Outcome, lookup
+from dnspol.zones.model import WILDCARD, Node, Zone, ZoneSet
 
-TYPE_MX, TYPE_SOA, TYPE_PTR, TYPE_SRV, TYPE_ANY = 15, 6, 12, 33, 255
 # Query types the tables leave to the reference path: DS is answered above a cut, ANY
 # picks one RRset, zone transfers are refused.
-REFERENCE_TYPES = frozenset({TYPE_DS, TYPE_ANY, 251, 252})
-# Types whose RDATA holds a name the packer compresses (RFC 3597 §4)
-_NAMED_RDATA = {2: 0, 5: 0, 12: 0, 15: 2, 6: 0}  # type -> bytes before the (first) name
+REFERENCE_TYPES = frozenset({RRType.DS, RRType.ANY, RRType.IXFR, RRType.AXFR})
+# Types whose RDATA holds a name the packer compresses (RFC 3597 §4), and the bytes
+# before the (first) name
+_NAMED_RDATA = {RRType.NS: 0, RRType.CNAME: 0, RRType.PTR: 0, RRType.MX: 2, RRType.SOA: 0}
 _RAW_RDATA = (A, AAAA, TXT, RD)  # packed without names: written directly
 _FIXED = struct.Struct("!HHIH")
 _ANSWER_FLAGS = 0x8400  # QR, AA, NOERROR
@@ -148,7 +149,7 @@ class _ViewCompiler:
     def _owner(self, name: Name, wire: bytes, node: Node) -> Place:
         if self._cut_at_or_above(name) is not None:  # DS at the cut: reference path
             return self._referral_place(name)
-        chain = TYPE_CNAME in node
+        chain = RRType.CNAME in node
         types = self._chain_types(name) if chain else set(node)
         for rtype in types if types is not None else node:
             if rtype not in REFERENCE_TYPES:
@@ -188,7 +189,7 @@ class _ViewCompiler:
             return self._referral_place(name)
         encloser = self._closest_encloser(name)
         node = self.zone.nodes.get(encloser)
-        if self._wildcard(encloser) is not None or (node is not None and TYPE_DNAME in node):
+        if self._wildcard(encloser) is not None or (node is not None and RRType.DNAME in node):
             return Place(self.label, None, 0, None, 0)
         anchor, at = self._soa_anchor(name)
         nodata, nxdomain = self._negative(anchor)
@@ -198,7 +199,7 @@ class _ViewCompiler:
         """(below, below_at, below_types) for names under an owner (or ENT) ``name``:
         ``below_at`` PLAIN means "NXDOMAIN, as for any name", filled in by
         ``_plain_place``."""
-        if node is not None and TYPE_DNAME in node:
+        if node is not None and RRType.DNAME in node:
             return None, 0, None  # the answer holds the query's own labels: reference path
         wildcard = self._wildcard(name)
         if wildcard is None:
@@ -281,7 +282,7 @@ class _ViewCompiler:
             if node is None:
                 return None
             types.update(node)
-            cname = node.get(TYPE_CNAME)
+            cname = node.get(RRType.CNAME)
             if cname is None:
                 return types
             name = _lowered(cname.rdatas[0].label.label)
@@ -317,7 +318,7 @@ class _ViewCompiler:
                 if rtype not in _NAMED_RDATA:
                     continue
                 for rd in rrset.rdatas:
-                    if rtype == TYPE_SOA:
+                    if rtype == RRType.SOA:
                         yield _lowered(rd.mname.label)
                         yield _lowered(rd.rname.label)
                     else:
@@ -378,7 +379,7 @@ def _walk(message: bytes, at: int, before: int, additional: int, moving: int):
         skip = _NAMED_RDATA.get(rtype)
         if skip is not None:
             end = _name_end(message, at + skip, sites, moving)
-            if rtype == TYPE_SOA:
+            if rtype == RRType.SOA:
                 _name_end(message, end, sites, moving)
         at = data_end
     if additional == 0:
@@ -400,7 +401,7 @@ def _name_end(message: bytes, at: int, sites: list[int], moving: int) -> int:
 
 def _plain(rrset) -> bool:
     """Data without names and nothing for the additional section."""
-    if rrset.rtype in (TYPE_NS, TYPE_MX, TYPE_SRV):
+    if rrset.rtype in (RRType.NS, RRType.MX, RRType.SRV):
         return False
     return all(type(rd) in _RAW_RDATA for rd in rrset.rdatas)
 

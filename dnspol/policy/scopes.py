@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import pathlib
 
+from dnspol.codes import RRType
 from dnspol.errors import ZoneError
 from dnspol.names import Name, to_text
 from dnspol.zones import loader
 from dnspol.zones.loader import DEFAULT_LIMITS, ZoneLimits
-from dnspol.zones.model import TYPE_CNAME, Record, Zone
+from dnspol.zones.model import Record, Zone
 
 
 def load_scope_file(
@@ -47,14 +48,14 @@ def load_overlay(path: str, default: Zone, scope: str, limits: ZoneLimits = DEFA
 def merge_overlay(default: list[Record], overlay: list[Record]) -> list[Record]:
     """The default's records, less what the overlay replaces, then the overlay's."""
     replaced = {(record.name, record.rtype) for record in overlay}
-    cname_owners = {record.name for record in overlay if record.rtype == TYPE_CNAME}
-    data_owners = {record.name for record in overlay if record.rtype != TYPE_CNAME}
+    cname_owners = {record.name for record in overlay if record.rtype == RRType.CNAME}
+    data_owners = {record.name for record in overlay if record.rtype != RRType.CNAME}
     kept = [
         record
         for record in default
         if (record.name, record.rtype) not in replaced
         and record.name not in cname_owners
-        and not (record.rtype == TYPE_CNAME and record.name in data_owners)
+        and not (record.rtype == RRType.CNAME and record.name in data_owners)
     ]
     return kept + list(overlay)
 

@@ -10,14 +10,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from dnslib import CNAME, QTYPE, DNSBuffer
+from dnslib import CNAME, DNSBuffer
 
+from dnspol.codes import RRType
 from dnspol.names import Name, is_subdomain, to_label
 from dnspol.zones.model import (
-    TYPE_CNAME,
-    TYPE_DS,
-    TYPE_NS,
-    TYPE_SOA,
     WILDCARD,
     Rec,
     RRset,
@@ -25,12 +22,6 @@ from dnspol.zones.model import (
     ZoneSet,
 )
 
-TYPE_A = QTYPE.A
-TYPE_AAAA = QTYPE.AAAA
-TYPE_MX = QTYPE.MX
-TYPE_SRV = QTYPE.SRV
-TYPE_ANY = 255
-TYPE_DNAME = 39
 MAX_CHAIN = 16  # CNAME links followed before giving up (never spin, never SERVFAIL)
 
 
@@ -76,13 +67,13 @@ def lookup(zone: Zone, qname: Name, qtype: int, served: ZoneSet | None = None) -
             if name in zone.existing:  # empty non-terminal: blocks wildcards
                 return _negative(zone, Outcome.NODATA, answer)
             encloser = _closest_encloser(zone, name)
-            dname = zone.nodes.get(encloser, {}).get(TYPE_DNAME)
+            dname = zone.nodes.get(encloser, {}).get(RRType.DNAME)
             if dname is not None:  # RFC 6672 §3.2: substitute, then go on as a CNAME
                 target = _substitute(name, encloser, dname)
                 if target is None:
                     return LookupResult(Outcome.YXDOMAIN, answer + dname.records())
                 answer.extend(dname.records())
-                answer.append(Rec(name, TYPE_CNAME, 1, dname.ttl, CNAME(to_label(target))))
+                answer.append(Rec(name, RRType.CNAME, 1, dname.ttl, CNAME(to_label(target))))
                 if not _same_zone(zone, target, served) or target in seen:
                     return LookupResult(Outcome.ANSWER, answer)
                 seen.add(target)
@@ -96,7 +87,7 @@ def lookup(zone: Zone, qname: Name, qtype: int, served: ZoneSet | None = None) -
         if rrset is not None:
             answer.extend(_records(rrset, name, synthesized))
             return LookupResult(Outcome.ANSWER, answer, additional=_additional(zone, rrset))
-        cname = node.get(TYPE_CNAME)
+        cname = node.get(RRType.CNAME)
         if cname is None:
             return _negative(zone, Outcome.NODATA, answer)
         answer.extend(_records(cname, name, synthesized))
@@ -109,7 +100,7 @@ def lookup(zone: Zone, qname: Name, qtype: int, served: ZoneSet | None = None) -
 
 
 def _select(node, qtype: int) -> RRset | None:
-    if qtype == TYPE_ANY:  # RFC 8482 §4.1: one RRset, never the whole node
+    if qtype == RRType.ANY:  # RFC 8482 §4.1: one RRset, never the whole node
         return node[min(node)] if node else None
     return node.get(qtype)
 
@@ -122,7 +113,7 @@ def _find_cut(zone: Zone, name: Name, qtype: int) -> Name | None:
     depth = len(zone.origin)
     for i in range(len(name) - depth - 1, -1, -1):
         candidate = name[i:]
-        if candidate in cuts and not (i == 0 and qtype == TYPE_DS):
+        if candidate in cuts and not (i == 0 and qtype == RRType.DS):
             return candidate
     return None
 
@@ -168,7 +159,7 @@ def _negative(zone: Zone, outcome: Outcome, answer: list[Rec]) -> LookupResult:
 
 
 def _referral(zone: Zone, cut: Name) -> LookupResult:
-    ns = zone.nodes[cut][TYPE_NS]
+    ns = zone.nodes[cut][RRType.NS]
     glue = _addresses(zone, ns, glue=True)
     return LookupResult(
         Outcome.REFERRAL, authority=ns.records(), additional=glue, glue_required=bool(glue)
@@ -176,7 +167,7 @@ def _referral(zone: Zone, cut: Name) -> LookupResult:
 
 
 def _additional(zone: Zone, rrset: RRset) -> list[Rec]:
-    if rrset.rtype in (TYPE_NS, TYPE_MX, TYPE_SRV):
+    if rrset.rtype in (RRType.NS, RRType.MX, RRType.SRV):
         return _addresses(zone, rrset, glue=False)
     return []
 
@@ -190,25 +181,25 @@ def _addresses(zone: Zone, rrset: RRset, glue: bool) -> list[Rec]:
         if target in done or not is_subdomain(target, zone.origin):
             continue
         done.add(target)
-        if not glue and _find_cut(zone, target, TYPE_A) is not None:
+        if not glue and _find_cut(zone, target, RRType.A) is not None:
             continue  # below a cut: glue, not authoritative data
         node = zone.nodes.get(target)
         if node is None:
             continue
-        for rtype in (TYPE_A, TYPE_AAAA):
+        for rtype in (RRType.A, RRType.AAAA):
             if rtype in node:
                 out.extend(node[rtype].records())
     return out
 
 
 def _rdata_target(rtype: int, rdata) -> Name:
-    if rtype == TYPE_MX:
+    if rtype == RRType.MX:
         label = rdata.label
-    elif rtype == TYPE_SRV:
+    elif rtype == RRType.SRV:
         label = rdata.target
     else:
         label = rdata.label
     return tuple(part.lower() for part in label.label)
 
 
-__all__ = ["LookupResult", "Outcome", "lookup", "TYPE_SOA"]
+__all__ = ["LookupResult", "Outcome", "lookup"]

@@ -14,14 +14,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from dnslib import QTYPE, RR, DNSBuffer, DNSLabel
+from dnslib import RR, DNSBuffer, DNSLabel
 
+from dnspol.codes import RRType
 from dnspol.names import Name, to_label, to_text
 
-TYPE_SOA = QTYPE.SOA
-TYPE_NS = QTYPE.NS
-TYPE_CNAME = QTYPE.CNAME
-TYPE_DS = QTYPE.DS
 WILDCARD = b"*"
 
 
@@ -155,7 +152,7 @@ class Zone:
 
     @property
     def soa(self) -> RRset:
-        return self.nodes[self.origin][TYPE_SOA]
+        return self.nodes[self.origin][RRType.SOA]
 
     @property
     def serial(self) -> int:
@@ -187,7 +184,7 @@ class Zone:
         for name, found in grouped.items():
             grouped[name] = _node(name, found if type(found) is list else [found])
         nodes: dict[Name, Node] = grouped
-        cuts = frozenset(n for n, node in nodes.items() if n != origin and TYPE_NS in node)
+        cuts = frozenset(n for n, node in nodes.items() if n != origin and RRType.NS in node)
         return cls(
             origin=origin,
             nodes=MappingProxyType(nodes),

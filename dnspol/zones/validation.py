@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 from dnslib import QTYPE
 
+from dnspol.codes import RRType
 from dnspol.names import Name, is_subdomain, to_text
 from dnspol.zones.limits import MAX_TTL
-from dnspol.zones.model import TYPE_CNAME, TYPE_NS, TYPE_SOA, Record
+from dnspol.zones.model import Record
 from dnspol.zones.rdata import pack_uncompressed
 
 __all__ = ["validate"]
@@ -69,7 +70,7 @@ def _ttl_too_large(records: list[Record]) -> _Found:
 def _soa_misplaced_or_repeated(origin: Name, records: list[Record]) -> _Found:
     first: Record | None = None
     for i, r in enumerate(records):
-        if r.rtype != TYPE_SOA or not is_subdomain(r.name, origin):
+        if r.rtype != RRType.SOA or not is_subdomain(r.name, origin):
             continue
         if r.name != origin:
             yield i, f"{r.where}: SOA at {to_text(r.name)} is not at the apex {to_text(origin)}"
@@ -84,18 +85,18 @@ def _apex_incomplete(origin: Name, records: list[Record]) -> _Found:
     for r in records:
         if r.name == origin:
             apex_types.setdefault(r.rtype, r)
-    soa = apex_types.get(TYPE_SOA)
+    soa = apex_types.get(RRType.SOA)
     zone = to_text(origin)
     if soa is None:
         yield -1, f"{_zone_file(records)}: zone {zone} has no SOA at its apex"
-    if TYPE_NS not in apex_types:
+    if RRType.NS not in apex_types:
         where = soa.where if soa else _zone_file(records)
         yield -1, f"{where}: zone {zone} has no NS records at its apex"
 
 
 def _cname_not_alone(origin: Name, records: list[Record]) -> _Found:
     cname_owners = {
-        r.name for r in records if r.rtype == TYPE_CNAME and is_subdomain(r.name, origin)
+        r.name for r in records if r.rtype == RRType.CNAME and is_subdomain(r.name, origin)
     }
     by_owner: dict[Name, _Numbered] = {}
     if cname_owners:
@@ -103,7 +104,7 @@ def _cname_not_alone(origin: Name, records: list[Record]) -> _Found:
             if r.name in cname_owners:
                 by_owner.setdefault(r.name, []).append((i, r))
     for owned in by_owner.values():
-        cnames = [(i, r) for i, r in owned if r.rtype == TYPE_CNAME]
+        cnames = [(i, r) for i, r in owned if r.rtype == RRType.CNAME]
         if cnames:
             yield from _beside_other_data(cnames[0], owned)
             yield from _second_cnames(cnames)
@@ -112,7 +113,7 @@ def _cname_not_alone(origin: Name, records: list[Record]) -> _Found:
 def _beside_other_data(cname: tuple[int, Record], owned: _Numbered) -> _Found:
     others: dict[int, Record] = {}  # the first record of each other type
     for _, r in owned:
-        if r.rtype != TYPE_CNAME and r.rtype not in _CNAME_NEIGHBOURS:
+        if r.rtype != RRType.CNAME and r.rtype not in _CNAME_NEIGHBOURS:
             others.setdefault(r.rtype, r)
     if others:
         i, r = cname
