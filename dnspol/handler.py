@@ -349,6 +349,10 @@ class Handler:
             return b""
         if ecs is None and cookie is None and not prohibited:
             return _plain_opt(snap.udp_max_payload, do)
+        if cookie is None and not prohibited:  # ECS alone: the common case with rules
+            scope = decision.ecs_scope if decision is not None else None
+            scope = min(scope or 0, ecs[2])
+            return _ecs_opt_head(snap.udp_max_payload, do, ecs[:3], scope) + ecs[4:]
         options = b""
         if ecs is not None:
             scope = decision.ecs_scope if decision is not None else None
@@ -565,6 +569,23 @@ def _plain_opt(payload: int, do: int) -> bytes:
     if opt is None:
         opt = _PLAIN_OPTS[(payload, do)] = opt_record(payload, bool(do))
     return opt
+
+
+_ECS_OPT_HEADS: dict[tuple, bytes] = {}  # OPT with one ECS option, up to its address
+
+
+def _ecs_opt_head(payload: int, do: int, family_source: bytes, scope: int) -> bytes:
+    """Our OPT record with an ECS option echoing ``family_source`` with ``scope``, all
+    but the address (at most 2 families x 129 sources x 129 scopes x DO x payloads)."""
+    key = (payload, do, family_source, scope)
+    head = _ECS_OPT_HEADS.get(key)
+    if head is None:
+        length = (family_source[2] + 7) // 8
+        data = family_source + bytes((scope,)) + bytes(length)
+        head = _ECS_OPT_HEADS[key] = opt_record(payload, bool(do), option(OPTION_ECS, data))[
+            : -length or None
+        ]
+    return head
 
 
 def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:
