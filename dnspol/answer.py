@@ -1,9 +1,11 @@
-"""Building response messages: the one place that sets rcodes, flags and sizes.
+"""Building response messages on the reference path: flags, sizes, and the rcode of a
+lookup's outcome (``rcode_for``; the handler names the rcode of a protocol error:
+FORMERR, BADVERS, NOTIMP, REFUSED, BADCOOKIE, SERVFAIL).
 
 Messages are packed by ``dnspol.packer`` with the query's own question bytes;
 names compress against the question's lowercased labels, so owners come out in
 the client's letter case (RFC 4343), and the packed bytes depend only on what
-decides the answer — which is what lets the handler store and reuse them.
+decides the answer — which is what lets ``dnspol.answers`` compile them at load.
 """
 
 from __future__ import annotations
