@@ -381,12 +381,14 @@ class Handler:
         """The interned ``AnswerLabel`` of a compiled answer, found by the few values that
         vary (all from bounded sets: zones, counted types, rcodes, rules, scopes)."""
         qlabel = QTYPE_LABELS.get(qtype, "other")
-        how = None if decision is None else (decision.rule, decision.action, decision.scope)
+        # a rule has one action: rule and scope say it (an Enum hashes in Python code)
+        how = None if decision is None else (decision.rule, decision.scope)
         weighted = decision is not None and decision.weighted
         key = (zone, qlabel, rcode, how, weighted, ecs is None, out[2] & 0x02)
         label = self._labels.get(key)
         if label is None:
-            rule, action, scope = how or ("", ANSWER, "default")
+            rule, scope = how or ("", "default")
+            action = decision.action if decision is not None else ANSWER
             fields = (zone, qlabel, Rcode.label(rcode), rule or "", action.value, scope)
             fields += (weighted, ecs is not None, bool(out[2] & 0x02), "")
             label = self._labels[key] = self.stats.intern_fields(fields)
@@ -397,12 +399,13 @@ class Handler:
     ) -> Decision:
         """The policy's decision for a query read from its bytes, from the compiled rules
         (``Policy.evaluate`` is the reference the reference path uses)."""
-        return snap.decider.decide(
+        decider = snap.decider
+        return decider.decide(
             peer[0],
             ecs,
             listener.ip,
             listener.transport,
-            from_wire(name),
+            from_wire(name) if decider.reads_qname else (),
             qtype,
             origin,
             self.clock.now(),

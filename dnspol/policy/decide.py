@@ -649,6 +649,8 @@ class Decider:
     trusted: tuple[AddressTable, AddressTable]  # bit 1: a trusted resolver's address
     default: _Outcome  # no rule matched
     clock: _Clock = field(compare=False)
+    # whether any rule reads the query name: if not, ``decide`` may be given ``()``
+    reads_qname: bool = False
 
     @classmethod
     def build(cls, policy: Policy) -> Decider:
@@ -666,6 +668,9 @@ class Decider:
             trusted=_both_families([(1, policy.trusted_resolvers)]),
             default=_Outcome(Action.ANSWER, "default", None),
             clock=_Clock(tuple(builder.windows), tuple(builder.timed)),
+            reads_qname=any(
+                hot[6] is not None for chain in (default_chain, *chains.values()) for hot in chain
+            ),
         )
 
     @property
