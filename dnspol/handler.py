@@ -272,19 +272,13 @@ class Handler:
             out = wire[:2] + prepared.heads[index] + wire[12:qend] + tail + opt
         else:
             out = reply(wire, qend, Found(prepared, tail), opt, limit)
-        # counted as ``_counted`` does, inline: this is most queries
         kind = (prepared.zone, QTYPE_LABELS.get(qtype, "other"), out[3], out[2] & 0x02)
-        label = self._plain_labels.get(kind)
+        label = self._plain_labels.get(kind)  # no decision: fewer values say the label
         if label is None:
             label = self._plain_labels[kind] = self._label(
                 prepared.zone, qtype, prepared.rcode, None, None, out
             )
-        counted = (label, listener.tag, n, len(out))
-        answers = self.stats.answers
-        answers[counted] = answers.get(counted, 0) + 1
-        if report is not None:
-            report.append(label)
-        return out
+        return self._count(label, n, out, listener, report)
 
     def _compiled(
         self, snap: Snapshot, wire: bytes, found: tuple, peer, listener: Listener, report
@@ -370,6 +364,9 @@ class Handler:
         """Count a compiled answer (to a query of ``size`` bytes) under its label, and
         report it."""
         label = self._label(zone, qtype, out[3] & 0x0F, decision, ecs, out)
+        return self._count(label, size, out, listener, report)
+
+    def _count(self, label: int, size: int, out: bytes, listener, report) -> bytes:
         counted = (label, listener.tag, size, len(out))
         answers = self.stats.answers
         answers[counted] = answers.get(counted, 0) + 1

@@ -61,34 +61,9 @@ def find_plain(tables: AnswerTables, name: bytes, qtype: int) -> Found | None:
     """The answer of the default views for a name their exact answers do not hold: the
     place of its longest known suffix says. ``OUTSIDE``: in no served zone; None: not
     compiled (or not a name), for the reference path."""
-    names = tables.plain_names
-    end = len(name)
-    if end > 255:
+    if len(name) > 255:
         return None  # too long a name: the reference path says FORMERR
-    at = 0
-    while True:
-        found = names.get(name[at:])
-        if found is not None:
-            break
-        if at >= end:
-            return None  # the labels run past the question: not a name
-        length = name[at]
-        if length == 0:
-            return OUTSIDE if at == end - 1 else None  # the root: ours or not a name
-        if length > 63:
-            return None  # not a name: the reference path says FORMERR
-        at += length + 1
-    place = found
-    if at == 0:
-        prepared, offset = place.other, place.other_at
-    else:
-        by_type = place.below_types
-        prepared = place.below if by_type is None else by_type.get(qtype, place.below)
-        offset = at + place.below_at
-    if prepared is None:
-        return None
-    tail = prepared.tail_at(offset)
-    return None if tail is None else Found(prepared, tail)
+    return _from_longest_suffix(tables.plain_names, name, qtype, OUTSIDE)
 
 
 def find(view: View, name: bytes, qkey: bytes, qtype: int) -> Found | None:
@@ -97,15 +72,29 @@ def find(view: View, name: bytes, qkey: bytes, qtype: int) -> Found | None:
     prepared = view.exact.get(qkey)
     if prepared is not None:
         return Found(prepared, prepared.tail)
-    names = view.names
+    return _from_longest_suffix(view.names, name, qtype, None)
+
+
+def _from_longest_suffix(
+    names: dict, name: bytes, qtype: int, outside: Found | None
+) -> Found | None:
+    """The answer the place of the longest suffix of ``name`` in ``names`` gives: for
+    another type at the name itself, or for a name below it. ``outside`` when no suffix
+    is known (the root reached); None when the labels are not a name, or the place
+    leaves the answer to the reference path."""
+    end = len(name)
     at = 0
     while True:
         place = names.get(name[at:])
         if place is not None:
             break
+        if at >= end:
+            return None  # the labels run past the question: not a name
         length = name[at]
         if length == 0:
-            return None  # above the apex: cannot happen for a name in the zone
+            return outside if at == end - 1 else None  # the root: ours or not a name
+        if length > 63:
+            return None  # not a name: the reference path says FORMERR
         at += length + 1
     if at == 0:
         prepared, offset = place.other, place.other_at
