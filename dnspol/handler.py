@@ -140,10 +140,9 @@ def settable_time(when: float) -> float:
 
 @dataclass(slots=True)
 class Answered:
-    """What the slow path decided, for the cache and for metrics."""
+    """What the reference path decided, for metrics and the query log."""
 
     wire: bytes | None
-    cacheable: bool = False
     rcode: int = 0
     decision: Decision | None = None
     zone: str = ""
@@ -468,14 +467,14 @@ class Handler:
         if query.qtype in (RRType.AXFR, RRType.IXFR):
             # no zone transfers: NOTIMP over UDP (RFC 5936 §4.2), REFUSED + EDE 18 over TCP
             if not listener.tcp:
-                return Answered(answer.error(query, Rcode.NOTIMP, server_max), True, Rcode.NOTIMP)
+                return Answered(answer.error(query, Rcode.NOTIMP, server_max), Rcode.NOTIMP)
             return self._refused(query, snap, prohibited=True)
         cookie = cookies.judge(
             snap.cookies, _cookie_of(query), peer[0], listener.tcp, self.cookie_clock
         )
         if cookie.bad:  # RFC 7873 §5.2.3: a cookie-aware UDP client must prove its address
             out = answer.error(query, Rcode.BADCOOKIE, server_max, [cookie.option])
-            return Answered(out, False, Rcode.BADCOOKIE)
+            return Answered(out, Rcode.BADCOOKIE)
         zone = snap.zones.find(query.qname)
         if decision is None and snap.has_rules:
             decision = self._decide(query, peer, listener, snap, zone)
@@ -502,7 +501,7 @@ class Handler:
             ttl_cap=decision.ttl_cap if decision is not None else None,
             options=options,
         )
-        return Answered(out, True, rcode, decision, zone.name)
+        return Answered(out, rcode, decision, zone.name)
 
     def _decide(self, query: Query, peer, listener: Listener, snap: Snapshot, zone) -> Decision:
         ecs = query.edns.ecs if query.edns is not None else None
@@ -521,7 +520,7 @@ class Handler:
     def _enforce(self, query: Query, decision, zone, limit: int, options, snap) -> Answered:
         """Policy actions other than answering: drop, refuse, NXDOMAIN."""
         if decision.action is DROP:
-            return Answered(None, True, decision=decision)
+            return Answered(None, decision=decision)
         if decision.action is NXDOMAIN_ACTION and zone is not None:
             result = LookupResult(
                 Outcome.NXDOMAIN, authority=zone.soa.records(ttl=zone.negative_ttl)
@@ -535,7 +534,7 @@ class Handler:
                 ttl_cap=decision.ttl_cap,
                 options=options,
             )
-            return Answered(out, True, Rcode.NXDOMAIN, decision)
+            return Answered(out, Rcode.NXDOMAIN, decision)
         return self._refused(query, snap, prohibited=True, decision=decision, options=options)
 
     def _refused(
@@ -545,20 +544,18 @@ class Handler:
         if prohibited:
             options.append(answer.ede_option(answer.EDE_PROHIBITED))  # RFC 8914 §4.19
         out = answer.error(query, Rcode.REFUSED, snap.udp_max_payload, options)
-        return Answered(out, True, Rcode.REFUSED, decision)
+        return Answered(out, Rcode.REFUSED, decision)
 
     def _other_class(self, query: Query, peer: tuple, snap: Snapshot) -> Answered:
         """CHAOS built-ins only when configured; every other class is REFUSED."""
         text = None
-        cacheable = True
         if query.qclass == CLASS_CH and query.qtype in (RRType.TXT, RRType.ANY):
             text = snap.chaos.get(b".".join(query.qname).decode("ascii", "replace"))
             if text is None and self.control is not None and _is_loopback(peer):
                 text = self.control(query.qname)
-                cacheable = False
         if text is None:
             return self._refused(query, snap, prohibited=False)
-        return Answered(_chaos_answer(query, text, snap), cacheable, Rcode.NOERROR)
+        return Answered(_chaos_answer(query, text, snap), Rcode.NOERROR)
 
 
 _PLAIN_OPTS: dict[tuple[int, int], bytes] = {}  # (our payload size, DO) -> OPT without options

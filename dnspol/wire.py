@@ -1,4 +1,4 @@
-"""Decoding queries from wire bytes: the strict slow path and the fast-path key.
+"""Decoding queries from wire bytes: the strict reference decoder and the fast-path key.
 
 dnslib is lenient where a server must be strict (two OPT RRs, options running
 past the RDATA, QDCOUNT != 1 all parse), and parsing a query with it costs more
@@ -39,10 +39,9 @@ SINGLE_USE_OPTIONS = frozenset({3, OPTION_ECS, 9, OPTION_COOKIE, OPTION_KEEPALIV
 
 MIN_UDP_PAYLOAD = 512
 TCP_LIMIT = 65535
-# The longest query the fast path keys, and so the longest the answer stores keep
-# (as a key, or in a value to tell repeats apart). The longest plain query is 350
-# bytes: a 255-octet name, one OPT, one ECS for a /128, one 40-octet COOKIE. Longer
-# messages are answered on the slow path and never stored: anyone can send 64 KB.
+# The longest query the fast path reads. The longest plain query is 350 bytes: a
+# 255-octet name, one OPT, one ECS for a /128, one 40-octet COOKIE. Longer messages
+# (anyone can send 64 KB) go to the reference path.
 MAX_STORED_QUERY = 512
 
 
@@ -302,17 +301,18 @@ def udp_limit(edns: Edns | None, server_max: int) -> int:
 def fast_key(
     wire: bytes, tcp: bool, server_max: int, cookies: bool = False
 ) -> tuple[tuple, int, bytes | None] | None:
-    """Key of the stored answer for a plain query, the end of its question, its ECS.
+    """What the compiled path needs of a plain query: ``((question key, RD/CD, DO or
+    None without EDNS, size limit, ECS family and source[, COOKIE_MARK]), end of the
+    question, ECS option data or None)``. The question key is the lowered name with the
+    type and class: the answer tables' key.
 
     Only the common shape qualifies: at most MAX_STORED_QUERY bytes, QUERY opcode,
     one question, no records but at most one OPT with version 0 whose options are
-    one well-formed COOKIE and/or one well-formed ECS. The ECS option's data comes
-    back separately: its family and source length are part of the key, its address
-    is patched into the stored answer. Everything else returns None and takes the slow path, which
-    produces the same bytes (tests replay queries through both and compare). With
-    ``cookies`` (server cookies on), a query with a COOKIE has a key of its own, one
-    element longer (``COOKIE_MARK``): its answer ends with a COOKIE option, which the
-    handler replaces with one made for the client (``cookie_data`` reads the query's).
+    one well-formed COOKIE and/or one well-formed ECS. Everything else returns None
+    and takes the reference path, which produces the same bytes (tests replay queries
+    through both and compare). With ``cookies`` (server cookies on), a query with a
+    COOKIE is marked (``COOKIE_MARK``): its answer carries a COOKIE option made for the
+    client (``cookie_data`` reads the query's).
     """
     n = len(wire)
     if n < 17 or n > MAX_STORED_QUERY or wire[2] & 0xF8:  # QR and OPCODE must be 0
