@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from dnspol.answers import AnswerTables, compile_tables
+from dnspol.collector import collector_paused
 from dnspol.cookies import CookieConfig
 from dnspol.names import Name
 from dnspol.policy.decide import Decider
@@ -74,9 +75,16 @@ class ServerState:
 def snapshot_loader(config: str | None = None, zone_args: list[str] | None = None):
     """A function that builds a fresh snapshot each time it is called (start, reload)."""
     if config:
-        return lambda: snapshot_from_config(_load_config(config))
+        return lambda: _paused(lambda: snapshot_from_config(_load_config(config)))
     args = list(zone_args or [])
-    return lambda: snapshot_from_zone_args(args)
+    return lambda: _paused(lambda: snapshot_from_zone_args(args))
+
+
+def _paused(load):  # noqa: ANN001, ANN202 - a thunk and what it returns
+    """``load()`` with the collector paused, from the first zone read to the last table
+    compiled (``dnspol.collector``)."""
+    with collector_paused():
+        return load()
 
 
 def _load_config(path: str):

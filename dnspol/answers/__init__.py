@@ -13,8 +13,6 @@ Every prepared answer is made by the reference path (``zones.lookup`` and
 it would make it; tests compare the two over random zones and queries.
 """
 
-import gc
-
 from dnspol.answers.assemble import (
     OUTSIDE,
     AnswerTables,
@@ -28,18 +26,14 @@ from dnspol.answers.assemble import (
 )
 from dnspol.answers.compile import REFERENCE_TYPES, compile_view, plain_answers
 from dnspol.answers.compile import compile_tables as _compile_zones
+from dnspol.collector import collector_paused
 
 
 def compile_tables(zones, variants) -> AnswerTables:  # noqa: ANN001 - ZoneSet, Mapping
     """The answer tables of a snapshot's zones and their scopes."""
-    collecting = gc.isenabled()
-    gc.disable()  # every object made here lives as long as the tables: nothing to collect
-    try:
+    with collector_paused():  # every object made here lives as long as the tables
         by_origin = _compile_zones(zones, variants)
         return AnswerTables(by_origin, plain_answers(by_origin))
-    finally:
-        if collecting:
-            gc.enable()
 
 
 __all__ = [

@@ -23,16 +23,14 @@ zone may cost is ``dnspol.zones.limits``.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import dns.exception
 import dns.name
 
 from dnspol.bounded import read_at_most
+from dnspol.collector import collector_paused
 from dnspol.errors import ZoneError
 from dnspol.names import Name, to_text
 from dnspol.zones.fastreader import FastReader
@@ -120,7 +118,7 @@ def read_records(
         text = _read_text(os.fspath(path_or_text), limits)
     else:
         text = path_or_text
-    with _collector_paused():
+    with collector_paused():
         records, problems = _read(text, origin, filename, limits)
     if problems:
         raise ZoneError(problems)
@@ -131,7 +129,7 @@ def read_records(
 
 
 def _build(text: str, origin: Name, filename: str, scope: str, limits: ZoneLimits) -> Zone:
-    with _collector_paused():
+    with collector_paused():
         records = read_records(text, origin, filename, limits)
         if not records:
             raise ZoneError(
@@ -147,23 +145,6 @@ def _build(text: str, origin: Name, filename: str, scope: str, limits: ZoneLimit
     if included:  # so a change to an $INCLUDEd file reloads too
         zone = dataclasses.replace(zone, extras={"files": tuple(included)})
     return zone
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a zone is built.
-
-    Building makes millions of objects that all stay alive; every collection would walk
-    them all again for nothing (it took half the time of loading a big zone). Reference
-    counting still frees what is dropped; cycles wait until the end.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _read_text(filename: str, limits: ZoneLimits) -> str:
