@@ -198,7 +198,7 @@ FAMILIES = {
             "dnspol_reference_answers_total",
             "counter",
             "Queries answered on the reference path (decoded and built) because the "
-            "compiled tables leave them out: other shapes of query, DS, ANY, DNAME, "
+            "compiled tables leave them out: other shapes of query, ANY, DNAME, "
             "other classes, policy actions other than answer.",
         ),
         Family(

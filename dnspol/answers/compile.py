@@ -15,7 +15,7 @@ For every view (a zone as one scope serves it):
 * NODATA and NXDOMAIN answers hold only the SOA: one template per view and per name of
   the SOA the query name ends with (usually just the apex) serves every name.
 
-What is not compiled is answered by the reference path: DS, ANY, AXFR and IXFR queries,
+What is not compiled is answered by the reference path: ANY, AXFR and IXFR queries,
 names under a DNAME, CNAME chains that leave the owners of the zone, answers over 16 KB.
 """
 
@@ -35,9 +35,9 @@ from dnspol.wire import Query
 from dnspol.zones.lookup import MAX_CHAIN, LookupResult, Outcome, lookup
 from dnspol.zones.model import WILDCARD, Node, Zone, ZoneSet
 
-# Query types the tables leave to the reference path: DS is answered above a cut, ANY
-# picks one RRset, zone transfers are refused.
-REFERENCE_TYPES = frozenset({RRType.DS, RRType.ANY, RRType.IXFR, RRType.AXFR})
+# Query types the tables leave to the reference path: ANY picks one RRset, zone
+# transfers are refused.
+REFERENCE_TYPES = frozenset({RRType.ANY, RRType.IXFR, RRType.AXFR})
 # Types whose RDATA holds a name the packer compresses (RFC 3597 §4), and the bytes
 # before the (first) name
 _NAMED_RDATA = {RRType.NS: 0, RRType.CNAME: 0, RRType.PTR: 0, RRType.MX: 2, RRType.SOA: 0}
@@ -147,7 +147,10 @@ class _ViewCompiler:
     # --- the places of names -------------------------------------------------------
 
     def _owner(self, name: Name, wire: bytes, node: Node) -> Place:
-        if self._cut_at_or_above(name) is not None:  # DS at the cut: reference path
+        if self._cut_at_or_above(name) is not None:
+            if name in self.zone.cuts:  # DS at the cut is the parent's (RFC 4035 §3.1.4.1)
+                key = wire + struct.pack("!HH", RRType.DS, 1)
+                self.exact[key] = self._at(name, RRType.DS)
             return self._referral_place(name)
         chain = RRType.CNAME in node
         types = self._chain_types(name) if chain else set(node)
@@ -282,6 +285,8 @@ class _ViewCompiler:
             if node is None:
                 return None
             types.update(node)
+            if name in self.zone.cuts:
+                types.add(RRType.DS)  # a chain that reaches a cut: DS is answered there
             cname = node.get(RRType.CNAME)
             if cname is None:
                 return types
