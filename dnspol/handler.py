@@ -1,10 +1,14 @@
 """handle(wire, peer, listener) -> bytes | None: the query pipeline and its error boundary.
 
-The journey: drop checks → fast path (a stored answer for a plain query) →
-decode → opcode and class dispatch → zone selection → policy → lookup →
-response. Nothing below this module knows about sockets, and nothing raised
-below it escapes: a bug answers SERVFAIL and is logged, a malformed packet
-answers FORMERR or is dropped.
+The journey, in stages: drop checks → the plain query without rules, one lookup in
+the compiled tables (``_plain``) → the fast read of the query's bytes (``wire.fast_key``)
+→ zone → cookie → policy decision (``Decider``) → compiled answer and OPT record
+(``_compiled``, ``dnspol.answers``) → count. What the tables leave out takes the
+reference path (``answer``): decode → opcode and class dispatch → zone → policy
+(``Policy.evaluate``) → lookup → response. Rate limiting follows in the UDP loop, on
+the answer's bytes. Nothing below this module knows about sockets, and nothing raised
+below it escapes: a bug answers SERVFAIL and is logged, a malformed packet answers
+FORMERR or is dropped.
 """
 
 from __future__ import annotations
