@@ -404,23 +404,33 @@ def _name_end(message: bytes, at: int, sites: list[int], moving: int) -> int:
         at += length + 1
 
 
+_WITH_ADDITIONAL = frozenset({RRType.NS, RRType.MX, RRType.SRV})
+
+
 def _plain(rrset) -> bool:
     """Data without names and nothing for the additional section."""
-    if rrset.rtype in (RRType.NS, RRType.MX, RRType.SRV):
+    if rrset.rtype in _WITH_ADDITIONAL:
         return False
     return all(type(rd) in _RAW_RDATA for rd in rrset.rdatas)
 
 
 def _direct(rrset, zone: str) -> Prepared:
-    """A plain RRset at the query name, packed as the packer would pack it."""
-    out = bytearray()
-    fixed = _FIXED.pack(rrset.rtype, 1, rrset.ttl, 0)[:8]
+    """A plain RRset at the query name, packed as the packer would pack it (the owner a
+    pointer to the question, the data as ``packer._rdata`` writes it)."""
+    fixed = b"\xc0\x0c" + _FIXED.pack(rrset.rtype, 1, rrset.ttl, 0)[:8]
+    records = []
     for rd in rrset.rdatas:
-        data = bytearray()
-        _rdata(data, {}, rd)
-        out += b"\xc0\x0c" + fixed + len(data).to_bytes(2, "big") + data
-    counts = (len(rrset.rdatas), 0, 0)
-    return Prepared(_ANSWER_FLAGS, counts, bytes(out), -1, rrset.ttl, 0, None, False, zone)
+        kind = type(rd)
+        if kind is A or kind is AAAA:
+            data = bytes(rd.data)
+        else:
+            buffer = bytearray()
+            _rdata(buffer, {}, rd)
+            data = bytes(buffer)
+        records.append(fixed + len(data).to_bytes(2, "big") + data)
+    counts = (len(records), 0, 0)
+    tail = b"".join(records)
+    return Prepared(_ANSWER_FLAGS, counts, tail, -1, rrset.ttl, 0, None, False, zone)
 
 
 def _unused_type(zone: Zone) -> int:
