@@ -37,6 +37,7 @@ OPTION_KEEPALIVE = 11
 SINGLE_USE_OPTIONS = frozenset({3, OPTION_ECS, 9, OPTION_COOKIE, OPTION_KEEPALIVE, 12, 13, 14})
 
 
+_TYPE_OPT = int(RRType.OPT)  # read per query: an int, not an enum member lookup
 MIN_UDP_PAYLOAD = 512
 TCP_LIMIT = 65535
 # The longest query the fast path reads. The longest plain query is 350 bytes: a
@@ -342,7 +343,7 @@ def fast_key(
     if qend + 11 > n:
         return None
     root, rtype, payload, ttl, rdlength = _OPT_FIXED_AT.unpack_from(wire, qend)
-    if root or rtype != RRType.OPT or ttl & 0xFFFF0000 or qend + 11 + rdlength != n:
+    if root or rtype != _TYPE_OPT or ttl & 0xFFFF0000 or qend + 11 + rdlength != n:
         return None  # not an OPT, or extended rcode / version set, or bytes left over
     do = ttl & 0x8000
     ecs = None
