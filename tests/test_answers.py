@@ -190,3 +190,36 @@ def test_tables_are_built_once_and_not_grown_by_queries():
     assert snap.tables is tables and tables.sizes() == sizes
     again = compile_tables(snap.zones, snap.variants)
     assert again.sizes() == sizes  # the same zones compile to the same tables
+
+
+def test_a_child_zone_served_here_answers_its_names_not_the_parent():
+    """Names under a served child zone are the child's, even where the parent holds data
+    for them (no delegation): the merged tables leave the parent's out."""
+    parent = load_zone_text(
+        "$ORIGIN example.test.\n$TTL 300\n@ SOA ns1 h 1 2 3 4 5\n@ NS ns1\nns1 A 192.0.2.1\n"
+        "a.sub A 192.0.2.50\nb.sub A 192.0.2.51\nwww A 192.0.2.80\n",
+        "example.test.",
+    )
+    child = load_zone_text(
+        "$ORIGIN sub.example.test.\n$TTL 60\n@ SOA ns1 h 7 2 3 4 5\n@ NS ns1\n"
+        "ns1 A 192.0.2.9\nb A 192.0.2.99\n",
+        "sub.example.test.",
+    )
+    snap = Snapshot(zones=ZoneSet([parent, child]))
+    fast, slow = Handler(ServerState(snap)), Handler(ServerState(snap))
+    slow.fast_path = False
+    answers = {}
+    for name in (
+        "a.sub.example.test",
+        "b.sub.example.test",
+        "www.example.test",
+        "x.sub.example.test",
+    ):
+        wire = bytes(DNSRecord.question(name).pack())
+        out = fast.handle(wire, ("192.0.2.9", 5353), UDP)
+        assert out == slow.handle(wire, ("192.0.2.9", 5353), UDP)
+        answers[name] = DNSRecord.parse(out)
+    assert answers["a.sub.example.test"].header.rcode == 3  # the child has no a.sub
+    assert str(answers["b.sub.example.test"].rr[0].rdata) == "192.0.2.99"
+    assert str(answers["www.example.test"].rr[0].rdata) == "192.0.2.80"
+    assert fast.stats.reference == 0
