@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dnspol.policy.yamlnodes import MAX_FILE_BYTES, Node, Reader
-from dnspol.zones.loader import ZoneLimits
+from dnspol.zones.limits import ZoneLimits
 
 __all__ = [
     "BY_KEY",
