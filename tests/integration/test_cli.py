@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import dnslib
 import pytest
@@ -19,6 +20,7 @@ from itkit import DATA, EXAMPLE, children, process_tree, serve_deployed, wait_go
 import dnspol
 import dnspol.testing
 
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
 ZONE_V1 = """$ORIGIN reload.test.
 $TTL 60
 @   IN SOA ns hostmaster 1 7200 900 1209600 60
@@ -53,6 +55,24 @@ def test_check_good_zones() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok" in done.stdout
     assert "example." in done.stdout and "2024010101" in done.stdout
+
+
+@pytest.mark.parametrize("config", ["dnspol.yaml", "failover/dnspol.yaml"])
+def test_check_works_on_a_host_without_system_time_zone_data(tmp_path, config) -> None:
+    """Slim containers have no /usr/share/zoneinfo: the declared ``tzdata`` package
+    serves ``zoneinfo`` instead (PEP 615), with or without time rules."""
+    (tmp_path / "zoneinfo").mkdir()
+    env = {**os.environ, "PYTHONTZPATH": str(tmp_path / "zoneinfo")}
+    done = subprocess.run(
+        [sys.executable, "-m", "dnspol", "check", "--config", str(POLICIES / config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ZoneInfoNotFoundError" not in done.stderr
 
 
 @pytest.mark.parametrize(
