@@ -1,7 +1,7 @@
 """handle(wire, peer, listener) -> bytes | None: the query pipeline and its error boundary.
 
 The journey, in stages: drop checks → the plain query without rules, one lookup in
-the compiled tables (``_plain``) → the fast read of the query's bytes (``wire.fast_key``)
+the compiled tables (``_plain``) → the fast read of the query's bytes (``wire.read_plain``)
 → zone → cookie → policy decision (``Decider``) → compiled answer and OPT record
 (``_compiled``, ``dnspol.answers``) → count. What the tables leave out takes the
 reference path (``answer``): decode → opcode and class dispatch → zone → policy
@@ -44,7 +44,6 @@ from dnspol.stats import QTYPE_LABELS, AnswerLabel, Stats, qtype_label, rcode_la
 from dnspol.wire import (
     CLASS_CH,
     CLASS_IN,
-    COOKIE_MARK,
     MIN_UDP_PAYLOAD,
     OPCODE_QUERY,
     OPTION_COOKIE,
@@ -53,10 +52,11 @@ from dnspol.wire import (
     TCP_LIMIT,
     BadVersion,
     FormErr,
+    PlainQuery,
     Query,
     cookie_data,
     decode,
-    fast_key,
+    read_plain,
     read_qname,
     udp_limit,
 )
@@ -192,7 +192,7 @@ class Handler:
         """The whole pipeline for one message. Never raises.
 
         Stages: drop what gets no answer; read the common shape of query from its bytes
-        (``wire.fast_key``); answer it from the compiled tables (``_compiled``); anything
+        (``wire.read_plain``); answer it from the compiled tables (``_compiled``); anything
         else, or what the tables leave out, goes down the reference path (``answer``),
         which decodes fully and builds the reply from the zone.
 
@@ -211,9 +211,9 @@ class Handler:
                 out = self._plain(snap, wire, listener, report)
                 if out is not None:
                     return out
-            found = fast_key(wire, listener.tcp, snap.udp_max_payload, snap.cookies is not None)
-            if found is not None:
-                out = self._compiled(snap, wire, found, peer, listener, report)
+            query = read_plain(wire, listener.tcp, snap.udp_max_payload, snap.cookies is not None)
+            if query is not None:
+                out = self._compiled(snap, wire, query, peer, listener, report)
                 if type(out) is not Decision:
                     return out
                 decision = out if out is not NOT_DECIDED else None
@@ -271,7 +271,7 @@ class Handler:
             prepared, tail = found
         opt = b"" if do is None else _plain_opt(snap.udp_max_payload, do)
         index = (wire[2] & 0x01) | ((wire[3] >> 3) & 0x02) | (4 if opt else 0)
-        if qend + len(tail) + len(opt) <= limit:
+        if qend + len(tail) + len(opt) <= limit:  # ``reply``'s common case, inline
             out = wire[:2] + prepared.heads[index] + wire[12:qend] + tail + opt
         else:
             out = reply(wire, qend, Found(prepared, tail), opt, limit)
@@ -284,13 +284,12 @@ class Handler:
         return self._count(label, n, out, listener, report)
 
     def _compiled(
-        self, snap: Snapshot, wire: bytes, found: tuple, peer, listener: Listener, report
+        self, snap: Snapshot, wire: bytes, query: PlainQuery, peer, listener: Listener, report
     ) -> bytes | Decision | None:
         """The answer from the compiled tables, or None (dropped); a ``Decision`` when
         the reference path must answer (``NOT_DECIDED`` if none was made yet: a query
         is decided once, so a weighted rule draws once whichever path answers)."""
-        key, qend, ecs = found
-        qkey = key[0]
+        qkey, qend, do, limit, ecs, cookie_sent = query
         qtype = (qkey[-4] << 8) | qkey[-3]
         if qkey[-2:] != b"\x00\x01" or qtype in REFERENCE_TYPES:
             return NOT_DECIDED
@@ -298,7 +297,7 @@ class Handler:
         located = snap.tables.zone_of(name)
         tables = located[0] if located is not None else None
         cookie = None  # with a COOKIE (server cookies on): the one this answer ends with
-        if key[-1] is COOKIE_MARK:
+        if cookie_sent:
             cookie = self._cookie(snap, wire, qend, peer, listener)
             if cookie is None:
                 return NOT_DECIDED  # BADCOOKIE: the reference path says so
@@ -314,7 +313,7 @@ class Handler:
                     report.append(None)
                 return None
             if action is REFUSE or (action is NXDOMAIN_ACTION and tables is None):
-                opt = self._opt(snap, key[2], ecs, decision, cookie, prohibited=True)
+                opt = self._opt(snap, do, ecs, decision, cookie, prohibited=True)
                 out = refused_reply(wire, qend, opt)
                 zone = tables.name if tables is not None else ""
                 return self._counted(len(wire), out, zone, qtype, decision, ecs, listener, report)
@@ -323,7 +322,7 @@ class Handler:
             if view is not None:
                 view = tables.views.get(decision.scope, view)
         if view is None:  # no zone of ours: REFUSED (RFC 8906 §3.1.4), without EDE
-            opt = self._opt(snap, key[2], ecs, decision, cookie)
+            opt = self._opt(snap, do, ecs, decision, cookie)
             out = refused_reply(wire, qend, opt)
             return self._counted(len(wire), out, "", qtype, decision, ecs, listener, report)
         answer_found = find(view, name, qkey, qtype)
@@ -333,8 +332,8 @@ class Handler:
         cap = decision.ttl_cap if decision is not None else None
         if cap is not None and cap < prepared.max_ttl:
             return decision  # a TTL capped by a time window: built on the reference path
-        opt = self._opt(snap, key[2], ecs, decision, cookie)
-        out = reply(wire, qend, answer_found, opt, key[3])
+        opt = self._opt(snap, do, ecs, decision, cookie)
+        out = reply(wire, qend, answer_found, opt, limit)
         return self._counted(len(wire), out, tables.name, qtype, decision, ecs, listener, report)
 
     @staticmethod

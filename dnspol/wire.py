@@ -1,4 +1,4 @@
-"""Decoding queries from wire bytes: the strict reference decoder and the fast-path key.
+"""Decoding queries from wire bytes: the strict reference decoder and the plain-query read.
 
 dnslib is lenient where a server must be strict (two OPT RRs, options running
 past the RDATA, QDCOUNT != 1 all parse), and parsing a query with it costs more
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from dnspol.codes import RRType
 from dnspol.names import Name
@@ -40,10 +41,10 @@ SINGLE_USE_OPTIONS = frozenset({3, OPTION_ECS, 9, OPTION_COOKIE, OPTION_KEEPALIV
 _TYPE_OPT = int(RRType.OPT)  # read per query: an int, not an enum member lookup
 MIN_UDP_PAYLOAD = 512
 TCP_LIMIT = 65535
-# The longest query the fast path reads. The longest plain query is 350 bytes: a
+# The longest query the compiled path reads. The longest plain query is 350 bytes: a
 # 255-octet name, one OPT, one ECS for a /128, one 40-octet COOKIE. Longer messages
 # (anyone can send 64 KB) go to the reference path.
-MAX_STORED_QUERY = 512
+MAX_PLAIN_QUERY = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,24 +300,28 @@ def udp_limit(edns: Edns | None, server_max: int) -> int:
     return min(max(edns.payload, MIN_UDP_PAYLOAD), server_max)
 
 
-def fast_key(
-    wire: bytes, tcp: bool, server_max: int, cookies: bool = False
-) -> tuple[tuple, int, bytes | None] | None:
-    """What the compiled path needs of a plain query: ``((question key, RD/CD, DO or
-    None without EDNS, size limit, ECS family and source[, COOKIE_MARK]), end of the
-    question, ECS option data or None)``. The question key is the lowered name with the
-    type and class: the answer tables' key.
+class PlainQuery(NamedTuple):
+    """What the compiled path reads of a plain query (``read_plain``)."""
 
-    Only the common shape qualifies: at most MAX_STORED_QUERY bytes, QUERY opcode,
+    qkey: bytes  # the lowered name with the type and class: the answer tables' key
+    qend: int  # where the question ends
+    do: int | None  # the DO bit (0 or 0x8000); None: no EDNS
+    limit: int  # the size the answer must fit (RFC 6891 §6.2.5; TCP: 65535)
+    ecs: bytes | None  # the ECS option's data, checked
+    cookie: bool  # a COOKIE came, and server cookies are on: the answer carries one
+
+
+def read_plain(wire: bytes, tcp: bool, server_max: int, cookies: bool = False) -> PlainQuery | None:
+    """The common shape of query read from its bytes, or None.
+
+    Only the common shape qualifies: at most MAX_PLAIN_QUERY bytes, QUERY opcode,
     one question, no records but at most one OPT with version 0 whose options are
     one well-formed COOKIE and/or one well-formed ECS. Everything else returns None
     and takes the reference path, which produces the same bytes (tests replay queries
-    through both and compare). With ``cookies`` (server cookies on), a query with a
-    COOKIE is marked (``COOKIE_MARK``): its answer carries a COOKIE option made for the
-    client (``cookie_data`` reads the query's).
+    through both and compare). ``cookie_data`` reads a COOKIE's data.
     """
     n = len(wire)
-    if n < 17 or n > MAX_STORED_QUERY or wire[2] & 0xF8:  # QR and OPCODE must be 0
+    if n < 17 or n > MAX_PLAIN_QUERY or wire[2] & 0xF8:  # QR and OPCODE must be 0
         return None
     counts = wire[4:12]
     i = 12
@@ -332,12 +337,11 @@ def fast_key(
     qend = i + 5
     if i - 12 > 254:
         return None
-    flags = (wire[2] & 0x01) | (wire[3] & 0x10)  # RD and CD, copied into the answer
     qkey = wire[12 : i + 1].lower() + wire[i + 1 : qend]
     if counts == b"\x00\x01\x00\x00\x00\x00\x00\x00":
         if qend != n:
             return None
-        return (qkey, flags, None, TCP_LIMIT if tcp else MIN_UDP_PAYLOAD, None), qend, None
+        return PlainQuery(qkey, qend, None, TCP_LIMIT if tcp else MIN_UDP_PAYLOAD, None, False)
     if counts != b"\x00\x01\x00\x00\x00\x00\x00\x01":
         return None
     if qend + 11 > n:
@@ -345,9 +349,8 @@ def fast_key(
     root, rtype, payload, ttl, rdlength = _OPT_FIXED_AT.unpack_from(wire, qend)
     if root or rtype != _TYPE_OPT or ttl & 0xFFFF0000 or qend + 11 + rdlength != n:
         return None  # not an OPT, or extended rcode / version set, or bytes left over
-    do = ttl & 0x8000
     ecs = None
-    marked = False  # a COOKIE, with server cookies on
+    cookie = False
     if rdlength:
         start = qend + 11
         code, length = _OPTION_AT.unpack_from(wire, start) if rdlength >= 4 else (0, 0)
@@ -359,13 +362,11 @@ def fast_key(
             plain = _plain_options(wire, start, n)
             if plain is None:
                 return None
-            ecs, marked = plain
-            marked = marked and cookies
+            ecs, cookie = plain
+            ecs = ecs or None
+            cookie = cookie and cookies
     limit = TCP_LIMIT if tcp else min(max(payload, MIN_UDP_PAYLOAD), server_max)
-    key = (qkey, flags, do, limit, ecs[:3] if ecs else None)
-    if marked:
-        key += (COOKIE_MARK,)
-    return key, qend, ecs or None
+    return PlainQuery(qkey, qend, ttl & 0x8000, limit, ecs, cookie)
 
 
 def _plain_options(wire: bytes, pos: int, end: int) -> tuple[bytes, bool] | None:
@@ -393,11 +394,8 @@ def _plain_options(wire: bytes, pos: int, end: int) -> tuple[bytes, bool] | None
     return ecs, cookie
 
 
-COOKIE_MARK = "cookie"  # the last element of the fast key of a query with a COOKIE
-
-
 def cookie_data(wire: bytes, qend: int) -> bytes | None:
-    """The COOKIE option's data of a query ``fast_key`` accepted (its OPT follows the
+    """The COOKIE option's data of a query ``read_plain`` accepted (its OPT follows the
     question at ``qend``)."""
     pos, end = qend + 11, len(wire)
     while pos + 4 <= end:

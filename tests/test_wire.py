@@ -6,11 +6,11 @@ import pytest
 from dnslib import EDNS0, DNSRecord, EDNSOption
 
 from dnspol.wire import (
-    MAX_STORED_QUERY,
+    MAX_PLAIN_QUERY,
     BadVersion,
     FormErr,
     decode,
-    fast_key,
+    read_plain,
     read_qname,
     should_drop,
     udp_limit,
@@ -137,23 +137,24 @@ def test_udp_limit(payload, limit):
     assert udp_limit(edns, 1232) == limit
 
 
-def test_fast_key_ignores_case_but_not_type():
-    k1, end1, _ = fast_key(query("WWW.example.com"), False, 1232)
-    k2, _, _ = fast_key(query("www.EXAMPLE.com"), False, 1232)
-    k3, _, _ = fast_key(query("www.example.com", "AAAA"), False, 1232)
-    assert k1 == k2 and k1 != k3
-    assert end1 == len(query("www.example.com"))
+def test_read_plain_ignores_case_but_not_type():
+    one = read_plain(query("WWW.example.com"), False, 1232)
+    two = read_plain(query("www.EXAMPLE.com"), False, 1232)
+    other = read_plain(query("www.example.com", "AAAA"), False, 1232)
+    assert one.qkey == two.qkey and one.qkey != other.qkey
+    assert one.qend == len(query("www.example.com"))
 
 
-def test_fast_key_tells_rd_edns_size_and_transport_apart():
-    keys = {
-        fast_key(query(), False, 1232)[0],
-        fast_key(query(rd=0), False, 1232)[0],
-        fast_key(query(edns=1232), False, 1232)[0],
-        fast_key(query(edns=4096), False, 4096)[0],
-        fast_key(query(), True, 1232)[0],
-    }
-    assert len(keys) == 5
+def test_read_plain_tells_edns_do_size_and_transport_apart():
+    assert read_plain(query(), False, 1232)[2:4] == (None, 512)
+    assert read_plain(query(edns=1232), False, 1232)[2:4] == (0, 1232)
+    assert read_plain(query(edns=4096), False, 4096).limit == 4096
+    assert read_plain(query(edns=4096), False, 1232).limit == 1232  # our maximum
+    assert read_plain(query(edns=100), False, 1232).limit == 512  # RFC 6891 §6.2.5
+    assert read_plain(query(), True, 1232).limit == 65535
+    do = DNSRecord.question("www.example.com")
+    do.add_ar(EDNS0(udp_len=1232, flags="do"))
+    assert read_plain(bytes(do.pack()), False, 1232).do == 0x8000
 
 
 @pytest.mark.parametrize(
@@ -167,19 +168,19 @@ def test_fast_key_tells_rd_edns_size_and_transport_apart():
     ],
 )
 def test_uncommon_queries_take_the_slow_path(wire):
-    assert fast_key(wire, False, 1232) is None
+    assert read_plain(wire, False, 1232) is None
 
 
-def test_ecs_stays_on_the_fast_path_keyed_by_family_and_source():
-    key, _, data = fast_key(query(edns=1232, opts=[ecs(1, 24, b"\xc6\x33\x64")]), False, 1232)
-    assert data == struct.pack("!HBB", 1, 24, 0) + b"\xc6\x33\x64"
-    other, _, _ = fast_key(query(edns=1232, opts=[ecs(1, 24, b"\x0a\x00\x01")]), False, 1232)
-    shorter, _, _ = fast_key(query(edns=1232, opts=[ecs(1, 16, b"\x0a\x00")]), False, 1232)
-    assert key == other and key != shorter
+def test_ecs_stays_on_the_fast_path_with_its_data():
+    read = read_plain(query(edns=1232, opts=[ecs(1, 24, b"\xc6\x33\x64")]), False, 1232)
+    assert read.ecs == struct.pack("!HBB", 1, 24, 0) + b"\xc6\x33\x64"
+    assert not read.cookie
 
 
-def test_cookie_stays_on_the_fast_path():
-    assert fast_key(query(edns=1232, opts=[EDNSOption(10, b"12345678")]), False, 1232)
+def test_cookie_stays_on_the_fast_path_marked_when_cookies_are_on():
+    wire = query(edns=1232, opts=[EDNSOption(10, b"12345678")])
+    assert read_plain(wire, False, 1232, cookies=True).cookie
+    assert not read_plain(wire, False, 1232, cookies=False).cookie
 
 
 # one well-formed instance of each option a message may carry at most once
@@ -210,15 +211,15 @@ def test_many_cookies_are_formerr_and_leave_the_fast_path():
     padded = query(edns=1232, opts=[EDNSOption(10, b"%08d" % i) for i in range(1480)])
     with pytest.raises(FormErr, match="more than one"):
         decode(padded)
-    assert fast_key(padded, True, 1232) is None
+    assert read_plain(padded, True, 1232) is None
     two = query(edns=1232, opts=[EDNSOption(10, b"12345678"), EDNSOption(10, b"12345678")])
-    assert fast_key(two, False, 1232) is None
+    assert read_plain(two, False, 1232) is None
 
 
-def test_the_longest_query_the_fast_path_takes_fits_the_stored_bound():
+def test_the_longest_query_the_fast_path_takes_fits_its_bound():
     """A 255-octet name, one ECS (/128) and one 40-octet COOKIE: the bound on what the
-    stores keep (MAX_STORED_QUERY) costs no query the fast path can answer."""
+    fast path reads (MAX_PLAIN_QUERY) costs no query it can answer."""
     name = ".".join(["a" * 63] * 3 + ["a" * 61])
     longest = query(name, edns=1232, opts=[ecs(2, 128, b"\x20" * 16), EDNSOption(10, b"c" * 40)])
-    assert fast_key(longest, True, 1232) is not None
-    assert len(longest) <= MAX_STORED_QUERY
+    assert read_plain(longest, True, 1232) is not None
+    assert len(longest) <= MAX_PLAIN_QUERY

@@ -24,7 +24,7 @@ from dnspol.answers.assemble import (
     refused_reply,
     reply,
 )
-from dnspol.answers.compile import REFERENCE_TYPES, compile_view, plain_answers
+from dnspol.answers.compile import REFERENCE_TYPES, plain_answers
 from dnspol.answers.compile import compile_tables as _compile_zones
 from dnspol.collector import collector_paused
 
@@ -42,7 +42,6 @@ __all__ = [
     "AnswerTables",
     "Found",
     "compile_tables",
-    "compile_view",
     "find",
     "find_plain",
     "opt_record",

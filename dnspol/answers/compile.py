@@ -142,7 +142,7 @@ class _ViewCompiler:
             wire = to_wire(name)
             if wire not in self.names and is_subdomain(name, zone.origin):
                 self.names[wire] = self._unowned(name)
-        return View(self.exact, self.names, zone.name)
+        return View(self.exact, self.names)
 
     # --- the places of names -------------------------------------------------------
 
@@ -161,7 +161,7 @@ class _ViewCompiler:
         below = self._below(name, node)
         if chain:
             other = self._at(name, self.other_type) if types is not None else None
-            return Place(self.label, other, 0, *below)
+            return Place(other, 0, *below)
         return self._plain_place(name, below)
 
     def _empty(self, name: Name) -> Place:
@@ -172,7 +172,7 @@ class _ViewCompiler:
 
     def _referral_place(self, name: Name) -> Place:
         """A name at or under a zone cut: every type, and every name below, is referred."""
-        return Place(self.label, self._at(name, self.other_type), 0, self._under(name, None), 0)
+        return Place(self._at(name, self.other_type), 0, self._under(name, None), 0)
 
     def _plain_place(self, name: Name, below: tuple) -> Place:
         """A name whose other types get NODATA, and whose children NXDOMAIN (shared)."""
@@ -182,9 +182,9 @@ class _ViewCompiler:
             key = (anchor, at)
             place = self.plain_places.get(key)
             if place is None:
-                place = self.plain_places[key] = Place(self.label, nodata, at, nxdomain, at)
+                place = self.plain_places[key] = Place(nodata, at, nxdomain, at)
             return place
-        return Place(self.label, nodata, at, *below)
+        return Place(nodata, at, *below)
 
     def _unowned(self, name: Name) -> Place:
         """A name in record data that owns nothing: answered as its encloser says."""
@@ -193,10 +193,10 @@ class _ViewCompiler:
         encloser = self._closest_encloser(name)
         node = self.zone.nodes.get(encloser)
         if self._wildcard(encloser) is not None or (node is not None and RRType.DNAME in node):
-            return Place(self.label, None, 0, None, 0)
+            return Place(None, 0, None, 0)
         anchor, at = self._soa_anchor(name)
         nodata, nxdomain = self._negative(anchor)
-        return Place(self.label, nxdomain, at, nxdomain, at)
+        return Place(nxdomain, at, nxdomain, at)
 
     def _below(self, name: Name, node: Node | None) -> tuple:
         """(below, below_at, below_types) for names under an owner (or ENT) ``name``:

@@ -123,18 +123,16 @@ class Place:
     anchor of that answer lies inside this name, added to the name's own offset. None
     answers are left to the reference path (DNAME, names outside the compiled cases)."""
 
-    __slots__ = ("other", "other_at", "below", "below_at", "below_types", "zone")
+    __slots__ = ("other", "other_at", "below", "below_at", "below_types")
 
     def __init__(
         self,
-        zone: str,
         other: Prepared | None,
         other_at: int,
         below: Prepared | None,
         below_at: int,
         below_types: dict[int, Prepared] | None = None,
     ) -> None:
-        self.zone = zone  # the zone's name, for metrics labels
         self.other = other
         self.other_at = other_at
         self.below = below
@@ -145,12 +143,11 @@ class Place:
 class View:
     """One zone as one scope answers it."""
 
-    __slots__ = ("exact", "names", "label_zone")
+    __slots__ = ("exact", "names")
 
-    def __init__(self, exact: dict[bytes, Prepared], names: dict[bytes, Place], zone: str):
+    def __init__(self, exact: dict[bytes, Prepared], names: dict[bytes, Place]) -> None:
         self.exact = exact  # lowered name + type + class -> answer
         self.names = names  # lowered name -> Place
-        self.label_zone = zone  # the zone's name, for metrics
 
 
 class ZoneTables:

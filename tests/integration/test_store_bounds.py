@@ -1,9 +1,9 @@
-"""What the answer stores keep of attacker-sized queries, measured on the real server.
+"""What the server keeps of attacker-sized queries, measured on the real server.
 
 A query may be 64 KB over TCP. Padded with COOKIE options (8 octets each, all
 different) and sent twice, it used to be kept whole as a repeat, twice over: a
 key and a value of about 60 KB each. Now a second COOKIE is FORMERR and no query
-longer than ``MAX_STORED_QUERY`` is stored, so the server's memory stays flat.
+is stored (answers are compiled at load), so the server's memory stays flat.
 """
 
 from __future__ import annotations
