@@ -530,6 +530,7 @@ class Handler:
             )
             out = answer.build(
                 query,
+                Rcode.NXDOMAIN,
                 result,
                 limit=limit,
                 server_max=snap.udp_max_payload,

@@ -142,6 +142,16 @@ def test_refuse_and_drop(make):
         assert handler.handle(wire(qtype="ANY"), ("127.0.0.1", 5300), UDP) is None
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_an_nxdomain_rule_answers_nxdomain_with_the_zone_soa(tmp_path, fast):
+    rule = "  - name: gone\n    match: {qname: gone.example.com}\n    action: nxdomain\n"
+    handler = handler_for(write_config(tmp_path, rule), fast)
+    reply = DNSRecord.parse(handler.handle(wire("gone.example.com"), ("192.0.2.7", 5300), UDP))
+    assert reply.header.rcode == RCODE.NXDOMAIN
+    assert reply.header.aa and not reply.rr
+    assert [rr.rtype for rr in reply.auth] == [6]  # SOA
+
+
 def test_fast_path_with_rules_and_ecs_is_byte_identical_to_slow_path(make):
     fast, slow = make(True), make(False)
     rng = random.Random(7)

@@ -20,6 +20,7 @@ from dnspol.handler import Handler, Listener
 from dnspol.health import OpsServer
 from dnspol.metrics import Exporter, Folder, Totals, WorkerFiles
 from dnspol.observe import Observed
+from dnspol.querylog import QueryLog
 from dnspol.server import ReloadStats
 from dnspol.state import ServerState, snapshot_from_config
 from dnspol.stats import AnswerLabel, Stats
@@ -360,3 +361,53 @@ def test_ops_port_health_ready_and_metrics(handler) -> None:
         assert get(ops.url + "/nope")[0] == 404
     finally:
         ops.stop()
+
+
+# -- scope labels of answers no scope gave ---------------------------------------
+
+REFUSING = CONFIG.replace(
+    "rules:\n",
+    "rules:\n"
+    "  - name: no-secret\n"
+    "    match: {qname: secret.example.com}\n"
+    "    action: refuse\n"
+    "  - name: gone\n"
+    "    match: {qname: gone.example.com}\n"
+    "    action: nxdomain\n",
+)
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_answers_no_scope_gave_are_not_labelled_default(tmp_path, fast_path: bool) -> None:
+    """REFUSED outside every zone, a refuse, nxdomain or drop rule, FORMERR: no scope's
+    data answered, so neither the metrics nor the query log may say "default"."""
+    (tmp_path / "example.com.zone").write_text(ZONE)
+    (tmp_path / "example.com.internal.zone").write_text(INTERNAL)
+    (tmp_path / "dnspol.yaml").write_text(REFUSING)
+    snap = snapshot_from_config(load_config(tmp_path / "dnspol.yaml"))
+    handler = Handler(ServerState(snap), seed=1)
+    handler.fast_path = fast_path
+    asks = [
+        query("nothere.example.org"),  # outside every zone: REFUSED
+        query("secret.example.com"),  # refuse rule
+        query("gone.example.com"),  # nxdomain rule
+        query("www.example.com")[:14],  # cut short: FORMERR
+    ]
+    reports: list = []
+    for wire in asks:
+        handler.handle(wire, ("192.0.2.7", 1), UDP, reports)
+    handler.handle(query("www.example.com"), ("198.51.100.9", 1), UDP)  # drop rule
+    handler.handle(query("www.example.com"), ("192.0.2.7", 1), UDP)  # answered: default
+    answered = [handler.stats.labels[key] for key in reports]
+    assert [label.scope for label in answered] == ["", "", "", ""]
+    log = QueryLog("-", labels=handler.stats.labels)
+    for wire, key in zip(asks, reports, strict=True):
+        record = json.loads(log.format(0.0, ("192.0.2.7", 1), wire, key, "udp", 0.0))
+        assert record["scope"] is None, record
+    folder = Folder(handler.stats)
+    folder.fold()
+    assert series(folder.totals, "dnspol_policy_rule_matches_total") == {
+        ("no-secret", "refuse", ""): 1,
+        ("gone", "nxdomain", ""): 1,
+        ("drop-blocked", "drop", ""): 1,
+    }
