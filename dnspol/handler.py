@@ -40,7 +40,14 @@ from dnspol.names import Name, from_wire
 from dnspol.policy.model import Action, Decision, QueryFacts
 from dnspol.ratelimit import Limiter, RateLimit
 from dnspol.state import ServerState, Snapshot
-from dnspol.stats import QTYPE_LABELS, AnswerLabel, Stats, qtype_label, rcode_label
+from dnspol.stats import (
+    QTYPE_LABELS,
+    AnswerLabel,
+    Stats,
+    qtype_label,
+    rcode_label,
+    scope_label,
+)
 from dnspol.wire import (
     CLASS_CH,
     CLASS_IN,
@@ -388,6 +395,7 @@ class Handler:
         if label is None:
             rule, scope = how or ("", "default")
             action = decision.action if decision is not None else ANSWER
+            scope = scope_label(zone, action.value, scope)
             fields = (zone, qlabel, Rcode.label(rcode), rule or "", action.value, scope)
             fields += (weighted, ecs is not None, bool(out[2] & 0x02), "")
             label = self._labels[key] = self.stats.intern_fields(fields)
@@ -606,14 +614,15 @@ def _label_fields(query: Query, result: Answered) -> tuple:
     dropped = "policy" if wire is None else ""
     qtype, rcode = qtype_label(query.qtype), rcode_label(result.rcode)
     if decision is None:
-        return (result.zone, qtype, rcode, "", "answer", "default", False, ecs, truncated, dropped)
+        scope = scope_label(result.zone, "answer", "default")
+        return (result.zone, qtype, rcode, "", "answer", scope, False, ecs, truncated, dropped)
     return (
         result.zone,
         qtype,
         rcode,
         decision.rule or "",
         decision.action.value,
-        decision.scope,
+        scope_label(result.zone, decision.action.value, decision.scope),
         decision.weighted,
         ecs,
         truncated,

@@ -368,9 +368,7 @@ class Folder:
             rule_drops = getattr(stats, "rule_drops", None)  # rule name -> packets dropped
             if rule_drops is not None:
                 for rule, count in self._deltas(rule_drops, self._seen_rule_drops):
-                    self.totals.add(
-                        "dnspol_policy_rule_matches_total", (rule, "drop", "default"), count
-                    )
+                    self.totals.add("dnspol_policy_rule_matches_total", (rule, "drop", ""), count)
 
     @staticmethod
     def _deltas(hot: dict, seen: dict) -> Iterator[tuple]:

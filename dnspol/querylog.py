@@ -142,7 +142,7 @@ class QueryLog:
             record["zone"] = answer.zone or None
             record["rule"] = answer.rule or None
             record["action"] = answer.action
-            record["scope"] = answer.scope
+            record["scope"] = answer.scope or None  # None: no scope's data answered
             if answer.dropped:
                 record["dropped"] = answer.dropped
         else:

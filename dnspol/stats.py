@@ -49,6 +49,12 @@ def rcode_label(rcode: int) -> str:
     return Rcode.label(rcode)
 
 
+def scope_label(zone: str, action: str, scope: str) -> str:
+    """The scope whose data answered: "" when none did (REFUSED outside every zone, a
+    refuse, nxdomain or drop rule, FORMERR and other errors), never "default" for those."""
+    return scope if zone and action == "answer" else ""
+
+
 @dataclass(frozen=True, slots=True)
 class AnswerLabel:
     """The bounded description of one kind of answer, for counting.
@@ -62,7 +68,7 @@ class AnswerLabel:
     rcode: str = "NOERROR"
     rule: str = ""  # "" when no rule matched (or no rules)
     action: str = "answer"
-    scope: str = "default"
+    scope: str = ""  # the scope whose data answered (``scope_label``)
     weighted: bool = False
     ecs: bool = False
     truncated: bool = False

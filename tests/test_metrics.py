@@ -115,7 +115,7 @@ def test_fold_counts_requests_rules_and_sizes(handler) -> None:
     }
     assert series(totals, "dnspol_policy_rule_matches_total") == {
         ("office", "answer", "internal"): 3,
-        ("drop-blocked", "drop", "default"): 1,  # drops count per rule too
+        ("drop-blocked", "drop", ""): 1,  # drops count per rule too; no scope answered
     }
     assert series(totals, "dnspol_policy_no_match_total") == {("example.com.",): 2, ("",): 1}
     assert series(totals, "dnspol_dns_ecs_requests_total") == {("example.com.",): 1}
@@ -178,7 +178,7 @@ def test_drops_by_rule_are_counted_once_the_handler_reports_them() -> None:
     stats.rule_drops["drop-blocked"] += 1  # type: ignore[attr-defined]
     folder.fold()
     assert series(folder.totals, "dnspol_policy_rule_matches_total") == {
-        ("drop-blocked", "drop", "default"): 4
+        ("drop-blocked", "drop", ""): 4
     }
 
 
