@@ -93,14 +93,21 @@ class Listener:
     port: int
     transport: str  # "udp" | "tcp"
     tcp: bool = field(init=False)
-    tag: tuple[str, str] = field(init=False)  # (transport, family) for counting
+    tag: tuple[str, str, str] = field(init=False)  # (proto, family, server): metric labels
     ip: object = field(init=False)  # the address, parsed once
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tcp", self.transport == "tcp")
         object.__setattr__(self, "ip", ip_address(self.address.split("%")[0]))
-        family = "ipv6" if ":" in self.address else "ipv4"
-        object.__setattr__(self, "tag", (self.transport, family))
+        object.__setattr__(self, "tag", listener_labels(self.address, self.port, self.transport))
+
+
+def listener_labels(address: str, port: int, transport: str) -> tuple[str, str, str]:
+    """``proto``, ``family`` and ``server`` as CoreDNS spells them: family "1" for IPv4
+    and "2" for IPv6 (the IANA address family numbers), server ``dns://127.0.0.1:53``."""
+    v6 = ":" in address
+    host = f"[{address}]" if v6 else address
+    return transport, "2" if v6 else "1", f"dns://{host}:{port}"
 
 
 # The times a clock may be set to: 1970-01-01T00:00:00Z up to 10000-01-01T00:00:00Z

@@ -46,7 +46,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from dnspol import __version__
-from dnspol.stats import Stats
+from dnspol.stats import AnswerLabel, Stats
 
 log = logging.getLogger("dnspol.metrics")
 
@@ -78,6 +78,10 @@ FOLD_INTERVAL = 1.0
 # Snapshot attributes, one AnswerCache each
 SWAP_AT = 50_000  # keys in Stats.answers before the hot dict is swapped for an empty one
 NEVER_REACHED_POLICY = frozenset({"FORMERR", "NOTIMP", "BADVERS"})
+# the zone label of queries no served zone holds (and of those that never got as far as
+# a zone): CoreDNS's "dropped", which has no closing dot so no zone can be named so
+UNMATCHED_ZONE = "dropped"
+DROPPED_LABEL = AnswerLabel()  # a timed query that got no answer, or no label
 
 SUM, MAX = "sum", "max"
 
@@ -105,36 +109,38 @@ FAMILIES = {
         Family(
             "dnspol_dns_requests_total",
             "counter",
-            "Queries answered, by zone, transport, address family and query type "
-            "(dropped packets are counted in dnspol_dns_dropped_total).",
-            ("zone", "proto", "family", "type"),
+            "Queries answered, by listener (server), zone (dropped: none served), scope "
+            "(view), transport, address family (1: IPv4, 2: IPv6) and query type; as "
+            "coredns_dns_requests_total. Packets dropped: dnspol_dns_dropped_total.",
+            ("server", "zone", "view", "proto", "family", "type"),
         ),
         Family(
             "dnspol_dns_responses_total",
             "counter",
-            "Responses sent, by zone and rcode.",
-            ("zone", "rcode"),
+            "Responses sent, by listener, zone, scope and rcode; as coredns_dns_responses_total.",
+            ("server", "zone", "view", "rcode"),
         ),
         Family(
             "dnspol_dns_request_size_bytes",
             "histogram",
             "Size of the queries answered, in bytes (TCP: without the length prefix).",
-            ("zone", "proto"),
+            ("server", "zone", "view", "proto"),
             buckets=SIZE_BUCKETS,
         ),
         Family(
             "dnspol_dns_response_size_bytes",
             "histogram",
             "Size of the responses sent, in bytes (TCP: without the length prefix).",
-            ("zone", "proto"),
+            ("server", "zone", "view", "proto"),
             buckets=SIZE_BUCKETS,
         ),
         Family(
             "dnspol_dns_request_duration_seconds",
             "histogram",
-            f"Time to answer a query, sampled: one query in {SAMPLE_EVERY} is timed, "
-            "from the bytes received to the bytes to send (socket time not included).",
-            ("proto",),
+            f"Time to answer a query, sampled: in each worker process one query in "
+            f"{SAMPLE_EVERY} is timed, from the bytes received to the bytes to send "
+            "(socket time not included). Packets dropped count under zone dropped.",
+            ("server", "zone", "view", "proto", "type"),
             buckets=DURATION_BUCKETS,
         ),
         Family(
@@ -397,11 +403,11 @@ class Folder:
             by_label[lt] = by_label.get(lt, 0) + delta
             for size_key in ((lt, True, size_in), (lt, False, size_out)):
                 sizes[size_key] = sizes.get(size_key, 0) + delta
-        for (label_key, (proto, family)), n in by_label.items():
+        for (label_key, (proto, family, server)), n in by_label.items():
             label = labels[label_key]
-            zone = label.zone
-            add("dnspol_dns_requests_total", (zone, proto, family, label.qtype), n)
-            add("dnspol_dns_responses_total", (zone, label.rcode), n)
+            zone, view = label.zone or UNMATCHED_ZONE, label.scope
+            add("dnspol_dns_requests_total", (server, zone, view, proto, family, label.qtype), n)
+            add("dnspol_dns_responses_total", (server, zone, view, label.rcode), n)
             if label.rule:
                 add("dnspol_policy_rule_matches_total", (label.rule, label.action, label.scope), n)
             elif label.rcode not in NEVER_REACHED_POLICY:
@@ -412,17 +418,23 @@ class Folder:
                 add("dnspol_dns_ecs_requests_total", (zone,), n)
             if label.truncated:
                 add("dnspol_dns_truncated_responses_total", (zone,), n)
-        for ((label_key, (proto, _)), is_request, size), n in sizes.items():
+        for ((label_key, (proto, _, server)), is_request, size), n in sizes.items():
             name = (
                 "dnspol_dns_request_size_bytes" if is_request else "dnspol_dns_response_size_bytes"
             )
-            self.totals.observe(name, (labels[label_key].zone, proto), size, n)
+            label = labels[label_key]
+            key = (server, label.zone or UNMATCHED_ZONE, label.scope, proto)
+            self.totals.observe(name, key, size, n)
 
     def _fold_durations(self) -> None:
         name = "dnspol_dns_request_duration_seconds"
-        for (proto, bucket), delta in self._deltas(self.stats.durations, self._seen_durations):
+        labels = self.stats.labels
+        durations = self._deltas(self.stats.durations, self._seen_durations)
+        for ((proto, _, server), label_key, bucket), delta in durations:
+            label = labels[label_key] if label_key is not None else DROPPED_LABEL
+            key = (server, label.zone or UNMATCHED_ZONE, label.scope, proto, label.qtype)
             index = -1 if bucket == DURATION_SUM else bucket
-            self.totals.add_bucket(name, (proto,), index, delta)
+            self.totals.add_bucket(name, key, index, delta)
 
 
 def duration_bucket(seconds: float) -> int:

@@ -71,15 +71,16 @@ class Observed:
 
     def _observe(self, n: int, wire, peer, listener: Listener, report) -> bytes | None:
         logged = n >= self._next_logged
-        labels = report if report is not None else ([] if logged else None)
+        labels = report if report is not None else []  # the answer's label: both need it
         began = time.perf_counter()
         out = self._handle(wire, peer, listener, labels)
         seconds = time.perf_counter() - began
         if n >= self._next_timed:
             durations = self.stats.durations
-            key = (listener.transport, duration_bucket(seconds))
+            label = labels[-1] if labels else None
+            key = (listener.tag, label, duration_bucket(seconds))
             durations[key] = durations.get(key, 0) + 1
-            key = (listener.transport, DURATION_SUM)
+            key = (listener.tag, label, DURATION_SUM)
             durations[key] = durations.get(key, 0.0) + seconds
             self._next_timed = n + self.sample_every
         if logged:

@@ -31,6 +31,9 @@ COMMON_TYPES = frozenset(
         "HTTPS",
         "SVCB",
         "NAPTR",
+        "RRSIG",
+        "NSEC",
+        "NSEC3",
         "ANY",
         "AXFR",
         "IXFR",
@@ -79,12 +82,13 @@ class AnswerLabel:
 class Stats:
     """Counters of one process. Increments happen under the GIL; exporters copy."""
 
-    # (label key, (transport, family), request bytes, response bytes) -> queries
+    # (label key, Listener.tag, request bytes, response bytes) -> queries
     answers: dict = field(default_factory=dict)
     labels: list[AnswerLabel] = field(default_factory=list)  # label key -> label
     _keys: dict = field(default_factory=dict)
     _fields: dict = field(default_factory=dict)  # AnswerLabel fields as a tuple -> key
-    # (transport, seconds bucket index) -> queries, sampled (see SAMPLE_MASK)
+    # (Listener.tag, label key or None, seconds bucket index or DURATION_SUM) -> queries
+    # (the sum: seconds), sampled (``dnspol.observe``)
     durations: dict = field(default_factory=dict)
     dropped: dict = field(default_factory=dict)  # reason -> packets
     rule_drops: dict = field(default_factory=dict)  # rule name -> packets dropped by it
@@ -113,7 +117,7 @@ class Stats:
             key = self._fields[fields] = self.intern(AnswerLabel(*fields))
         return key
 
-    def count(self, label: int, tag: tuple[str, str], size_in: int, size_out: int) -> None:
+    def count(self, label: int, tag: tuple[str, ...], size_in: int, size_out: int) -> None:
         key = (label, tag, size_in, size_out)
         answers = self.answers
         answers[key] = answers.get(key, 0) + 1

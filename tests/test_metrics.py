@@ -27,6 +27,8 @@ from dnspol.stats import AnswerLabel, Stats
 
 UDP = Listener("127.0.0.1", 53, "udp")
 TCP = Listener("::1", 53, "tcp")
+S4, S6 = "dns://127.0.0.1:53", "dns://[::1]:53"  # the server label, as CoreDNS spells it
+WWW = (S4, "example.com.", "default", "udp", "1", "A")  # a dnspol_dns_requests_total key
 
 ZONE = """\
 $ORIGIN example.com.
@@ -105,22 +107,30 @@ def test_fold_counts_requests_rules_and_sizes(handler) -> None:
     folder.fold()
     totals = folder.totals
     assert series(totals, "dnspol_dns_requests_total") == {
-        ("example.com.", "udp", "ipv4", "A"): 4,
-        ("example.com.", "tcp", "ipv6", "AAAA"): 1,
-        ("", "udp", "ipv4", "A"): 1,
+        (S4, "example.com.", "default", "udp", "1", "A"): 2,
+        (S4, "example.com.", "internal", "udp", "1", "A"): 2,
+        (S6, "example.com.", "internal", "tcp", "2", "AAAA"): 1,
+        (S4, "dropped", "", "udp", "1", "A"): 1,  # CoreDNS's zone for none served
     }
     assert series(totals, "dnspol_dns_responses_total") == {
-        ("example.com.", "NOERROR"): 5,
-        ("", "REFUSED"): 1,
+        (S4, "example.com.", "default", "NOERROR"): 2,
+        (S4, "example.com.", "internal", "NOERROR"): 2,
+        (S6, "example.com.", "internal", "NOERROR"): 1,
+        (S4, "dropped", "", "REFUSED"): 1,
     }
     assert series(totals, "dnspol_policy_rule_matches_total") == {
         ("office", "answer", "internal"): 3,
         ("drop-blocked", "drop", ""): 1,  # drops count per rule too; no scope answered
     }
-    assert series(totals, "dnspol_policy_no_match_total") == {("example.com.",): 2, ("",): 1}
+    assert series(totals, "dnspol_policy_no_match_total") == {
+        ("example.com.",): 2,
+        ("dropped",): 1,
+    }
     assert series(totals, "dnspol_dns_ecs_requests_total") == {("example.com.",): 1}
     assert series(totals, "dnspol_dns_dropped_total") == {("policy",): 1}
-    sizes = totals.get("dnspol_dns_request_size_bytes", ("example.com.", "udp"))
+    default = totals.get("dnspol_dns_request_size_bytes", (S4, "example.com.", "default", "udp"))
+    internal = totals.get("dnspol_dns_request_size_bytes", (S4, "example.com.", "internal", "udp"))
+    sizes = [a + b for a, b in zip(default, internal, strict=True)]
     assert sum(sizes[:-1]) == 4  # four UDP queries to example.com., none above 100 bytes
     assert sizes[metrics.SIZE_BUCKETS.index(100)] == 4
     assert sizes[-1] == 3 * len(query("www.example.com")) + len(
@@ -137,9 +147,7 @@ def test_fold_adds_only_what_grew(handler) -> None:
     folder.fold()  # nothing new
     handler.handle(wire, ("192.0.2.7", 1), UDP)
     folder.fold()
-    assert series(folder.totals, "dnspol_dns_requests_total") == {
-        ("example.com.", "udp", "ipv4", "A"): 4
-    }
+    assert series(folder.totals, "dnspol_dns_requests_total") == {WWW: 4}
 
 
 def test_weighted_picks_by_rule_and_scope(handler) -> None:
@@ -156,18 +164,17 @@ def test_weighted_picks_by_rule_and_scope(handler) -> None:
 def test_large_hot_dict_is_swapped_and_late_increments_still_count(monkeypatch) -> None:
     monkeypatch.setattr(metrics, "SWAP_AT", 10)
     stats = Stats()
-    label = stats.intern(AnswerLabel(zone="example.com.", qtype="A"))
+    label = stats.intern(AnswerLabel(zone="example.com.", qtype="A", scope="default"))
     for size in range(20):
-        stats.count(label, ("udp", "ipv4"), 30 + size, 60)
+        stats.count(label, UDP.tag, 30 + size, 60)
     folder = Folder(stats)
     old = stats.answers
     folder.fold()
     assert stats.answers == {} and stats.answers is not old
-    old[(label, ("udp", "ipv4"), 30, 60)] += 1  # a thread that still held the old dict
-    stats.count(label, ("udp", "ipv4"), 30, 60)
+    old[(label, UDP.tag, 30, 60)] += 1  # a thread that still held the old dict
+    stats.count(label, UDP.tag, 30, 60)
     folder.fold()
-    requests = folder.totals.get("dnspol_dns_requests_total", ("example.com.", "udp", "ipv4", "A"))
-    assert requests == 22
+    assert folder.totals.get("dnspol_dns_requests_total", WWW) == 22
 
 
 def test_drops_by_rule_are_counted_once_the_handler_reports_them() -> None:
@@ -188,7 +195,8 @@ def test_durations_are_sampled_into_the_histogram(handler) -> None:
         observed.handle(query("www.example.com"), ("192.0.2.7", 1), UDP)
     folder = Folder(handler.stats)
     folder.fold()
-    counts = folder.totals.get("dnspol_dns_request_duration_seconds", ("udp",))
+    key = (S4, "example.com.", "default", "udp", "A")  # CoreDNS's labels, and proto
+    counts = folder.totals.get("dnspol_dns_request_duration_seconds", key)
     assert sum(counts[:-1]) == 10
     assert 0 < counts[-1] < 10  # the sum, in seconds
 
@@ -215,7 +223,7 @@ def test_label_values_never_hold_names_or_addresses(handler) -> None:
     text = generate_latest(metrics.registry(lambda: folder.totals)).decode()
     for value in names + clients:
         assert value not in text
-    types = {labels[3] for labels in series(folder.totals, "dnspol_dns_requests_total")}
+    types = {labels[5] for labels in series(folder.totals, "dnspol_dns_requests_total")}
     assert types == {"A", "MX", "NAPTR", "other"}
 
 
@@ -224,10 +232,10 @@ def test_label_values_never_hold_names_or_addresses(handler) -> None:
 
 def test_totals_survive_json_and_merge_by_family() -> None:
     a, b = Totals(), Totals()
-    a.add("dnspol_dns_requests_total", ("example.com.", "udp", "ipv4", "A"), 5)
-    b.add("dnspol_dns_requests_total", ("example.com.", "udp", "ipv4", "A"), 7)
-    a.observe("dnspol_dns_request_size_bytes", ("example.com.", "udp"), 40, 5)
-    b.observe("dnspol_dns_request_size_bytes", ("example.com.", "udp"), 700, 1)
+    a.add("dnspol_dns_requests_total", WWW, 5)
+    b.add("dnspol_dns_requests_total", WWW, 7)
+    a.observe("dnspol_dns_request_size_bytes", WWW[:4], 40, 5)
+    b.observe("dnspol_dns_request_size_bytes", WWW[:4], 700, 1)
     a.set("dnspol_tcp_open_connections", (), 3)
     b.set("dnspol_tcp_open_connections", (), 4)
     a.set("dnspol_reloads_total", ("ok",), 2)
@@ -236,8 +244,8 @@ def test_totals_survive_json_and_merge_by_family() -> None:
     b.set("dnspol_zone_serial", ("example.com.",), 6)
     merged = Totals.from_json(json.loads(json.dumps(a.to_json())))
     merged.merge(Totals.from_json(json.loads(json.dumps(b.to_json()))))
-    assert merged.get("dnspol_dns_requests_total", ("example.com.", "udp", "ipv4", "A")) == 12
-    sizes = merged.get("dnspol_dns_request_size_bytes", ("example.com.", "udp"))
+    assert merged.get("dnspol_dns_requests_total", WWW) == 12
+    sizes = merged.get("dnspol_dns_request_size_bytes", WWW[:4])
     assert sizes[1] == 5 and sizes[6] == 1 and sizes[-1] == 900
     assert merged.get("dnspol_tcp_open_connections") == 7  # summed
     assert merged.get("dnspol_reloads_total", ("ok",)) == 2  # max: every worker reloads
@@ -246,7 +254,7 @@ def test_totals_survive_json_and_merge_by_family() -> None:
 
 def _write_worker(files: WorkerFiles, index: int, requests: int, open_tcp: int) -> None:
     totals = Totals()
-    totals.add("dnspol_dns_requests_total", ("example.com.", "udp", "ipv4", "A"), requests)
+    totals.add("dnspol_dns_requests_total", WWW, requests)
     totals.set("dnspol_tcp_open_connections", (), open_tcp)
     files.path(index).write_text(json.dumps({"totals": totals.to_json()}))
 
@@ -255,7 +263,7 @@ def test_worker_files_add_up_and_keep_counters_of_replaced_workers(tmp_path) -> 
     files = WorkerFiles(tmp_path)
     _write_worker(files, 0, 10, 1)
     _write_worker(files, 1, 20, 2)
-    key = ("example.com.", "udp", "ipv4", "A")
+    key = WWW
     assert files.totals().get("dnspol_dns_requests_total", key) == 30
     files.retire(1)  # worker 1 died; its replacement starts from zero
     _write_worker(files, 1, 3, 0)
@@ -305,7 +313,7 @@ def test_worker_exporter_writes_its_file(handler, tmp_path) -> None:
     data = json.loads(path.read_text())
     assert data["ready"] is True
     totals = WorkerFiles(tmp_path).totals()
-    assert totals.get("dnspol_dns_requests_total", ("example.com.", "udp", "ipv4", "A")) == 1
+    assert totals.get("dnspol_dns_requests_total", WWW) == 1
 
 
 def test_exposition_parses_and_has_every_family(handler) -> None:
@@ -355,8 +363,8 @@ def test_ops_port_health_ready_and_metrics(handler) -> None:
         status, body = get(ops.url + "/metrics")
         assert status == 200
         assert (
-            'dnspol_dns_requests_total{family="ipv4",proto="udp",type="A",zone="example.com."} 1.0'
-            in body
+            'dnspol_dns_requests_total{family="1",proto="udp",server="dns://127.0.0.1:53",'
+            'type="A",view="default",zone="example.com."} 1.0' in body
         )
         assert get(ops.url + "/nope")[0] == 404
     finally:

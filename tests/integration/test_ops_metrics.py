@@ -87,6 +87,41 @@ def test_one_process_counts_what_it_answered(dnspol) -> None:
     assert any(name == "dnspol_config_info" for name, _ in samples)
 
 
+def test_labels_are_spelled_as_coredns_spells_them(dnspol) -> None:
+    """server, zone (dropped: none served), view (the scope; "" when none answered),
+    proto, family (1: IPv4, 2: IPv6), type: the labels of coredns_dns_requests_total."""
+    srv = dnspol(zone=EXAMPLE, extra_args=["--metrics-listen", "127.0.0.1:0"])
+    url = ops_url(srv.wait_for_log("metrics and health on"))
+    srv.dig("www.example.")
+    srv.dig("www.example.", "TXT", tcp=True)
+    assert srv.dig("elsewhere.invalid.").rcode == "REFUSED"
+    samples = scrape(url)
+    server = f"dns://{srv.host}:{srv.port}"
+    requests = {
+        dict(labels)["zone"]: dict(labels)
+        for (name, labels), value in samples.items()
+        if name == "dnspol_dns_requests_total" and dict(labels)["proto"] == "udp"
+    }
+    common = {"server": server, "proto": "udp", "family": "1", "type": "A"}
+    assert requests == {
+        "example.": {**common, "zone": "example.", "view": "default"},
+        "dropped": {**common, "zone": "dropped", "view": ""},
+    }
+    by_rcode = {
+        dict(labels)["rcode"]: dict(labels)
+        for (name, labels), value in samples.items()
+        if name == "dnspol_dns_responses_total"
+    }
+    assert by_rcode["REFUSED"] == {
+        "server": server,
+        "zone": "dropped",
+        "view": "",
+        "rcode": "REFUSED",
+    }
+    for name in ("dnspol_dns_request_size_bytes_count", "dnspol_dns_response_size_bytes_count"):
+        assert total(samples, name, server=server, zone="example.", view="default", proto="tcp")
+
+
 def test_query_log_records_the_real_client(dnspol, tmp_path) -> None:
     path = tmp_path / "queries.jsonl"
     srv = dnspol(zone=EXAMPLE, extra_args=["--query-log", str(path)])
