@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -45,7 +46,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from dnspol import __version__
+from dnspol import __version__, procstats
 from dnspol.stats import AnswerLabel, Stats
 
 log = logging.getLogger("dnspol.metrics")
@@ -244,6 +245,42 @@ FAMILIES = {
             "dnspol_query_log_dropped_total",
             "counter",
             "Query log records dropped because the log's output could not keep up.",
+        ),
+        # the whole server's processes (``dnspol.procstats``), read by the process that
+        # serves /metrics at each scrape; workers never write these to their files
+        Family(
+            "dnspol_processes",
+            "gauge",
+            "Processes of the server, by role: main (the supervisor, or the one process "
+            "without workers), generation (one per configuration loaded), worker.",
+            ("role",),
+        ),
+        Family(
+            "dnspol_process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time of every process of the server, those that exited included.",
+        ),
+        Family(
+            "dnspol_process_resident_memory_bytes",
+            "gauge",
+            "Resident memory summed over every process of the server (pages the workers "
+            "share are counted once per process: see the proportional figure).",
+        ),
+        Family(
+            "dnspol_process_proportional_memory_bytes",
+            "gauge",
+            "Proportional set size (Pss) summed over every process of the server: each "
+            "shared page divided between the processes that map it.",
+        ),
+        Family(
+            "dnspol_process_open_fds",
+            "gauge",
+            "Open file descriptors summed over every process of the server.",
+        ),
+        Family(
+            "dnspol_process_start_time_seconds",
+            "gauge",
+            "When the server's main process started (Unix time).",
         ),
     )
 }
@@ -585,18 +622,23 @@ def registry(source: Callable[[], Totals]) -> CollectorRegistry:
 
 
 class TotalsCollector(Collector):
-    """Builds every family in ``FAMILIES`` from totals read at scrape time."""
+    """Builds every family in ``FAMILIES`` from totals read at scrape time, with the
+    figures of this process and every process below it (the whole server)."""
 
     def __init__(self, source: Callable[[], Totals]) -> None:
         self.source = source
+        self._cpu_seconds = 0.0  # the highest sum reported: a counter never goes back
 
     def describe(self) -> Iterable:
         return []  # unchecked collector: families are only known at scrape time
 
     def collect(self) -> Iterator:
         totals = self.source()
-        build = InfoMetricFamily("dnspol_build", "dnspol version.", labels=("version", "python"))
-        build.add_metric((__version__, platform.python_version()), {})
+        self._read_processes(totals)
+        build = InfoMetricFamily(
+            "dnspol_build", "Versions of dnspol, Python and the DNS libraries.", labels=BUILD
+        )
+        build.add_metric(build_versions(), {})
         yield build
         for name, family in FAMILIES.items():
             series = dict.fromkeys(ALWAYS.get(name, ()), 0)
@@ -604,6 +646,40 @@ class TotalsCollector(Collector):
             if not series and family.kind == "info":
                 continue
             yield _family(family, series)
+
+    def _read_processes(self, out: Totals) -> None:
+        figures = procstats.server()
+        if figures is None:  # no /proc: no process series
+            return
+        for role, count in figures.processes.items():
+            out.set("dnspol_processes", (role,), count)
+        # a child read just before its parent reaped it is counted twice for one scrape
+        self._cpu_seconds = max(self._cpu_seconds, figures.cpu_seconds)
+        out.set("dnspol_process_cpu_seconds_total", (), self._cpu_seconds)
+        out.set("dnspol_process_resident_memory_bytes", (), figures.resident_bytes)
+        if figures.proportional_bytes is not None:
+            out.set("dnspol_process_proportional_memory_bytes", (), figures.proportional_bytes)
+        out.set("dnspol_process_open_fds", (), figures.open_fds)
+        out.set("dnspol_process_start_time_seconds", (), figures.start_time)
+
+
+BUILD = ("version", "python", "dnslib", "dnspython")
+
+
+@functools.cache
+def build_versions() -> tuple[str, ...]:
+    """``dnspol_build_info``'s label values, in ``BUILD``'s order (read once: reading
+    installed packages' metadata takes milliseconds)."""
+    return (__version__, platform.python_version(), _installed("dnslib"), _installed("dnspython"))
+
+
+def _installed(package: str) -> str:
+    import importlib.metadata  # here: the server starts without it
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _family(family: Family, series: dict):

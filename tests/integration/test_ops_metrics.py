@@ -24,6 +24,7 @@ from itkit import DATA, EXAMPLE, process_tree, serve_deployed, wait_gone, worker
 from prometheus_client.parser import text_string_to_metric_families
 
 import dnspol.testing
+from dnspol import __version__
 from dnspol.state import Snapshot
 
 METRICS_LINE = re.compile(r"metrics and health on (http://\S+) ")
@@ -317,3 +318,121 @@ def test_stalled_connections_neither_block_a_scrape_nor_hold_threads(dnspol) -> 
 def _threads(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"^Threads:\s+(\d+)", status, re.MULTILINE).group(1))
+
+
+# -- the whole server's processes ------------------------------------------------
+
+
+def _proc_stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()
+
+
+def _proc_cpu(pids: list[int]) -> float:
+    """utime + stime + cutime + cstime (waited-for children) over ``pids``, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(sum(int(x) for x in _proc_stat(pid)[11:15]) for pid in pids) / ticks
+
+
+def _proc_rss(pids: list[int]) -> int:
+    """VmRSS from /proc/<pid>/status (another file than the server reads), in bytes."""
+    total_kb = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as fh:
+            total_kb += next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+    return total_kb * 1024
+
+
+def _proc_fds(pids: list[int]) -> int:
+    return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
+
+
+def _send_udp(host: str, port: int, count: int) -> None:
+    """``count`` queries, each answered before the next is sent (bounded: 2 s each)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        for i in range(count):
+            sock.sendto(_a_query(i), (host, port))
+            sock.recv(4096)
+
+
+def _a_query(i: int) -> bytes:
+    name = b"".join(bytes([len(p)]) + p for p in (f"n{i}".encode(), b"example")) + b"\0"
+    return i.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + name + b"\0\1\0\1"
+
+
+def test_process_metrics_add_up_every_process_of_the_server(tmp_path) -> None:
+    """--workers 2: the supervisor, the generation and both workers, compared with /proc;
+    CPU time stays counted when a worker is killed and replaced."""
+    zone = tmp_path / "example.zone"
+    zone.write_text((DATA / "example.zone").read_text())
+    args = ("--zone", str(zone), "--no-watch", "--workers", "2")
+    started = time.time()
+    proc, host, port = serve_deployed(tmp_path, *args, "--metrics-listen", "127.0.0.1:0")
+    try:
+        url = ops_url((tmp_path / "log").read_text())
+        _send_udp(host, port, 1500)  # CPU time for the workers to have spent
+        everyone = [proc.pid, *process_tree(proc.pid)]
+        assert len(everyone) == 4  # supervisor, generation, two workers
+        cpu_before, rss_before, fds_before = (
+            _proc_cpu(everyone),
+            _proc_rss(everyone),
+            _proc_fds(everyone),
+        )
+        samples = scrape(url)
+        cpu_after, rss_after = _proc_cpu(everyone), _proc_rss(everyone)
+        processes = {
+            dict(labels)["role"]: value
+            for (name, labels), value in samples.items()
+            if name == "dnspol_processes"
+        }
+        assert processes == {"main": 1, "generation": 1, "worker": 2}
+        cpu = total(samples, "dnspol_process_cpu_seconds_total")
+        assert cpu_before - 1e-9 <= cpu <= cpu_after + 1e-9  # sums of the same ticks
+        rss = total(samples, "dnspol_process_resident_memory_bytes")
+        assert 0.9 * min(rss_before, rss_after) <= rss <= 1.1 * max(rss_before, rss_after)
+        pss = total(samples, "dnspol_process_proportional_memory_bytes")
+        assert 0 < pss < rss  # the workers share their generation's pages
+        # the scrape's own connection and the listing of /proc/<pid>/fd are open meanwhile
+        assert fds_before <= total(samples, "dnspol_process_open_fds") <= fds_before + 3
+        start = total(samples, "dnspol_process_start_time_seconds")
+        assert started - 1.5 <= start <= time.time()  # btime is whole seconds
+
+        worker_cpu = {pid: _proc_cpu([pid]) for pid in workers(proc.pid)}
+        busiest = max(worker_cpu, key=worker_cpu.__getitem__)
+        assert worker_cpu[busiest] > 0, worker_cpu  # it answered queries
+        os.kill(busiest, signal.SIGKILL)
+        assert wait_gone([busiest]) == []
+        deadline = time.monotonic() + 10
+        while len(workers(proc.pid)) != 2 or busiest in workers(proc.pid):
+            assert time.monotonic() < deadline, "the worker was not replaced"
+            time.sleep(0.05)
+        living = [proc.pid, *process_tree(proc.pid)]
+        cpu_before = _proc_cpu(living)
+        after_kill = scrape(url)
+        cpu_after = _proc_cpu(living)
+        # reaped by its generation, whose cutime now holds the killed worker's time: the
+        # sum still counts it, and never goes back
+        cpu_now = total(after_kill, "dnspol_process_cpu_seconds_total")
+        assert cpu_before - 1e-9 <= cpu_now <= cpu_after + 1e-9
+        assert cpu_now >= cpu
+        assert total(after_kill, "dnspol_processes", role="worker") == 2
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_build_info_names_the_versions(dnspol) -> None:
+    import importlib.metadata
+    import platform
+
+    srv = dnspol(zone=EXAMPLE, extra_args=["--metrics-listen", "127.0.0.1:0"])
+    url = ops_url(srv.wait_for_log("metrics and health on"))
+    (labels,) = [dict(labels) for name, labels in scrape(url) if name == "dnspol_build_info"]
+    assert labels == {
+        "version": __version__,
+        "python": platform.python_version(),
+        "dnslib": importlib.metadata.version("dnslib"),
+        "dnspython": importlib.metadata.version("dnspython"),
+    }
