@@ -286,6 +286,7 @@ FAMILIES = {
 }
 ALWAYS = {  # series present from the first scrape, so dashboards and alerts see zeros
     "dnspol_dns_dropped_total": [(r,) for r in DROP_REASONS],
+    "dnspol_rate_limited_responses_total": [("slip",), ("drop",)],  # zero while limiting is off
     "dnspol_reloads_total": [("ok",), ("failed",)],
     "dnspol_tcp_open_connections": [()],
     "dnspol_answer_table_entries": [("exact",), ("names",)],
