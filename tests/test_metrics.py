@@ -201,6 +201,26 @@ def test_durations_are_sampled_into_the_histogram(handler) -> None:
     assert 0 < counts[-1] < 10  # the sum, in seconds
 
 
+def test_durations_time_messages_64_128_and_so_on_dropped_ones_too(handler) -> None:
+    """docs/operations.md says: the 64th, 128th, ... message a process handles, at a
+    fixed step, a message without an answer counted under zone "dropped"."""
+    observed = Observed(handler)
+    assert metrics.SAMPLE_EVERY == 64
+    for n in range(1, 129):
+        client = "198.51.100.9" if n == 64 else "192.0.2.7"  # the 64th: a drop rule
+        observed.handle(query("www.example.com"), (client, 1), UDP)
+    folder = Folder(handler.stats)
+    folder.fold()
+    counts = {
+        key: sum(value[:-1])
+        for key, value in series(folder.totals, "dnspol_dns_request_duration_seconds").items()
+    }
+    assert counts == {
+        (S4, "dropped", "", "udp", "other"): 1,
+        (S4, "example.com.", "default", "udp", "A"): 1,
+    }
+
+
 def test_observed_stands_in_for_the_handler(handler) -> None:
     observed = Observed(handler, sample_every=1)
     assert observed.state is handler.state and observed.stats is handler.stats

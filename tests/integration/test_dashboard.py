@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from itkit import EXAMPLE, need
 from prometheus_client.parser import text_string_to_metric_families
 from test_ops_prometheus import SCRAPE_CONFIG, api, free_port, query_value, wait
@@ -207,6 +208,23 @@ def _udp_queries(host: str, port: int, count: int) -> None:
             sock.recv(4096)
 
 
+OPERATIONS = Path(__file__).parents[2] / "docs" / "operations.md"
+COREDNS_PANELS = [
+    'sum by (rcode) (rate(coredns_dns_responses_total{job="as-coredns", zone="example."}[10s]))',
+    'sum(rate(coredns_dns_requests_total{job="as-coredns", family="1", proto="udp"}[10s]))',
+    "histogram_quantile(0.99, sum by (le) "
+    '(rate(coredns_dns_request_duration_seconds_bucket{job="as-coredns"}[10s])))',
+    'sum(rate(coredns_dns_response_size_bytes_count{job="as-coredns"}[10s]))',
+]
+
+
+def documented_relabel() -> dict:
+    """The ``metric_relabel_configs`` docs/operations.md gives for CoreDNS's names."""
+    found = re.search(r"```yaml\n(metric_relabel_configs:.*?)```", OPERATIONS.read_text(), re.S)
+    assert found, "docs/operations.md has no metric_relabel_configs example"
+    return yaml.safe_load(found.group(1))
+
+
 GRAFANA_VALUES = {"$job": "dnspol", "$instance": ".*", "$__rate_interval": "10s"}
 
 
@@ -222,7 +240,10 @@ def test_a_real_prometheus_answers_every_panel_of_the_dashboard(dnspol, tmp_path
     exe = need("prometheus", "prometheus")
     _, address = busy_server(dnspol, tmp_path)
     config = tmp_path / "prometheus.yml"
-    config.write_text(SCRAPE_CONFIG.format(target=address))
+    scrape = yaml.safe_load(SCRAPE_CONFIG.format(target=address))
+    as_coredns = {**scrape["scrape_configs"][0], "job_name": "as-coredns", **documented_relabel()}
+    scrape["scrape_configs"].append(as_coredns)
+    config.write_text(yaml.safe_dump(scrape))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     argv = [
@@ -254,6 +275,8 @@ def test_a_real_prometheus_answers_every_panel_of_the_dashboard(dnspol, tmp_path
             if not reply["data"]["result"]:
                 empty.append(expr)
         assert empty == []
+        for expr in COREDNS_PANELS:  # CoreDNS's queries, on the documented renaming
+            assert query_value(base, expr) is not None, expr
     finally:
         proc.terminate()
         try:
