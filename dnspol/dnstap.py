@@ -193,7 +193,12 @@ FIELD_CONTENT_TYPE = 1
 MAX_CONTROL = 512  # libfstrm's limit on a control frame
 
 
+_SMALL = [bytes((n,)) for n in range(0x80)]  # one-byte varints: most lengths, every key
+
+
 def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _SMALL[value]
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -203,7 +208,7 @@ def _varint(value: int) -> bytes:
 
 
 def _key(number: int, wire_type: int) -> bytes:
-    return _varint(number << 3 | wire_type)
+    return _SMALL[number << 3 | wire_type]  # every field number here is below 16
 
 
 def _uint(number: int, value: int) -> bytes:
@@ -257,33 +262,30 @@ def _time(sec_field: int, nanoseconds: int) -> bytes:
     return _uint(sec_field, sec) + _fixed32(sec_field + 1, nsec)
 
 
-def message(
-    kind: int,
-    ends: Endpoints,
-    query_ns: int,
-    query: bytes,
-    response_ns: int = 0,
-    response: bytes | None = None,
-) -> bytes:
-    """A ``Message``: AUTH_QUERY with the query, or AUTH_RESPONSE with both times and the
-    answer (the query's time too, so a reader sees how long the answer took)."""
-    out = _uint(1, kind) + ends.fields() + _time(8, query_ns)
-    if kind == AUTH_QUERY:
-        return out + _bytes(10, query)
-    assert response is not None
-    return out + _time(12, response_ns) + _bytes(14, response)
+def messages(
+    ends: Endpoints, query_ns: int, query: bytes, response_ns: int, response: bytes | None
+) -> list[bytes]:
+    """The ``Message`` AUTH_QUERY with the query, and AUTH_RESPONSE with both times and the
+    answer (the query's time too, so a reader sees how long the answer took) when there
+    is one."""
+    common = ends.fields() + _time(8, query_ns)
+    out = [_uint(1, AUTH_QUERY) + common + _bytes(10, query)]
+    if response is not None:
+        out.append(_uint(1, AUTH_RESPONSE) + common + _time(12, response_ns) + _bytes(14, response))
+    return out
 
 
-def encode(identity: bytes, version: bytes, extra: bytes, body: bytes) -> bytes:
-    """A ``Dnstap`` around one ``Message``."""
-    out = b""
-    if identity:
-        out += _bytes(1, identity)
-    if version:
-        out += _bytes(2, version)
-    if extra:
-        out += _bytes(3, extra)
-    return out + _bytes(14, body) + _uint(15, DNSTAP_MESSAGE)
+def header(identity: bytes, version: bytes) -> bytes:
+    """The fields every ``Dnstap`` of one server starts with."""
+    return (_bytes(1, identity) if identity else b"") + (_bytes(2, version) if version else b"")
+
+
+def encode(head: bytes, extra: bytes, body: bytes) -> bytes:
+    """A ``Dnstap`` around one ``Message``; ``head`` from ``header``."""
+    return head + (_bytes(3, extra) if extra else b"") + _bytes(14, body) + _TYPE_MESSAGE
+
+
+_TYPE_MESSAGE = _uint(15, DNSTAP_MESSAGE)
 
 
 def data_frame(payload: bytes) -> bytes:
@@ -456,6 +458,7 @@ class Tap:
         self.full = 0  # messages dropped at the queue (answering side)
         self.lost = 0  # messages the writer could not deliver
         self.connects = 0  # connections made (a reconnect counts)
+        self._head = header(config.identity, config.version)
         if config.socket:
             self.output: SocketOutput | FileOutput = SocketOutput(config.socket)
         else:
@@ -621,13 +624,11 @@ class Tap:
         """The AUTH_QUERY frame, and the AUTH_RESPONSE frame when an answer was sent."""
         ends = Endpoints.of(peer, listener.address, listener.port, listener.transport)
         extra = self._extra(label)
-        config = self.config
-        query = message(AUTH_QUERY, ends, query_ns, wire)
-        out_frames = [data_frame(encode(config.identity, config.version, extra, query))]
-        if out is not None:
-            answer = message(AUTH_RESPONSE, ends, query_ns, wire, response_ns, out)
-            out_frames.append(data_frame(encode(config.identity, config.version, extra, answer)))
-        return out_frames
+        head = self._head
+        return [
+            data_frame(encode(head, extra, body))
+            for body in messages(ends, query_ns, wire, response_ns, out)
+        ]
 
     def _extra(self, label: object) -> bytes:
         if isinstance(label, int) and 0 <= label < len(self.labels):
