@@ -68,7 +68,7 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("sample", float, 1.0, 0, 1,
             "fraction of queries sent (each with its answer), e.g. 0.01; 1: all", above=True),
-    Setting("queue", int, 10_000, 1, 1_000_000,
+    Setting("queue", int, 10_000, 1, 100_000,
             "queries waiting for the writer, per worker; beyond it they are dropped and "
             "counted"),
 )  # fmt: skip

@@ -251,3 +251,30 @@ def test_no_collector_holds_up_an_answer_and_drops_are_counted(
     assert elapsed < 2.0, f"200 answers took {elapsed:.2f} s"
     assert total(samples, "dnspol_dnstap_written_total") == 0
     assert total(samples, "dnspol_dnstap_dropped_total") >= 2 * (200 - 5)
+
+
+def test_with_workers_a_file_output_is_one_file_for_each(short_dir) -> None:
+    zone = short_dir / "example.zone"
+    zone.write_text((DATA / "example.zone").read_text())
+    config = short_dir / "dnspol.yaml"
+    config.write_text("server:\n  dnstap: {file: tap.fstrm}\nzones:\n  example.: example.zone\n")
+    args = ("--config", str(config), "--workers", "2", "--no-watch", "--control", "none")
+    proc, host, port = serve_deployed(short_dir, *args)
+    try:
+        pids = workers(proc.pid)
+        sent = 20
+        for i in range(sent):
+            dnspol.testing.dig(host, port, f"n{i}.example.")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        stop_process(proc)
+    files = sorted(short_dir.glob("tap.fstrm*"))
+    assert {path.name for path in files} == {f"tap.fstrm.{pid}" for pid in pids}
+    names = sorted(
+        qname(m)
+        for path in files
+        for m in read(path)
+        if m.message.type == dnstap_pb.Message.AUTH_QUERY
+    )
+    assert names == sorted(f"n{i}.example." for i in range(sent))
