@@ -347,7 +347,10 @@ class SocketOutput:
             sock.settimeout(HANDSHAKE_TIMEOUT)
             sock.connect(self.path)
             sock.sendall(control_frame(READY))
-            kind, types = parse_control(_read_control(sock))
+            try:
+                kind, types = parse_control(_read_control(sock))
+            except ValueError as exc:
+                raise OSError(errno.EPROTO, f"the collector's answer: {exc}") from None
             if kind != ACCEPT or (types and CONTENT_TYPE not in types):
                 raise OSError(errno.EPROTO, f"the collector did not accept {CONTENT_TYPE!r}")
             sock.sendall(control_frame(START))
@@ -379,7 +382,7 @@ class SocketOutput:
             self.sock.settimeout(0.5)
             self.sock.sendall(control_frame(STOP))
             _read_control(self.sock)
-        except (OSError, ValueError):
+        except OSError:
             pass
         finally:
             self.sock.close()
@@ -518,26 +521,36 @@ class Tap:
     def _run(self) -> None:
         try:
             while True:
-                stopping = self._stop.is_set()
-                if not self._connected and not self._connect(stopping):
-                    if stopping:
+                try:
+                    if not self._step():
                         break
-                    self._stop.wait(min(WRITE_INTERVAL * 4, self._retry_at - time.monotonic()))
-                    continue
-                if not self._still_connected():
-                    continue
-                batch = self._take()
-                if batch:
-                    self._write(batch)
-                elif stopping:
-                    break
-                else:
-                    self._stop.wait(WRITE_INTERVAL)
+                except Exception:  # noqa: BLE001 - the tap must outlive one bad turn
+                    log.exception("dnstap writer failed; going on")
+                    self._stop.wait(1.0)
         finally:
             self._drop_queue()
             if self._connected:
                 self.output.close()
                 self._connected = False
+
+    def _step(self) -> bool:
+        """Connect if need be, then write one batch; False when it is time to end."""
+        stopping = self._stop.is_set()
+        if not self._connected and not self._connect(stopping):
+            if stopping:
+                return False
+            self._stop.wait(min(WRITE_INTERVAL * 4, self._retry_at - time.monotonic()))
+            return True
+        if not self._still_connected():
+            return True
+        batch = self._take()
+        if batch:
+            self._write(batch)
+        elif stopping:
+            return False
+        else:
+            self._stop.wait(WRITE_INTERVAL)
+        return True
 
     def _connect(self, stopping: bool) -> bool:
         if stopping or time.monotonic() < self._retry_at:

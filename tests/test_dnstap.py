@@ -269,6 +269,26 @@ def test_a_collector_that_never_accepts_holds_up_nothing(tmp_path) -> None:
         stalled.close()
 
 
+def test_a_collector_answering_nonsense_is_retried(tmp_path) -> None:
+    path = tmp_path / "odd.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+    server.settimeout(5)
+    tap = Tap(config(socket=str(path)))
+    tap.start()
+    try:
+        for _ in range(2):  # the second connection: the writer lived through the first
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(512)
+                conn.sendall(struct.pack("!II", 0, 2) + b"\0\1")  # too short to be a frame
+    finally:
+        tap.stop(timeout=0.1)
+        server.close()
+    assert tap.connects == 0
+
+
 # --- the configuration -------------------------------------------------------------------------
 
 
