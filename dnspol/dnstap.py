@@ -112,17 +112,12 @@ def read_config(node: Node, reader: Reader, base_dir: str) -> DnstapConfig | Non
     entries = reader.mapping(node, "dnstap", KEYS)
     if entries is None:
         return None
-    outputs = [key for key in ("socket", "file") if key in entries]
-    if len(outputs) != 1:
-        reader.problem(node, "dnstap needs exactly one of 'socket' or 'file'")
-        return None
     values: dict[str, Any] = {}
     for key in ("socket", "file"):
         if key in entries:
             text = reader.text(entries[key], f"dnstap.{key}")
-            if text is None:
-                return None
-            values[key] = os.path.join(base_dir, text)
+            if text is not None:
+                values[key] = os.path.join(base_dir, text)
     for key in ("identity", "version"):
         if key in entries:
             text = reader.text(entries[key], f"dnstap.{key}")
@@ -133,6 +128,11 @@ def read_config(node: Node, reader: Reader, base_dir: str) -> DnstapConfig | Non
             value = _read_number(setting, entries[setting.key], reader)
             if value is not None:
                 values[setting.key] = value
+    if sum(key in entries for key in ("socket", "file")) != 1:
+        reader.problem(node, "dnstap needs exactly one of 'socket' or 'file'")
+        return None
+    if "socket" not in values and "file" not in values:
+        return None  # the path's problem is recorded
     values.setdefault("identity", default_identity())
     values.setdefault("version", default_version())
     return DnstapConfig(**values)

@@ -325,6 +325,8 @@ def test_the_configuration(tmp_path) -> None:
         ("file: a\nsample: 2\n", "dnstap.sample must be above 0 and at most 1, not 2"),
         ("file: a\nqueue: 0\n", "dnstap.queue"),
         ("file: a\nrate: 1\n", "rate"),
+        # every problem at once, not the first only
+        ("socket: a\nfile: b\nsample: 3\n", "dnstap.sample must be above 0"),
     ],
 )
 def test_configuration_problems(tmp_path, text, problem) -> None:
