@@ -10,10 +10,10 @@ sockets and its snapshot; reloading is then the supervisor's job
 (``dnspol.supervisor``), and the worker ignores SIGHUP.
 
 Around the handler sit the observers the options ask for: metrics
-(``dnspol.metrics``), the operations port (``dnspol.health``) and the query log
+(``dnspol.metrics``), the operations port (``dnspol.health``), the query log
 (``dnspol.querylog``) and dnstap (``dnspol.dnstap``), wired in through
-``dnspol.observe``; beside it, the control
-socket ``dnspol ctl`` talks to (``dnspol.control``).
+``dnspol.observe``; beside it, the control socket ``dnspol ctl`` talks to
+(``dnspol.control``).
 """
 
 from __future__ import annotations
