@@ -212,6 +212,7 @@ def _cmd_serve(args) -> int:
     del first
     control_path, control_default = _control_path(args, preloaded[0])
     fixed = _command_line_settings(args)
+    tap = getattr(preloaded[0], "dnstap", None)  # start-only, as the listen addresses
     if workers > 1:
         from dnspol import supervisor
 
@@ -222,6 +223,7 @@ def _cmd_serve(args) -> int:
             options.sockets, options.turn = start.sockets, start.turn
             options.print_ready = False
             options.seed, options.workers = seed, workers
+            options.dnstap = tap
             return Server(load, options, clock).run(start.snapshot)
 
         return supervisor.run(
@@ -241,6 +243,7 @@ def _cmd_serve(args) -> int:
     options.metrics_listen = metrics_listen
     options.control, options.control_default = control_path, control_default
     options.restart_fixed = fixed
+    options.dnstap = tap
     options.seed = seed
     return Server(load, options, clock).run(preloaded.pop())
 

@@ -22,8 +22,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from dnspol import cookies, ratelimit
+from dnspol import cookies, dnstap, ratelimit
 from dnspol.cookies import CookieConfig
+from dnspol.dnstap import DnstapConfig
 from dnspol.errors import ConfigError, ZoneError
 from dnspol.names import Name, from_text, to_text
 from dnspol.policy import Policy
@@ -60,6 +61,7 @@ SHAPED_SERVER_KEYS = (
     "cookies",
     "metrics",
     "control",
+    "dnstap",
 )
 SERVER_KEYS = SHAPED_SERVER_KEYS + tuple(setting.key for setting in SETTINGS) + tuple(RETIRED)
 ZONE_KEYS = ("file", "scopes")
@@ -101,6 +103,7 @@ class Config(ServerSettings):
     nsid: bytes = b""  # RFC 5001 identity given to queries that ask; empty: none
     cookies: CookieConfig | None = None  # server cookies (RFC 7873/9018); None: off (``false``)
     control: str | None = None  # the control socket (``dnspol ctl``); "none": off; None: default
+    dnstap: DnstapConfig | None = None  # dnstap output (``dnspol.dnstap``); None: off
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
 
     @property
@@ -183,6 +186,7 @@ class _Server:
     nsid: bytes = b""
     cookies: CookieConfig | None = field(default_factory=CookieConfig)  # on, as in BIND
     control: str | None = None
+    dnstap: DnstapConfig | None = None
     # the settings of dnspol.settings.SETTINGS, by key
     values: dict[str, int | float | None] = field(default_factory=lambda: settings_of(DEFAULTS))
 
@@ -267,6 +271,8 @@ class _ConfigBuilder:
             text = read.text(entries["control"], "control")
             if text is not None:
                 server.control = _control_path(text, self.base_dir)
+        if "dnstap" in entries and not entries["dnstap"].is_null:
+            server.dnstap = dnstap.read_config(entries["dnstap"], read, self.base_dir)
         return server
 
     def _cookies(self, node: Node) -> CookieConfig | None:
@@ -553,6 +559,7 @@ def _assemble(
         nsid=server.nsid,
         cookies=server.cookies,
         control=server.control,
+        dnstap=server.dnstap,
         warnings=warnings,
     )
 

@@ -70,6 +70,7 @@ RESTART_SETTINGS = (
     "metrics",
     "control",
     "seed",
+    "dnstap",
 )
 
 
@@ -465,7 +466,14 @@ def restart_settings(snapshot: Any) -> dict[str, str]:
         "seed": str(getattr(snapshot, "seed", None)),
         "tcp_idle_timeout": f"{snapshot.tcp_idle_timeout:g}",  # dnspol.settings
         "tcp_max_connections": str(snapshot.tcp_max_connections),
+        "dnstap": _dnstap_text(getattr(snapshot, "dnstap", None)),
     }
+
+
+def _dnstap_text(config: Any) -> str:
+    if config is None:
+        return "(not set)"
+    return f"{config.target}, sample {config.sample:g}, queue {config.queue}"
 
 
 def needs_restart(

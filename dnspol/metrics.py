@@ -282,6 +282,16 @@ FAMILIES = {
             "gauge",
             "When the server's main process started (Unix time).",
         ),
+        Family(
+            "dnspol_dnstap_written_total",
+            "counter",
+            "dnstap messages written (AUTH_QUERY and AUTH_RESPONSE).",
+        ),
+        Family(
+            "dnspol_dnstap_dropped_total",
+            "counter",
+            "dnstap messages dropped: the collector was absent or could not keep up.",
+        ),
     )
 }
 ALWAYS = {  # series present from the first scrape, so dashboards and alerts see zeros
@@ -558,6 +568,10 @@ class Exporter:
         if self.query_log is not None:
             out.set("dnspol_query_log_written_total", (), self.query_log.written)
             out.set("dnspol_query_log_dropped_total", (), self.query_log.dropped)
+        tap = getattr(server, "dnstap", None)
+        if tap is not None:
+            out.set("dnspol_dnstap_written_total", (), tap.written)
+            out.set("dnspol_dnstap_dropped_total", (), tap.dropped)
 
 
 class WorkerFiles:

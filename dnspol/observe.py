@@ -6,7 +6,10 @@ straight through: one integer increment and a compare. Every
 ``SAMPLE_EVERY``-th query is timed into ``Stats.durations`` (the
 ``dnspol_dns_request_duration_seconds`` histogram, documented as sampled), and
 queries picked for the query log at its sampling rate are timed and handed to
-``QueryLog.offer``, which never blocks.
+``QueryLog.offer``; queries picked for dnstap at its own rate are handed, with
+their answer and wall-clock times, to ``Tap.offer`` (``dnspol.dnstap``). Neither
+ever blocks. Without metrics, query log and dnstap the server does not use
+``Observed`` at all.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import random
 import time
 from collections.abc import Callable
 
+from dnspol.dnstap import Tap
 from dnspol.handler import Handler, Listener
 from dnspol.metrics import DURATION_SUM, SAMPLE_EVERY, duration_bucket
 from dnspol.querylog import NO_LABEL, QueryLog
@@ -39,18 +43,22 @@ class Observed:
         query_log: QueryLog | None = None,
         sample_every: int = SAMPLE_EVERY,
         rng: random.Random | None = None,
+        dnstap: Tap | None = None,
     ) -> None:
         self.handler = handler
         self.state = handler.state
         self.stats = handler.stats
         self.rate_limit = handler.rate_limit
         self.query_log = query_log
+        self.dnstap = dnstap
         self.sample_every = sample_every
         self._handle = handler.handle
         self._rng = rng or random.Random()
         self._next_timed = sample_every if durations else NEVER
-        self._next_logged = self._log_gap() if query_log is not None else NEVER
-        self._due = [min(self._next_timed, self._next_logged)]  # number of the next one observed
+        self._next_logged = self._gap(query_log.sample) if query_log is not None else NEVER
+        self._next_tapped = self._gap(dnstap.sample) if dnstap is not None else NEVER
+        # the number of the next query observed
+        self._due = [min(self._next_timed, self._next_logged, self._next_tapped)]
         self.handle = self._make_handle()
 
     def _make_handle(self) -> Callable[..., bytes | None]:
@@ -71,7 +79,9 @@ class Observed:
 
     def _observe(self, n: int, wire, peer, listener: Listener, report) -> bytes | None:
         logged = n >= self._next_logged
-        labels = report if report is not None else []  # the answer's label: both need it
+        tapped = n >= self._next_tapped
+        labels = report if report is not None else []  # the answer's label: all need it
+        began_ns = time.time_ns() if tapped else 0
         began = time.perf_counter()
         out = self._handle(wire, peer, listener, labels)
         seconds = time.perf_counter() - began
@@ -87,14 +97,18 @@ class Observed:
             assert self.query_log is not None and labels is not None
             label = labels[-1] if labels else NO_LABEL
             self.query_log.offer(time.time(), peer, wire, label, listener.transport, seconds)
-            self._next_logged = n + self._log_gap()
-        self._due[0] = min(self._next_timed, self._next_logged)
+            self._next_logged = n + self._gap(self.query_log.sample)
+        if tapped:
+            assert self.dnstap is not None and labels is not None
+            label = labels[-1] if labels else NO_LABEL
+            self.dnstap.offer(began_ns, time.time_ns(), peer, listener, wire, out, label)
+            self._next_tapped = n + self._gap(self.dnstap.sample)
+        self._due[0] = min(self._next_timed, self._next_logged, self._next_tapped)
         return out
 
-    def _log_gap(self) -> int:
-        """Queries until the next one logged: geometric, so every query has the same chance."""
-        assert self.query_log is not None
-        rate = self.query_log.sample
+    def _gap(self, rate: float) -> int:
+        """Queries until the next one picked at ``rate``: geometric, so every query has the
+        same chance."""
         if rate >= 1:
             return 1
         return 1 + int(math.log(1.0 - self._rng.random()) / math.log(1.0 - rate))

@@ -17,7 +17,9 @@ One record::
 ``rule`` is null when no rule matched; a query that got no answer has ``rcode``
 null and ``dropped`` set to the reason (``policy``, ``malformed``). Several
 worker processes may share one file: every batch is one ``write`` on a file
-opened for appending, so lines never interleave.
+opened for appending, so lines never interleave. On standard output, which may
+be a pipe, a batch goes out in writes of whole lines of at most ``PIPE_BUF``
+bytes each: a pipe keeps those whole, and splits longer ones where it fills.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import collections
 import json
 import logging
 import os
+import select
 import sys
 import threading
 from datetime import UTC, datetime
@@ -39,6 +42,7 @@ from dnspol.wire import decode, read_qname
 log = logging.getLogger("dnspol.querylog")
 
 QUEUE_LIMIT = 10_000
+PIPE_BUF = select.PIPE_BUF  # a pipe keeps a write of up to this many bytes whole (POSIX: 512+)
 WRITE_INTERVAL = 0.1  # seconds the writer sleeps when the queue is empty
 NO_LABEL = object()  # the handler reported nothing: dropped before it could say why
 
@@ -116,17 +120,26 @@ class QueryLog:
         return lines
 
     def _write(self, lines: list[str]) -> None:
-        data = ("\n".join(lines) + "\n").encode()
         assert self._fd is not None
         try:
-            while data:
-                written = os.write(self._fd, data)
-                data = data[written:]
+            for chunk in self._chunks(lines):
+                while chunk:
+                    written = os.write(self._fd, chunk)
+                    chunk = chunk[written:]
             self.written += len(lines)
         except OSError as exc:
             self.dropped += len(lines)
             log.error("query log: cannot write to %s: %s", self.target, exc)
             self._stop.wait(1.0)  # do not spin on a broken output
+
+    def _chunks(self, lines: list[str]) -> list[bytes]:
+        """The batch as one write to our own file (opened for appending, so it lands
+        whole); to standard output, which may be a pipe that workers share, in writes
+        of whole lines of at most PIPE_BUF bytes, the most a pipe keeps whole."""
+        data = [(line + "\n").encode() for line in lines]
+        if self.target != "-":
+            return [b"".join(data)]
+        return pack_lines(data, PIPE_BUF)
 
     def format(self, when: float, client: tuple, wire: bytes, label, proto: str, seconds: float):
         """One JSON line; the query's name, type and ECS are read from its bytes here."""
@@ -150,6 +163,23 @@ class QueryLog:
             record["dropped"] = "policy" if label is None else "malformed"
         record["duration_ms"] = round(seconds * 1000, 3)
         return json.dumps(record, separators=(", ", ": "))
+
+
+def pack_lines(lines: list[bytes], limit: int) -> list[bytes]:
+    """Consecutive lines joined into chunks of at most ``limit`` bytes; a longer line
+    is a chunk of its own."""
+    chunks: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for line in lines:
+        if current and size + len(line) > limit:
+            chunks.append(b"".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line)
+    if current:
+        chunks.append(b"".join(current))
+    return chunks
 
 
 def _question(wire: bytes) -> dict:

@@ -10,9 +10,10 @@ sockets and its snapshot; reloading is then the supervisor's job
 (``dnspol.supervisor``), and the worker ignores SIGHUP.
 
 Around the handler sit the observers the options ask for: metrics
-(``dnspol.metrics``), the operations port (``dnspol.health``) and the query log
-(``dnspol.querylog``), wired in through ``dnspol.observe``; beside it, the control
-socket ``dnspol ctl`` talks to (``dnspol.control``).
+(``dnspol.metrics``), the operations port (``dnspol.health``), the query log
+(``dnspol.querylog``) and dnstap (``dnspol.dnstap``), wired in through
+``dnspol.observe``; beside it, the control socket ``dnspol ctl`` talks to
+(``dnspol.control``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dnspol import __version__, control, handover, health, metrics, signals
+from dnspol import __version__, control, dnstap, handover, health, metrics, signals
 from dnspol.errors import ConfigError
 from dnspol.handler import Clock, Handler, Listener
 from dnspol.names import Name, to_text
@@ -71,6 +72,7 @@ class ServerOptions:
     metrics_file: str | None = None  # a worker: write metric totals here for the supervisor
     query_log: str | None = None  # a path, or "-" for stdout
     query_log_sample: float = 1.0
+    dnstap: dnstap.DnstapConfig | None = None  # the configuration's, as the server started
     # a supervisor's worker: one (UDP, TCP) pair per listen address, bound and shared
     # with the supervisor; then the supervisor reloads, not this process
     sockets: list[tuple[socket.socket, socket.socket]] | None = None
@@ -172,6 +174,7 @@ class Server:
         self.bound: list[tuple[str, int]] = []
         self.ready = False  # listening with a good configuration (``/ready``)
         self.query_log: QueryLog | None = None
+        self.dnstap: dnstap.Tap | None = None
         self.exporter: metrics.Exporter | None = None
         self.ops: health.OpsServer | None = None
         self._stop: asyncio.Event | None = None
@@ -244,7 +247,7 @@ class Server:
         try:
             self._start_observers()
         except (OSError, ValueError) as exc:
-            log.error("cannot start the metrics port or the query log: %s", exc)
+            log.error("cannot start the metrics port, the query log or dnstap: %s", exc)
             self._stop_observers()
             return 1
         try:
@@ -283,6 +286,10 @@ class Server:
             labels = self.handler.stats.labels
             self.query_log = QueryLog(opts.query_log, opts.query_log_sample, labels)
             self.query_log.start()
+        if opts.dnstap is not None:
+            labels = self.handler.stats.labels
+            self.dnstap = dnstap.Tap(opts.dnstap, labels, per_process=opts.workers > 1)
+            self.dnstap.start()
         if opts.metrics_listen or opts.metrics_file:
             self.exporter = metrics.Exporter(self, self.query_log, opts.metrics_file)
             self.exporter.start()
@@ -293,15 +300,22 @@ class Server:
 
     def _observed(self) -> Handler | Observed:
         """What the transports call: the handler, or the handler watched by the observers."""
-        if self.exporter is None and self.query_log is None:
+        if self.exporter is None and self.query_log is None and self.dnstap is None:
             return self.handler
-        return Observed(self.handler, durations=self.exporter is not None, query_log=self.query_log)
+        return Observed(
+            self.handler,
+            durations=self.exporter is not None,
+            query_log=self.query_log,
+            dnstap=self.dnstap,
+        )
 
     def _stop_observers(self) -> None:
         if self.exporter is not None:
             self.exporter.stop()
         if self.query_log is not None:
             self.query_log.stop()
+        if self.dnstap is not None:
+            self.dnstap.stop()
         if self.ops is not None:
             self.ops.stop()
 

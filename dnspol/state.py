@@ -15,6 +15,7 @@ from types import MappingProxyType
 from dnspol.answers import AnswerTables, compile_tables
 from dnspol.collector import collector_paused
 from dnspol.cookies import CookieConfig
+from dnspol.dnstap import DnstapConfig
 from dnspol.names import Name
 from dnspol.policy.decide import Decider
 from dnspol.ratelimit import RateLimit
@@ -42,6 +43,7 @@ class Snapshot(RuntimeSettings):
     rate_limit: RateLimit | None = None  # UDP response-rate limiting (``dnspol.ratelimit``)
     nsid: bytes = b""  # RFC 5001: given to queries that ask for it
     cookies: CookieConfig | None = None  # server cookies (``dnspol.cookies``); None: off
+    dnstap: DnstapConfig | None = None  # read when the server starts (``dnspol.dnstap``)
 
     has_rules: bool = field(init=False)  # False: no policy to evaluate, ever
     proxied: bool = field(init=False)  # True: some peers may send PROXY v2 headers
@@ -110,6 +112,7 @@ def snapshot_from_config(cfg) -> Snapshot:
         rate_limit=getattr(cfg, "rate_limit", None),
         nsid=getattr(cfg, "nsid", b""),
         cookies=getattr(cfg, "cookies", None),
+        dnstap=getattr(cfg, "dnstap", None),
     )
 
 

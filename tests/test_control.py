@@ -446,7 +446,8 @@ def test_restart_settings_of_a_config(tmp_path: Path) -> None:
     (tmp_path / "a.zone").write_text(ZONE)
     (tmp_path / "dnspol.yaml").write_text(
         "server:\n  listen: ['[::1]:5300', 127.0.0.1:5300]\n  metrics: 127.0.0.1:9153\n"
-        "  control: run/ctl.sock\n  tcp_max_connections: 9\nzones:\n  a.test: a.zone\n"
+        "  control: run/ctl.sock\n  tcp_max_connections: 9\n"
+        "  dnstap: {socket: /run/tap.sock, sample: 0.5}\nzones:\n  a.test: a.zone\n"
     )
     config = load_config(tmp_path / "dnspol.yaml")
     assert config.control == str(tmp_path / "run" / "ctl.sock")
@@ -457,6 +458,7 @@ def test_restart_settings_of_a_config(tmp_path: Path) -> None:
         "seed": "None",
         "tcp_idle_timeout": "10",
         "tcp_max_connections": "9",
+        "dnstap": "socket /run/tap.sock, sample 0.5, queue 10000",
     }
 
 

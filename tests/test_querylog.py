@@ -12,7 +12,7 @@ from dnslib import EDNS0, DNSRecord, EDNSOption
 
 from dnspol.handler import Handler, Listener
 from dnspol.observe import Observed
-from dnspol.querylog import NO_LABEL, QueryLog
+from dnspol.querylog import NO_LABEL, QueryLog, pack_lines
 from dnspol.state import ServerState, Snapshot
 from dnspol.stats import AnswerLabel
 from dnspol.zones.loader import load_zone_text
@@ -134,3 +134,12 @@ def test_a_stalled_output_drops_records_instead_of_blocking(handler) -> None:
         os.close(read_end)  # the blocked write fails now; the writer thread gives up
         log.stop(timeout=2)
         os.close(write_end)
+
+
+def test_pack_lines_keeps_lines_whole_within_the_limit() -> None:
+    lines = [b"a" * 30 + b"\n", b"b" * 50 + b"\n", b"c" * 10 + b"\n", b"d" * 200 + b"\n"]
+    chunks = pack_lines(lines, 90)
+    assert b"".join(chunks) == b"".join(lines)
+    assert [len(chunk) for chunk in chunks] == [82, 11, 201]  # the long line alone
+    assert all(chunk.endswith(b"\n") for chunk in chunks)
+    assert pack_lines([], 100) == []

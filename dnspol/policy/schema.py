@@ -161,12 +161,13 @@ def json_schema() -> dict[str, Any]:
     """A fresh copy of the schema (callers may change it)."""
     import copy
 
-    from dnspol import cookies, ratelimit, settings  # each declares its own settings
+    from dnspol import cookies, dnstap, ratelimit, settings  # each declares its own settings
 
     server = copy.deepcopy(_SERVER)
     server["properties"].update(settings.json_schema_properties())
     server["properties"]["rate_limit"] = ratelimit.json_schema()
     server["properties"]["cookies"] = {"oneOf": [{"type": "boolean"}, cookies.json_schema()]}
+    server["properties"]["dnstap"] = {"oneOf": [dnstap.json_schema(), {"type": "null"}]}
     config_file = {
         "type": "object",
         "properties": {
