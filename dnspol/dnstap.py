@@ -319,7 +319,7 @@ def extra_text(label: AnswerLabel | None, dropped: str | None = None) -> bytes:
     """``rule=NAME scope=SCOPE``, and ``action=`` when not an answer."""
     if label is None:
         return f"rule=- scope=- action=drop reason={dropped or 'malformed'}".encode()
-    text = f"rule={label.rule or '-'} scope={label.scope}"
+    text = f"rule={label.rule or '-'} scope={label.scope or '-'}"
     if label.action != "answer":
         text += f" action={label.action}"
     return text.encode()

@@ -133,11 +133,12 @@ def test_ipv6_over_tcp_and_a_query_without_an_answer() -> None:
 @pytest.mark.parametrize(
     "label, extra",
     [
-        (AnswerLabel(), b"rule=- scope=default"),
-        (AnswerLabel(rule="block", action="nxdomain"), b"rule=block scope=default action=nxdomain"),
+        (AnswerLabel(scope="default"), b"rule=- scope=default"),
+        (AnswerLabel(rule="inside", scope="internal"), b"rule=inside scope=internal"),
+        (AnswerLabel(rule="block", action="nxdomain"), b"rule=block scope=- action=nxdomain"),
         (
             AnswerLabel(rule="quiet", action="drop", dropped="policy"),
-            b"rule=quiet scope=default action=drop dropped=policy",
+            b"rule=quiet scope=- action=drop dropped=policy",
         ),
     ],
 )
