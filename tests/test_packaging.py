@@ -85,6 +85,18 @@ def test_the_tested_versions_are_ones_pyproject_allows():
             assert tested[name] < ceiling, f"{name}: {LATEST.name} pins at or above the ceiling"
 
 
+def test_the_readme_names_the_versions_the_constraint_files_pin():
+    floors, tested = pins(FLOOR), pins(LATEST)
+    rows = re.findall(
+        r"^\| ([\w.-]+) \| ([\d.]+)[^|]*\| ([\d.]+) \|$", (ROOT / "README.md").read_text(), re.M
+    )
+    runtime = {canonical(re.split(r"[<>=]", r)[0]) for r in PROJECT["dependencies"]}
+    assert {canonical(name) for name, _, _ in rows} == runtime
+    for name, lowest, newest in rows:
+        assert release(lowest) == floors[canonical(name)], name
+        assert release(newest) == tested[canonical(name)], name
+
+
 def test_dnspython_has_a_ceiling_because_the_loader_subclasses_its_reader():
     """dnspol.zones.reader overrides dns.zonefile.Reader's private methods and state, which
     any minor release may change: only versions the test command has run are allowed."""
