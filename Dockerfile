@@ -13,8 +13,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY constraints ./constraints
 COPY dnspol ./dnspol
-RUN pip install . && rm -rf /src
+# the versions the test suite passed with (scripts/test.sh tests these and the floors)
+RUN pip install -c constraints/latest.txt . && rm -rf /src
 
 RUN useradd --system --uid 5353 --home-dir /nonexistent --shell /usr/sbin/nologin dnspol
 COPY --chown=root:root policies /etc/dnspol

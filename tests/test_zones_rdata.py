@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import struct
+
 import dns.message
 import dns.name
 import dns.rdata
 import dns.rdatatype
 import dns.zone
 import pytest
-from dnslib import QTYPE, RD, RR, DNSBuffer, DNSRecord
+from dnslib import QTYPE, RD, DNSBuffer, DNSRecord
 from dnslib import dns as dnslib_dns
 from zonekit import FEATURES, packed, rrset
 
-from dnspol.names import from_text
+from dnspol.names import from_text, to_wire
+from dnspol.packer import pack_message
 from dnspol.zones.loader import load_zone_file, read_records
-from dnspol.zones.model import Record, Zone
+from dnspol.zones.model import Rec, Record, Zone
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +92,15 @@ def test_a_message_of_every_record_reads_back_in_dnspython(
 
 @pytest.mark.parametrize("owner", ["naptr.features.test.", "_sip._tcp.features.test."])
 def test_names_that_must_not_be_compressed_are_not(features: Zone, owner: str):
+    """RFC 2782 (SRV target) and RFC 3403 §4.1 (NAPTR replacement) forbid compression, also
+    where the message already holds the name: as the server packs (``dnspol.packer``), not as
+    dnslib's own ``RR.pack`` would (which compresses SRV targets before dnslib 0.9.25)."""
     rtype = "NAPTR" if owner.startswith("naptr") else "SRV"
-    (rr,) = rrset(features, owner, rtype).to_rrs()
-    buf = DNSBuffer()
-    RR(rr.rname, QTYPE.A, rdata=dnslib_dns.A("192.0.2.1")).pack(buf)  # names to point back at
-    buf.encode_name(dnslib_dns.DNSLabel("sip.features.test."))
-    start = len(buf.data)
-    rr.pack(buf)
-    rdata = bytes(buf.data[start + 2 + 10 :])  # after the owner pointer and the fixed fields
+    (rr,) = rrset(features, owner, rtype).records()
+    target = Rec(from_text("sip.features.test."), QTYPE.A, 1, 60, dnslib_dns.A("192.0.2.1"))
+    question = to_wire(rr.owner) + struct.pack("!HH", rr.rtype, 1)
+    wire = pack_message(0, 0x8400, rr.owner, question, [target, rr], [], [])
+    rdata = wire[-len(packed(rr.rdata)) :]  # the SRV or NAPTR is the last record
     assert rdata == packed(rr.rdata)
     assert b"\xc0" not in rdata
 
