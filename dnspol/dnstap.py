@@ -325,10 +325,19 @@ def extra_text(label: AnswerLabel | None, dropped: str | None = None) -> bytes:
     return text.encode()
 
 
+def _size(record: tuple) -> int:
+    """Bytes a queued record holds: the query and the answer (``Tap.offer``)."""
+    wire, out = record[4], record[5]
+    return len(wire) + (len(out) if out is not None else 0)
+
+
 # --- the tap: queue, writer thread, outputs ---------------------------------------------------
 
 WRITE_INTERVAL = 0.05  # seconds the writer waits when the queue is empty
 BATCH = 500  # queries taken per write
+# what the queue may hold whatever its length: TCP messages of 64 KiB each would make
+# the longest queue gigabytes
+QUEUE_BYTES = 32 * 2**20
 SEND_TIMEOUT = 2.0  # a collector that takes no bytes this long is dropped and reconnected
 HANDSHAKE_TIMEOUT = 2.0
 RETRY_FIRST, RETRY_MOST = 0.5, 10.0  # reconnect backoff, seconds
@@ -457,6 +466,10 @@ class Tap:
         self.labels = labels if labels is not None else []  # Stats.labels: key -> AnswerLabel
         self.limit = config.queue
         self.queue: collections.deque = collections.deque()
+        # bytes of the queued messages: each counter has one writer (the answering
+        # thread adds, the writer thread takes away), so neither loses an update
+        self.bytes_in = 0
+        self.bytes_out = 0
         self.written = 0  # dnstap messages written
         self.full = 0  # messages dropped at the queue (answering side)
         self.lost = 0  # messages the writer could not deliver
@@ -490,9 +503,11 @@ class Tap:
         label: object,
     ) -> None:
         """Queue one query and its answer; drop (and count) them when the writer is behind."""
-        if len(self.queue) >= self.limit:
+        size = len(wire) + (len(out) if out is not None else 0)
+        if len(self.queue) >= self.limit or self.bytes_in - self.bytes_out + size > QUEUE_BYTES:
             self.full += 1 if out is None else 2
             return
+        self.bytes_in += size
         self.queue.append((query_ns, response_ns, peer, listener, wire, out, label))
 
     # -- the writer ----------------------------------------------------------
@@ -587,6 +602,7 @@ class Tap:
                 batch.append(popleft())
             except IndexError:
                 break
+        self.bytes_out += sum(_size(record) for record in batch)
         return batch
 
     def _write(self, batch: list[tuple]) -> None:
@@ -622,6 +638,7 @@ class Tap:
     def _drop_queue(self) -> None:
         while self.queue:
             record = self.queue.popleft()
+            self.bytes_out += _size(record)
             self.lost += 1 if record[5] is None else 2
 
     def frames(

@@ -42,6 +42,9 @@ from dnspol.wire import decode, read_qname
 log = logging.getLogger("dnspol.querylog")
 
 QUEUE_LIMIT = 10_000
+# what the queue may hold whatever its length: TCP queries of 64 KiB each would make a
+# full queue hundreds of megabytes
+QUEUE_BYTES = 16 * 2**20
 PIPE_BUF = select.PIPE_BUF  # a pipe keeps a write of up to this many bytes whole (POSIX: 512+)
 WRITE_INTERVAL = 0.1  # seconds the writer sleeps when the queue is empty
 NO_LABEL = object()  # the handler reported nothing: dropped before it could say why
@@ -58,6 +61,10 @@ class QueryLog:
         self.labels = labels if labels is not None else []  # Stats.labels: key -> AnswerLabel
         self.queue: collections.deque = collections.deque()
         self.limit = QUEUE_LIMIT
+        # bytes of the queued queries: each counter has one writer (the answering thread
+        # adds, the writer thread takes away), so neither loses an update
+        self.bytes_in = 0
+        self.bytes_out = 0
         self.written = 0
         self.dropped = 0
         self._fd: int | None = None
@@ -67,9 +74,12 @@ class QueryLog:
     # -- the answering side --------------------------------------------------
     def offer(self, when: float, client: tuple, wire: bytes, label, proto: str, seconds: float):
         """Queue one record; drop (and count) it when the writer is behind."""
-        if len(self.queue) >= self.limit:
+        if len(self.queue) >= self.limit or (
+            self.bytes_in - self.bytes_out + len(wire) > QUEUE_BYTES
+        ):
             self.dropped += 1
             return
+        self.bytes_in += len(wire)
         self.queue.append((when, client, wire, label, proto, seconds))
 
     # -- the writer ----------------------------------------------------------
@@ -113,6 +123,7 @@ class QueryLog:
                 record = popleft()
             except IndexError:
                 break
+            self.bytes_out += len(record[2])
             try:
                 lines.append(self.format(*record))
             except Exception:  # noqa: BLE001 - one odd record must not end the log

@@ -372,3 +372,20 @@ def test_sampling_rate(handler) -> None:
     for _ in range(20_000):
         observed.handle(query(), ("192.0.2.7", 1), UDP)
     assert 1_700 < len(tap.queue) < 2_300  # not started: everything offered is still queued
+
+
+def test_the_queue_holds_at_most_its_bytes_whatever_the_messages_size() -> None:
+    """64 KiB TCP queries and answers while the collector is behind: the queue is bounded
+    by bytes as well as by count, and what does not fit is counted as dropped."""
+    tap = Tap(config(file="/dev/null", queue=100_000), LABELS)  # not started: nothing takes
+    big = query() + b"\0" * (65_535 - len(query()))
+    for _ in range(1_000):
+        tap.offer(WHEN, WHEN, ("192.0.2.7", 5301), TCP6, big, big, 0)
+    held = sum(len(record[4]) + len(record[5]) for record in tap.queue)
+    assert held <= dnstap.QUEUE_BYTES
+    assert tap.full == 2 * (1_000 - len(tap.queue)) > 0
+    queued = len(tap.queue)
+    tap._take()  # the writer takes a batch: room again
+    tap.offer(WHEN, WHEN, ("192.0.2.7", 5301), TCP6, big, big, 0)
+    assert len(tap.queue) == 1
+    assert queued > 1

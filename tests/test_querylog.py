@@ -143,3 +143,21 @@ def test_pack_lines_keeps_lines_whole_within_the_limit() -> None:
     assert [len(chunk) for chunk in chunks] == [82, 11, 201]  # the long line alone
     assert all(chunk.endswith(b"\n") for chunk in chunks)
     assert pack_lines([], 100) == []
+
+
+def test_the_queue_holds_at_most_its_bytes_whatever_the_queries_size() -> None:
+    """An attacker's 64 KiB TCP queries while the writer is behind: the queue is bounded
+    by bytes, not only by count, and what does not fit is counted as dropped."""
+    from dnspol import querylog
+
+    log = QueryLog("-")  # not started: nothing takes from the queue
+    big = query() + b"\0" * (65_535 - len(query()))
+    for _ in range(1_000):
+        log.offer(0.0, ("192.0.2.1", 1), big, 0, "tcp", 0.0)
+    held = sum(len(record[2]) for record in log.queue)
+    assert held <= querylog.QUEUE_BYTES
+    assert log.dropped == 1_000 - len(log.queue) > 0
+    queued = len(log.queue)
+    log._take(most=10)  # the writer takes some: room again
+    log.offer(0.0, ("192.0.2.1", 1), big, 0, "tcp", 0.0)
+    assert len(log.queue) == queued - 10 + 1
