@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import gc
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -107,6 +110,97 @@ def test_standalone_server_without_pytest(tmp_path) -> None:
     assert lines["ADDR"] == "['192.0.2.10']"
     assert lines["LOG"] == "True False"  # log kept in memory, temporary files removed
     assert wait_gone([int(lines["PID"])]) == []
+
+
+def test_servers_that_never_serve_leave_no_directory(tmp_path, monkeypatch) -> None:
+    """A work directory the kit made is removed whatever happens to the server: rejected
+    arguments, a zone that does not load, or a server made with start=False and dropped."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(ValueError, match="config= runs a config file"):
+        Server(zone_text=SMALL, config=tmp_path / "my.yaml")
+    with pytest.raises(ValueError, match="nothing to serve"):
+        Server()
+    with pytest.raises(StartError):
+        Server(zone_text=SMALL + "bad IN A 300.1.2.3\n")
+    unstarted = Server(zone_text=SMALL, start=False)
+    assert unstarted.workdir.is_dir()
+    del unstarted
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []
+
+
+REPO = Path(__file__).resolve().parents[2]
+CLEANUP_NAMES = {"rmtree", "rmdir", "cleanup"}
+
+
+def _called(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+
+
+def _names(node: ast.AST) -> set[str]:
+    """Every name and attribute used under ``node``: ``shutil.rmtree`` may be called or
+    handed to ``weakref.finalize``."""
+    return {
+        getattr(part, "attr", None) or getattr(part, "id", "")
+        for part in ast.walk(node)
+        if isinstance(part, ast.Attribute | ast.Name)
+    }
+
+
+def _makes_a_temporary_name(node: ast.AST) -> str | None:
+    """``tempfile.mkdtemp(...)`` or ``mkdtemp(...)`` (not pytest's ``tmp_path_factory.mktemp``)."""
+    if not isinstance(node, ast.Call) or _called(node) not in {"mkdtemp", "mktemp"}:
+        return None
+    func = node.func
+    if isinstance(func, ast.Attribute) and getattr(func.value, "id", None) != "tempfile":
+        return None
+    return _called(node)
+
+
+def _unremoved_temporary_directories(path: Path, root: Path = REPO) -> list[str]:
+    """``mkdtemp`` / ``mktemp`` calls whose function (or class) never removes anything."""
+    tree = ast.parse(path.read_text(), str(path))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        made = _makes_a_temporary_name(node)
+        if made is None:
+            continue
+        scope: ast.AST | None = None  # the outermost class, else the innermost function
+        owner: ast.AST = node
+        while owner in parents:
+            owner = parents[owner]
+            if isinstance(owner, ast.ClassDef) or (
+                isinstance(owner, ast.FunctionDef | ast.AsyncFunctionDef) and scope is None
+            ):
+                scope = owner
+        if made == "mktemp" or scope is None or not _names(scope) & CLEANUP_NAMES:
+            found.append((node.lineno, f"{path.relative_to(root)}:{node.lineno}"))
+    return [where for _, where in sorted(found)]
+
+
+def test_tests_and_the_kit_remove_the_temporary_directories_they_make() -> None:
+    """Every run used to leave /tmp/dnspol-fuzz-*: a temporary directory must be pytest's
+    ``tmp_path``, a ``TemporaryDirectory`` block, or removed by the code that made it."""
+    sources = sorted((REPO / "tests").rglob("*.py")) + sorted(
+        (REPO / "dnspol" / "testing").glob("*.py")
+    )
+    found = [where for path in sources for where in _unremoved_temporary_directories(path)]
+    assert found == []
+
+
+def test_the_temporary_directory_check_finds_a_leak(tmp_path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import shutil, tempfile\n"
+        "def leaks():\n    return tempfile.mkdtemp()\n"
+        "def cleans():\n    d = tempfile.mkdtemp()\n    shutil.rmtree(d)\n"
+        "class Kit:\n    def __init__(self):\n        self.d = tempfile.mkdtemp()\n"
+        "    def stop(self):\n        shutil.rmtree(self.d)\n"
+        "made_at_import = tempfile.mkdtemp()\n"
+    )
+    assert _unremoved_temporary_directories(sample, tmp_path) == ["sample.py:3", "sample.py:12"]
 
 
 def test_server_as_context_manager_in_process() -> None:
