@@ -35,8 +35,11 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dns.edns
+import dns.message
+
 import dnspol
-from dnspol.testing.client import DigResult, dig, exchange
+from dnspol.testing.client import DigResult, dig, exchange, query
 from dnspol.testing.errors import ControlError, ReloadError, ServerError, StartError
 from dnspol.testing.files import ScopeSource, ServedFiles, ZoneSource
 
@@ -430,6 +433,43 @@ class Server:
         """``dig @server -p port name qtype options...``, parsed (see ``dnspol.testing.dig``)."""
         return dig(
             self.host, self.port, name, qtype, *options, source=source, tcp=tcp, timeout=timeout
+        )
+
+    def query(
+        self,
+        name: str,
+        qtype: str | int = "A",
+        *,
+        source: str | None = None,
+        ecs: str | dns.edns.ECSOption | None = None,
+        tcp: bool = False,
+        rd: bool = False,
+        do: bool = False,
+        cd: bool = False,
+        edns: bool = True,
+        payload: int = 1232,
+        options: tuple[dns.edns.Option, ...] = (),
+        rdclass: str | int = "IN",
+        timeout: float = 2.0,
+    ) -> dns.message.Message:
+        """One question asked with dnspython; the reply as a ``dns.message.Message``
+        (see ``dnspol.testing.query``). Raises ``QueryError`` when none comes."""
+        return query(
+            self.host,
+            self.port,
+            name,
+            qtype,
+            source=source,
+            ecs=ecs,
+            tcp=tcp,
+            rd=rd,
+            do=do,
+            cd=cd,
+            edns=edns,
+            payload=payload,
+            options=options,
+            rdclass=rdclass,
+            timeout=timeout,
         )
 
     def exchange(

@@ -14,11 +14,24 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
 import pytest
 from itkit import EXAMPLE, alive, wait_gone
 
 import dnspol.testing
-from dnspol.testing import DigError, ReloadError, Server, StartError, parse_dig, txt_strings
+from dnspol.testing import (
+    DigError,
+    QueryError,
+    ReloadError,
+    Server,
+    StartError,
+    parse_dig,
+    txt_strings,
+)
 from dnspol.testing.process import live_servers
 
 SMALL = """$ORIGIN kit.test.
@@ -236,6 +249,87 @@ def _query(name: str) -> bytes:
     from itkit import make_query
 
     return make_query(name)
+
+
+# -- srv.query: dnspython messages -------------------------------------------------------
+
+SPLIT = """
+server:
+  trusted_resolvers: [127.0.0.1/32]
+subnets:
+  lab: [127.0.0.2/32, 10.0.0.0/8]
+rules:
+  - name: lab-view
+    zone: kit.test
+    match: {client: lab}
+    answer: lab
+"""
+
+
+@pytest.fixture(scope="module")
+def split():
+    with Server(
+        zone_text=SMALL, scopes={"kit.test": {"lab": "www 60 IN A 10.0.0.10\n"}}, policies=SPLIT
+    ) as srv:
+        yield srv
+
+
+def _addresses(reply: dns.message.Message) -> list[str]:
+    return [rr.address for rrset in reply.answer for rr in rrset]
+
+
+def _ecs(reply: dns.message.Message) -> dns.edns.ECSOption | None:
+    return next((o for o in reply.options if o.otype == dns.edns.OptionType.ECS), None)
+
+
+def test_query_returns_a_dnspython_message(split) -> None:
+    reply = split.query("www.kit.test", "A")
+    assert isinstance(reply, dns.message.Message)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AA and not reply.flags & dns.flags.RD
+    assert _addresses(reply) == ["192.0.2.10"]
+    assert reply.edns == 0 and reply.payload == 1232  # EDNS by default, as dig
+    assert split.query("nope.kit.test").rcode() == dns.rcode.NXDOMAIN
+    assert split.query("www.kit.test", dns.rdatatype.AAAA).answer == []
+
+
+def test_query_from_a_source_address_with_ecs_over_tcp(split) -> None:
+    assert _addresses(split.query("www.kit.test", source="127.0.0.2")) == ["10.0.0.10"]
+    inside = split.query("www.kit.test", ecs="10.1.2.0/24")
+    assert _addresses(inside) == ["10.0.0.10"]
+    ecs = _ecs(inside)
+    assert ecs is not None and (ecs.address, ecs.srclen, ecs.scopelen) == ("10.1.2.0", 24, 8)
+    assert _ecs(split.query("www.kit.test")) is None  # no ECS asked, none sent
+    over_tcp = split.query("www.kit.test", source="127.0.0.2", tcp=True)
+    assert _addresses(over_tcp) == ["10.0.0.10"]
+
+
+def test_query_flags_and_edns(split) -> None:
+    reply = split.query("www.kit.test", rd=True, do=True)
+    assert reply.flags & dns.flags.RD  # copied
+    assert reply.ednsflags & dns.flags.DO  # copied (RFC 3225)
+    plain = split.query("www.kit.test", edns=False)
+    assert plain.edns == -1 and plain.options == ()  # no OPT asked, none sent
+    small = split.query("www.kit.test", "TXT", payload=512)
+    assert small.rcode() == dns.rcode.NOERROR
+
+
+def test_query_returns_a_truncated_answer_as_it_came(dnspol) -> None:
+    big = "".join(f'big IN TXT "{"x" * 200} {n}"\n' for n in range(20))
+    srv = dnspol(zone=SMALL + big)
+    reply = srv.query("big.kit.test", "TXT", edns=False)
+    assert reply.flags & dns.flags.TC and reply.answer == []
+    assert len(srv.query("big.kit.test", "TXT", tcp=True).answer[0]) == 20
+
+
+def test_query_raises_when_no_answer_comes(dnspol) -> None:
+    srv = dnspol(
+        zone=SMALL,
+        policies="rules:\n  - name: silent\n    match: {qname: www.kit.test}\n    action: drop\n",
+    )
+    with pytest.raises(QueryError, match="no answer"):
+        srv.query("www.kit.test", timeout=0.5)
+    assert srv.query("ns.kit.test").rcode() == dns.rcode.NOERROR
 
 
 # -- the clock ----------------------------------------------------------------------
