@@ -1,13 +1,22 @@
-"""docs/testing.md promises copyable examples: run every one of them as a user would."""
+"""The docs promise copyable examples: run them as a user would.
+
+docs/testing.md's Python examples run under pytest and unittest, and its shell recipes
+for the fake clock run in bash, as written, in a copy of the repository's ``policies/``.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
+REPO = Path(__file__).resolve().parents[2]
+DOC = REPO / "docs" / "testing.md"
+SHELL_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
 BLOCK = re.compile(r"```python\n# (test_\w+\.py)\n(.*?)```", re.DOTALL)
 CONFTEST = """
 import dnspol.testing.plugin
@@ -51,3 +60,71 @@ def test_unittest_example_runs_without_pytest(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK" in done.stderr
+
+
+def _free_port() -> int:
+    """A port free for UDP and TCP now: the recipes' 5300 may be taken on a busy host."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            with socket.socket() as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+
+
+def run_shell_recipe(recipe: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """Run a recipe in bash as a user would after the quick start (``dnspol`` on PATH),
+    from a directory holding a copy of ``policies/``; any failing command fails it."""
+    shutil.copytree(REPO / "policies", workdir / "policies")
+    port = str(_free_port())
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(REPO),
+    }
+    return subprocess.run(
+        ["bash", "-e", "-c", recipe.replace("5300", port)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def fake_clock_recipes() -> list[str]:
+    return [block for block in SHELL_BLOCK.findall(DOC.read_text()) if "--fake-time" in block]
+
+
+def test_the_fake_clock_shell_recipes_are_found() -> None:
+    recipes = fake_clock_recipes()
+    assert len(recipes) == 2
+    assert all("--ready-file" in recipe and 'kill "$server"' in recipe for recipe in recipes)
+
+
+def test_fake_clock_control_recipe_runs_as_written(tmp_path) -> None:
+    (recipe,) = [r for r in fake_clock_recipes() if "dnspol ctl" in r]
+    done = run_shell_recipe(recipe, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("READY 127.0.0.1 ")
+    assert lines[1].startswith("2026-11-28T02:00:00")  # 03:00 in Berlin, shown in UTC
+    assert lines[2].startswith("2026-11-28T02:01:00")
+    assert lines[3].startswith("reloaded: generation 2")
+    assert '"clock": "2026-11-28T02:01:' in done.stdout
+    assert "shutting down" in done.stderr
+
+
+def test_fake_clock_chaos_recipe_runs_as_written(tmp_path) -> None:
+    (recipe,) = [r for r in fake_clock_recipes() if "clock.dnspol" in r]
+    done = run_shell_recipe(recipe, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    answers = [line for line in done.stdout.splitlines() if line.startswith('"')]
+    assert [a[:14] for a in answers[:3]] == ['"2026-11-28T01', '"2026-12-29T00', '"2026-12-29T00']
+    assert answers[2].startswith('"2026-12-29T00:01:00')
+    assert answers[3] == '"ok"'
