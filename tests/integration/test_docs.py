@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from itkit import free_port, need
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "testing.md"
@@ -62,25 +64,11 @@ def test_unittest_example_runs_without_pytest(tmp_path) -> None:
     assert "OK" in done.stderr
 
 
-def _free_port() -> int:
-    """A port free for UDP and TCP now: the recipes' 5300 may be taken on a busy host."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket() as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-
-
 def run_shell_recipe(recipe: str, workdir: Path) -> subprocess.CompletedProcess[str]:
     """Run a recipe in bash as a user would after the quick start (``dnspol`` on PATH),
     from a directory holding a copy of ``policies/``; any failing command fails it."""
     shutil.copytree(REPO / "policies", workdir / "policies")
-    port = str(_free_port())
+    port = str(free_port())  # the recipes' 5300 may be taken on a busy host
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -128,3 +116,29 @@ def test_fake_clock_chaos_recipe_runs_as_written(tmp_path) -> None:
     assert [a[:14] for a in answers[:3]] == ['"2026-11-28T01', '"2026-12-29T00', '"2026-12-29T00']
     assert answers[2].startswith('"2026-12-29T00:01:00')
     assert answers[3] == '"ok"'
+
+
+COMPOSE_DOCS = ["docs/operations.md", "docker-compose.yml"]
+COMPOSE_COMMAND = re.compile(r"docker[ -]compose ((?:--profile \S+ )*)up --build")
+
+
+@pytest.mark.parametrize("doc", COMPOSE_DOCS)
+def test_compose_commands_work_with_debians_docker_compose_too(doc) -> None:
+    """Docker's plugin is ``docker compose``, Debian's package ``docker-compose``: the
+    docs say both, and each command they show is accepted by Debian's (``up`` checked
+    as ``config``, which reads the same file and profiles without a Docker engine)."""
+    text = (REPO / doc).read_text()
+    assert "docker compose " in text and "docker-compose " in text.replace("`", " ")
+    commands = {m.group(1) for m in COMPOSE_COMMAND.finditer(text)}
+    assert commands >= {"", "--profile dnsdist "}
+    exe = need("docker-compose", "docker-compose")
+    for profiles in sorted(commands):
+        done = subprocess.run(
+            [exe, "-f", "docker-compose.yml", *profiles.split(), "config", "--quiet"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"docker-compose {profiles}config: {done.stderr}"
