@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from itkit import free_port, need
+
+import dnspol.testing
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "testing.md"
@@ -142,3 +145,133 @@ def test_compose_commands_work_with_debians_docker_compose_too(doc) -> None:
             check=False,
         )
         assert done.returncode == 0, f"docker-compose {profiles}config: {done.stderr}"
+
+
+# --------------------------------------------------------------------------- paths
+
+PATH_DOCS = ["README.md", "docs/*.md", "policies/**/README.md"]
+PATH_SUFFIXES = (".zone", ".yaml", ".yml", ".md", ".py", ".txt", ".sh", ".conf", ".toml", ".db")
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+SPAN = re.compile(r"`([^`\n]+)`")
+PATHLIKE = re.compile(r"[\w./*-]+")
+SERVED_FILE = re.compile(r"--(?:zone|config)[ =]+(?:[\w.-]+=)?(\S+)")
+
+
+def _documents() -> list[Path]:
+    return sorted({path for pattern in PATH_DOCS for path in REPO.glob(pattern)})
+
+
+def _generated() -> list[Path]:
+    """Directories a .gitignore names (``bench/zone/``, made by the benchmark): a doc may
+    name what is made there."""
+    found = []
+    for ignore in REPO.rglob(".gitignore"):
+        if ".venv" in ignore.parts:
+            continue
+        for line in ignore.read_text().splitlines():
+            if line.endswith("/") and not line.startswith("#"):
+                found.append(ignore.parent / line.strip("/"))
+    return found
+
+
+def mentioned_paths(doc: Path) -> set[str]:
+    """What a doc names as a file of the repository: relative link targets; words with
+    a ``/`` that end in a file suffix or ``/`` (in prose spans and shell examples; YAML
+    and Python examples are configurations of the reader's own); and, in README.md,
+    the files given to ``--zone`` and ``--config`` (its commands run in the clone)."""
+    text = doc.read_text()
+    names = {t.split("#")[0] for t in LINK.findall(text) if "://" not in t}
+    # a prose span is a path only when it is nothing else (`{"lists/x.txt": text}` is code)
+    chunks = [span for span in SPAN.findall(FENCE.sub("", text)) if PATHLIKE.fullmatch(span)]
+    chunks += [body for lang, body in FENCE.findall(text) if lang not in ("yaml", "python")]
+    for chunk in chunks:
+        for word in PATHLIKE.findall(chunk):
+            word = word.rstrip(".")
+            if "/" in word and (word.endswith(PATH_SUFFIXES) or word.endswith("/")):
+                names.add(word)
+        if doc.name == "README.md" and doc.parent == REPO:
+            names.update(SERVED_FILE.findall(chunk))
+    return {n for n in names if n and not _placeholder(n) and not n.startswith(("/", ".venv"))}
+
+
+def _placeholder(name: str) -> bool:
+    """``FILE``, ``[ORIGIN=]FILE``, ``$PWD/...``: words that stand for the reader's own."""
+    return bool(re.fullmatch(r"[\[\]A-Z_=]+", name)) or "$" in name or "..." in name
+
+
+def _exists(name: str, doc: Path, generated: list[Path]) -> bool:
+    # relative to the doc, the repository, or the package (README's layout is dnspol/'s)
+    for base in (doc.parent, REPO, REPO / "dnspol"):
+        path = base / name
+        if "*" in name and any(base.glob(name)) or "*" not in name and path.exists():
+            return True
+        if any(path.resolve().is_relative_to(g) for g in generated):
+            return True
+    return False
+
+
+def test_every_path_the_docs_name_exists() -> None:
+    generated = _generated()
+    missing = [
+        f"{doc.relative_to(REPO)}: {name}"
+        for doc in _documents()
+        for name in sorted(mentioned_paths(doc))
+        if not _exists(name, doc, generated)
+    ]
+    assert missing == []
+
+
+def test_the_path_check_reads_links_spans_and_commands(tmp_path) -> None:
+    doc = tmp_path / "README.md"
+    doc.write_text(
+        "See [a](docs/a.md) and `policies/nope.yaml`.\n"
+        "```sh\ndnspol serve --zone zones/x.zone --zone example.net=other.db\n```\n"
+        "```yaml\nzones: {x: {file: mine/x.zone}}\n```\n"
+    )
+    assert mentioned_paths(doc) == {"docs/a.md", "policies/nope.yaml", "zones/x.zone"}
+
+
+# --------------------------------------------------------------------------- README
+
+
+def readme_section(title: str) -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def readme_commands(title: str) -> list[list[str]]:
+    """The commands of a section's ``sh`` block, each as argv (continuations joined,
+    comments dropped), with ``.venv/bin/dnspol`` as this interpreter's dnspol."""
+    (block,) = SHELL_BLOCK.findall(readme_section(title))
+    lines = block.replace("\\\n", " ").splitlines()
+    commands = [shlex.split(line, comments=True) for line in lines]
+    dnspol = [sys.executable, "-m", "dnspol"]
+    return [dnspol + argv[1:] if argv[0] == ".venv/bin/dnspol" else argv for argv in commands]
+
+
+def test_readme_serving_zone_files_directly_runs_as_written(tmp_path) -> None:
+    serve, check = readme_commands("Serving zone files directly")
+    assert serve[3:4] == ["serve"] and check[3:4] == ["check"]
+    done = subprocess.run(check, cwd=REPO, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("ok: ")
+    listen = serve.index("--listen")
+    serve[listen + 1] = "127.0.0.1:0"  # 5353 may be taken here; the rest as written
+    serve += ["--control", "none", "--ready-file", str(tmp_path / "ready"), "--workers", "1"]
+    proc = subprocess.Popen(
+        serve, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        ready = proc.stdout.readline().split()
+        assert ready[:2] == ["READY", "127.0.0.1"], proc.stderr.read() if proc.poll() else ready
+        port = int(ready[2])
+        com = dnspol.testing.query("127.0.0.1", port, "www.example.com")
+        org = dnspol.testing.query("127.0.0.1", port, "app.example.org")
+        assert [rr.address for rr in com.answer[0]] == ["192.0.2.10"]
+        assert [rr.address for rr in org.answer[0]] == ["192.0.2.10"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
