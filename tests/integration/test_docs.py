@@ -12,15 +12,21 @@ import shlex
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import dns.rdatatype
 import pytest
 from itkit import free_port, need
 
 import dnspol.testing
+from dnspol.explain import explain
+from dnspol.state import snapshot_loader
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "testing.md"
+BERLIN = ZoneInfo("Europe/Berlin")
 SHELL_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
 BLOCK = re.compile(r"```python\n# (test_\w+\.py)\n(.*?)```", re.DOTALL)
 CONFTEST = """
@@ -275,3 +281,61 @@ def test_readme_serving_zone_files_directly_runs_as_written(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+# --------------------------------------------------------------------------- policies/failover
+
+FAILOVER = REPO / "policies" / "failover"
+TABLE_ROW = re.compile(
+    r"^\| \w{3} (\d{4}-\d\d-\d\d) (\d\d:\d\d(?::\d\d)?)[^|]*\|([^|]*)\|([^|]*)\|$"
+)
+RECORD = re.compile(r"`(\d+) ([A-Z]+) ([^`]+)`")
+
+
+def failover_table() -> list[
+    tuple[datetime, list[tuple[int, str, str]], list[tuple[int, str, str]]]
+]:
+    """The "Ask it" table of policies/failover/README.md: Berlin time, app's and support's
+    records as (TTL, type, data)."""
+    rows = []
+    for line in (FAILOVER / "README.md").read_text().splitlines():
+        m = TABLE_ROW.match(line)
+        if m:
+            when = datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}").replace(tzinfo=BERLIN)
+            app, support = (
+                [(int(ttl), rtype, data) for ttl, rtype, data in RECORD.findall(cell)]
+                for cell in (m.group(3), m.group(4))
+            )
+            rows.append((when, app, support))
+    return rows
+
+
+def test_failover_table_is_what_the_server_answers() -> None:
+    """Each row, asked of a server set to that time: the same records, and TTLs at most
+    2 s below the table's (the server's clock runs on; the table is the moment itself)."""
+    rows = failover_table()
+    assert len(rows) == 5
+    with dnspol.testing.Server(config=FAILOVER / "dnspol.yaml", fake_time=rows[0][0]) as srv:
+        for when, *expected in rows:
+            srv.set_time(when)
+            for name, records in zip(("app", "support"), expected, strict=True):
+                reply = srv.query(f"{name}.example.org")
+                seen = [
+                    (rrset.ttl, dns.rdatatype.to_text(rrset.rdtype), rr.to_text())
+                    for rrset in reply.answer
+                    for rr in rrset
+                ]
+                assert [r[1:] for r in seen] == [r[1:] for r in records], (when, name)
+                for (ttl, *_), (stated, *_) in zip(seen, records, strict=True):
+                    assert stated - 2 <= ttl <= stated, (when, name, seen)
+
+
+def test_failover_table_is_what_explain_shows() -> None:
+    """``dnspol explain --time`` stops the clock: the table's TTLs exactly."""
+    snap = snapshot_loader(config=str(FAILOVER / "dnspol.yaml"), zone_args=[])()
+    for when, *expected in failover_table():
+        for name, records in zip(("app", "support"), expected, strict=True):
+            text = explain(snap, f"{name}.example.org", "A", "127.0.0.1", when=when.timestamp())
+            answer = text.split(";; ANSWER SECTION:\n")[1].split(";;")[0]
+            fields = [line.split(None, 4) for line in answer.splitlines() if line.strip()]
+            assert [(int(f[1]), f[3], f[4]) for f in fields] == records, (when, name)
