@@ -339,3 +339,35 @@ def test_failover_table_is_what_explain_shows() -> None:
             answer = text.split(";; ANSWER SECTION:\n")[1].split(";;")[0]
             fields = [line.split(None, 4) for line in answer.splitlines() if line.strip()]
             assert [(int(f[1]), f[3], f[4]) for f in fields] == records, (when, name)
+
+
+# --------------------------------------------------------------------------- explain
+
+EXPLAIN_SHOWN = re.compile(
+    r"^\$ ((?:\.venv/bin/)?dnspol explain .*)\n((?:(?!\$ |```).*\n)*)", re.MULTILINE
+)
+
+
+def shown_explains() -> list[tuple[str, str, str]]:
+    """Every ``$ dnspol explain ...`` a doc shows with its output: (doc, command, output)."""
+    return [
+        (str(doc.relative_to(REPO)), command, output)
+        for doc in _documents()
+        for command, output in EXPLAIN_SHOWN.findall(doc.read_text())
+    ]
+
+
+def test_the_docs_show_explain() -> None:
+    docs = {doc for doc, _, _ in shown_explains()}
+    assert docs >= {"README.md", "policies/split-horizon/README.md"}
+
+
+@pytest.mark.parametrize("doc, command, output", shown_explains(), ids=lambda x: x[:40])
+def test_explain_prints_what_the_docs_show(doc, command, output) -> None:
+    """Run from the top of the repository, as the quick start does; the message ID is
+    random, shown as ``id: ...``."""
+    argv = [sys.executable, "-m", "dnspol", *shlex.split(command)[1:]]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    printed = re.sub(r"id: \d+", "id: ...", done.stdout)
+    assert printed == output, f"{doc}: {command}"
