@@ -505,3 +505,18 @@ def test_explain_time_accepts_an_offset_or_z() -> None:
         done = explain_cli("--config", config, "--time", value, "app.example.org")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "198.51.100.10" in done.stdout
+
+
+def test_an_overlay_without_ttl_says_it_needs_its_own(tmp_path) -> None:
+    """An overlay is a file of its own: the zone file's $TTL does not reach it."""
+    (tmp_path / "z.zone").write_text(ZONE_V1)
+    (tmp_path / "inside.zone").write_text("$ORIGIN reload.test.\nwww IN A 10.0.0.10\n")
+    (tmp_path / "dnspol.yaml").write_text(
+        "zones:\n  reload.test:\n    file: z.zone\n    scopes:\n"
+        "      inside: {overlay: inside.zone}\n"
+    )
+    done = run_cli("check", "--config", str(tmp_path / "dnspol.yaml"))
+    assert done.returncode == 1
+    (problem,) = done.stdout.splitlines()
+    assert problem.startswith(f"{tmp_path}/inside.zone:2: bad record 'www IN A 10.0.0.10': ")
+    assert "$TTL" in problem and "overlay" in problem, problem

@@ -21,6 +21,7 @@ import pytest
 from itkit import free_port, need
 
 import dnspol.testing
+from dnspol.testing import StartError
 from dnspol.explain import explain
 from dnspol.state import snapshot_loader
 
@@ -371,3 +372,48 @@ def test_explain_prints_what_the_docs_show(doc, command, output) -> None:
     assert done.returncode == 0, done.stderr
     printed = re.sub(r"id: \d+", "id: ...", done.stdout)
     assert printed == output, f"{doc}: {command}"
+
+
+# --------------------------------------------------------------------------- policies/README.md
+
+CNAME_ZONE = """
+$ORIGIN example.com.
+$TTL 300
+@    IN SOA ns1 hostmaster 1 7200 900 1209600 300
+@    IN NS  ns1
+ns1  IN A   192.0.2.1
+www  IN A   192.0.2.10
+app  IN CNAME www
+"""
+INTERNAL_OVERLAY = "$TTL 60\nwww IN A 10.0.0.10\n"  # no $ORIGIN: the zone's is assumed
+RULE_ON = """
+rules:
+  - name: inside
+    zone: example.com
+    match: {{qname: {}}}
+    answer: internal
+"""
+
+
+def _chain(srv, name: str) -> list[str]:
+    return [rr.to_text() for rrset in srv.query(name).answer for rr in rrset]
+
+
+def test_rules_see_the_query_name_not_a_cname_target(dnspol) -> None:
+    srv = dnspol(
+        zone=CNAME_ZONE,
+        scopes={"example.com": {"internal": INTERNAL_OVERLAY}},
+        policies=RULE_ON.format("www.example.com"),
+    )
+    assert _chain(srv, "www.example.com") == ["10.0.0.10"]
+    assert _chain(srv, "app.example.com") == ["www.example.com.", "192.0.2.10"]  # default
+    srv.reload(policies=RULE_ON.format("app.example.com"))
+    assert _chain(srv, "app.example.com") == ["www.example.com.", "10.0.0.10"]  # internal
+    srv.reload(policies=RULE_ON.format("[app.example.com, www.example.com]"))
+    assert _chain(srv, "app.example.com") == ["www.example.com.", "10.0.0.10"]
+    assert _chain(srv, "www.example.com") == ["10.0.0.10"]
+
+
+def test_an_overlay_needs_its_own_ttl(dnspol) -> None:
+    with pytest.raises(StartError, match=r"no TTL: .*\$TTL.*overlay"):
+        dnspol(zone=CNAME_ZONE, scopes={"example.com": {"internal": "www IN A 10.0.0.10\n"}})
