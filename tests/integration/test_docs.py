@@ -21,9 +21,9 @@ import pytest
 from itkit import free_port, need
 
 import dnspol.testing
-from dnspol.testing import StartError
 from dnspol.explain import explain
 from dnspol.state import snapshot_loader
+from dnspol.testing import StartError
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "testing.md"
