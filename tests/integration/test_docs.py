@@ -417,3 +417,55 @@ def test_rules_see_the_query_name_not_a_cname_target(dnspol) -> None:
 def test_an_overlay_needs_its_own_ttl(dnspol) -> None:
     with pytest.raises(StartError, match=r"no TTL: .*\$TTL.*overlay"):
         dnspol(zone=CNAME_ZONE, scopes={"example.com": {"internal": "www IN A 10.0.0.10\n"}})
+
+
+# --------------------------------------------------------------------------- self-contained
+
+UPWARD = re.compile(r"(?<![\w.])((?:\.\./)+[\w./-]*)")
+OUTSIDE = re.compile(r"(?<![\w.-])(?:shared|reference)/[\w.-]+|/work/[\w.-]+")
+
+
+def _tracked_texts() -> list[tuple[Path, str]]:
+    done = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    if done.returncode == 0:
+        paths = [REPO / name for name in done.stdout.split("\0") if name]
+    else:  # not a git checkout (a source tarball): every file but the virtualenv
+        paths = [p for p in REPO.rglob("*") if ".venv" not in p.parts and ".git" not in p.parts]
+    texts = []
+    for path in paths:
+        try:
+            texts.append((path, path.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, IsADirectoryError, FileNotFoundError):
+            continue  # binary, or a directory in the tarball walk
+    return texts
+
+
+def references_outside(path: Path, text: str) -> list[str]:
+    """Paths in ``text`` that lead out of the repository: ``../`` climbing above it
+    (from the file's folder), or a folder of the machine it was written on."""
+    found = [m.group(0) for m in OUTSIDE.finditer(text)]
+    for line in text.splitlines():
+        if "--checkout" in line:  # bench's "another checkout of your own" option
+            continue
+        for m in UPWARD.finditer(line):
+            if not (path.parent / m.group(1)).resolve().is_relative_to(REPO.resolve()):
+                found.append(m.group(1))
+    return found
+
+
+def test_nothing_in_the_repository_refers_to_files_outside_it() -> None:
+    found = [
+        f"{path.relative_to(REPO)}: {ref}"
+        for path, text in _tracked_texts()
+        if path.resolve() != Path(__file__).resolve()  # its own examples
+        for ref in references_outside(path, text)
+    ]
+    assert found == []
+
+
+def test_the_outside_check_finds_them(tmp_path) -> None:
+    here = REPO / "docs" / "x.md"
+    text = "see ../../notes.md, ../README.md, shared/STYLE.md and /work/main/x\n"
+    assert references_outside(here, text) == ["shared/STYLE.md", "/work/main", "../../notes.md"]
