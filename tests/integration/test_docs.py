@@ -469,3 +469,16 @@ def test_the_outside_check_finds_them(tmp_path) -> None:
     here = REPO / "docs" / "x.md"
     text = "see ../../notes.md, ../README.md, shared/STYLE.md and /work/main/x\n"
     assert references_outside(here, text) == ["shared/STYLE.md", "/work/main", "../../notes.md"]
+
+
+# --------------------------------------------------------------------------- docs/authoritative.md
+
+
+def test_the_sections_the_authoritative_tests_cite_exist() -> None:
+    """test_authoritative.py's comments say "§7.2" and mean docs/authoritative.md's."""
+    reference = (REPO / "docs" / "authoritative.md").read_text()
+    headings = set(re.findall(r"^#+ (§[\d.]+) ", reference, re.MULTILINE))
+    tests = (REPO / "tests" / "integration" / "test_authoritative.py").read_text()
+    cited = {m.group(1) for m in re.finditer(r"(?<!RFC \d{4} )(§\d+(?:\.\d+)?)", tests)}
+    assert cited >= {"§7.1", "§7.2", "§8", "§10"}
+    assert cited - headings == set()
