@@ -1,7 +1,13 @@
-"""The docs promise copyable examples: run them as a user would.
+"""The docs promise things: run them as a user would, and check what they name.
 
-docs/testing.md's Python examples run under pytest and unittest, and its shell recipes
-for the fake clock run in bash, as written, in a copy of the repository's ``policies/``.
+* docs/testing.md: its Python examples run under pytest and unittest; its fake-clock
+  shell recipes run in bash, as written, in a copy of ``policies/``.
+* README.md: "Serving zone files directly" runs; every ``$ dnspol explain`` a doc shows
+  prints exactly that; the compose commands work with Debian's ``docker-compose`` too.
+* policies/: the failover table is what the server answers; rules see the query name,
+  not a CNAME target; an overlay needs its own ``$TTL``.
+* every repository path the docs name exists, nothing refers to files outside the
+  repository, and the sections test_authoritative.py cites exist in docs/authoritative.md.
 """
 
 from __future__ import annotations
