@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import datetime
 
 from dnspol import __version__, signals
 from dnspol.errors import ConfigError
@@ -190,7 +189,8 @@ def _loader(args) -> Callable[[], Snapshot]:
 
 def _cmd_serve(args) -> int:
     load = _loader(args)
-    clock = Clock(_parse_time(args.fake_time) if args.fake_time else None)
+    fake_time = _time_arg("serve", "--fake-time", args.fake_time)
+    clock = Clock(fake_time)
     listen = [parse_listen(x) for x in args.listen] if args.listen else None
     try:
         with signals.interruptible():
@@ -326,7 +326,7 @@ def _cmd_explain(args) -> int:
         for problem in exc.problems:
             print(problem)
         return 1
-    when = _parse_time(args.time) if args.time else None
+    when = _time_arg("explain", "--time", args.time)
     try:
         print(
             explain(
@@ -382,8 +382,16 @@ def _cmd_ctl(args) -> int:
     return code
 
 
-def _parse_time(text: str) -> float:
-    when = datetime.fromisoformat(text)
-    if when.tzinfo is None:
-        raise SystemExit(f"dnspol: --fake-time needs a UTC offset, e.g. {text}+00:00")
-    return when.timestamp()
+def _time_arg(command: str, option: str, text: str | None) -> float | None:
+    """``--time`` / ``--fake-time`` as epoch seconds (None when not given): ISO 8601 with a
+    UTC offset, or epoch seconds, as ``dnspol ctl set-time`` takes them. A value the clock
+    cannot take ends the command with one line and exit 2, as a usage error does."""
+    if text is None:
+        return None
+    from dnspol.control import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        print(f"dnspol {command}: {option}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -11,12 +11,18 @@ import ipaddress
 import random
 import time
 
+import dns.edns
 from dnslib import EDNS0, QTYPE, DNSRecord, EDNSOption
 
 from dnspol.handler import Clock, Handler, Listener
 from dnspol.names import from_text
 from dnspol.policy.model import QueryFacts
 from dnspol.state import ServerState, Snapshot
+
+OPTION_NSID = 3
+OPTION_ECS = 8
+OPTION_COOKIE = 10
+OPTION_EDE = 15
 
 
 def explain(
@@ -61,8 +67,58 @@ def explain(
     if result.wire is None:
         lines.append("answer: none (the query is dropped)")
     else:
-        lines.append(str(DNSRecord.parse(result.wire)))
+        lines.append(dig_text(DNSRecord.parse(result.wire)))
     return "\n".join(lines)
+
+
+def dig_text(reply: DNSRecord) -> str:
+    """The reply as dnslib writes it, with the OPT pseudo-section as dig 9.18 writes it:
+    ``; CLIENT-SUBNET: 10.1.2.0/24/8`` and ``; EDE: 18 (Prohibited)``, not option bytes."""
+    text = str(reply)
+    for rr in reply.ar:
+        if rr.rtype == QTYPE.OPT:
+            text = text.replace(rr.toZone(), _opt_text(rr))
+    return text
+
+
+def _opt_text(rr) -> str:
+    flags = " do" if rr.edns_do else ""
+    lines = [
+        ";; OPT PSEUDOSECTION:",
+        f"; EDNS: version: {rr.edns_ver}, flags:{flags}; udp: {rr.edns_len}",
+    ]
+    lines += [_option_text(opt.code, bytes(opt.data)) for opt in rr.rdata]
+    return "\n".join(lines)
+
+
+def _option_text(code: int, data: bytes) -> str:
+    """One EDNS option in dig's words (dig 9.18, ``printednsopts``)."""
+    if code == OPTION_ECS and len(data) >= 4:
+        return f"; CLIENT-SUBNET: {_ecs_text(data)}"
+    if code == OPTION_EDE and len(data) >= 2:
+        info = int.from_bytes(data[:2], "big")
+        extra = f": ({data[2:].decode('utf-8', 'replace')})" if len(data) > 2 else ""
+        return f"; EDE: {info} ({_ede_name(info)}){extra}"
+    if code == OPTION_COOKIE:
+        return f"; COOKIE: {data.hex()}"
+    name = "NSID" if code == OPTION_NSID else f"OPT={code}"
+    printable = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
+    return f'; {name}: {" ".join(f"{b:02x}" for b in data)} ("{printable}")'
+
+
+def _ecs_text(data: bytes) -> str:
+    family, source, scope = int.from_bytes(data[:2], "big"), data[2], data[3]
+    size = 4 if family == 1 else 16
+    packed = data[4:].ljust(size, b"\0")[:size]
+    address = ipaddress.ip_address(packed) if family in (1, 2) else data[4:].hex()
+    return f"{address}/{source}/{scope}"
+
+
+def _ede_name(info: int) -> str:
+    try:
+        return dns.edns.EDECode(info).name.replace("_", " ").title()
+    except ValueError:
+        return "Unknown"
 
 
 def _qtype(text: str) -> int:
@@ -86,5 +142,5 @@ def _query_wire(name: str, qtype: int, ecs) -> bytes:
         length = ecs.prefixlen
         address = ecs.network_address.packed[: (length + 7) // 8]
         data = family.to_bytes(2, "big") + bytes((length, 0)) + address
-        query.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(8, data)]))
+        query.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(OPTION_ECS, data)]))
     return bytes(query.pack())

@@ -91,14 +91,17 @@ NAMES = [
 
 
 def _handler(with_rules: bool, fast: bool) -> Handler:
-    tmp = Path(tempfile.mkdtemp(prefix="dnspol-fuzz-"))
-    (tmp / "example.zone").write_text(ZONE)
-    (tmp / "inside.zone").write_text(OVERLAY)
-    config = "zones:\n  example:\n    file: example.zone\n"
-    if with_rules:
-        config = RULES + config + "    scopes:\n      inside: {overlay: inside.zone}\n"
-    (tmp / "dnspol.yaml").write_text(config)
-    handler = Handler(ServerState(snapshot_from_config(load_config(tmp / "dnspol.yaml"))), seed=1)
+    # the loaded snapshot holds everything it needs: the files go once it is built
+    with tempfile.TemporaryDirectory(prefix="dnspol-fuzz-") as name:
+        tmp = Path(name)
+        (tmp / "example.zone").write_text(ZONE)
+        (tmp / "inside.zone").write_text(OVERLAY)
+        config = "zones:\n  example:\n    file: example.zone\n"
+        if with_rules:
+            config = RULES + config + "    scopes:\n      inside: {overlay: inside.zone}\n"
+        (tmp / "dnspol.yaml").write_text(config)
+        snapshot = snapshot_from_config(load_config(tmp / "dnspol.yaml"))
+    handler = Handler(ServerState(snapshot), seed=1)
     handler.fast_path = fast
     return handler
 

@@ -2,8 +2,9 @@
 
 The test kit runs a dnspol server as a child process for a test and talks to
 it the way the code under test will: with real ``dig`` (parsed into
-``DigResult``), raw wire bytes (``Server.exchange``), the test clock
-(``set_time`` / ``advance``) and reloads with new zones or rules.
+``DigResult``), dnspython (``Server.query``, a ``dns.message.Message``), raw
+wire bytes (``Server.exchange``), the test clock (``set_time`` / ``advance``)
+and reloads with new zones or rules.
 
 With pytest nothing needs importing: installing dnspol registers the plugin
 (entry point ``pytest11``), which provides two factory fixtures, ``dnspol``
@@ -24,7 +25,8 @@ The parts, each in its own module (this package re-exports their public names):
 * ``process``: ``Server``, the server's child process from start to stop, its
   log, its clock and reloads through its control socket;
 * ``files``: what a server serves, written to its work directory;
-* ``client``: ``dig`` and ``DigResult``, and raw messages (``exchange``);
+* ``client``: ``dig`` and ``DigResult``, ``query`` (dnspython), and raw messages
+  (``exchange``);
 * ``plugin``: the pytest fixtures and failure reports (imported by pytest only,
   so the rest works without pytest installed);
 * ``errors``: ``TestingError`` and the errors under it.
@@ -40,11 +42,13 @@ from dnspol.testing.client import (
     dig,
     exchange,
     parse_dig,
+    query,
     txt_strings,
 )
 from dnspol.testing.errors import (
     ControlError,
     DigError,
+    QueryError,
     ReloadError,
     ServerError,
     StartError,
@@ -57,6 +61,7 @@ __all__ = [
     "DigError",
     "DigResult",
     "Edns",
+    "QueryError",
     "Question",
     "Record",
     "ReloadError",
@@ -67,5 +72,6 @@ __all__ = [
     "dig",
     "exchange",
     "parse_dig",
+    "query",
     "txt_strings",
 ]

@@ -1,10 +1,13 @@
-"""Asking a dnspol server things the way the code under test will: real ``dig`` and raw bytes.
+"""Asking a dnspol server things the way the code under test will: real ``dig``,
+dnspython messages and raw bytes.
 
 This module owns the client side of the test kit: running the real ``dig``
 (``dig``) and reading its default output into a ``DigResult`` (``parse_dig``),
-and sending one raw message over UDP or TCP (``exchange``) for what dig cannot
-send. It knows nothing about how the server runs; ``Server.dig`` and
-``Server.exchange`` call these with the server's address.
+one query as a dnspython ``dns.message.Message`` (``query``: no text to parse,
+so nothing changes when dig's output does), and sending one raw message over
+UDP or TCP (``exchange``) for what neither can send. It knows nothing about
+how the server runs; ``Server.dig``, ``Server.query`` and ``Server.exchange``
+call these with the server's address.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from dnspol.testing.errors import DigError
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdataclass
+import dns.rdatatype
+
+from dnspol.testing.errors import DigError, QueryError
 
 __all__ = [
     "DigResult",
@@ -26,6 +37,7 @@ __all__ = [
     "dig",
     "exchange",
     "parse_dig",
+    "query",
     "txt_strings",
 ]
 
@@ -296,6 +308,69 @@ def dig(
             done.returncode,
         )
     return parse_dig(raw)
+
+
+# --------------------------------------------------------------------------- dnspython
+
+
+def query(
+    host: str,
+    port: int,
+    name: str,
+    qtype: str | int = "A",
+    *,
+    source: str | None = None,
+    ecs: str | dns.edns.ECSOption | None = None,
+    tcp: bool = False,
+    rd: bool = False,
+    do: bool = False,
+    cd: bool = False,
+    edns: bool = True,
+    payload: int = 1232,
+    options: tuple[dns.edns.Option, ...] = (),
+    rdclass: str | int = "IN",
+    timeout: float = 2.0,
+) -> dns.message.Message:
+    """Ask ``host``:``port`` one question with dnspython; return the reply as it came.
+
+    Defaults are an authoritative server's usual client: RD clear, EDNS(0) with a
+    1232-byte payload (as dig sends). ``source`` sends from that address; ``ecs``
+    adds EDNS Client Subnet (``"192.0.2.0/24"``, or a ``dns.edns.ECSOption``);
+    ``do``, ``cd`` and ``rd`` set those bits; ``edns=False`` sends no OPT record;
+    ``options`` are more EDNS options. Over UDP a reply with TC=1 is returned as it
+    is (ask again with ``tcp=True``). Raises ``QueryError`` when no reply comes.
+    """
+    extra = list(options)
+    if ecs is not None:
+        extra.append(ecs if isinstance(ecs, dns.edns.ECSOption) else _ecs_option(ecs))
+    message = dns.message.make_query(
+        name,
+        dns.rdatatype.RdataType.make(qtype),
+        dns.rdataclass.RdataClass.make(rdclass),
+        use_edns=0 if edns or extra or do else False,
+        payload=payload,
+        want_dnssec=do,
+        options=extra or None,
+    )
+    message.flags &= ~dns.flags.RD
+    message.flags |= (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
+    try:
+        if tcp:
+            return dns.query.tcp(message, host, timeout=timeout, port=port, source=source)
+        return dns.query.udp(message, host, timeout=timeout, port=port, source=source)
+    except dns.exception.Timeout:
+        raise QueryError(f"no answer from {host} port {port} within {timeout} s") from None
+    except (EOFError, ConnectionError) as exc:
+        raise QueryError(
+            f"no answer from {host} port {port}: {exc or 'connection closed'}"
+        ) from None
+    except dns.exception.DNSException as exc:
+        raise QueryError(f"the reply from {host} port {port} is not a DNS message: {exc}") from None
+
+
+def _ecs_option(text: str) -> dns.edns.ECSOption:
+    address, _, length = text.partition("/")
+    return dns.edns.ECSOption(address, int(length) if length else None)
 
 
 # --------------------------------------------------------------------------- raw messages

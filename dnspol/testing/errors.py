@@ -1,6 +1,6 @@
 """The test kit's errors: one root, ``TestingError``, and what each part of the kit raises.
 
-``DigError`` comes from the client (``dnspol.testing.client``); ``StartError``,
+``DigError`` and ``QueryError`` come from the client (``dnspol.testing.client``); ``StartError``,
 ``ServerError``, ``ControlError`` and ``ReloadError`` from a running server
 (``dnspol.testing.process``).
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ControlError",
     "DigError",
+    "QueryError",
     "ReloadError",
     "ServerError",
     "StartError",
@@ -46,3 +47,7 @@ class DigError(TestingError):
         super().__init__(message)
         self.raw = raw
         self.returncode = returncode
+
+
+class QueryError(TestingError):
+    """``query`` got no answer in time, or the reply was not a DNS message."""

@@ -30,12 +30,16 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dns.edns
+import dns.message
+
 import dnspol
-from dnspol.testing.client import DigResult, dig, exchange
+from dnspol.testing.client import DigResult, dig, exchange, query
 from dnspol.testing.errors import ControlError, ReloadError, ServerError, StartError
 from dnspol.testing.files import ScopeSource, ServedFiles, ZoneSource
 
@@ -196,6 +200,10 @@ class Server:
         start: bool = True,
         start_timeout: float = START_TIMEOUT,
     ) -> None:
+        if config is not None and any(
+            x is not None for x in (zone_text, zones, scopes, policies, files)
+        ):
+            raise ValueError("config= runs a config file as it is: give no zones or policies")
         self.listen = listen
         self.seed = seed
         self.fake_time = _to_epoch(fake_time) if fake_time is not None else time.time()
@@ -205,6 +213,13 @@ class Server:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dnspol-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # a directory the kit made goes with the object too: a server never started,
+        # or one whose arguments were refused, leaves nothing behind
+        self._remove_workdir = weakref.finalize(
+            self, shutil.rmtree, self.workdir, ignore_errors=True
+        )
+        if not self._own_workdir:
+            self._remove_workdir.detach()
         self.log_path = self.workdir / "server.log"
         self.ready_path = self.workdir / "ready"
         self.config_path = self.workdir / "dnspol.yaml"
@@ -218,15 +233,17 @@ class Server:
         self._final_log: str | None = None
         self._served = ServedFiles()
         self._user_config = config is not None
-        if config is not None:
-            if any(x is not None for x in (zone_text, zones, scopes, policies, files)):
-                raise ValueError("config= runs a config file as it is: give no zones or policies")
-            self.config_path = Path(config).resolve()
-        else:
-            self._served.update(zone_text, origin, zones, scopes, policies, files)
-            if not self._served.serves_something():
-                raise ValueError("nothing to serve: give zone_text=, zones= or config=")
-            self._write_files()
+        try:
+            if config is not None:
+                self.config_path = Path(config).resolve()
+            else:
+                self._served.update(zone_text, origin, zones, scopes, policies, files)
+                if not self._served.serves_something():
+                    raise ValueError("nothing to serve: give zone_text=, zones= or config=")
+                self._write_files()
+        except BaseException:
+            self._remove_workdir()
+            raise
         if start:
             self.start()
 
@@ -350,7 +367,7 @@ class Server:
         _stopped_now(self)
         if self._own_workdir and self.workdir.exists():
             self._final_log = self.log
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            self._remove_workdir()
         return code
 
     def __enter__(self) -> Server:
@@ -416,6 +433,43 @@ class Server:
         """``dig @server -p port name qtype options...``, parsed (see ``dnspol.testing.dig``)."""
         return dig(
             self.host, self.port, name, qtype, *options, source=source, tcp=tcp, timeout=timeout
+        )
+
+    def query(
+        self,
+        name: str,
+        qtype: str | int = "A",
+        *,
+        source: str | None = None,
+        ecs: str | dns.edns.ECSOption | None = None,
+        tcp: bool = False,
+        rd: bool = False,
+        do: bool = False,
+        cd: bool = False,
+        edns: bool = True,
+        payload: int = 1232,
+        options: tuple[dns.edns.Option, ...] = (),
+        rdclass: str | int = "IN",
+        timeout: float = 2.0,
+    ) -> dns.message.Message:
+        """One question asked with dnspython; the reply as a ``dns.message.Message``
+        (see ``dnspol.testing.query``). Raises ``QueryError`` when none comes."""
+        return query(
+            self.host,
+            self.port,
+            name,
+            qtype,
+            source=source,
+            ecs=ecs,
+            tcp=tcp,
+            rd=rd,
+            do=do,
+            cd=cd,
+            edns=edns,
+            payload=payload,
+            options=options,
+            rdclass=rdclass,
+            timeout=timeout,
         )
 
     def exchange(

@@ -316,6 +316,9 @@ def _directive_problem(reader: _Reader, exc: dns.exception.DNSException) -> str:
 # dnspython's wording → ours, where theirs does not say what is wrong.
 _CLEARER = {
     "RR class is not zone's class": "the class is not IN (dnspol serves class IN only)",
+    # overlays are where this bites: the zone file's $TTL does not reach another file
+    "Missing default TTL value": "no TTL: give the record one, or put $TTL above it "
+    "(a file has only its own $TTL: an overlay does not inherit the zone file's)",
     # raised without a message, a DNSException reads as its class's docstring
     dns.exception.SyntaxError.__doc__: "malformed",
 }

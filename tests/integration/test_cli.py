@@ -425,3 +425,98 @@ def _wait_for_log(path, text: str, timeout: float = 60) -> str:
 def _serial(srv) -> int:
     res = srv.dig(next(iter(srv.zone_paths)), "SOA")
     return int(res.answer[0].data.split()[2])
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def explain_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("explain", *args)
+
+
+def test_explain_prints_ecs_as_dig_does() -> None:
+    """dig prints ``; CLIENT-SUBNET: ADDRESS/SOURCE/SCOPE``; so does explain, not option bytes."""
+    config = str(POLICIES / "split-horizon" / "dnspol.yaml")
+    done = explain_cli("--config", config, "--ecs", "10.1.2.0/24", "www.example.com")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert "; CLIENT-SUBNET: 10.1.2.0/24/8" in lines, done.stdout
+    assert ";; OPT PSEUDOSECTION:" in lines
+    assert "; EDNS: version: 0, flags:; udp: 1232" in lines
+    assert "code: 8" not in done.stdout
+
+
+def test_explain_prints_ede_as_dig_does() -> None:
+    config = str(POLICIES / "dnspol.yaml")
+    done = explain_cli(
+        "--config", config, "--client", "127.0.0.66", "--ecs", "10.1.2.0/24", "www.example.com"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "status: REFUSED" in done.stdout
+    assert "; EDE: 18 (Prohibited)" in done.stdout.splitlines(), done.stdout
+
+
+BAD_TIMES = [
+    "tomorrow",
+    "2026-05-09T01:30:00",  # no UTC offset
+    "2026-02-30T00:00:00+00:00",
+    "",
+    "nan",
+    "1969-12-31T23:00:00+00:00",  # before the clock's first second
+]
+
+
+@pytest.mark.parametrize("value", BAD_TIMES)
+def test_explain_bad_time_is_one_line_not_a_traceback(value) -> None:
+    config = str(POLICIES / "failover" / "dnspol.yaml")
+    done = explain_cli("--config", config, "--time", value, "app.example.org")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("dnspol explain: --time: "), done.stderr
+    if value == "tomorrow":
+        assert "e.g. 2026-" in done.stderr  # says what a good value looks like
+
+
+@pytest.mark.parametrize("value", BAD_TIMES)
+def test_serve_bad_fake_time_is_one_line_not_a_traceback(value) -> None:
+    config = str(POLICIES / "failover" / "dnspol.yaml")
+    done = run_cli(
+        "serve",
+        "--config",
+        config,
+        "--listen",
+        "127.0.0.1:0",
+        "--control",
+        "none",
+        "--fake-time",
+        value,
+        timeout=20,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("dnspol serve: --fake-time: "), done.stderr
+
+
+def test_explain_time_accepts_an_offset_or_z() -> None:
+    config = str(POLICIES / "failover" / "dnspol.yaml")
+    for value in ("2026-05-09T01:30:00+02:00", "2026-05-08T23:30:00Z"):
+        done = explain_cli("--config", config, "--time", value, "app.example.org")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "198.51.100.10" in done.stdout
+
+
+def test_an_overlay_without_ttl_says_it_needs_its_own(tmp_path) -> None:
+    """An overlay is a file of its own: the zone file's $TTL does not reach it."""
+    (tmp_path / "z.zone").write_text(ZONE_V1)
+    (tmp_path / "inside.zone").write_text("$ORIGIN reload.test.\nwww IN A 10.0.0.10\n")
+    (tmp_path / "dnspol.yaml").write_text(
+        "zones:\n  reload.test:\n    file: z.zone\n    scopes:\n"
+        "      inside: {overlay: inside.zone}\n"
+    )
+    done = run_cli("check", "--config", str(tmp_path / "dnspol.yaml"))
+    assert done.returncode == 1
+    (problem,) = done.stdout.splitlines()
+    assert problem.startswith(f"{tmp_path}/inside.zone:2: bad record 'www IN A 10.0.0.10': ")
+    assert "$TTL" in problem and "overlay" in problem, problem

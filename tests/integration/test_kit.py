@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import ast
+import gc
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
 import pytest
 from itkit import EXAMPLE, alive, wait_gone
 
 import dnspol.testing
-from dnspol.testing import DigError, ReloadError, Server, StartError, parse_dig, txt_strings
+from dnspol.testing import (
+    DigError,
+    QueryError,
+    ReloadError,
+    Server,
+    StartError,
+    parse_dig,
+    txt_strings,
+)
 from dnspol.testing.process import live_servers
 
 SMALL = """$ORIGIN kit.test.
@@ -109,6 +125,97 @@ def test_standalone_server_without_pytest(tmp_path) -> None:
     assert wait_gone([int(lines["PID"])]) == []
 
 
+def test_servers_that_never_serve_leave_no_directory(tmp_path, monkeypatch) -> None:
+    """A work directory the kit made is removed whatever happens to the server: rejected
+    arguments, a zone that does not load, or a server made with start=False and dropped."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(ValueError, match="config= runs a config file"):
+        Server(zone_text=SMALL, config=tmp_path / "my.yaml")
+    with pytest.raises(ValueError, match="nothing to serve"):
+        Server()
+    with pytest.raises(StartError):
+        Server(zone_text=SMALL + "bad IN A 300.1.2.3\n")
+    unstarted = Server(zone_text=SMALL, start=False)
+    assert unstarted.workdir.is_dir()
+    del unstarted
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []
+
+
+REPO = Path(__file__).resolve().parents[2]
+CLEANUP_NAMES = {"rmtree", "rmdir", "cleanup"}
+
+
+def _called(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+
+
+def _names(node: ast.AST) -> set[str]:
+    """Every name and attribute used under ``node``: ``shutil.rmtree`` may be called or
+    handed to ``weakref.finalize``."""
+    return {
+        getattr(part, "attr", None) or getattr(part, "id", "")
+        for part in ast.walk(node)
+        if isinstance(part, ast.Attribute | ast.Name)
+    }
+
+
+def _makes_a_temporary_name(node: ast.AST) -> str | None:
+    """``tempfile.mkdtemp(...)`` or ``mkdtemp(...)`` (not pytest's ``tmp_path_factory.mktemp``)."""
+    if not isinstance(node, ast.Call) or _called(node) not in {"mkdtemp", "mktemp"}:
+        return None
+    func = node.func
+    if isinstance(func, ast.Attribute) and getattr(func.value, "id", None) != "tempfile":
+        return None
+    return _called(node)
+
+
+def _unremoved_temporary_directories(path: Path, root: Path = REPO) -> list[str]:
+    """``mkdtemp`` / ``mktemp`` calls whose function (or class) never removes anything."""
+    tree = ast.parse(path.read_text(), str(path))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        made = _makes_a_temporary_name(node)
+        if made is None:
+            continue
+        scope: ast.AST | None = None  # the outermost class, else the innermost function
+        owner: ast.AST = node
+        while owner in parents:
+            owner = parents[owner]
+            if isinstance(owner, ast.ClassDef) or (
+                isinstance(owner, ast.FunctionDef | ast.AsyncFunctionDef) and scope is None
+            ):
+                scope = owner
+        if made == "mktemp" or scope is None or not _names(scope) & CLEANUP_NAMES:
+            found.append((node.lineno, f"{path.relative_to(root)}:{node.lineno}"))
+    return [where for _, where in sorted(found)]
+
+
+def test_tests_and_the_kit_remove_the_temporary_directories_they_make() -> None:
+    """Every run used to leave /tmp/dnspol-fuzz-*: a temporary directory must be pytest's
+    ``tmp_path``, a ``TemporaryDirectory`` block, or removed by the code that made it."""
+    sources = sorted((REPO / "tests").rglob("*.py")) + sorted(
+        (REPO / "dnspol" / "testing").glob("*.py")
+    )
+    found = [where for path in sources for where in _unremoved_temporary_directories(path)]
+    assert found == []
+
+
+def test_the_temporary_directory_check_finds_a_leak(tmp_path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import shutil, tempfile\n"
+        "def leaks():\n    return tempfile.mkdtemp()\n"
+        "def cleans():\n    d = tempfile.mkdtemp()\n    shutil.rmtree(d)\n"
+        "class Kit:\n    def __init__(self):\n        self.d = tempfile.mkdtemp()\n"
+        "    def stop(self):\n        shutil.rmtree(self.d)\n"
+        "made_at_import = tempfile.mkdtemp()\n"
+    )
+    assert _unremoved_temporary_directories(sample, tmp_path) == ["sample.py:3", "sample.py:12"]
+
+
 def test_server_as_context_manager_in_process() -> None:
     with Server(zone_text=SMALL, start=False) as srv:
         assert srv.running
@@ -142,6 +249,87 @@ def _query(name: str) -> bytes:
     from itkit import make_query
 
     return make_query(name)
+
+
+# -- srv.query: dnspython messages -------------------------------------------------------
+
+SPLIT = """
+server:
+  trusted_resolvers: [127.0.0.1/32]
+subnets:
+  lab: [127.0.0.2/32, 10.0.0.0/8]
+rules:
+  - name: lab-view
+    zone: kit.test
+    match: {client: lab}
+    answer: lab
+"""
+
+
+@pytest.fixture(scope="module")
+def split():
+    with Server(
+        zone_text=SMALL, scopes={"kit.test": {"lab": "www 60 IN A 10.0.0.10\n"}}, policies=SPLIT
+    ) as srv:
+        yield srv
+
+
+def _addresses(reply: dns.message.Message) -> list[str]:
+    return [rr.address for rrset in reply.answer for rr in rrset]
+
+
+def _ecs(reply: dns.message.Message) -> dns.edns.ECSOption | None:
+    return next((o for o in reply.options if o.otype == dns.edns.OptionType.ECS), None)
+
+
+def test_query_returns_a_dnspython_message(split) -> None:
+    reply = split.query("www.kit.test", "A")
+    assert isinstance(reply, dns.message.Message)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AA and not reply.flags & dns.flags.RD
+    assert _addresses(reply) == ["192.0.2.10"]
+    assert reply.edns == 0 and reply.payload == 1232  # EDNS by default, as dig
+    assert split.query("nope.kit.test").rcode() == dns.rcode.NXDOMAIN
+    assert split.query("www.kit.test", dns.rdatatype.AAAA).answer == []
+
+
+def test_query_from_a_source_address_with_ecs_over_tcp(split) -> None:
+    assert _addresses(split.query("www.kit.test", source="127.0.0.2")) == ["10.0.0.10"]
+    inside = split.query("www.kit.test", ecs="10.1.2.0/24")
+    assert _addresses(inside) == ["10.0.0.10"]
+    ecs = _ecs(inside)
+    assert ecs is not None and (ecs.address, ecs.srclen, ecs.scopelen) == ("10.1.2.0", 24, 8)
+    assert _ecs(split.query("www.kit.test")) is None  # no ECS asked, none sent
+    over_tcp = split.query("www.kit.test", source="127.0.0.2", tcp=True)
+    assert _addresses(over_tcp) == ["10.0.0.10"]
+
+
+def test_query_flags_and_edns(split) -> None:
+    reply = split.query("www.kit.test", rd=True, do=True)
+    assert reply.flags & dns.flags.RD  # copied
+    assert reply.ednsflags & dns.flags.DO  # copied (RFC 3225)
+    plain = split.query("www.kit.test", edns=False)
+    assert plain.edns == -1 and plain.options == ()  # no OPT asked, none sent
+    small = split.query("www.kit.test", "TXT", payload=512)
+    assert small.rcode() == dns.rcode.NOERROR
+
+
+def test_query_returns_a_truncated_answer_as_it_came(dnspol) -> None:
+    big = "".join(f'big IN TXT "{"x" * 200} {n}"\n' for n in range(20))
+    srv = dnspol(zone=SMALL + big)
+    reply = srv.query("big.kit.test", "TXT", edns=False)
+    assert reply.flags & dns.flags.TC and reply.answer == []
+    assert len(srv.query("big.kit.test", "TXT", tcp=True).answer[0]) == 20
+
+
+def test_query_raises_when_no_answer_comes(dnspol) -> None:
+    srv = dnspol(
+        zone=SMALL,
+        policies="rules:\n  - name: silent\n    match: {qname: www.kit.test}\n    action: drop\n",
+    )
+    with pytest.raises(QueryError, match="no answer"):
+        srv.query("www.kit.test", timeout=0.5)
+    assert srv.query("ns.kit.test").rcode() == dns.rcode.NOERROR
 
 
 # -- the clock ----------------------------------------------------------------------
