@@ -47,6 +47,9 @@ DRAIN_SECONDS = 5.0
 # queries already sent, before the listeners close (closing resets queued connections)
 SETTLE_SECONDS = 0.05
 WATCH_INTERVAL = 1.0
+# Before the first configuration is read (``dnspol serve`` imports this module first):
+# a file changed later may have been read before or after the change (see FileWatch).
+STARTED_NS = time.time_ns()
 TURN_POLL_SECONDS = 0.005  # a supervised worker notices a newer generation this soon
 
 
@@ -482,7 +485,7 @@ class Server:
 
     async def _watch_files(self) -> None:
         """Reload when any file the configuration was read from changes."""
-        watch = FileWatch(self.state.snapshot.files if self.state.snapshot else ())
+        watch = FileWatch(self.state.snapshot.files if self.state.snapshot else (), STARTED_NS)
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             snap = self.state.snapshot
@@ -579,11 +582,13 @@ class FileWatch:
     Both watchers (the one-process server's and the supervisor's) look every
     ``WATCH_INTERVAL`` and keep the stamps from the look that started a reload, not
     from after it: a file written while the reload read the files differs from them,
-    so the next look reloads again instead of missing the change.
+    so the next look reloads again instead of missing the change. The first look has
+    no such stamps from before the first load; a file whose ctime is after
+    ``read_since_ns`` (when that load began) counts as changed there, once.
     """
 
-    def __init__(self, files: Iterable[str]) -> None:
-        self.seen = {path: file_stamp(path) for path in files}
+    def __init__(self, files: Iterable[str], read_since_ns: int) -> None:
+        self.seen = {path: _unless_newer(file_stamp(path), read_since_ns) for path in files}
 
     def changed(self, files: Iterable[str]) -> bool:
         now = {path: file_stamp(path) for path in files}
@@ -591,3 +596,9 @@ class FileWatch:
         changed = any(path in self.seen and self.seen[path] != now[path] for path in now)
         self.seen = now
         return changed
+
+
+def _unless_newer(stamp: FileStamp, read_since_ns: int) -> FileStamp:
+    """``stamp``, or None (unlike any file's) when the file changed after ``read_since_ns``."""
+    changed_ns = stamp[3] if stamp is not None else 0
+    return None if changed_ns >= read_since_ns else stamp

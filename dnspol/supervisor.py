@@ -53,6 +53,7 @@ from dnspol import control, health, metrics, signals
 from dnspol.errors import ConfigError
 from dnspol.handover import Baton, Turn
 from dnspol.server import (
+    STARTED_NS,
     WATCH_INTERVAL,
     FileWatch,
     ListenError,
@@ -371,7 +372,7 @@ class Supervisor:
         return self._loop()
 
     def _loop(self) -> int:
-        watch = FileWatch(self.files_in_use)
+        watch = FileWatch(self.files_in_use, STARTED_NS)
         next_look = time.monotonic() + WATCH_INTERVAL
         while True:
             time.sleep(TICK)

@@ -174,3 +174,22 @@ def test_a_configmap_update_with_a_new_time_is_followed(served) -> None:
     files["zones/hosts.inc"] = HOSTS.replace("192.0.2.10", "192.0.2.40")
     volume.write(files)
     wait_for(host, port, ("NOERROR", ["192.0.2.40"], 1), log)
+
+
+def test_a_new_configmap_key_an_include_pattern_matches_is_read(served) -> None:
+    """A key added to the ConfigMap is a file no one watched, and no watched file's
+    content changes; kubelet's update still puts every file in a new directory, so
+    the watched ones are new files and the reload reads the include pattern again."""
+    volume, host, port = served
+    log = volume.root.parent / "log"
+    files = {
+        "dnspol.yaml": CONFIG.replace("rules.yaml", "rules.d/*.yaml"),
+        "rules.d/a.yaml": RULES,
+        "zones/k8s.test.zone": ZONE,
+        "zones/hosts.inc": HOSTS.replace("192.0.2.10", "192.0.2.30"),
+    }
+    volume.write(files)
+    wait_for(host, port, ("NOERROR", ["192.0.2.30"], 1), log)
+    files["rules.d/b.yaml"] = RULES.replace("127.0.0.9", "127.0.0.1").replace("blocked", "b")
+    volume.write(files)
+    wait_for(host, port, ("REFUSED", [], 0), log)
