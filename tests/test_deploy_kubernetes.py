@@ -117,6 +117,25 @@ def test_the_kustomization_lists_every_manifest_and_tags_this_version() -> None:
     assert image["newTag"] == dnspol.__version__
 
 
+def test_kustomize_builds_valid_objects_with_the_image_tagged() -> None:
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is not installed (scripts/test.sh installs kubernetes-client)"
+    done = subprocess.run(
+        [kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    built = [d for d in yaml.safe_load_all(done.stdout) if d is not None]
+    wanted = sorted((d["kind"], d["metadata"]["name"]) for m in MANIFESTS for d in documents(m))
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in built) == wanted
+    for doc in built:
+        kubernetes_validate.validate(doc, VERSIONS[-1], strict=True)
+    (deployment,) = [
+        d for d in built if d["kind"] == "Deployment" and d["metadata"]["name"] == "dnspol"
+    ]
+    (box,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert box["image"] == f"dnspol:{dnspol.__version__}"
+
+
 # --- the ConfigMaps -----------------------------------------------------------------------
 
 
