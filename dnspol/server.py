@@ -19,7 +19,6 @@ Around the handler sit the observers the options ask for: metrics
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import gc
 import itertools
@@ -29,7 +28,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -49,6 +48,9 @@ DRAIN_SECONDS = 5.0
 # queries already sent, before the listeners close (closing resets queued connections)
 SETTLE_SECONDS = 0.05
 WATCH_INTERVAL = 1.0
+# Before the first configuration is read (``dnspol serve`` imports this module first):
+# a file changed later may have been read before or after the change (see FileWatch).
+STARTED_NS = time.time_ns()
 TURN_POLL_SECONDS = 0.005  # a supervised worker notices a newer generation this soon
 
 
@@ -497,17 +499,13 @@ class Server:
 
     async def _watch_files(self) -> None:
         """Reload when any file the configuration was read from changes."""
-        seen = files_fingerprint(self.state.snapshot.files if self.state.snapshot else ())
+        watch = FileWatch(self.state.snapshot.files if self.state.snapshot else (), STARTED_NS)
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             snap = self.state.snapshot
-            now = files_fingerprint(snap.files if snap else ())
-            if now != seen:
-                seen = now
+            if watch.changed(snap.files if snap else ()):
                 log.info("a configuration file changed; reloading")
                 await self.reload_off_loop(cause="a changed file")
-                snap = self.state.snapshot
-                seen = files_fingerprint(snap.files if snap else ())
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + DRAIN_SECONDS
@@ -574,12 +572,47 @@ def describe(snap: Snapshot | None) -> str:
     return f"{len(snap.zones)} zone(s): {zones}" + (f" and {more} more" if more > 0 else "")
 
 
-def files_fingerprint(files) -> tuple:
-    out = []
-    for path in files:
-        with contextlib.suppress(OSError):
-            st = os.stat(path)
-            out.append((path, st.st_mtime_ns, st.st_size))
-            continue
-        out.append((path, None, None))
-    return tuple(out)
+FileStamp = tuple[int, int, int, int, int] | None  # None: the path leads to no file
+
+
+def file_stamp(path: str) -> FileStamp:
+    """What tells one version of a file from the next.
+
+    The file the path leads to now, by device and inode (``os.stat`` follows symlinks:
+    kubelet updates a ConfigMap volume by pointing ``..data`` at a new directory, so the
+    path stays and the file behind it is new, possibly with the old size and mtime),
+    plus its mtime, ctime and size (an edit in place keeps the inode; setting the mtime
+    back still moves the ctime)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
+
+class FileWatch:
+    """The watched files as last looked at; ``changed`` says whether one differs now.
+
+    Both watchers (the one-process server's and the supervisor's) look every
+    ``WATCH_INTERVAL`` and keep the stamps from the look that started a reload, not
+    from after it: a file written while the reload read the files differs from them,
+    so the next look reloads again instead of missing the change. The first look has
+    no such stamps from before the first load; a file whose ctime is after
+    ``read_since_ns`` (when that load began) counts as changed there, once.
+    """
+
+    def __init__(self, files: Iterable[str], read_since_ns: int) -> None:
+        self.seen = {path: _unless_newer(file_stamp(path), read_since_ns) for path in files}
+
+    def changed(self, files: Iterable[str]) -> bool:
+        now = {path: file_stamp(path) for path in files}
+        # a path not seen before was just added to the list by a reload that read it
+        changed = any(path in self.seen and self.seen[path] != now[path] for path in now)
+        self.seen = now
+        return changed
+
+
+def _unless_newer(stamp: FileStamp, read_since_ns: int) -> FileStamp:
+    """``stamp``, or None (unlike any file's) when the file changed after ``read_since_ns``."""
+    changed_ns = stamp[3] if stamp is not None else 0
+    return None if changed_ns >= read_since_ns else stamp

@@ -53,11 +53,12 @@ from dnspol import control, health, metrics, signals
 from dnspol.errors import ConfigError
 from dnspol.handover import Baton, Turn
 from dnspol.server import (
+    STARTED_NS,
     WATCH_INTERVAL,
+    FileWatch,
     ListenError,
     ReloadStats,
     describe,
-    files_fingerprint,
     format_listen,
     open_pair,
     return_freed_memory,
@@ -371,7 +372,7 @@ class Supervisor:
         return self._loop()
 
     def _loop(self) -> int:
-        seen = files_fingerprint(self.files_in_use)
+        watch = FileWatch(self.files_in_use, STARTED_NS)
         next_look = time.monotonic() + WATCH_INTERVAL
         while True:
             time.sleep(TICK)
@@ -382,8 +383,7 @@ class Supervisor:
             self._mind_current()
             if self.watch and time.monotonic() >= next_look:
                 next_look = time.monotonic() + WATCH_INTERVAL
-                if files_fingerprint(self.files_in_use) != seen:
-                    seen = files_fingerprint(self.files_in_use)
+                if watch.changed(self.files_in_use):
                     log.info("a configuration file changed; reloading")
                     self.reload_wanted = True
                     self.reload_cause = "a changed file"
