@@ -12,7 +12,11 @@ import random
 import time
 
 import dns.edns
-from dnslib import EDNS0, QTYPE, DNSRecord, EDNSOption
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+from dnslib import EDNS0, QTYPE, DNSError, DNSRecord, EDNSOption
 
 from dnspol.handler import Clock, Handler, Listener
 from dnspol.names import from_text
@@ -67,7 +71,44 @@ def explain(
     if result.wire is None:
         lines.append("answer: none (the query is dropped)")
     else:
-        lines.append(dig_text(DNSRecord.parse(result.wire)))
+        lines.append(reply_text(result.wire))
+    return "\n".join(lines)
+
+
+def reply_text(wire: bytes) -> str:
+    """The reply in dig's layout; dnspython's text where dnslib cannot read the reply
+    (RDATA of length 0 for a type it does not know, which RFC 3597 allows)."""
+    try:
+        reply = DNSRecord.parse(wire)
+    except DNSError:
+        return _dig_layout(dns.message.from_wire(wire))
+    return dig_text(reply)
+
+
+def _dig_layout(reply: dns.message.Message) -> str:
+    """dig's header and sections, from a reply dnspython read (records in its text)."""
+    sections = [
+        ("QUESTION", reply.question),
+        ("ANSWER", reply.answer),
+        ("AUTHORITY", reply.authority),
+        ("ADDITIONAL", reply.additional),
+    ]
+    counts = ", ".join(
+        f"{name if name != 'QUESTION' else 'QUERY'}: {sum(max(len(r), 1) for r in rrsets)}"
+        for name, rrsets in sections
+    )
+    lines = [
+        f";; ->>HEADER<<- opcode: {dns.opcode.to_text(reply.opcode())}, "
+        f"status: {dns.rcode.to_text(reply.rcode())}, id: {reply.id}",
+        f";; flags: {dns.flags.to_text(reply.flags).lower()}; {counts}",
+    ]
+    for name, rrsets in sections:
+        if rrsets:
+            lines.append(f";; {name} SECTION:")
+            prefix = ";" if name == "QUESTION" else ""
+            lines += [
+                prefix + line.rstrip() for rrset in rrsets for line in rrset.to_text().splitlines()
+            ]
     return "\n".join(lines)
 
 

@@ -456,6 +456,23 @@ def test_explain_prints_ede_as_dig_does() -> None:
     assert "; EDE: 18 (Prohibited)" in done.stdout.splitlines(), done.stdout
 
 
+def test_explain_prints_a_record_with_empty_rdata(tmp_path) -> None:
+    """RFC 3597 allows RDATA of length 0 for a type dnslib does not know; dnslib refuses to
+    parse such a reply, so explain printed a traceback."""
+    zone = tmp_path / "example.zone"
+    zone.write_text(
+        "$ORIGIN example.\n$TTL 300\n"
+        "@ SOA ns hostmaster 1 3600 900 604800 300\n@ NS ns\nns A 192.0.2.53\n"
+        "e TYPE65280 \\# 0\n"
+    )
+    done = explain_cli("--zone", str(zone), "e.example.", "TYPE65280")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "status: NOERROR" in done.stdout
+    record = re.compile(r"^e\.example\.\s+300\s+IN\s+TYPE65280\s+\\# 0$", re.M)
+    assert record.search(done.stdout), done.stdout
+
+
 BAD_TIMES = [
     "tomorrow",
     "2026-05-09T01:30:00",  # no UTC offset
