@@ -14,7 +14,15 @@ def main() -> int:
         signals.hold()
     from dnspol.cli import main as cli_main
 
-    return cli_main()
+    try:
+        return cli_main()
+    except BrokenPipeError:
+        # the reader went away (``dnspol schema | head -1``): stop quietly, as cat does;
+        # stdout goes to /dev/null so the interpreter's final flush cannot fail again
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -48,6 +48,28 @@ def test_version() -> None:
     assert done.stdout.strip() == f"dnspol {dnspol.__version__}"
 
 
+@pytest.mark.parametrize(
+    "command", [["schema"], ["explain", "--zone", str(DATA / "example.zone"), "example."]]
+)
+def test_a_reader_that_went_away_is_no_traceback(command) -> None:
+    """``dnspol schema | head -1``: the reader closes the pipe; dnspol stops quietly."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # gone before the first write, so every write fails
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "dnspol", *command],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
 def test_check_good_zones() -> None:
     done = run_cli(
         "check", "--zone", str(DATA / "example.zone"), "--zone", str(DATA / "sub2.example.zone")
