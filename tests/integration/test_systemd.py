@@ -174,6 +174,31 @@ def test_a_changed_file_is_a_reload_systemd_is_told_about(tmp_path, notify_dir, 
         fake.close()
 
 
+@pytest.mark.parametrize("count", ["1", "2"])
+def test_a_ctl_reload_is_a_reload_systemd_is_told_about(tmp_path, notify_dir, count) -> None:
+    fake = FakeSystemd(str(notify_dir / "notify"))
+    control = str(notify_dir / "control.sock")
+    proc = start(tmp_path, str(notify_dir / "notify"), "--workers", count, "--no-watch",
+                 "--control", control)  # fmt: skip
+    try:
+        fake.expect("READY", proc.pid)
+        rewrite(tmp_path / "sd.test.zone", ZONE.format(serial=2))
+        asked = monotonic_usec()
+        done = subprocess.run(
+            [sys.executable, "-m", "dnspol", "ctl", "--control", control, "reload"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert done.returncode == 0, done.stderr
+        ready = expect_reload(fake, proc.pid, asked)
+        assert "generation 2" in ready["STATUS"], ready
+    finally:
+        stop_process(proc)
+        fake.close()
+
+
 def test_sighups_while_reloading_end_in_one_ready_after_the_last(tmp_path, notify_dir) -> None:
     """systemctl reload returns at READY=1: not before the reload it asked for is done."""
     fake = FakeSystemd(str(notify_dir / "notify"))
