@@ -87,6 +87,25 @@ def test_every_serve_option_the_readme_shows_is_accepted_by_serve() -> None:
     assert shown - listed == set(), done.stdout
 
 
+def test_every_option_the_readme_command_table_shows_is_taken() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Command line", 1)[1].split("`serve` options:", 1)[0]
+    rows = re.findall(r"^\| `dnspol (\w+)[^|]*\|", table, re.MULTILINE)
+    assert {"serve", "check", "explain", "schema", "ctl"} <= set(rows)
+    for row in re.findall(r"^\| (`dnspol \w+.*?) \|", table, re.MULTILINE):
+        command = row.split()[1].strip("`")
+        shown = set(re.findall(r"(--[a-z][a-z-]*)", row))
+        done = subprocess.run(
+            [sys.executable, "-m", "dnspol", command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert done.returncode == 0, done.stderr
+        assert shown - set(re.findall(r"(--[a-z][a-z-]*)", done.stdout)) == set(), row
+
+
 @pytest.mark.parametrize("where", ["after", "before"])
 def test_log_level_debug_is_taken_before_or_after_serve(tmp_path, where) -> None:
     zone = tmp_path / "logs.test.zone"
