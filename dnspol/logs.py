@@ -13,6 +13,10 @@ good reloads. Each process says which it is once, after it is forked
 ``worker``, plus the structured fields a call passed in ``extra=`` (a reload's
 ``event``, ``cause``, ``outcome``, ``duration_seconds``, ``problems``...).
 
+Under systemd, when stderr is the journal (``JOURNAL_STREAM`` names it), a text
+line starts with its syslog priority (``<3>`` for ERROR, which journald reads, so
+``journalctl -p err`` finds it) and leaves the time to the journal.
+
 The reload line itself is written here (``reload_finished``), so the one process
 that decides about a reload (the supervisor, or the single server) says it the
 same way either way.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,6 +91,19 @@ class OriginFilter(logging.Filter):
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(origin)s%(message)s"
+JOURNAL_FORMAT = "<%(priority)d>%(levelname)s %(origin)s%(message)s"  # journald stamps time
+PRIORITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}  # syslog's
+
+
+class JournalFormatter(logging.Formatter):
+    """Text with the syslog priority prefix journald reads (``SyslogLevelPrefix=``)."""
+
+    def __init__(self) -> None:
+        super().__init__(JOURNAL_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.priority = PRIORITIES.get(record.levelname, 6)
+        return super().format(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -116,14 +134,32 @@ def _utc(created: float) -> str:
 
 def setup(level: str = "info", form: str = "text", stream: IO[str] | None = None) -> None:
     """The root logger's one handler, on stderr: ``form`` is ``text`` or ``json``."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
     handler.addFilter(OriginFilter())
-    handler.setFormatter(JsonFormatter() if form == "json" else logging.Formatter(TEXT_FORMAT))
+    if form == "json":
+        handler.setFormatter(JsonFormatter())
+    elif writes_to_journal(stream):
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
+
+
+def writes_to_journal(stream: IO[str], environ: dict[str, str] | None = None) -> bool:
+    """``stream`` is the journal: systemd sets ``JOURNAL_STREAM=DEVICE:INODE`` of the
+    stderr it connected, and a redirected stderr no longer matches it."""
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    try:
+        device, inode = (int(part) for part in value.split(":"))
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
 
 
 # --------------------------------------------------------------------------- events

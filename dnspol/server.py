@@ -12,7 +12,9 @@ sockets and its snapshot; reloading is then the supervisor's job
 Around the handler sit the observers the options ask for: metrics
 (``dnspol.metrics``), the operations port (``dnspol.health``) and the query log
 (``dnspol.querylog``), wired in through ``dnspol.observe``; beside it, the control
-socket ``dnspol ctl`` talks to (``dnspol.control``).
+socket ``dnspol ctl`` talks to (``dnspol.control``). Running alone, the server
+logs each reload as one line (``dnspol.logs``) and tells systemd (``dnspol.sdnotify``);
+a supervisor's worker leaves both to the supervisor.
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ listening.
 
 The supervisor also answers ``dnspol ctl`` (``dnspol.control.SupervisorBackend``): each
 generation writes what it loaded, or the problems that stopped it, beside its ready file.
+From that report the supervisor is the one that speaks for the server: the log line of
+each reload (``dnspol.logs``) and what systemd is told (``dnspol.sdnotify``).
 """
 
 from __future__ import annotations

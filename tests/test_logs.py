@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 
 import pytest
 
@@ -99,3 +100,20 @@ def test_config_warnings_lose_their_prefix(captured) -> None:
     stream = captured("text")
     logs.config_warnings(logging.getLogger("dnspol.test"), ["warning: a.yaml:3: rule 'x' ..."])
     assert stream.getvalue().endswith(" WARNING a.yaml:3: rule 'x' ...\n")
+
+
+def test_the_journal_gets_priorities_and_no_time(tmp_path, monkeypatch, captured) -> None:
+    with open(tmp_path / "stderr", "w+") as stream:
+        st = os.fstat(stream.fileno())
+        assert not logs.writes_to_journal(stream, {})
+        assert not logs.writes_to_journal(stream, {"JOURNAL_STREAM": f"{st.st_dev}:1"})
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        assert logs.writes_to_journal(stream)
+        logs.setup("info", "text", stream)
+        logs.set_origin("supervisor")
+        logging.getLogger("dnspol.test").error("reload failed")
+        logging.getLogger("dnspol.test").info("serving")
+        stream.seek(0)
+        lines = stream.read().splitlines()
+        assert lines == ["<3>ERROR [supervisor] reload failed", "<6>INFO [supervisor] serving"]
+    assert not logs.writes_to_journal(io.StringIO(), {"JOURNAL_STREAM": "1:2"})

@@ -79,7 +79,7 @@ def notify_dir():
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def start(workdir: Path, notify: str, *args: str) -> subprocess.Popen:
+def start(workdir: Path, notify: str, *args: str, journal: bool = False) -> subprocess.Popen:
     zone = workdir / "sd.test.zone"
     if not zone.exists():
         zone.write_text(ZONE.format(serial=1))
@@ -87,6 +87,10 @@ def start(workdir: Path, notify: str, *args: str) -> subprocess.Popen:
     argv += ["--listen", "127.0.0.1:0", "--ready-file", str(workdir / "ready")]
     argv += ["--control", "none", *args]
     env = {**os.environ, "NOTIFY_SOCKET": notify, "PYTHONPATH": str(ROOT)}
+    (workdir / "log").touch()
+    if journal:  # as systemd says stderr is the journal: the log file's device and inode
+        st = (workdir / "log").stat()
+        env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
     with open(workdir / "log", "w") as log:
         return subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -231,6 +235,25 @@ def test_an_abstract_notify_socket(tmp_path) -> None:
     finally:
         stop_process(proc)
         fake.close()
+
+
+def test_lines_to_the_journal_carry_their_priority(tmp_path, notify_dir) -> None:
+    fake = FakeSystemd(str(notify_dir / "notify"))
+    proc = start(tmp_path, str(notify_dir / "notify"), "--workers", "2", "--no-watch",
+                 journal=True)  # fmt: skip
+    try:
+        fake.expect("READY", proc.pid)
+        rewrite(tmp_path / "sd.test.zone", ZONE.format(serial=2) + "bad IN A 999.1.2.3\n")
+        proc.send_signal(signal.SIGHUP)
+        fake.expect("RELOADING", proc.pid)
+        fake.expect("READY", proc.pid)
+    finally:
+        stop_process(proc)
+        fake.close()
+    lines = [x for x in (tmp_path / "log").read_text().splitlines() if not x.startswith("READY")]
+    assert lines[0].startswith("<6>INFO [supervisor] dnspol "), lines
+    assert any(x.startswith("<3>ERROR [supervisor] reload failed (SIGHUP") for x in lines), lines
+    assert all(re.match(r"<[2-7]>[A-Z]+ \[", x) for x in lines), lines
 
 
 # -- the unit file --------------------------------------------------------------------------
