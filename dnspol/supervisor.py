@@ -334,6 +334,7 @@ class Supervisor:
         self.reload_cause = ""  # why the next generation is forked (``dnspol ctl status``)
         self.notify = sdnotify.Notifier.from_environment(os.environ)  # the main process: tell
         self.stop_signal = "SIGTERM"
+        self._zones: tuple[int, list[dict[str, Any]]] = (0, [])  # (generation, its zones)
 
     # -- lifecycle -----------------------------------------------------------
     def run(self, first: list[Snapshot], ready_file: str | None) -> int:
@@ -376,8 +377,8 @@ class Supervisor:
             return 1
         self.control.start()
         self._log_serving(self.current)
-        self.notify.ready(self._status())
         _announce(self.resolved[0], ready_file)
+        self.notify.ready(self._status())  # last: the ready file is there too
         return self._loop()
 
     def _log_serving(self, head: Head) -> None:
@@ -392,17 +393,24 @@ class Supervisor:
         )
 
     def _serving(self, head: Head) -> str:
-        """What a generation serves, from the report it wrote (this process holds no
-        configuration)."""
-        zones = control.read_report(self.workdir, head.number).get("zones", [])
+        """What a generation serves: ``N zone(s): name (serial S), ...``."""
+        zones = self._zones_of(head)
         return describe_zones([(z["name"], z["serial"]) for z in zones], len(zones))
+
+    def _zones_of(self, head: Head) -> list[dict[str, Any]]:
+        """The zones a generation reported (this process holds no configuration); read
+        once per generation: with 100,000 zones the report is megabytes."""
+        if self._zones[0] != head.number:
+            zones = control.read_report(self.workdir, head.number).get("zones", [])
+            self._zones = (head.number, zones)
+        return self._zones[1]
 
     def _status(self) -> str:
         """systemd's STATUS= line: what serves, where."""
         head = self.current
         if head is None:
             return "no generation serving"
-        zones = len(control.read_report(self.workdir, head.number).get("zones", []))
+        zones = len(self._zones_of(head))
         addresses = ", ".join(format_listen(*a) for a in self.resolved)
         return (
             f"serving generation {head.number}: {zones} zone(s) on {addresses}, "

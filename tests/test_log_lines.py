@@ -1,4 +1,7 @@
-"""Log lines: which process wrote them, the text and JSON forms, and a reload's line."""
+"""dnspol/logs.py: which process wrote a line, the text, journal and JSON forms, a reload's line.
+
+(Named apart from tests/integration/test_logs.py: pytest needs distinct basenames.)
+"""
 
 from __future__ import annotations
 
