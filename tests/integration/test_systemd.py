@@ -79,11 +79,13 @@ def notify_dir():
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def start(workdir: Path, notify: str, *args: str, journal: bool = False) -> subprocess.Popen:
+def start(
+    workdir: Path, notify: str, *args: str, journal: bool = False, wrapper: tuple[str, ...] = ()
+) -> subprocess.Popen:
     zone = workdir / "sd.test.zone"
     if not zone.exists():
         zone.write_text(ZONE.format(serial=1))
-    argv = [sys.executable, "-m", "dnspol", "serve", "--zone", str(zone)]
+    argv = [*wrapper, sys.executable, "-m", "dnspol", "serve", "--zone", str(zone)]
     argv += ["--listen", "127.0.0.1:0", "--ready-file", str(workdir / "ready")]
     argv += ["--control", "none", *args]
     env = {**os.environ, "NOTIFY_SOCKET": notify, "PYTHONPATH": str(ROOT)}
@@ -317,3 +319,67 @@ def test_the_unit_is_what_the_server_needs() -> None:
     assert unit["RuntimeDirectory"] == "dnspol"  # the control socket's place
     assert unit["ProtectSystem"] == "strict" and unit["NoNewPrivileges"] == "yes"
     assert " serve " in unit["ExecStart"]
+
+
+def syscall_group(name: str) -> set[str]:
+    """The system calls a ``SystemCallFilter=`` group allows, its groups expanded."""
+    done = subprocess.run(
+        ["systemd-analyze", "syscall-filter", name], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    calls: set[str] = set()
+    for line in done.stdout.splitlines()[1:]:
+        word = line.strip()
+        if word.startswith("@"):
+            calls |= syscall_group(word)
+        elif word and not word.startswith("#"):
+            calls.add(word)
+    return calls
+
+
+def test_the_system_call_filter_allows_what_the_server_calls(tmp_path, notify_dir) -> None:
+    """Under strace, the real server (two workers) starts, answers UDP and TCP, reloads,
+    answers the control socket and stops: every system call it made is in the unit's
+    SystemCallFilter (a call outside it would fail with EPERM under systemd)."""
+    (filtered,) = [x for x in UNIT.read_text().splitlines() if x.startswith("SystemCallFilter=")]
+    allowed = syscall_group(filtered.split("=", 1)[1])
+    strace = shutil.which("strace")
+    assert strace, "strace is missing: install the strace package (scripts/test.sh)"
+    fake = FakeSystemd(str(notify_dir / "notify"))
+    summary = tmp_path / "strace"
+    control = str(notify_dir / "control.sock")
+    proc = start(
+        tmp_path,
+        str(notify_dir / "notify"),
+        "--workers", "2", "--no-watch", "--control", control,
+        wrapper=(strace, "-f", "-qq", "-c", "-o", str(summary)),
+    )  # fmt: skip
+    try:
+        fields, server = fake.next(60)
+        assert "READY" in fields, fields
+        assert answer(tmp_path) == "192.0.2.1"
+        _, port = (tmp_path / "ready").read_text().split()
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=5) as conn:
+            query = make_query("www.sd.test.")
+            conn.sendall(struct.pack("!H", len(query)) + query)
+            assert conn.recv(2)
+        os.kill(server, signal.SIGHUP)
+        assert "RELOADING" in fake.next(60)[0]
+        assert "READY" in fake.next(60)[0]
+        status = subprocess.run(
+            [sys.executable, "-m", "dnspol", "ctl", "--control", control, "status"],
+            capture_output=True,
+            timeout=30,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert status.returncode == 0, status.stderr
+        os.kill(server, signal.SIGTERM)
+        assert "STOPPING" in fake.next(60)[0]
+        assert proc.wait(60) == 0
+    finally:
+        stop_process(proc)
+        fake.close()
+    rows = [line.split() for line in summary.read_text().splitlines()]
+    used = {row[-1] for row in rows if row and row[0][0].isdigit() and row[-1] != "total"}
+    assert len(used) > 20, summary.read_text()
+    assert used - allowed == set()
