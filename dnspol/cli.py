@@ -12,22 +12,19 @@ import os
 import sys
 from collections.abc import Callable
 
-from dnspol import __version__, signals
+from dnspol import __version__, logs, signals
 from dnspol.errors import ConfigError
 from dnspol.handler import Clock
 from dnspol.server import Server, ServerOptions, parse_listen
 from dnspol.state import Snapshot
 
 DEFAULT_LISTEN = "127.0.0.1:5353"
+log = logging.getLogger("dnspol")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup(args.log_level, args.log_format)
     return args.func(args)
 
 
@@ -37,9 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         description="A policy-driven authoritative DNS server.",
     )
     parser.add_argument("--version", action="version", version=f"dnspol {__version__}")
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
+    _add_log_args(parser, "info", "text")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="answer queries", description="Answer DNS queries.")
@@ -144,7 +139,21 @@ def _parser() -> argparse.ArgumentParser:
     advance = actions.add_parser("advance", help="move the clock (--fake-time servers)")
     advance.add_argument("seconds", metavar="SECONDS", help="negative goes back")
     ctl.set_defaults(func=_cmd_ctl)
+    for command in sub.choices.values():  # before or after the command, as people type it
+        _add_log_args(command, argparse.SUPPRESS, argparse.SUPPRESS)
     return parser
+
+
+def _add_log_args(p: argparse.ArgumentParser, level: str, form: str) -> None:
+    """``--log-level`` and ``--log-format``; a command's own copies default to SUPPRESS,
+    so they do not undo the same option given before the command."""
+    p.add_argument("--log-level", default=level, choices=logs.LEVELS, help="default info")
+    p.add_argument(
+        "--log-format",
+        default=form,
+        choices=logs.FORMATS,
+        help="text (default) or json: one JSON object per line on stderr",
+    )
 
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:
@@ -188,18 +197,19 @@ def _loader(args) -> Callable[[], Snapshot]:
 
 
 def _cmd_serve(args) -> int:
-    load = _loader(args)
+    read = _loader(args)
+    load = _warning_loader(read)  # for reloads; the first load is warned about below
     fake_time = _time_arg("serve", "--fake-time", args.fake_time)
     clock = Clock(fake_time)
     listen = [parse_listen(x) for x in args.listen] if args.listen else None
     try:
         with signals.interruptible():
-            first = load()
+            first = read()
     except signals.Stopped:
         return 0
     except ConfigError as exc:
         for problem in exc.problems:
-            logging.error("%s", problem)
+            log.error("%s", problem)
         return 1
     listen = listen or list(first.listen) or [parse_listen(DEFAULT_LISTEN)]
     # a worker reports to its supervisor, which serves the metrics port for all
@@ -213,6 +223,8 @@ def _cmd_serve(args) -> int:
     control_path, control_default = _control_path(args, preloaded[0])
     fixed = _command_line_settings(args)
     tap = getattr(preloaded[0], "dnstap", None)  # start-only, as the listen addresses
+    logs.set_origin("supervisor" if workers > 1 else "server", None if workers > 1 else 1)
+    logs.config_warnings(log, preloaded[0].warnings)
     if workers > 1:
         from dnspol import supervisor
 
@@ -246,6 +258,17 @@ def _cmd_serve(args) -> int:
     options.dnstap = tap
     options.seed = seed
     return Server(load, options, clock).run(preloaded.pop())
+
+
+def _warning_loader(load: Callable[[], Snapshot]) -> Callable[[], Snapshot]:
+    """``load`` that logs what ``dnspol check`` warns about, on every reload."""
+
+    def load_and_warn() -> Snapshot:
+        snapshot = load()
+        logs.config_warnings(log, snapshot.warnings)
+        return snapshot
+
+    return load_and_warn
 
 
 def _control_path(args, snap: Snapshot) -> tuple[str | None, bool]:

@@ -13,7 +13,9 @@ Around the handler sit the observers the options ask for: metrics
 (``dnspol.metrics``), the operations port (``dnspol.health``), the query log
 (``dnspol.querylog``) and dnstap (``dnspol.dnstap``), wired in through
 ``dnspol.observe``; beside it, the control socket ``dnspol ctl`` talks to
-(``dnspol.control``).
+(``dnspol.control``). Running alone, the server logs each reload as one line
+(``dnspol.logs``) and tells systemd (``dnspol.sdnotify``); a supervisor's worker
+leaves both to the supervisor.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dnspol import __version__, control, dnstap, handover, health, metrics, signals
+from dnspol import __version__, control, dnstap, handover, health, logs, metrics, sdnotify, signals
 from dnspol.errors import ConfigError
 from dnspol.handler import Clock, Handler, Listener
 from dnspol.names import Name, to_text
@@ -182,19 +184,26 @@ class Server:
         self._stop: asyncio.Event | None = None
         self._reload_wanted: asyncio.Event | None = None
         self._reloading = asyncio.Lock()
+        # systemd is told by the process that decides: not by a supervisor's worker
+        self.notify = sdnotify.Notifier.from_environment(None if self.supervised else os.environ)
 
     # -- configuration -------------------------------------------------------
     def reload(self, cause: str = "SIGHUP") -> bool:
-        """Build and check a new snapshot; swap it in only when it is good."""
+        """Build and check a new snapshot; swap it in only when it is good. Logged as
+        one line with its cause, outcome and duration; systemd is told it reloads."""
+        began = time.monotonic()
+        logs.reload_started(log, cause)
+        self.notify.reloading(f"reloading ({cause}); {self._status()}")
         try:
             snapshot = self.load()
         except ConfigError as exc:
             self.reloads.failed += 1
             self.reloads.last_problems = exc.problems
             self.last_reload = control.ReloadRecord(time.time(), cause, False, exc.problems)
-            for problem in exc.problems:
-                log.error("reload failed: %s", problem)
-            log.error("still serving the previous configuration")
+            took = time.monotonic() - began
+            logs.reload_finished(log, cause, took, problems=exc.problems)
+            first = exc.problems[0] if exc.problems else "rejected"
+            self._notify_reloaded(f"reload failed ({cause}): {first}; {self._status()}")
             return False
         self.state.swap(snapshot)
         _settle_memory()
@@ -203,10 +212,29 @@ class Server:
         self.last_reload = control.ReloadRecord(
             self.reloads.last_ok, cause, True, needs_restart=self._needs_restart(snapshot)
         )
-        log.info("loaded %s", describe(snapshot))
+        generation = logs.next_generation()
+        took = time.monotonic() - began
+        logs.reload_finished(log, cause, took, generation=generation, serving=describe(snapshot))
         for line in self.last_reload.needs_restart:
             log.warning("%s", line)
+        self._notify_reloaded(self._status())
         return True
+
+    def _notify_reloaded(self, status: str) -> None:
+        """READY=1 ends systemd's reload, unless another reload is already asked for."""
+        wanted = self._reload_wanted
+        if wanted is not None and wanted.is_set():
+            self.notify.status(status)
+        else:
+            self.notify.ready(status)
+
+    def _status(self) -> str:
+        """systemd's STATUS= line: what serves, where."""
+        snap = self.state.snapshot
+        zones = len(snap.zones) if snap is not None else 0
+        addresses = ", ".join(format_listen(h, p) for h, p in self.bound)
+        generation = logs.origin().generation or 1
+        return f"serving generation {generation}: {zones} zone(s) on {addresses or 'nothing yet'}"
 
     def _needs_restart(self, snapshot: Snapshot) -> list[str]:
         """The settings ``snapshot`` asks for that only a restart would apply."""
@@ -341,6 +369,7 @@ class Server:
             return 0  # stopped before it ever answered
         stop_reading = threading.Event()
         readers, servers = await self._start_listeners(sockets, stop_reading)
+        self.notify.ready(self._status())  # answering: the listeners run
         tasks = [asyncio.create_task(self.conns.sweep_forever())]
         if self.options.watch and not self.supervised:
             tasks.append(asyncio.create_task(self._watch_files()))
@@ -350,6 +379,7 @@ class Server:
             tasks.append(asyncio.create_task(self._reload_on_request()))
         await self._stop.wait()
         self.ready = False
+        self.notify.stopping()
         if control_server is not None:  # off the loop: a reload it waits for runs there
             await asyncio.get_running_loop().run_in_executor(None, control_server.stop)
         if self.options.turn.mine():
@@ -396,7 +426,9 @@ class Server:
 
     async def _finish(self, servers, readers, stop_reading: threading.Event) -> None:
         """SIGTERM: stop reading and accepting, let in-flight TCP answers go out."""
-        log.info("shutting down: no new connections, finishing TCP answers")
+        # with workers, the supervisor says it once for all of them
+        level = logging.DEBUG if self.supervised else logging.INFO
+        log.log(level, "shutting down: no new connections, finishing TCP answers")
         await asyncio.sleep(SETTLE_SECONDS)
         for server in servers:
             server.close()
@@ -479,7 +511,6 @@ class Server:
         while True:
             await self._reload_wanted.wait()
             self._reload_wanted.clear()
-            log.info("reloading")
             await self.reload_off_loop()
 
     async def reload_off_loop(self, cause: str = "SIGHUP") -> bool:
@@ -504,7 +535,6 @@ class Server:
             await asyncio.sleep(WATCH_INTERVAL)
             snap = self.state.snapshot
             if watch.changed(snap.files if snap else ()):
-                log.info("a configuration file changed; reloading")
                 await self.reload_off_loop(cause="a changed file")
 
     async def _drain(self) -> None:
@@ -520,7 +550,9 @@ class Server:
     def _announce(self) -> None:
         snap = self.state.snapshot
         addresses = ", ".join(format_listen(h, p) for h, p in self.bound)
-        log.info("dnspol %s serving %s on udp+tcp %s", __version__, describe(snap), addresses)
+        # with workers, the supervisor says it once for all of them
+        level = logging.DEBUG if self.supervised else logging.INFO
+        log.log(level, "dnspol %s serving %s on udp+tcp %s", __version__, describe(snap), addresses)
         self.ready = True
         host, port = self.bound[0]
         if self.options.ready_file:
@@ -567,9 +599,15 @@ def describe(snap: Snapshot | None) -> str:
     if snap is None:
         return "nothing"
     shown = itertools.islice(snap.zones, DESCRIBE_ZONES)
-    zones = ", ".join(f"{to_text(z.origin)} (serial {z.serial})" for z in shown)
-    more = len(snap.zones) - DESCRIBE_ZONES
-    return f"{len(snap.zones)} zone(s): {zones}" + (f" and {more} more" if more > 0 else "")
+    return describe_zones([(to_text(z.origin), z.serial) for z in shown], len(snap.zones))
+
+
+def describe_zones(shown: list[tuple[str, int]], count: int) -> str:
+    """``2 zone(s): example.com. (serial 7), example.org. (serial 1)``, from the first
+    ``DESCRIBE_ZONES`` (name, serial) pairs of ``count`` zones."""
+    zones = ", ".join(f"{name} (serial {serial})" for name, serial in shown[:DESCRIBE_ZONES])
+    more = count - DESCRIBE_ZONES
+    return f"{count} zone(s): {zones}" + (f" and {more} more" if more > 0 else "")
 
 
 FileStamp = tuple[int, int, int, int, int] | None  # None: the path leads to no file

@@ -28,11 +28,14 @@ listening.
 
 The supervisor also answers ``dnspol ctl`` (``dnspol.control.SupervisorBackend``): each
 generation writes what it loaded, or the problems that stopped it, beside its ready file.
+From that report the supervisor is the one that speaks for the server: the log line of
+each reload (``dnspol.logs``) and what systemd is told (``dnspol.sdnotify``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import itertools
 import json
@@ -49,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnspol import control, health, metrics, signals
+from dnspol import __version__, control, health, logs, metrics, sdnotify, signals
 from dnspol.errors import ConfigError
 from dnspol.handover import Baton, Turn
 from dnspol.server import (
@@ -59,6 +62,7 @@ from dnspol.server import (
     ListenError,
     ReloadStats,
     describe,
+    describe_zones,
     format_listen,
     open_pair,
     return_freed_memory,
@@ -215,6 +219,7 @@ class Generation:
 
     def run(self, snapshot: Snapshot | None) -> int:
         """Load (unless handed a snapshot), fork the workers, keep them running."""
+        logs.set_origin("generation", self.number)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         report = control.GenerationReport(self.host.workdir, self.number)  # for ``dnspol ctl``
@@ -223,12 +228,12 @@ class Generation:
             signal.signal(signal.SIGTERM, _exit_at_once)
             try:
                 snapshot = self.host.load()
-            except ConfigError as exc:
+            except ConfigError as exc:  # the supervisor logs them, with the reload
                 for problem in exc.problems:
-                    log.error("reload failed: %s", problem)
+                    log.debug("reload failed: %s", problem)
                 report.failed(exc.problems)
                 return BAD_CONFIGURATION
-            log.info("loaded %s", describe(snapshot))
+            log.debug("loaded %s", describe(snapshot))
         report.loaded(snapshot)
         signal.signal(signal.SIGTERM, self._on_stop)
         gc.collect()
@@ -264,7 +269,8 @@ class Generation:
         )
         mine = {id(sock) for pair in host.slots[slot] for sock in pair}  # UDP is everyone's
         others = [s for pairs in host.slots for p in pairs for s in p if id(s) not in mine]
-        return Member(fork_process(host.worker_main, start, others), slot, ready, key)
+        main = functools.partial(_run_worker, host.worker_main, self.number, slot)
+        return Member(fork_process(main, start, others), slot, ready, key)
 
     def _restart_dead(self, snapshot: Snapshot) -> None:
         for i, member in enumerate(self.members):
@@ -288,6 +294,7 @@ class Head:
     ready_file: Path
     started: float
     deadline: float = float("inf")  # once told to finish: killed if still running then
+    cause: str = ""  # why it was forked: "start", "SIGHUP", "ctl", "a changed file"...
 
 
 class Supervisor:
@@ -326,11 +333,15 @@ class Supervisor:
         self._generations = itertools.count(1)
         self.control = control.SupervisorBackend(self, control_path, restart_fixed, control_default)
         self.reload_cause = ""  # why the next generation is forked (``dnspol ctl status``)
+        self.notify = sdnotify.Notifier.from_environment(os.environ)  # the main process: tell
+        self.stop_signal = "SIGTERM"
+        self._zones: tuple[int, list[dict[str, Any]]] = (0, [])  # (generation, its zones)
 
     # -- lifecycle -----------------------------------------------------------
     def run(self, first: list[Snapshot], ready_file: str | None) -> int:
         """Serve ``first.pop()`` until SIGTERM. Popped, so that once the first generation
         has it, the supervisor frees its own reference (and holds no configuration)."""
+        logs.set_origin("supervisor")
         for signum in HELD_SIGNALS:  # first: a signal at any later instant is safe
             signal.signal(signum, self._on_signal)
         self.stopping, self.reload_wanted = signals.take()
@@ -366,10 +377,46 @@ class Supervisor:
             log.error("workers did not start")
             return 1
         self.control.start()
-        addresses = ", ".join(format_listen(*a) for a in self.resolved)
-        log.info("%d workers serving on %s", self.count, addresses)
+        self._log_serving(self.current)
         _announce(self.resolved[0], ready_file)
+        self.notify.ready(self._status())  # last: the ready file is there too
         return self._loop()
+
+    def _log_serving(self, head: Head) -> None:
+        """The start, said once for every worker."""
+        addresses = ", ".join(format_listen(*a) for a in self.resolved)
+        log.info(
+            "dnspol %s serving %s on udp+tcp %s, %d workers",
+            __version__,
+            self._serving(head),
+            addresses,
+            self.count,
+        )
+
+    def _serving(self, head: Head) -> str:
+        """What a generation serves: ``N zone(s): name (serial S), ...``."""
+        zones = self._zones_of(head)
+        return describe_zones([(z["name"], z["serial"]) for z in zones], len(zones))
+
+    def _zones_of(self, head: Head) -> list[dict[str, Any]]:
+        """The zones a generation reported (this process holds no configuration); read
+        once per generation: with 100,000 zones the report is megabytes."""
+        if self._zones[0] != head.number:
+            zones = control.read_report(self.workdir, head.number).get("zones", [])
+            self._zones = (head.number, zones)
+        return self._zones[1]
+
+    def _status(self) -> str:
+        """systemd's STATUS= line: what serves, where."""
+        head = self.current
+        if head is None:
+            return "no generation serving"
+        zones = len(self._zones_of(head))
+        addresses = ", ".join(format_listen(*a) for a in self.resolved)
+        return (
+            f"serving generation {head.number}: {zones} zone(s) on {addresses}, "
+            f"{self.count} workers"
+        )
 
     def _loop(self) -> int:
         watch = FileWatch(self.files_in_use, STARTED_NS)
@@ -384,12 +431,13 @@ class Supervisor:
             if self.watch and time.monotonic() >= next_look:
                 next_look = time.monotonic() + WATCH_INTERVAL
                 if watch.changed(self.files_in_use):
-                    log.info("a configuration file changed; reloading")
                     self.reload_wanted = True
                     self.reload_cause = "a changed file"
             if self.reload_wanted and self.pending is None:
                 self.reload_wanted = False
-                log.info("reloading")
+                cause = self.reload_cause or "SIGHUP"
+                logs.reload_started(log, cause)
+                self.notify.reloading(f"reloading ({cause}); {self._status()}")
                 self.pending = self._fork_generation(None)
 
     def _on_signal(self, signum, _frame) -> None:
@@ -398,8 +446,14 @@ class Supervisor:
             self.reload_cause = "SIGHUP"
         else:
             self.stopping = True
+            self.stop_signal = signal.Signals(signum).name
 
     def _stop(self) -> int:
+        if self.stopping:  # said once here; each worker says it only at debug level
+            log.info(
+                "shutting down (%s): no new connections, finishing TCP answers", self.stop_signal
+            )
+            self.notify.stopping()
         heads = [h for h in (self.current, self.pending, *self.leaving) if h is not None]
         for head in heads:
             head.proc.terminate()
@@ -422,6 +476,7 @@ class Supervisor:
         inherited += self.control.sockets()
         proc = fork_process(generation.run, snapshot, inherited)
         head = Head(proc, number, generation.ready_file, time.monotonic())
+        head.cause = self.reload_cause or ("start" if number == 1 else "SIGHUP")
         self.control.forked(head)
         return head
 
@@ -435,14 +490,15 @@ class Supervisor:
             self.pending = None
             self.files.retire_generation(head.number)
             why = "see the problems above" if code == BAD_CONFIGURATION else f"exit {code}"
-            self._reload_failed(f"the new configuration was not started ({why})")
+            self._reload_failed(head, why)
             self.control.finished(head, ok=False, why=why)
+            self._notify_reloaded(f"reload failed ({head.cause}); {self._status()}")
             return
         if not head.ready_file.exists():
             self._abandon_if_slow(head)
             return
         old, self.current, self.pending = self.current, head, None
-        self._switch(old, head)
+        switch_ms = self._switch(old, head)
         if old is not None:
             old.proc.terminate()  # its workers have stopped answering; now they exit
             old.deadline = time.monotonic() + LEAVE_TIMEOUT
@@ -450,13 +506,30 @@ class Supervisor:
         self.files_in_use = tuple(json.loads(head.ready_file.read_text()))
         self.reloads.ok += 1
         self.reloads.last_ok = time.time()
+        logs.reload_finished(
+            log,
+            head.cause,
+            time.monotonic() - head.started,
+            generation=head.number,
+            serving=self._serving(head),
+            after=f"switched in {switch_ms:.1f} ms, the previous one is finishing",
+        )
         self.control.finished(head, ok=True)
-        log.info("generation %d serving; the previous one is finishing", head.number)
+        self._notify_reloaded(self._status())
 
-    def _switch(self, old: Head | None, new: Head) -> None:
+    def _notify_reloaded(self, status: str) -> None:
+        """READY=1 ends systemd's reload, unless another one is already asked for (then
+        that one's READY=1 ends it: ``systemctl reload`` returns after the files it saw)."""
+        if self.reload_wanted:
+            self.notify.status(status)
+        else:
+            self.notify.ready(status)
+
+    def _switch(self, old: Head | None, new: Head) -> float:
         """Hand the baton from ``old`` to ``new`` (see ``dnspol.handover``): nobody
         answers until every old worker has stopped, so no old answer follows a new one.
-        Meanwhile queries wait in the sockets; the gap is milliseconds under load."""
+        Meanwhile queries wait in the sockets; the gap is milliseconds under load.
+        Returns how long it took, in ms."""
         began = time.monotonic()
         self.baton.hand_to(None)
         alive = old is not None and old.proc.poll() is None
@@ -464,8 +537,7 @@ class Supervisor:
             log.error("generation %d did not stop answering in time; ending it", old.number)
             _kill_workers(self.workdir, old.number)
         self.baton.hand_to(new.number)
-        took = 1000 * (time.monotonic() - began)
-        log.info("switched to generation %d in %.1f ms", new.number, took)
+        return 1000 * (time.monotonic() - began)  # in the reload's line
 
     def _abandon_if_slow(self, head: Head) -> None:
         """Kill a generation not serving after ``reload_timeout``: none of its workers
@@ -482,10 +554,13 @@ class Supervisor:
         head.proc.send_signal(signal.SIGKILL)  # collected as failed on a later tick
         head.deadline = time.monotonic()  # abandoned once
 
-    def _reload_failed(self, why: str) -> None:
+    def _reload_failed(self, head: Head, why: str) -> None:
+        """One line, with the problems the generation reported (``file:line: what``)."""
         self.reloads.failed += 1
-        log.error("reload failed: %s", why)
-        log.error("still serving the previous configuration")
+        problems = control.read_report(self.workdir, head.number).get("problems") or [
+            f"the new configuration was not started ({why})"
+        ]
+        logs.reload_finished(log, head.cause, time.monotonic() - head.started, problems=problems)
 
     def _mind_current(self) -> None:
         """A generation process itself never fails on its own; if it did, start again."""
@@ -573,6 +648,12 @@ def _kill_workers(workdir: Path, generation: int) -> None:
     for worker in control.read_report(workdir, generation).get("workers", []):
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker["pid"], signal.SIGKILL)
+
+
+def _run_worker(main: WorkerMain, generation: int, slot: int, start: WorkerStart) -> int:
+    """A worker's process: its log lines say which it is."""
+    logs.set_origin("worker", generation, slot)
+    return main(start)
 
 
 def _exit_at_once(_signum, _frame) -> None:
