@@ -12,6 +12,7 @@ The rule language itself (what ``match:``, ``answer:`` … mean) lives in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import os
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from dnspol import cookies, ratelimit
+from dnspol import cookies, ratelimit, tsig
 from dnspol.cookies import CookieConfig
 from dnspol.errors import ConfigError, ZoneError
 from dnspol.names import Name, from_text, to_text
@@ -38,16 +39,18 @@ from dnspol.policy.coverage import shadowed_rule_warnings
 from dnspol.policy.prefixes import PrefixSet, parse_prefix
 from dnspol.policy.schema import json_schema as _policy_json_schema
 from dnspol.policy.scopes import load_overlay, load_scope_file
+from dnspol.policy.transfers import TransferCompiler, TransferPolicy
 from dnspol.policy.yamlnodes import Node, Reader, did_you_mean, read_yaml_file
 from dnspol.ratelimit import RateLimit
 from dnspol.settings import DEFAULTS, RETIRED, SETTINGS, ServerSettings, coerce, settings_of
 from dnspol.settings import read as read_setting
+from dnspol.tsig import TsigKey
 from dnspol.zones import loader
 from dnspol.zones.loader import ZoneLimits
 from dnspol.zones.model import Zone, ZoneSet
 
 DEFAULT_LISTEN: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
-TOP_KEYS = ("server", "subnets", "zones", "rules")
+TOP_KEYS = ("server", "subnets", "zones", "rules", "keys", "transfers")
 # the server: keys with a shape of their own; the scalar ones are declared in dnspol.settings
 SHAPED_SERVER_KEYS = (
     "listen",
@@ -64,6 +67,7 @@ SHAPED_SERVER_KEYS = (
 SERVER_KEYS = SHAPED_SERVER_KEYS + tuple(setting.key for setting in SETTINGS) + tuple(RETIRED)
 ZONE_KEYS = ("file", "scopes")
 SCOPE_KEYS = ("file", "overlay")
+KEY_KEYS = ("algorithm", "secret_file", "scope")
 MAX_NSID = 128  # RFC 5001 sets no limit; an identity is a short name
 SCOPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 WARNING = "warning: "
@@ -102,6 +106,8 @@ class Config(ServerSettings):
     cookies: CookieConfig | None = None  # server cookies (RFC 7873/9018); None: off (``false``)
     control: str | None = None  # the control socket (``dnspol ctl``); "none": off; None: default
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
+    keys: Mapping[str, TsigKey] = field(default_factory=dict)  # TSIG keys by name (``x.``)
+    transfers: TransferPolicy = field(default_factory=TransferPolicy)  # none: refuse all
 
     @property
     def proxy_trusted(self) -> tuple[str, ...]:
@@ -217,6 +223,8 @@ class _ConfigBuilder:
         self.zone_limits = server.zone_limits()
         zones, variants, scopes = self._zones(top.get("zones"), root)
         policy = self._policy(top.get("rules"), subnets, scopes, server)
+        keys = self._keys(top.get("keys"), scopes)
+        transfers = self._transfers(top.get("transfers"), subnets, scopes, server, keys)
         self.problems[:] = sort_problems(self.problems)
         self.warnings[:] = sort_problems(self.warnings)
         if self.problems:
@@ -224,6 +232,7 @@ class _ConfigBuilder:
         config = _assemble(
             self.path, server, zones, variants, policy, self.files, tuple(self.warnings)
         )
+        config = dataclasses.replace(config, keys=MappingProxyType(keys), transfers=transfers)
         return self.problems, self.warnings, config
 
     # --- server: ---------------------------------------------------------------------------
@@ -438,6 +447,61 @@ class _ConfigBuilder:
         self.warnings.extend(source.warnings)
         self.warnings.extend(shadowed_rule_warnings(compiler.rules, bool(server.trusted_resolvers)))
         return Policy(compiler.rules, server.trusted_resolvers)
+
+    # --- keys: and transfers: ----------------------------------------------------------------
+
+    def _keys(self, node: Node | None, scopes: Mapping[Name, frozenset[str]]) -> dict[str, TsigKey]:
+        """``keys:``: name → {algorithm, secret_file, scope}; the secret is read here."""
+        keys: dict[str, TsigKey] = {}
+        if node is None or node.is_null:
+            return keys
+        read = self.reader
+        every_scope = {scope for names in scopes.values() for scope in names}
+        for name, key_node, value in _map_items(node, read, "keys"):
+            what = f"key {name!r}"
+            if _zone_origin(name) is None:
+                read.problem(key_node, f"{what}: a key name must be a domain name")
+                continue
+            entries = read.mapping(value, what, KEY_KEYS, required=("secret_file",)) or {}
+            algorithm = "hmac-sha256"
+            if "algorithm" in entries:
+                algorithm = read.choice(entries["algorithm"], "algorithm", tsig.ALGORITHMS) or ""
+            scope = read.text(entries["scope"], "scope") if "scope" in entries else None
+            if scope is not None and scope not in every_scope:
+                hint = did_you_mean(scope, every_scope)
+                read.problem(entries["scope"], f"{what}: no zone has a scope {scope!r}{hint}")
+            secret = None
+            if "secret_file" in entries:
+                secret = self._secret(entries["secret_file"], what)
+            if secret is None or not algorithm:
+                continue
+            canonical = name.lower().rstrip(".") + "."
+            keys[canonical] = TsigKey(canonical, algorithm, secret, scope, key_node.where)
+        return keys
+
+    def _secret(self, node: Node, what: str) -> bytes | None:
+        path = self._record_file(node)
+        if path is None:
+            return None
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return tsig.read_secret(handle.read(4096))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            self.reader.problem(node, f"{what}: cannot read the secret from {path}: {reason}")
+            return None
+
+    def _transfers(
+        self,
+        node: Node | None,
+        subnets: Mapping[str, PrefixSet],
+        scopes: Mapping[Name, frozenset[str]],
+        server: _Server,
+        keys: Mapping[str, TsigKey],
+    ) -> TransferPolicy:
+        source = RuleSource(subnets, scopes, zoneinfo.ZoneInfo(server.timezone))
+        compiler = TransferCompiler(source, self.reader, self.files, keys)
+        return compiler.compile_transfers(node)
 
 
 _LOCATION = re.compile(r"^(?:warning: )?(?P<file>[^\n]*?):(?P<line>\d+): ")

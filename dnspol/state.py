@@ -17,9 +17,11 @@ from dnspol.collector import collector_paused
 from dnspol.cookies import CookieConfig
 from dnspol.names import Name
 from dnspol.policy.decide import Decider
+from dnspol.policy.transfers import TransferPolicy
 from dnspol.ratelimit import RateLimit
 from dnspol.settings import RUNTIME, RuntimeSettings, settings_of
 from dnspol.transport.proxy import ProxyTrust
+from dnspol.tsig import TsigKey
 from dnspol.zones.model import Zone, ZoneSet
 
 
@@ -42,6 +44,8 @@ class Snapshot(RuntimeSettings):
     rate_limit: RateLimit | None = None  # UDP response-rate limiting (``dnspol.ratelimit``)
     nsid: bytes = b""  # RFC 5001: given to queries that ask for it
     cookies: CookieConfig | None = None  # server cookies (``dnspol.cookies``); None: off
+    keys: Mapping[str, TsigKey] = field(default_factory=lambda: MappingProxyType({}))  # TSIG
+    transfers: TransferPolicy = field(default_factory=TransferPolicy)  # default: refuse all
 
     has_rules: bool = field(init=False)  # False: no policy to evaluate, ever
     proxied: bool = field(init=False)  # True: some peers may send PROXY v2 headers
@@ -110,6 +114,8 @@ def snapshot_from_config(cfg) -> Snapshot:
         rate_limit=getattr(cfg, "rate_limit", None),
         nsid=getattr(cfg, "nsid", b""),
         cookies=getattr(cfg, "cookies", None),
+        keys=getattr(cfg, "keys", MappingProxyType({})),
+        transfers=getattr(cfg, "transfers", None) or TransferPolicy(),
     )
 
 
