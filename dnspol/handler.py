@@ -168,7 +168,13 @@ class Handler:
         self._limiter: Limiter | None = None
         self._labels: dict[tuple, int] = {}  # compiled answers' label keys (``_label``)
         self._plain_labels: dict[tuple, int] = {}  # the same, for ``_plain``'s answers
-        self.transfers = Transfers()  # the zone transfer stage (``dnspol.transfer``)
+        self.transfers = Transfers(self._transferred)  # the zone transfer stage
+
+    def _transferred(self, outcome: transfer.Outcome) -> None:
+        """One transfer request is over: one log line, one count."""
+        key = (outcome.zone, outcome.scope, outcome.qtype, outcome.result)
+        self.stats.transfers[key] = self.stats.transfers.get(key, 0) + 1
+        transfer.log_outcome(outcome)
 
     def rate_limit(
         self, reply: bytes, client: str, config: RateLimit, query: bytes = b""

@@ -396,3 +396,43 @@ def test_a_bind_key_file_is_read_as_is(tmp_path):
     )
     query, out = transfer(make_handler(path), key="xfr")
     assert type(out) is Transfer
+
+
+def test_each_transfer_is_counted_by_zone_scope_type_and_result_and_logged(handler, caplog):
+    from dnspol.metrics import Folder
+
+    caplog.set_level("INFO", logger="dnspol.transfer")
+    list(transfer(handler, key="internal")[1])  # sent whole
+    transfer(handler, key=None)  # refused: no rule allows it
+    transfer(handler, key="xfr", zone="example.net")  # no such zone
+    stranger = dns.tsig.Key("stranger.", SECRETS["xfr"], dns.tsig.HMAC_SHA256)
+    transfer(handler, key=stranger)
+    folder = Folder(handler.stats)
+    folder.fold()
+    counted = {
+        labels: folder.totals.get("dnspol_transfers_total", labels)
+        for labels in [
+            ("example.com.", "internal", "AXFR", "ok"),
+            ("example.com.", "default", "AXFR", "refused"),
+            ("", "default", "AXFR", "notauth"),
+            ("example.com.", "default", "AXFR", "badkey"),
+        ]
+    }
+    assert set(counted.values()) == {1}, counted
+    lines = [r.getMessage() for r in caplog.records if r.name == "dnspol.transfer"]
+    assert len(lines) == 4
+    assert lines[0].startswith("transfer ok: AXFR example.com. scope internal to 127.0.0.1:40000")
+    assert "key internal." in lines[0] and "rule keyed-fleet" in lines[0]
+    assert "records in" in lines[0] and lines[1].startswith("transfer refused:")
+
+
+def test_an_aborted_transfer_is_counted_as_aborted(handler):
+    from dnspol.metrics import Folder
+
+    _, out = transfer(handler, key="xfr")
+    out.next_message()
+    out.finish("aborted")
+    folder = Folder(handler.stats)
+    folder.fold()
+    labels = ("example.com.", "default", "AXFR", "aborted")
+    assert folder.totals.get("dnspol_transfers_total", labels) == 1
