@@ -27,7 +27,7 @@ promises this module keeps, whatever a client does:
 * **A connection counts until its socket is gone**: it leaves the count (and
   ``dnspol_tcp_open_connections``) only in ``connection_lost``.
 * **A zone transfer is a stream, not a block.** A ``Transfer`` (``dnspol.transfer``)
-  is written a batch of messages (about ``WRITE_HIGH`` bytes) at a time, the event loop
+  is written a message (``TRANSFER_BATCH``) at a time, the event loop
   running other connections and UDP between batches; its connection reads nothing more
   until the last message is out, and each batch counts as progress for the deadlines.
 
@@ -67,6 +67,10 @@ log = logging.getLogger("dnspol.tcp")
 
 WRITE_HIGH = 64 * 1024  # unsent answers past which no more are made and reading pauses
 WRITE_LOW = 16 * 1024  # ... until they drain below this
+# a zone transfer writes about this much between two turns of the event loop: one
+# message (``dnspol.transfer.MESSAGE_TARGET``), some 3 ms of work, is what another
+# client's query may wait behind it
+TRANSFER_BATCH = 16 * 1024
 # connections the kernel completes before we accept them. asyncio listens again with the
 # number of connections it accepts per pass of its loop; left at that (100), a connection
 # flood overflows the queue, SYNs are dropped and a legitimate client waits a whole second
@@ -365,7 +369,7 @@ class DnsOverTcp(asyncio.Protocol):
             return
         written = 0
         try:
-            while self.blocked_since is None and written < WRITE_HIGH:
+            while self.blocked_since is None and written < TRANSFER_BATCH:
                 message = stream.next_message()
                 if message is None:
                     break
