@@ -436,3 +436,31 @@ def test_an_aborted_transfer_is_counted_as_aborted(handler):
     folder.fold()
     labels = ("example.com.", "default", "AXFR", "aborted")
     assert folder.totals.get("dnspol_transfers_total", labels) == 1
+
+
+def test_the_schema_takes_keys_and_transfers_and_names_mistakes():
+    import jsonschema
+    import yaml
+
+    from dnspol.config import json_schema
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    assert list(validator.iter_errors(yaml.safe_load(CONFIG))) == []
+    bad = yaml.safe_load(CONFIG.replace("action: drop", "action: permit"))
+    assert list(validator.iter_errors(bad))
+    bad = yaml.safe_load(CONFIG.replace("secret_file: xfr.key", "secret: abc"))
+    assert list(validator.iter_errors(bad))
+
+
+def test_a_reload_during_a_transfer_changes_nothing_it_sends(tmp_path):
+    path = write_config(tmp_path)
+    handler = make_handler(path)
+    query, out = transfer(handler, key="xfr")
+    first = out.next_message()
+    write_config(tmp_path, zone=ZONE.replace(str(SERIAL), str(SERIAL + 1)) + "new A 192.0.2.9\n")
+    handler.state.swap(snapshot_from_config(load_config(str(path))))
+    rest = [dns.message.from_wire(w, keyring=False, xfr=True) for w in out]
+    got = records([dns.message.from_wire(first, keyring=False, xfr=True), *rest])
+    assert str(SERIAL) in got[-1][2] and not any(name.startswith("new.") for name, _, _ in got)
+    _, again = transfer(handler, key="xfr")
+    assert any(name.startswith("new.") for name, _, _ in records(read_all(query, again, "xfr")))
