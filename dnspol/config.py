@@ -27,6 +27,7 @@ from dnspol import cookies, ratelimit, tsig
 from dnspol.cookies import CookieConfig
 from dnspol.errors import ConfigError, ZoneError
 from dnspol.names import Name, from_text, to_text
+from dnspol.notify import NotifyTarget
 from dnspol.policy import Policy
 from dnspol.policy.compiler import (
     RuleCompiler,
@@ -65,7 +66,8 @@ SHAPED_SERVER_KEYS = (
     "control",
 )
 SERVER_KEYS = SHAPED_SERVER_KEYS + tuple(setting.key for setting in SETTINGS) + tuple(RETIRED)
-ZONE_KEYS = ("file", "scopes")
+ZONE_KEYS = ("file", "scopes", "notify")
+NOTIFY_KEYS = ("address", "key")
 SCOPE_KEYS = ("file", "overlay")
 KEY_KEYS = ("algorithm", "secret_file", "scope")
 MAX_NSID = 128  # RFC 5001 sets no limit; an identity is a short name
@@ -108,6 +110,7 @@ class Config(ServerSettings):
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
     keys: Mapping[str, TsigKey] = field(default_factory=dict)  # TSIG keys by name (``x.``)
     transfers: TransferPolicy = field(default_factory=TransferPolicy)  # none: refuse all
+    notify: Mapping[Name, tuple[NotifyTarget, ...]] = field(default_factory=dict)  # RFC 1996
 
     @property
     def proxy_trusted(self) -> tuple[str, ...]:
@@ -225,6 +228,7 @@ class _ConfigBuilder:
         policy = self._policy(top.get("rules"), subnets, scopes, server)
         keys = self._keys(top.get("keys"), scopes)
         transfers = self._transfers(top.get("transfers"), subnets, scopes, server, keys)
+        notify = self._notify(top.get("zones"), keys)
         self.problems[:] = sort_problems(self.problems)
         self.warnings[:] = sort_problems(self.warnings)
         if self.problems:
@@ -232,7 +236,9 @@ class _ConfigBuilder:
         config = _assemble(
             self.path, server, zones, variants, policy, self.files, tuple(self.warnings)
         )
-        config = dataclasses.replace(config, keys=MappingProxyType(keys), transfers=transfers)
+        config = dataclasses.replace(
+            config, keys=MappingProxyType(keys), transfers=transfers, notify=notify
+        )
         return self.problems, self.warnings, config
 
     # --- server: ---------------------------------------------------------------------------
@@ -491,6 +497,53 @@ class _ConfigBuilder:
             self.reader.problem(node, f"{what}: cannot read the secret from {path}: {reason}")
             return None
 
+    def _notify(self, node: Node | None, keys: Mapping[str, TsigKey]) -> Mapping:
+        """``zones: NAME: notify:``: the secondaries told of a new serial (RFC 1996), each
+        ``ADDRESS[:PORT]`` or ``{address: ADDRESS[:PORT], key: NAME}``."""
+        out: dict[Name, tuple[NotifyTarget, ...]] = {}
+        if node is None or node.kind != "map":
+            return out
+        read = self.reader
+        for name, _, value in node.items():
+            origin = _zone_origin(name)
+            if value.kind != "map" or "notify" not in value.value or origin is None:
+                continue
+            targets = []
+            _, notify_node = value.value["notify"]  # type: ignore[index]
+            for item in read.sequence(notify_node, "notify", scalar_ok=True) or ():
+                target = self._notify_target(item, keys)
+                if target is not None:
+                    targets.append(target)
+            out[origin] = tuple(targets)
+        return MappingProxyType(out)
+
+    def _notify_target(self, node: Node, keys: Mapping[str, TsigKey]) -> NotifyTarget | None:
+        read = self.reader
+        entries = {"address": node}
+        if node.kind == "map":
+            entries = read.mapping(node, "a notify target", NOTIFY_KEYS, required=("address",))
+            if not entries or "address" not in entries:
+                return None
+        text = read.text(entries["address"], "notify address")
+        if text is None:
+            return None
+        host, port = text.strip(), 53
+        if not _is_address(host.strip("[]")):
+            try:
+                host, port = parse_listen(text)
+            except ValueError:
+                read.problem(entries["address"], f"notify address {text!r} is not ADDRESS[:PORT]")
+                return None
+        key = None
+        if "key" in entries:
+            key_text = read.text(entries["key"], "key")
+            key = (key_text or "").lower().rstrip(".") + "."
+            if key not in keys:
+                known = ", ".join(k.rstrip(".") for k in keys) or "none"
+                read.problem(entries["key"], f"unknown key {key_text!r}; keys: {known}")
+                return None
+        return NotifyTarget(host.strip("[]"), port, key)
+
     def _transfers(
         self,
         node: Node | None,
@@ -531,6 +584,14 @@ def _zone_origin(text: str) -> Name | None:
         return from_text(text)
     except Exception:  # dnslib raises several kinds for bad names
         return None
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_listen(text: str) -> tuple[str, int]:

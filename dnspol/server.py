@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dnspol import __version__, control, handover, health, metrics, signals
+from dnspol import __version__, control, handover, health, metrics, notify, signals
 from dnspol.errors import ConfigError
 from dnspol.handler import Clock, Handler, Listener
 from dnspol.names import Name, to_text
@@ -332,6 +332,7 @@ class Server:
             tasks.append(asyncio.create_task(self._watch_turn()))
         else:
             tasks.append(asyncio.create_task(self._reload_on_request()))
+            tasks.append(asyncio.create_task(notify.run_forever(self.state)))  # RFC 1996
         await self._stop.wait()
         self.ready = False
         if control_server is not None:  # off the loop: a reload it waits for runs there

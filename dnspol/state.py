@@ -46,6 +46,7 @@ class Snapshot(RuntimeSettings):
     cookies: CookieConfig | None = None  # server cookies (``dnspol.cookies``); None: off
     keys: Mapping[str, TsigKey] = field(default_factory=lambda: MappingProxyType({}))  # TSIG
     transfers: TransferPolicy = field(default_factory=TransferPolicy)  # default: refuse all
+    notify: Mapping[Name, tuple] = field(default_factory=lambda: MappingProxyType({}))  # NOTIFY
 
     has_rules: bool = field(init=False)  # False: no policy to evaluate, ever
     proxied: bool = field(init=False)  # True: some peers may send PROXY v2 headers
@@ -116,6 +117,7 @@ def snapshot_from_config(cfg) -> Snapshot:
         cookies=getattr(cfg, "cookies", None),
         keys=getattr(cfg, "keys", MappingProxyType({})),
         transfers=getattr(cfg, "transfers", None) or TransferPolicy(),
+        notify=getattr(cfg, "notify", MappingProxyType({})),
     )
 
 

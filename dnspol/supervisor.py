@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnspol import control, health, metrics, signals
+from dnspol import control, health, metrics, notify, signals
 from dnspol.errors import ConfigError
 from dnspol.handover import Baton, Turn
 from dnspol.server import (
@@ -234,11 +234,16 @@ class Generation:
         gc.freeze()  # the loaded configuration: the collector would write to every object
         self.members = [self._start(slot, snapshot) for slot in range(self.host.count)]
         files = json.dumps(list(snapshot.files))
+        # this generation tells secondaries of new serials (RFC 1996), once it answers
+        notifier = notify.Notifier(record=self.host.workdir / "notified.json")
         while not self.stopping:
             time.sleep(TICK)
             self._restart_dead(snapshot)
             listening = all(m.ready.exists() and m.proc.poll() is None for m in self.members)
             report.workers((m.proc.pid, m.ready.exists()) for m in self.members)
+            if listening:
+                notifier.follow(snapshot)
+            notifier.tick()
             if listening and not self.ready_file.exists():
                 write_atomically(self.ready_file, files)
             elif not listening:

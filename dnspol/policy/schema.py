@@ -155,6 +155,19 @@ _ZONE = {
             "type": "object",
             "properties": {
                 "file": _TEXT,
+                "notify": _one_or_many(
+                    {
+                        "oneOf": [
+                            {"type": "string", "description": "ADDRESS[:PORT] of a secondary"},
+                            {
+                                "type": "object",
+                                "properties": {"address": _TEXT, "key": _TEXT},
+                                "required": ["address"],
+                                "additionalProperties": False,
+                            },
+                        ]
+                    }
+                ),
                 "scopes": {
                     "type": "object",
                     "propertyNames": {

@@ -18,9 +18,12 @@ import dns.tsig
 import pytest
 from itkit import free_port, need, stop_process
 from xfrkit import (
+    INTERNAL,
     INTERNAL_SECRET,
     KEYS,
+    POLICIES,
     SECRET,
+    SERIAL,
     ask,
     compare,
     generated_zone,
@@ -42,10 +45,11 @@ def primary(zone_text):
         yield server
 
 
-def run_secondary(workdir: Path, body: str) -> tuple[Popen, int]:
-    """BIND 9 with ``body`` after its options (zones, views, keys), on a free port."""
+def run_secondary(workdir: Path, body: str, port: int | None = None) -> tuple[Popen, int]:
+    """BIND 9 with ``body`` after its options (zones, views, keys), on ``port`` (or a
+    free one)."""
     named = shutil.which("named") or need("named", "bind9")
-    port = free_port()
+    port = port or free_port()
     (workdir / "named.conf").write_text(
         f"""options {{
     directory "{workdir}";
@@ -171,3 +175,51 @@ def test_requests_that_may_not_transfer_get_no_record(primary, case, name, key, 
     reply = first_reply(primary, name, key, source)
     assert reply.rcode() == rcode, case
     assert not reply.answer, case
+
+
+def test_after_a_reload_with_a_new_serial_notify_brings_bind_up_to_date(zone_text, tmp_path):
+    """dnspol notifies BIND (signed); BIND asks by IXFR, gets the zone whole, and serves
+    the new serial within 5 s. Without NOTIFY it would wait for the SOA refresh (2 h)."""
+    port = free_port()
+    primary_dir = tmp_path / "primary"
+    primary_dir.mkdir()
+    (primary_dir / "example.com.zone").write_text(zone_text)
+    (primary_dir / "internal.zone").write_text(INTERNAL)
+    (primary_dir / "fleet.key").write_text(SECRET)
+    (primary_dir / "internal.key").write_text(INTERNAL_SECRET)
+    zones = f"""zones:
+  example.com:
+    file: example.com.zone
+    scopes:
+      internal: {{overlay: internal.zone}}
+    notify: [{{address: "127.0.0.1:{port}", key: fleet}}]
+"""
+    (primary_dir / "dnspol.yaml").write_text(zones + POLICIES)
+    with Server(config=primary_dir / "dnspol.yaml") as primary:
+        secondary_dir = tmp_path / "secondary"
+        secondary_dir.mkdir()
+        proc, _ = run_secondary(
+            secondary_dir,
+            f"""zone "example.com" {{
+    type secondary;
+    primaries {{ 127.0.0.1 port {primary.port} key "fleet"; }};
+}};""",
+            port=port,
+        )
+        try:
+            wait_loaded(port)
+            bumped = zone_text.replace(str(SERIAL), str(SERIAL + 1)) + "fresh A 192.0.2.123\n"
+            (primary_dir / "example.com.zone").write_text(bumped)
+            primary.reload()
+            began = time.monotonic()
+            wait_loaded(port, serial=SERIAL + 1, timeout=5)
+            print(f"BIND: serial {SERIAL + 1} {time.monotonic() - began:.2f} s after the reload")
+            fresh = ask(port, "fresh.example.com.", "A")
+            assert [r.to_text() for r in fresh.answer[0]] == ["192.0.2.123"]
+        finally:
+            stop_process(proc)
+        log = (secondary_dir / "named.log").read_text()
+        assert "notify from 127.0.0.1" in log and "TSIG fleet" in log, log[-3000:]
+        acked = f"NOTIFY example.com. serial {SERIAL + 1} to 127.0.0.1:{port}: acked"
+        primary.wait_for_log(acked)
+        assert "transfer ok: IXFR example.com." in primary.log

@@ -89,18 +89,20 @@ transfers:
 """
 
 
-def wait_loaded(port: int, source: str = "127.0.0.1", timeout: float = 12.0) -> None:
-    """Until BIND answers the zone's SOA with our serial, authoritatively."""
+def wait_loaded(
+    port: int, source: str = "127.0.0.1", timeout: float = 12.0, serial: int = SERIAL
+) -> None:
+    """Until the secondary answers the zone's SOA with ``serial``, authoritatively."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             reply = ask(port, "example.com.", "SOA", source)
         except dns.exception.Timeout:
             continue
-        if reply.rcode() == 0 and reply.answer and reply.answer[0][0].serial == SERIAL:
+        if reply.rcode() == 0 and reply.answer and reply.answer[0][0].serial == serial:
             return
-        time.sleep(0.1)
-    raise AssertionError(f"BIND did not load example.com. from {source} within {timeout} s")
+        time.sleep(0.05)
+    raise AssertionError(f"no serial {serial} for example.com. from {source} within {timeout} s")
 
 
 def ask(port: int, name: str, qtype: str, source: str = "127.0.0.1") -> dns.message.Message:
