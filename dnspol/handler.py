@@ -478,7 +478,7 @@ class Handler:
             out = answer.error(query, Rcode.SERVFAIL, snap.udp_max_payload)
             result = Answered(out, rcode=Rcode.SERVFAIL)
         if signed is not None and type(result.wire) is bytes:  # RFC 8945 §5.3
-            result.wire = tsig.Signer(signed).sign(result.wire)
+            result.wire = _signed(result.wire, signed, query, listener, snap)
         if result.label is None:
             result.label = self.stats.intern_fields(_label_fields(query, result))
         return result
@@ -644,6 +644,17 @@ def _ecs_opt_head(payload: int, do: int, family_source: bytes, scope: int) -> by
             : -length or None
         ]
     return head
+
+
+def _signed(wire: bytes, signed: tsig.Signed, query: Query, listener, snap: Snapshot) -> bytes:
+    """The reply signed; over UDP, when the signature takes it past the client's limit,
+    the reply without records and with TC, signed (RFC 8945 §5.3)."""
+    out = tsig.Signer(signed).sign(wire)
+    if listener.tcp or len(out) <= udp_limit(query.edns, snap.udp_max_payload):
+        return out
+    empty = bytearray(answer.error(query, wire[3] & 0x0F, snap.udp_max_payload))
+    empty[2] |= 0x02  # TC
+    return tsig.Signer(signed).sign(bytes(empty))
 
 
 def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:

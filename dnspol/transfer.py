@@ -1,8 +1,8 @@
 """Zone transfers out (AXFR, RFC 5936; IXFR answered in full, RFC 1995 §4): the stage
 that decides a transfer request and the stream of messages that carries the zone.
 
-The handler hands every AXFR and IXFR request here (``Transfers.respond``). Over UDP
-they get NOTIMP, as before. Over TCP the request's zone must be served (else NOTAUTH,
+The handler hands every AXFR and IXFR request here (``Transfers.respond``). An AXFR over
+UDP is NOTIMP (as Knot answers it). The request's zone must be served (else NOTAUTH,
 RFC 5936 §2.2.1), then the transfer policy decides (``dnspol.policy.transfers``: allow,
 refuse with EDE 18, drop; no rule: refuse). An allowed request gets a ``Transfer``: an
 iterator of messages the TCP transport writes one after another, yielding to the event
@@ -18,7 +18,8 @@ within each message; with TSIG every message signed (RFC 8945 §5.3.1).
 
 IXFR: no journal of differences is kept, so an IXFR whose serial is older than ours gets
 the whole zone in AXFR form (RFC 1995 §4 allows it); one with our serial or a newer one
-gets our SOA alone (RFC 1995 §2: it is up to date).
+gets our SOA alone (RFC 1995 §2: it is up to date). Over UDP an allowed IXFR always gets
+our SOA alone: up to date, or the sign to ask again over TCP (RFC 1995 §2).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class Outcome:
     zone: str  # the zone's name, or "" when no zone of ours
     scope: str
     qtype: str  # AXFR | IXFR
-    result: str  # ok | up_to_date | refused | dropped | notauth | aborted | failed | bad<tsig>
+    # ok | up_to_date | use_tcp | refused | dropped | notauth | aborted | failed | bad<tsig>
+    result: str
     client: str
     key: str | None = None
     rule: str | None = None
@@ -244,7 +246,8 @@ class Transfers:
         key = signed.key.name if signed is not None else None
         outcome = Outcome("", "default", qtype, "ok", self.client_text(peer), key)
         server_max = snap.udp_max_payload
-        if not listener.tcp:  # RFC 5936 §4.2: no AXFR over UDP; IXFR too, we keep no journal
+        if not listener.tcp and query.qtype == RRType.AXFR:  # RFC 5936 §4.2: not over UDP
+            # NOTIMP as Knot answers (BIND: FORMERR), docs/authoritative.md §15
             return answer.error(query, Rcode.NOTIMP, server_max), Rcode.NOTIMP
         zone = snap.zones.get(query.qname)
         if zone is None:  # RFC 5936 §2.2.1: not authoritative for that zone
@@ -276,6 +279,12 @@ class Transfers:
             if soa_only:
                 outcome.result = "up_to_date"
         opt = b"" if query.edns is None else opt_record(server_max, query.edns.do)
+        if not listener.tcp:  # RFC 1995 §2: over UDP our SOA alone (up to date, or use TCP)
+            if not soa_only:
+                outcome.result = "use_tcp"
+            message = next(_messages(query, scoped, opt, None, True, outcome))
+            self.report(outcome)
+            return message, Rcode.NOERROR  # the caller signs it
         signer = tsig.Signer(signed) if signed is not None else None
         transfer = Transfer(query, scoped, outcome, self.report, signer, opt, soa_only)
         return transfer, Rcode.NOERROR

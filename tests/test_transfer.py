@@ -257,9 +257,34 @@ def test_a_zone_we_do_not_serve_or_a_name_that_is_no_apex_is_notauth(handler):
         assert rcode_and_ede(out)[0] == dns.rcode.NOTAUTH
 
 
-def test_over_udp_a_transfer_is_notimp(handler):
-    _, wire = request(key=None)
-    assert rcode_and_ede(handler.handle(wire, PEER, UDP))[0] == dns.rcode.NOTIMP
+def test_over_udp_an_axfr_is_notimp_as_knot_answers_it(handler):
+    _, wire = request(key="xfr")
+    out = handler.handle(wire, PEER, UDP)
+    assert rcode_and_ede(out)[0] == dns.rcode.NOTIMP
+
+
+@pytest.mark.parametrize("serial, result", [(SERIAL - 1, "use_tcp"), (SERIAL, "up_to_date")])
+def test_over_udp_an_allowed_ixfr_gets_our_soa_alone(handler, serial, result):
+    """RFC 1995 §2: up to date, or the sign to ask again over TCP."""
+    query, wire = request(key="xfr", qtype="IXFR", serial=serial)
+    out = handler.handle(wire, PEER, UDP)
+    message = dns.message.from_wire(out, keyring=KEYS["xfr"], request_mac=query.mac)
+    assert [(r.rdtype, r[0].serial) for r in message.answer] == [(dns.rdatatype.SOA, SERIAL)]
+    assert handler.stats.transfers == {("example.com.", "default", "IXFR", result): 1}
+    _, wire = request(key=None, qtype="IXFR", serial=serial)
+    assert rcode_and_ede(handler.handle(wire, PEER, UDP))[0] == dns.rcode.REFUSED
+
+
+def test_a_signed_udp_answer_the_signature_would_push_past_512_bytes_is_truncated(tmp_path):
+    big = 'big TXT "' + "x" * 200 + '" "' + "y" * 200 + '"\n'
+    handler = make_handler(write_config(tmp_path, zone=ZONE + big))
+    query = dns.message.make_query("big.example.com", "TXT")
+    assert len(handler.handle(query.to_wire(), PEER, UDP)) <= 512  # fits unsigned
+    query.use_tsig(KEYS["xfr"])
+    out = handler.handle(query.to_wire(), PEER, UDP)
+    assert len(out) <= 512
+    message = dns.message.from_wire(out, keyring=KEYS["xfr"], request_mac=query.mac)
+    assert message.flags & dns.flags.TC and not message.answer and message.had_tsig
 
 
 def test_a_zone_rule_opens_its_zone_only(handler):
