@@ -64,6 +64,7 @@ SHAPED_SERVER_KEYS = (
     "cookies",
     "metrics",
     "control",
+    "journal",
 )
 SERVER_KEYS = SHAPED_SERVER_KEYS + tuple(setting.key for setting in SETTINGS) + tuple(RETIRED)
 ZONE_KEYS = ("file", "scopes", "notify")
@@ -111,6 +112,7 @@ class Config(ServerSettings):
     keys: Mapping[str, TsigKey] = field(default_factory=dict)  # TSIG keys by name (``x.``)
     transfers: TransferPolicy = field(default_factory=TransferPolicy)  # none: refuse all
     notify: Mapping[Name, tuple[NotifyTarget, ...]] = field(default_factory=dict)  # RFC 1996
+    journal: str | None = None  # the IXFR journal's directory (``dnspol.journal``); None: off
 
     @property
     def proxy_trusted(self) -> tuple[str, ...]:
@@ -192,6 +194,7 @@ class _Server:
     nsid: bytes = b""
     cookies: CookieConfig | None = field(default_factory=CookieConfig)  # on, as in BIND
     control: str | None = None
+    journal: str | None = None
     # the settings of dnspol.settings.SETTINGS, by key
     values: dict[str, int | float | None] = field(default_factory=lambda: settings_of(DEFAULTS))
 
@@ -237,7 +240,11 @@ class _ConfigBuilder:
             self.path, server, zones, variants, policy, self.files, tuple(self.warnings)
         )
         config = dataclasses.replace(
-            config, keys=MappingProxyType(keys), transfers=transfers, notify=notify
+            config,
+            keys=MappingProxyType(keys),
+            transfers=transfers,
+            notify=notify,
+            journal=server.journal,
         )
         return self.problems, self.warnings, config
 
@@ -278,6 +285,10 @@ class _ConfigBuilder:
             server.rate_limit = ratelimit.read_config(
                 entries["rate_limit"], read, lambda node: self._exempt(node, subnets)
             )
+        if "journal" in entries and not entries["journal"].is_null:
+            text = read.text(entries["journal"], "journal")
+            if text is not None:
+                server.journal = os.path.join(self.base_dir, text)
         if "control" in entries and not entries["control"].is_null:
             text = read.text(entries["control"], "control")
             if text is not None:

@@ -186,9 +186,9 @@ FAMILIES = {
             "dnspol_transfers_total",
             "counter",
             "Zone transfer requests, by zone, scope sent, type (AXFR, IXFR) and result: ok, "
-            "up_to_date (IXFR at our serial: our SOA alone), use_tcp (IXFR over UDP: our "
-            "SOA alone), refused, dropped, notauth (no such zone), badkey, badsig, badtime "
-            "(TSIG), aborted (the connection ended first), failed.",
+            "incremental (IXFR from the journal), up_to_date (IXFR at our serial), use_tcp "
+            "(IXFR over UDP: our SOA alone), refused, dropped, notauth (no such zone), "
+            "badkey, badsig, badtime (TSIG), aborted (the connection ended first), failed.",
             ("zone", "scope", "type", "result"),
         ),
         Family(

@@ -7,6 +7,9 @@ sending them over UDP, matching the answers, and retrying unanswered ones with b
 (``RETRY_AFTER``) until acknowledged or given up. It never blocks: ``tick`` sends what is
 due and reads what has come, and the caller calls it every fraction of a second.
 
+The IXFR journal is recorded here too, just before: a secondary told of a new serial
+asks for it at once, and should find the difference.
+
 One process sends them: the single server process (``run_forever`` on its event loop),
 or with several workers the generation process that loaded the configuration (from its
 supervision loop), never the workers. A generation learns what the previous one notified
@@ -35,6 +38,7 @@ import dns.opcode
 import dns.rcode
 import dns.rrset
 
+from dnspol.journal import Journal
 from dnspol.names import Name, to_text
 
 log = logging.getLogger("dnspol.notify")
@@ -85,12 +89,18 @@ class Notifier:
             with contextlib.suppress(OSError, ValueError):
                 self._notified = json.loads(self.record.read_text())
 
+    def behind(self, snapshot) -> bool:  # noqa: ANN001
+        return snapshot is not None and snapshot is not self._snapshot
+
     def follow(self, snapshot) -> None:  # noqa: ANN001 - dnspol.state.Snapshot
         """Owe a NOTIFY to every secondary whose zone's serial is not the one it was last
-        notified of. A pending NOTIFY of an older serial is replaced."""
-        if snapshot is None or snapshot is self._snapshot:
+        notified of (a pending NOTIFY of an older serial is replaced), once the IXFR
+        journal (``server.journal``) holds the new versions the secondaries will ask for."""
+        if not self.behind(snapshot):
             return
         self._snapshot = snapshot
+        if getattr(snapshot, "journal", None):
+            Journal(snapshot.journal).record_all(snapshot)
         for origin, targets in getattr(snapshot, "notify", {}).items():
             zone = snapshot.zones.get(origin)
             if zone is None:
@@ -239,11 +249,15 @@ def _message(zone, ident: int, key) -> bytes:  # noqa: ANN001 - Zone, TsigKey | 
 
 
 async def run_forever(state) -> None:  # noqa: ANN001 - dnspol.state.ServerState
-    """The single server process's NOTIFYs: follow the current snapshot, tick."""
+    """The single server process's NOTIFYs: follow the current snapshot (off the event
+    loop: recording the journal of a large zone takes seconds), tick."""
     notifier = Notifier()
+    loop = asyncio.get_running_loop()
     try:
         while True:
-            notifier.follow(state.snapshot)
+            snapshot = state.snapshot
+            if notifier.behind(snapshot):
+                await loop.run_in_executor(None, notifier.follow, snapshot)
             notifier.tick()
             await asyncio.sleep(TICK_SECONDS)
     finally:

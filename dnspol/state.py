@@ -47,6 +47,7 @@ class Snapshot(RuntimeSettings):
     keys: Mapping[str, TsigKey] = field(default_factory=lambda: MappingProxyType({}))  # TSIG
     transfers: TransferPolicy = field(default_factory=TransferPolicy)  # default: refuse all
     notify: Mapping[Name, tuple] = field(default_factory=lambda: MappingProxyType({}))  # NOTIFY
+    journal: str | None = None  # the IXFR journal's directory (``dnspol.journal``)
 
     has_rules: bool = field(init=False)  # False: no policy to evaluate, ever
     proxied: bool = field(init=False)  # True: some peers may send PROXY v2 headers
@@ -118,6 +119,7 @@ def snapshot_from_config(cfg) -> Snapshot:
         keys=getattr(cfg, "keys", MappingProxyType({})),
         transfers=getattr(cfg, "transfers", None) or TransferPolicy(),
         notify=getattr(cfg, "notify", MappingProxyType({})),
+        journal=getattr(cfg, "journal", None),
     )
 
 

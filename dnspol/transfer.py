@@ -16,10 +16,11 @@ zone, so a reload in the middle of it changes nothing it sends. SOA first and la
 question and the query's ID in the first message, the ID in every one; names compressed
 within each message; with TSIG every message signed (RFC 8945 §5.3.1).
 
-IXFR: no journal of differences is kept, so an IXFR whose serial is older than ours gets
-the whole zone in AXFR form (RFC 1995 §4 allows it); one with our serial or a newer one
-gets our SOA alone (RFC 1995 §2: it is up to date). Over UDP an allowed IXFR always gets
-our SOA alone: up to date, or the sign to ask again over TCP (RFC 1995 §2).
+IXFR: one with our serial or a newer one gets our SOA alone (RFC 1995 §2: up to date);
+one with an older serial gets the journal's differences from it (``dnspol.journal``,
+with ``server.journal`` set) when the journal reaches back to it, else the whole zone in
+AXFR form (RFC 1995 §4 allows it). Over UDP an allowed IXFR always gets our SOA alone:
+up to date, or the sign to ask again over TCP (RFC 1995 §2).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from dnspol import answer, tsig
 from dnspol.answers import opt_record
 from dnspol.codes import Rcode, RRType
+from dnspol.journal import Difference, Journal
 from dnspol.names import to_text
 from dnspol.packer import write_record
 from dnspol.policy.transfers import TransferAction, transfer_facts
@@ -88,17 +90,16 @@ class Transfer:
     def __init__(
         self,
         query: Query,
-        zone: Zone,
+        records: Iterator[Rec | bytes],
         outcome: Outcome,
         report: Report,
         signer: tsig.Signer | None = None,
         opt: bytes = b"",
-        soa_only: bool = False,
     ) -> None:
         self.outcome = outcome
         self._report = report
         self._signer = signer
-        self._messages = _messages(query, zone, opt, signer, soa_only, outcome)
+        self._messages = _messages(query, records, opt, signer, outcome)
         self._finished = False
 
     def next_message(self) -> bytes | None:
@@ -116,7 +117,7 @@ class Transfer:
         if self._finished:
             return
         self._finished = True
-        if self.outcome.result == "ok":  # "up_to_date" keeps its name
+        if self.outcome.result == "ok":  # "up_to_date" and "incremental" keep their names
             self.outcome.result = result
         self._report(self.outcome)
 
@@ -142,12 +143,22 @@ def zone_records(zone: Zone, soa_only: bool = False) -> Iterator[Rec]:
     yield from soa
 
 
+def ixfr_records(zone: Zone, steps: list[Difference]) -> Iterator[Rec | bytes]:
+    """An incremental transfer (RFC 1995 §4): our SOA; per step the old SOA and the records
+    gone, the new SOA and the records new (as the journal keeps them: wire bytes); our SOA."""
+    soa = zone.soa.records()
+    yield from soa
+    for step in steps:
+        yield from step.removed
+        yield from step.added
+    yield from soa
+
+
 def _messages(
     query: Query,
-    zone: Zone,
+    records: Iterator[Rec | bytes],
     opt: bytes,
     signer: tsig.Signer | None,
-    soa_only: bool,
     outcome: Outcome,
 ) -> Iterator[bytes]:
     """The transfer's messages, each written record by record until it passes
@@ -157,17 +168,17 @@ def _messages(
     room = MESSAGE_LIMIT - len(opt) - (signer.overhead if signer is not None else 0)
     first = True
     out, names, count = _start(query, first)
-    for record in zone_records(zone, soa_only):
+    for record in records:
         mark = len(out)
-        write_record(out, names, record)
+        _write(out, names, record)
         if len(out) > room:
             if count == 0:
-                raise ValueError(f"a record of {to_text(record.owner)} does not fit a message")
+                raise ValueError(f"a record of {to_text(query.qname)} does not fit a message")
             del out[mark:]
             yield _finish(out, query.id, flags, first, count, opt)
             first = False
             out, names, count = _start(query, first)
-            write_record(out, names, record)
+            _write(out, names, record)
         count += 1
         outcome.records += 1
         if len(out) >= MESSAGE_TARGET:
@@ -176,6 +187,13 @@ def _messages(
             out, names, count = _start(query, first)
     if count:
         yield _finish(out, query.id, flags, first, count, opt)
+
+
+def _write(out: bytearray, names: dict, record: Rec | bytes) -> None:
+    if type(record) is bytes:  # from the journal: uncompressed already
+        out += record
+    else:
+        write_record(out, names, record)
 
 
 def _start(query: Query, first: bool) -> tuple[bytearray, dict, int]:
@@ -272,22 +290,38 @@ class Transfers:
         if scoped is None:  # the key's scope is not one of this zone's: the default
             scope, scoped = "default", zone
         outcome.scope = scope
-        soa_only = False
-        if query.qtype == RRType.IXFR:
-            theirs = client_serial(wire)
-            soa_only = theirs is not None and serial_at_least(theirs, scoped.serial)
-            if soa_only:
-                outcome.result = "up_to_date"
+        records = self._records(query, wire, scoped, scope, snap, listener.tcp, outcome)
         opt = b"" if query.edns is None else opt_record(server_max, query.edns.do)
         if not listener.tcp:  # RFC 1995 §2: over UDP our SOA alone (up to date, or use TCP)
-            if not soa_only:
-                outcome.result = "use_tcp"
-            message = next(_messages(query, scoped, opt, None, True, outcome))
+            message = next(_messages(query, records, opt, None, outcome))
             self.report(outcome)
             return message, Rcode.NOERROR  # the caller signs it
         signer = tsig.Signer(signed) if signed is not None else None
-        transfer = Transfer(query, scoped, outcome, self.report, signer, opt, soa_only)
+        transfer = Transfer(query, records, outcome, self.report, signer, opt)
         return transfer, Rcode.NOERROR
+
+    @staticmethod
+    def _records(
+        query: Query, wire: bytes, zone: Zone, scope: str, snap, tcp: bool, outcome: Outcome
+    ) -> Iterator[Rec | bytes]:
+        """What the transfer carries: the whole zone; for an IXFR our SOA alone when the
+        client is up to date (and always over UDP), else the journal's steps from its
+        serial when the journal reaches back to it, else the whole zone."""
+        if query.qtype != RRType.IXFR:
+            return zone_records(zone)
+        theirs = client_serial(wire)
+        if theirs is not None and serial_at_least(theirs, zone.serial):
+            outcome.result = "up_to_date"
+            return zone_records(zone, soa_only=True)
+        if not tcp:
+            outcome.result = "use_tcp"
+            return zone_records(zone, soa_only=True)
+        journal = getattr(snap, "journal", None)
+        steps = Journal(journal).differences(zone, scope, theirs) if journal else None
+        if steps is None:
+            return zone_records(zone)  # RFC 1995 §4: the whole zone, as AXFR sends it
+        outcome.result = "incremental"
+        return ixfr_records(zone, steps)
 
     @staticmethod
     def client_text(peer: tuple) -> str:

@@ -209,6 +209,7 @@ _SERVER = {
         "metrics": {"oneOf": [_LISTEN, {"type": "null"}]},
         "nsid": {"type": "string", "minLength": 1, "maxLength": 128},
         "control": {"type": ["string", "null"], "minLength": 1},
+        "journal": {"type": ["string", "null"], "minLength": 1},
     },
     "additionalProperties": False,
 }

@@ -178,8 +178,9 @@ def test_requests_that_may_not_transfer_get_no_record(primary, case, name, key, 
 
 
 def test_after_a_reload_with_a_new_serial_notify_brings_bind_up_to_date(zone_text, tmp_path):
-    """dnspol notifies BIND (signed); BIND asks by IXFR, gets the zone whole, and serves
-    the new serial within 5 s. Without NOTIFY it would wait for the SOA refresh (2 h)."""
+    """dnspol notifies BIND (signed); BIND asks by IXFR, gets the difference from the
+    journal, and serves the new serial within 5 s, answering as dnspol does. Without
+    NOTIFY it would wait for the SOA refresh (2 h)."""
     port = free_port()
     primary_dir = tmp_path / "primary"
     primary_dir.mkdir()
@@ -187,7 +188,9 @@ def test_after_a_reload_with_a_new_serial_notify_brings_bind_up_to_date(zone_tex
     (primary_dir / "internal.zone").write_text(INTERNAL)
     (primary_dir / "fleet.key").write_text(SECRET)
     (primary_dir / "internal.key").write_text(INTERNAL_SECRET)
-    zones = f"""zones:
+    zones = f"""server:
+  journal: journal
+zones:
   example.com:
     file: example.com.zone
     scopes:
@@ -209,6 +212,8 @@ def test_after_a_reload_with_a_new_serial_notify_brings_bind_up_to_date(zone_tex
         try:
             wait_loaded(port)
             bumped = zone_text.replace(str(SERIAL), str(SERIAL + 1)) + "fresh A 192.0.2.123\n"
+            bumped = bumped.replace("mail A 192.0.2.25\n", "mail A 192.0.2.26\n")
+            assert bumped.count("192.0.2.26") == 1
             (primary_dir / "example.com.zone").write_text(bumped)
             primary.reload()
             began = time.monotonic()
@@ -216,10 +221,13 @@ def test_after_a_reload_with_a_new_serial_notify_brings_bind_up_to_date(zone_tex
             print(f"BIND: serial {SERIAL + 1} {time.monotonic() - began:.2f} s after the reload")
             fresh = ask(port, "fresh.example.com.", "A")
             assert [r.to_text() for r in fresh.answer[0]] == ["192.0.2.123"]
+            compare(primary, port, bumped, "127.0.0.1", count=200)
         finally:
             stop_process(proc)
         log = (secondary_dir / "named.log").read_text()
         assert "notify from 127.0.0.1" in log and "TSIG fleet" in log, log[-3000:]
+        # the difference alone: our SOA, the old SOA and mail, the new SOA, fresh and mail, SOA
+        assert "Transfer completed: 1 messages, 7 records" in log, log[-3000:]
         acked = f"NOTIFY example.com. serial {SERIAL + 1} to 127.0.0.1:{port}: acked"
         primary.wait_for_log(acked)
-        assert "transfer ok: IXFR example.com." in primary.log
+        assert "transfer incremental: IXFR example.com." in primary.log
