@@ -31,13 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.opcode
-import dns.rcode
-import dns.rrset
-
 from dnspol.journal import Journal
 from dnspol.names import Name, to_text
 
@@ -177,6 +170,12 @@ class Notifier:
                 self._answered(data, peer)
 
     def _answered(self, data: bytes, peer: tuple) -> None:
+        import dns.exception
+        import dns.flags
+        import dns.message
+        import dns.opcode
+        import dns.rcode
+
         try:
             reply = dns.message.from_wire(data, keyring=False)
         except dns.exception.DNSException:
@@ -236,6 +235,11 @@ def _scoped_zone(snapshot, zone, target: NotifyTarget):  # noqa: ANN001, ANN202
 def _message(zone, ident: int, key) -> bytes:  # noqa: ANN001 - Zone, TsigKey | None
     """NOTIFY for ``zone`` (RFC 1996 §3.7): AA, the question ``zone SOA``, our SOA in the
     answer section; signed when the target has a key."""
+    import dns.flags
+    import dns.message
+    import dns.opcode
+    import dns.rrset
+
     name = to_text(zone.origin)
     message = dns.message.make_query(name, "SOA")
     message.id = ident

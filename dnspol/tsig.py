@@ -19,14 +19,12 @@ import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import dns.exception
-import dns.name
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-import dns.tsig
-from dns.rdtypes.ANY.TSIG import TSIG
+if TYPE_CHECKING:  # dnspython is imported when a TSIG is first seen: the server starts faster
+    import dns.name
+    import dns.tsig
+    from dns.rdtypes.ANY.TSIG import TSIG
 
 from dnspol.codes import Rcode
 from dnspol.wire import skip_name
@@ -34,11 +32,7 @@ from dnspol.wire import skip_name
 TYPE_TSIG = 250
 CLASS_ANY = 255
 FUDGE = 300  # seconds of clock difference allowed (RFC 8945 §10: 300 recommended)
-ALGORITHMS = {
-    "hmac-sha256": dns.tsig.HMAC_SHA256,
-    "hmac-sha384": dns.tsig.HMAC_SHA384,
-    "hmac-sha512": dns.tsig.HMAC_SHA512,
-}
+ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512")
 TSIG_ERRORS = {Rcode.BADSIG: "badsig", Rcode.BADKEY: "badkey", Rcode.BADTIME: "badtime"}
 MIN_SECRET_BYTES = 16  # RFC 8945 §6: at least as long as half the hash; 128 bits here
 
@@ -56,7 +50,9 @@ class TsigKey:
 
     @property
     def dns_key(self) -> dns.tsig.Key:
-        return dns.tsig.Key(self.name, self.secret, ALGORITHMS[self.algorithm])
+        import dns.tsig
+
+        return dns.tsig.Key(self.name, self.secret, self.algorithm)
 
 
 def read_secret(text: str) -> bytes:
@@ -107,13 +103,16 @@ Check = Signed | Rejected | None  # None: the request is not signed
 
 def check(wire: bytes, keys: Mapping[str, TsigKey], now: float | None = None) -> Check:
     """The request's TSIG verdict. A request whose TSIG record is malformed or not last
-    raises ``dns.exception.FormError`` (the caller answers FORMERR)."""
+    raises ``MalformedTsig`` or dnspython's ``FormError`` (the caller answers FORMERR)."""
     found = _find_tsig(wire)
     if found is None:
         return None
+    import dns.name
+    import dns.tsig
+
     start, owner, rdata = found
     key = keys.get(owner.to_text().lower())
-    if key is None or ALGORITHMS.get(key.algorithm) != rdata.algorithm:
+    if key is None or dns.name.from_text(key.algorithm) != rdata.algorithm:
         return Rejected(Rcode.BADKEY, owner, rdata)  # §5.2.1: unknown key or algorithm
     when = int(time.time() if now is None else now)
     try:
@@ -125,6 +124,10 @@ def check(wire: bytes, keys: Mapping[str, TsigKey], now: float | None = None) ->
     except dns.tsig.PeerError:  # a request with an error code set: not a valid request
         return Rejected(Rcode.BADSIG, owner, rdata)
     return Signed(key, rdata.mac)
+
+
+class MalformedTsig(ValueError):
+    """A TSIG record that is cut short or not the message's last record."""
 
 
 def _find_tsig(wire: bytes) -> tuple[int, dns.name.Name, TSIG] | None:
@@ -141,15 +144,20 @@ def _find_tsig(wire: bytes) -> tuple[int, dns.name.Name, TSIG] | None:
         start = offset
         end_of_owner = skip_name(wire, offset)
         if end_of_owner + 10 > len(wire):
-            raise dns.exception.FormError("record runs past the end of the message")
+            raise MalformedTsig("record runs past the end of the message")
         rtype, _, _, rdlength = struct.unpack_from("!HHIH", wire, end_of_owner)
         offset = end_of_owner + 10 + rdlength
         if offset > len(wire):
-            raise dns.exception.FormError("record data runs past the end of the message")
+            raise MalformedTsig("record data runs past the end of the message")
         if rtype == TYPE_TSIG and index != an + ns + ar - 1:
-            raise dns.exception.FormError("TSIG is not the last record")
+            raise MalformedTsig("TSIG is not the last record")
     if rtype != TYPE_TSIG:
         return None
+    import dns.name
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+
     owner, used = dns.name.from_wire(wire, start)
     rdata_at = start + used + 10
     rdata = dns.rdata.from_wire(
@@ -165,6 +173,8 @@ def error_reply(reply: bytes, rejected: Rejected, now: float | None = None) -> b
     """``reply`` (rcode NOTAUTH, the question echoed) with the TSIG record RFC 8945 §5.2
     asks for: unsigned with an empty MAC for BADKEY and BADSIG; for BADTIME signed, with
     the request's time and the server's own in Other Data (§5.2.3)."""
+    import dns.tsig
+
     ident = int.from_bytes(reply[:2], "big")
     template = rejected.rdata.replace(mac=b"", original_id=ident, error=rejected.error, other=b"")
     if rejected.error == Rcode.BADTIME and rejected.key is not None:
@@ -186,6 +196,8 @@ class Signer:
     transfer in order (the MAC of each covers the one before, RFC 8945 §5.3.1)."""
 
     def __init__(self, signed: Signed) -> None:
+        import dns.name
+
         self.key = signed.key
         self._dns_key = signed.key.dns_key
         self._owner = dns.name.from_text(signed.key.name)
@@ -193,6 +205,11 @@ class Signer:
         self._ctx = None  # the running digest after the first message
 
     def sign(self, message: bytes, now: float | None = None) -> bytes:
+        import dns.rdataclass
+        import dns.rdatatype
+        import dns.tsig
+        from dns.rdtypes.ANY.TSIG import TSIG
+
         ident = int.from_bytes(message[:2], "big")
         when = int(time.time() if now is None else now)
         template = TSIG(
@@ -221,6 +238,8 @@ class Signer:
     @property
     def overhead(self) -> int:
         """Bytes a TSIG record adds to a message (to keep messages under their limit)."""
+        import dns.tsig
+
         size = dns.tsig.mac_sizes[self._dns_key.algorithm]
         return len(self._owner.to_wire()) + len(self._dns_key.algorithm.to_wire()) + 26 + size
 
