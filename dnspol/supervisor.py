@@ -241,13 +241,13 @@ class Generation:
             self._restart_dead(snapshot)
             listening = all(m.ready.exists() and m.proc.poll() is None for m in self.members)
             report.workers((m.proc.pid, m.ready.exists()) for m in self.members)
-            if listening:
-                notifier.follow(snapshot)
-            notifier.tick()
             if listening and not self.ready_file.exists():
                 write_atomically(self.ready_file, files)
             elif not listening:
                 self.ready_file.unlink(missing_ok=True)
+            if listening:  # after the ready file: recording the journal may take seconds
+                notifier.follow(snapshot)
+            notifier.tick()
         self.ready_file.unlink(missing_ok=True)
         _stop_all(self.members)
         for member in self.members:
