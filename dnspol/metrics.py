@@ -192,6 +192,14 @@ FAMILIES = {
             ("zone", "scope", "type", "result"),
         ),
         Family(
+            "dnspol_notify_total",
+            "counter",
+            "NOTIFY messages to secondaries, by zone and result: sent (each try), acked, "
+            "failed (given up, or answered with an error). Counted by a single server "
+            "process; with several workers the generation sends them and logs them only.",
+            ("zone", "result"),
+        ),
+        Family(
             "dnspol_tcp_open_connections",
             "gauge",
             "TCP connections open now.",
@@ -352,6 +360,7 @@ class Folder:
         self._seen_rule_drops: dict = {}
         self._seen_paths: dict = {}
         self._seen_transfers: dict = {}
+        self._seen_notifies: dict = {}
         self._lock = threading.Lock()
 
     def fold(self) -> None:
@@ -377,6 +386,8 @@ class Folder:
                 self.totals.add("dnspol_reference_answers_total", (), count)
             for labels, count in self._deltas(stats.transfers, self._seen_transfers):
                 self.totals.add("dnspol_transfers_total", labels, count)
+            for labels, count in self._deltas(stats.notifies, self._seen_notifies):
+                self.totals.add("dnspol_notify_total", labels, count)
             rule_drops = getattr(stats, "rule_drops", None)  # rule name -> packets dropped
             if rule_drops is not None:
                 for rule, count in self._deltas(rule_drops, self._seen_rule_drops):

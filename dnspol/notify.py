@@ -71,7 +71,7 @@ class Notifier:
 
     record: Path | None = None
     clock: Callable[[], float] = time.monotonic
-    counts: dict = field(default_factory=dict)  # (zone, result) -> NOTIFYs: acked, failed
+    counts: dict = field(default_factory=dict)  # (zone, result) -> NOTIFYs: sent, acked, failed
     _snapshot: object | None = None
     _notified: dict = field(default_factory=dict)  # "zone target" -> serial
     _pending: dict = field(default_factory=dict)  # ident -> _Pending
@@ -140,6 +140,10 @@ class Notifier:
             if pending.origin == origin and pending.target == target:
                 del self._pending[ident]
 
+    def _count(self, pending: _Pending, result: str) -> None:
+        key = (to_text(pending.origin), result)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
     def _send(self, pending: _Pending, now: float) -> None:
         family = socket.AF_INET6 if ":" in pending.target.host else socket.AF_INET
         try:
@@ -147,6 +151,7 @@ class Notifier:
         except OSError as error:
             log.warning("NOTIFY %s to %s: %s", to_text(pending.origin), pending.target, error)
         pending.sent_at = now
+        self._count(pending, "sent")
         wait = RETRY_AFTER[min(pending.attempts, len(RETRY_AFTER) - 1)]
         pending.attempts += 1
         pending.due = now + wait
@@ -205,8 +210,7 @@ class Notifier:
             result,
             tries,
         )
-        word = "acked" if result == "acked" else "failed"
-        self.counts[(zone, word)] = self.counts.get((zone, word), 0) + 1
+        self._count(pending, "acked" if result == "acked" else "failed")
         if result == "acked":
             self._notified[_key(pending.origin, pending.target)] = pending.serial
             self._save()
@@ -252,10 +256,11 @@ def _message(zone, ident: int, key) -> bytes:  # noqa: ANN001 - Zone, TsigKey | 
     return message.to_wire()
 
 
-async def run_forever(state) -> None:  # noqa: ANN001 - dnspol.state.ServerState
+async def run_forever(state, counts: dict | None = None) -> None:  # noqa: ANN001
     """The single server process's NOTIFYs: follow the current snapshot (off the event
-    loop: recording the journal of a large zone takes seconds), tick."""
-    notifier = Notifier()
+    loop: recording the journal of a large zone takes seconds), tick. ``counts``: where
+    sent, acked and failed NOTIFYs are counted by (zone, result)."""
+    notifier = Notifier(counts={} if counts is None else counts)
     loop = asyncio.get_running_loop()
     try:
         while True:

@@ -332,7 +332,8 @@ class Server:
             tasks.append(asyncio.create_task(self._watch_turn()))
         else:
             tasks.append(asyncio.create_task(self._reload_on_request()))
-            tasks.append(asyncio.create_task(notify.run_forever(self.state)))  # RFC 1996
+            notifies = notify.run_forever(self.state, self.handler.stats.notifies)  # RFC 1996
+            tasks.append(asyncio.create_task(notifies))
         await self._stop.wait()
         self.ready = False
         if control_server is not None:  # off the loop: a reload it waits for runs there

@@ -88,6 +88,8 @@ class Stats:
     paths: dict = field(default_factory=dict)
     # zone transfers (``dnspol.transfer``): (zone, scope, AXFR|IXFR, result) -> requests
     transfers: dict = field(default_factory=dict)
+    # NOTIFY (``dnspol.notify``, the single server process): (zone, result) -> NOTIFYs
+    notifies: dict = field(default_factory=dict)
 
     @property
     def reference(self) -> int:

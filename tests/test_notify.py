@@ -68,7 +68,8 @@ def test_a_notify_is_signed_carries_the_soa_and_is_acknowledged(tmp_path, second
         if not notifier.pending:
             break
         secondary.settimeout(0.01)
-    assert notifier.pending == 0 and notifier.counts == {("example.com.", "acked"): 1}
+    assert notifier.pending == 0
+    assert notifier.counts == {("example.com.", "sent"): 1, ("example.com.", "acked"): 1}
 
 
 def test_only_a_changed_serial_is_notified_again(tmp_path, secondary):
@@ -109,7 +110,8 @@ def test_an_unanswered_notify_is_retried_with_backoff_then_given_up(tmp_path, se
         except BlockingIOError:
             pass
     assert [b - a for a, b in zip(sent, sent[1:], strict=False)] == list(RETRY_AFTER)
-    assert notifier.pending == 0 and notifier.counts == {("example.com.", "failed"): 1}
+    assert notifier.pending == 0
+    assert notifier.counts == {("example.com.", "sent"): 6, ("example.com.", "failed"): 1}
 
 
 def test_a_notify_target_with_an_unknown_key_is_named(tmp_path):
@@ -120,3 +122,14 @@ def test_a_notify_target_with_an_unknown_key_is_named(tmp_path):
     )
     problems = check_config(str(write_config(tmp_path, config)))
     assert any("unknown key 'nope'" in problem for problem in problems), problems
+
+
+def test_notify_counts_reach_the_metrics():
+    from dnspol.metrics import Folder
+    from dnspol.stats import Stats
+
+    stats = Stats()
+    stats.notifies[("example.com.", "acked")] = 2
+    folder = Folder(stats)
+    folder.fold()
+    assert folder.totals.get("dnspol_notify_total", ("example.com.", "acked")) == 2
