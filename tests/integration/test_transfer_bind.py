@@ -18,15 +18,15 @@ import dns.tsig
 import pytest
 from itkit import free_port, need, stop_process
 from xfrkit import (
-    INTERNAL,
     INTERNAL_SECRET,
     KEYS,
-    POLICIES,
     SECRET,
     SERIAL,
     ask,
     compare,
     generated_zone,
+    notifying_primary,
+    reload_and_wait,
     start_primary,
     wait_loaded,
 )
@@ -183,22 +183,7 @@ def test_after_a_reload_with_a_new_serial_notify_brings_bind_up_to_date(zone_tex
     NOTIFY it would wait for the SOA refresh (2 h)."""
     port = free_port()
     primary_dir = tmp_path / "primary"
-    primary_dir.mkdir()
-    (primary_dir / "example.com.zone").write_text(zone_text)
-    (primary_dir / "internal.zone").write_text(INTERNAL)
-    (primary_dir / "fleet.key").write_text(SECRET)
-    (primary_dir / "internal.key").write_text(INTERNAL_SECRET)
-    zones = f"""server:
-  journal: journal
-zones:
-  example.com:
-    file: example.com.zone
-    scopes:
-      internal: {{overlay: internal.zone}}
-    notify: [{{address: "127.0.0.1:{port}", key: fleet}}]
-"""
-    (primary_dir / "dnspol.yaml").write_text(zones + POLICIES)
-    with Server(config=primary_dir / "dnspol.yaml") as primary:
+    with notifying_primary(primary_dir, zone_text, port) as primary:
         secondary_dir = tmp_path / "secondary"
         secondary_dir.mkdir()
         proc, _ = run_secondary(
@@ -211,17 +196,11 @@ zones:
         )
         try:
             wait_loaded(port)
-            bumped = zone_text.replace(str(SERIAL), str(SERIAL + 1)) + "fresh A 192.0.2.123\n"
-            bumped = bumped.replace("mail A 192.0.2.25\n", "mail A 192.0.2.26\n")
-            assert bumped.count("192.0.2.26") == 1
-            (primary_dir / "example.com.zone").write_text(bumped)
-            primary.reload()
-            began = time.monotonic()
-            wait_loaded(port, serial=SERIAL + 1, timeout=5)
-            print(f"BIND: serial {SERIAL + 1} {time.monotonic() - began:.2f} s after the reload")
+            new, seconds = reload_and_wait(primary, primary_dir, zone_text, port)
+            print(f"BIND: serial {SERIAL + 1} {seconds:.2f} s after the reload")
             fresh = ask(port, "fresh.example.com.", "A")
             assert [r.to_text() for r in fresh.answer[0]] == ["192.0.2.123"]
-            compare(primary, port, bumped, "127.0.0.1", count=200)
+            compare(primary, port, new, "127.0.0.1", count=200)
         finally:
             stop_process(proc)
         log = (secondary_dir / "named.log").read_text()

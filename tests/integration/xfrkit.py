@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import random
 import time
+from pathlib import Path
 
 import dns.exception
 import dns.flags
@@ -174,3 +175,43 @@ def start_primary(zone_text: str) -> Server:
         policies=POLICIES,
         files={"fleet.key": SECRET, "internal.key": INTERNAL_SECRET},
     )
+
+
+def notifying_primary(workdir: Path, zone_text: str, port: int) -> Server:
+    """dnspol as ``start_primary``, with an IXFR journal, notifying 127.0.0.1:``port``
+    (signed with the fleet key); its files in ``workdir``, so a test can change them."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "example.com.zone").write_text(zone_text)
+    (workdir / "internal.zone").write_text(INTERNAL)
+    (workdir / "fleet.key").write_text(SECRET)
+    (workdir / "internal.key").write_text(INTERNAL_SECRET)
+    zones = f"""server:
+  journal: journal
+zones:
+  example.com:
+    file: example.com.zone
+    scopes:
+      internal: {{overlay: internal.zone}}
+    notify: [{{address: "127.0.0.1:{port}", key: fleet}}]
+"""
+    (workdir / "dnspol.yaml").write_text(zones + POLICIES)
+    return Server(config=workdir / "dnspol.yaml")
+
+
+def bumped(zone_text: str) -> str:
+    """The next version: serial + 1, one record changed, one added (7 records by IXFR)."""
+    text = zone_text.replace(str(SERIAL), str(SERIAL + 1)) + "fresh A 192.0.2.123\n"
+    text = text.replace("mail A 192.0.2.25\n", "mail A 192.0.2.26\n")
+    assert text.count("192.0.2.26") == 1
+    return text
+
+
+def reload_and_wait(primary: Server, workdir: Path, zone_text: str, port: int) -> tuple[str, float]:
+    """Reload the primary with the next version; the seconds until the secondary on
+    ``port`` serves it (at most 5)."""
+    new = bumped(zone_text)
+    (workdir / "example.com.zone").write_text(new)
+    primary.reload()
+    began = time.monotonic()
+    wait_loaded(port, serial=SERIAL + 1, timeout=5)
+    return new, time.monotonic() - began
