@@ -26,6 +26,7 @@ from types import MappingProxyType
 from dnspol import cookies, ratelimit, tsig
 from dnspol.cookies import CookieConfig
 from dnspol.errors import ConfigError, ZoneError
+from dnspol.journal import Journal
 from dnspol.names import Name, from_text, to_text
 from dnspol.notify import NotifyTarget
 from dnspol.policy import Policy
@@ -228,6 +229,8 @@ class _ConfigBuilder:
         server = self._server(top.get("server"), subnets)
         self.zone_limits = server.zone_limits()
         zones, variants, scopes = self._zones(top.get("zones"), root)
+        if server.journal is not None:
+            self._check_serials(server.journal, zones, variants)
         policy = self._policy(top.get("rules"), subnets, scopes, server)
         keys = self._keys(top.get("keys"), scopes)
         transfers = self._transfers(top.get("transfers"), subnets, scopes, server, keys)
@@ -466,6 +469,21 @@ class _ConfigBuilder:
         return Policy(compiler.rules, server.trusted_resolvers)
 
     # --- keys: and transfers: ----------------------------------------------------------------
+
+    def _check_serials(self, directory: str, zones: Mapping, variants: Mapping) -> None:
+        """With an IXFR journal: a zone whose records changed since the version last
+        loaded, under the same serial, is a problem — its secondaries would never
+        transfer the change (BIND logs the same and serves it anyway)."""
+        journal = Journal(directory)
+        every = {(origin, "default"): zone for origin, zone in zones.items()}
+        every.update(variants)
+        for (_, scope), zone in every.items():
+            if journal.unchanged_serial(zone, scope):
+                self.problems.append(
+                    f"{zone.source or self.path}:1: zone {zone.name} (scope {scope}) changed "
+                    f"since it was last loaded but its serial {zone.serial} did not: raise "
+                    "the serial (secondaries transfer only a newer one)"
+                )
 
     def _keys(self, node: Node | None, scopes: Mapping[Name, frozenset[str]]) -> dict[str, TsigKey]:
         """``keys:``: name → {algorithm, secret_file, scope}; the secret is read here."""

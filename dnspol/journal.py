@@ -131,6 +131,16 @@ class Journal:
         _write(self._path(zone, scope, "journal"), _JOURNAL + b"".join(map(_pack, kept)))
         return difference
 
+    def unchanged_serial(self, zone: Zone, scope: str) -> bool:
+        """True when ``zone`` differs from the version recorded last under the same serial:
+        a secondary would never transfer the change (``dnspol check`` and reload refuse
+        it)."""
+        previous = _read_version(self._path(zone, scope, "version"))
+        if previous is None or previous[0] != zone.serial:
+            return False
+        soa, others = record_bytes(zone)
+        return previous[1] != soa or previous[2] != others
+
     def differences(self, zone: Zone, scope: str, since: int) -> list[Difference] | None:
         """The steps from serial ``since`` to the zone's, in order; None when the journal
         does not reach back to ``since`` or does not end at the zone's serial."""

@@ -113,3 +113,20 @@ def test_an_ixfr_the_journal_reaches_gets_the_differences(tmp_path):
     assert got == ["2", "1", "www.example.com. 192.0.2.10", "2", "www.example.com. 192.0.2.11", "2"]
     outcome, got = ixfr(handler, 0)  # a serial the journal never saw: the whole zone
     assert outcome.result == "ok" and len(got) == 6 and got[0] == got[-1] == "2"
+
+
+def test_check_and_reload_refuse_a_change_without_a_new_serial(tmp_path):
+    from dnspol.config import check_config
+
+    handler_with_journal(tmp_path, "www A 192.0.2.10", 1)  # loaded and recorded
+    config = str(tmp_path / "dnspol.yaml")
+    assert check_config(config) == []
+    (tmp_path / "example.com.zone").write_text(ZONE.format(serial=1, body="www A 192.0.2.11"))
+    problems = check_config(config)
+    assert (
+        len(problems) == 1
+        and "example.com.zone:1: zone example.com. (scope default)" in problems[0]
+    )
+    assert "its serial 1 did not" in problems[0]
+    (tmp_path / "example.com.zone").write_text(ZONE.format(serial=2, body="www A 192.0.2.11"))
+    assert check_config(config) == []
