@@ -1,12 +1,12 @@
-"""Zone transfers out (AXFR, RFC 5936; IXFR answered in full, RFC 1995 §4): the stage
-that decides a transfer request and the stream of messages that carries the zone.
+"""Zone transfers out (AXFR, RFC 5936; IXFR, RFC 1995): the stage that decides a
+transfer request and the stream of messages that carries the zone.
 
 The handler hands every AXFR and IXFR request here (``Transfers.respond``). An AXFR over
 UDP is NOTIMP (as Knot answers it). The request's zone must be served (else NOTAUTH,
 RFC 5936 §2.2.1), then the transfer policy decides (``dnspol.policy.transfers``: allow,
 refuse with EDE 18, drop; no rule: refuse). An allowed request gets a ``Transfer``: an
 iterator of messages the TCP transport writes one after another, yielding to the event
-loop between batches, so a large zone never holds up other clients.
+loop between messages, so a large zone never holds up other clients.
 
 A transfer gives the zone **as the scope its key maps to sees it** (``keys: K: scope: S``;
 no key or no mapping: the default scope). Its messages are written from the loaded zone
