@@ -21,7 +21,11 @@ class Rcode(enum.IntEnum):
     NOTIMP = 4
     REFUSED = 5
     YXDOMAIN = 6  # RFC 6672 §2.2: a DNAME substitution too long
+    NOTAUTH = 9  # RFC 8945 §5.2 (TSIG errors), RFC 5936 §2.2.1 (no such zone to transfer)
     BADVERS = 16
+    BADSIG = 16  # the TSIG record's error field (RFC 8945 §5.2.2); shares 16 with BADVERS
+    BADKEY = 17
+    BADTIME = 18
     BADCOOKIE = 23
 
     @classmethod

@@ -12,6 +12,7 @@ The rule language itself (what ``match:``, ``answer:`` … mean) lives in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import os
@@ -22,11 +23,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from dnspol import cookies, dnstap, ratelimit
+from dnspol import cookies, dnstap, ratelimit, tsig
 from dnspol.cookies import CookieConfig
 from dnspol.dnstap import DnstapConfig
 from dnspol.errors import ConfigError, ZoneError
+from dnspol.journal import Journal
 from dnspol.names import Name, from_text, to_text
+from dnspol.notify import NotifyTarget
 from dnspol.policy import Policy
 from dnspol.policy.compiler import (
     RuleCompiler,
@@ -39,16 +42,18 @@ from dnspol.policy.coverage import shadowed_rule_warnings
 from dnspol.policy.prefixes import PrefixSet, parse_prefix
 from dnspol.policy.schema import json_schema as _policy_json_schema
 from dnspol.policy.scopes import load_overlay, load_scope_file
+from dnspol.policy.transfers import TransferCompiler, TransferPolicy
 from dnspol.policy.yamlnodes import Node, Reader, did_you_mean, read_yaml_file
 from dnspol.ratelimit import RateLimit
 from dnspol.settings import DEFAULTS, RETIRED, SETTINGS, ServerSettings, coerce, settings_of
 from dnspol.settings import read as read_setting
+from dnspol.tsig import TsigKey
 from dnspol.zones import loader
 from dnspol.zones.loader import ZoneLimits
 from dnspol.zones.model import Zone, ZoneSet
 
 DEFAULT_LISTEN: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
-TOP_KEYS = ("server", "subnets", "zones", "rules")
+TOP_KEYS = ("server", "subnets", "zones", "rules", "keys", "transfers")
 # the server: keys with a shape of their own; the scalar ones are declared in dnspol.settings
 SHAPED_SERVER_KEYS = (
     "listen",
@@ -62,10 +67,13 @@ SHAPED_SERVER_KEYS = (
     "metrics",
     "control",
     "dnstap",
+    "journal",
 )
 SERVER_KEYS = SHAPED_SERVER_KEYS + tuple(setting.key for setting in SETTINGS) + tuple(RETIRED)
-ZONE_KEYS = ("file", "scopes")
+ZONE_KEYS = ("file", "scopes", "notify")
+NOTIFY_KEYS = ("address", "key")
 SCOPE_KEYS = ("file", "overlay")
+KEY_KEYS = ("algorithm", "secret_file", "scope")
 MAX_NSID = 128  # RFC 5001 sets no limit; an identity is a short name
 SCOPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 WARNING = "warning: "
@@ -105,6 +113,10 @@ class Config(ServerSettings):
     control: str | None = None  # the control socket (``dnspol ctl``); "none": off; None: default
     dnstap: DnstapConfig | None = None  # dnstap output (``dnspol.dnstap``); None: off
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
+    keys: Mapping[str, TsigKey] = field(default_factory=dict)  # TSIG keys by name (``x.``)
+    transfers: TransferPolicy = field(default_factory=TransferPolicy)  # none: refuse all
+    notify: Mapping[Name, tuple[NotifyTarget, ...]] = field(default_factory=dict)  # RFC 1996
+    journal: str | None = None  # the IXFR journal's directory (``dnspol.journal``); None: off
 
     @property
     def proxy_trusted(self) -> tuple[str, ...]:
@@ -187,6 +199,7 @@ class _Server:
     cookies: CookieConfig | None = field(default_factory=CookieConfig)  # on, as in BIND
     control: str | None = None
     dnstap: DnstapConfig | None = None
+    journal: str | None = None
     # the settings of dnspol.settings.SETTINGS, by key
     values: dict[str, int | float | None] = field(default_factory=lambda: settings_of(DEFAULTS))
 
@@ -220,13 +233,25 @@ class _ConfigBuilder:
         server = self._server(top.get("server"), subnets)
         self.zone_limits = server.zone_limits()
         zones, variants, scopes = self._zones(top.get("zones"), root)
+        if server.journal is not None:
+            self._check_serials(server.journal, zones, variants)
         policy = self._policy(top.get("rules"), subnets, scopes, server)
+        keys = self._keys(top.get("keys"), scopes)
+        transfers = self._transfers(top.get("transfers"), subnets, scopes, server, keys)
+        notify = self._notify(top.get("zones"), keys)
         self.problems[:] = sort_problems(self.problems)
         self.warnings[:] = sort_problems(self.warnings)
         if self.problems:
             return self.problems, self.warnings, None
         config = _assemble(
             self.path, server, zones, variants, policy, self.files, tuple(self.warnings)
+        )
+        config = dataclasses.replace(
+            config,
+            keys=MappingProxyType(keys),
+            transfers=transfers,
+            notify=notify,
+            journal=server.journal,
         )
         return self.problems, self.warnings, config
 
@@ -267,6 +292,10 @@ class _ConfigBuilder:
             server.rate_limit = ratelimit.read_config(
                 entries["rate_limit"], read, lambda node: self._exempt(node, subnets)
             )
+        if "journal" in entries and not entries["journal"].is_null:
+            text = read.text(entries["journal"], "journal")
+            if text is not None:
+                server.journal = os.path.join(self.base_dir, text)
         if "control" in entries and not entries["control"].is_null:
             text = read.text(entries["control"], "control")
             if text is not None:
@@ -445,6 +474,123 @@ class _ConfigBuilder:
         self.warnings.extend(shadowed_rule_warnings(compiler.rules, bool(server.trusted_resolvers)))
         return Policy(compiler.rules, server.trusted_resolvers)
 
+    # --- keys: and transfers: ----------------------------------------------------------------
+
+    def _check_serials(self, directory: str, zones: Mapping, variants: Mapping) -> None:
+        """With an IXFR journal: a zone whose records changed since the version last
+        loaded, under the same serial, is a problem — its secondaries would never
+        transfer the change (BIND logs the same and serves it anyway)."""
+        journal = Journal(directory)
+        every = {(origin, "default"): zone for origin, zone in zones.items()}
+        every.update(variants)
+        for (_, scope), zone in every.items():
+            if journal.unchanged_serial(zone, scope):
+                self.problems.append(
+                    f"{zone.source or self.path}:1: zone {zone.name} (scope {scope}) changed "
+                    f"since it was last loaded but its serial {zone.serial} did not: raise "
+                    "the serial (secondaries transfer only a newer one)"
+                )
+
+    def _keys(self, node: Node | None, scopes: Mapping[Name, frozenset[str]]) -> dict[str, TsigKey]:
+        """``keys:``: name → {algorithm, secret_file, scope}; the secret is read here."""
+        keys: dict[str, TsigKey] = {}
+        if node is None or node.is_null:
+            return keys
+        read = self.reader
+        every_scope = {scope for names in scopes.values() for scope in names}
+        for name, key_node, value in _map_items(node, read, "keys"):
+            what = f"key {name!r}"
+            if _zone_origin(name) is None:
+                read.problem(key_node, f"{what}: a key name must be a domain name")
+                continue
+            entries = read.mapping(value, what, KEY_KEYS, required=("secret_file",)) or {}
+            algorithm = "hmac-sha256"
+            if "algorithm" in entries:
+                algorithm = read.choice(entries["algorithm"], "algorithm", tsig.ALGORITHMS) or ""
+            scope = read.text(entries["scope"], "scope") if "scope" in entries else None
+            if scope is not None and scope not in every_scope:
+                hint = did_you_mean(scope, every_scope)
+                read.problem(entries["scope"], f"{what}: no zone has a scope {scope!r}{hint}")
+            secret = None
+            if "secret_file" in entries:
+                secret = self._secret(entries["secret_file"], what)
+            if secret is None or not algorithm:
+                continue
+            canonical = name.lower().rstrip(".") + "."
+            keys[canonical] = TsigKey(canonical, algorithm, secret, scope, key_node.where)
+        return keys
+
+    def _secret(self, node: Node, what: str) -> bytes | None:
+        path = self._record_file(node)
+        if path is None:
+            return None
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return tsig.read_secret(handle.read(4096))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            self.reader.problem(node, f"{what}: cannot read the secret from {path}: {reason}")
+            return None
+
+    def _notify(self, node: Node | None, keys: Mapping[str, TsigKey]) -> Mapping:
+        """``zones: NAME: notify:``: the secondaries told of a new serial (RFC 1996), each
+        ``ADDRESS[:PORT]`` or ``{address: ADDRESS[:PORT], key: NAME}``."""
+        out: dict[Name, tuple[NotifyTarget, ...]] = {}
+        if node is None or node.kind != "map":
+            return out
+        read = self.reader
+        for name, _, value in node.items():
+            origin = _zone_origin(name)
+            if value.kind != "map" or "notify" not in value.value or origin is None:
+                continue
+            targets = []
+            _, notify_node = value.value["notify"]  # type: ignore[index]
+            for item in read.sequence(notify_node, "notify", scalar_ok=True) or ():
+                target = self._notify_target(item, keys)
+                if target is not None:
+                    targets.append(target)
+            out[origin] = tuple(targets)
+        return MappingProxyType(out)
+
+    def _notify_target(self, node: Node, keys: Mapping[str, TsigKey]) -> NotifyTarget | None:
+        read = self.reader
+        entries = {"address": node}
+        if node.kind == "map":
+            entries = read.mapping(node, "a notify target", NOTIFY_KEYS, required=("address",))
+            if not entries or "address" not in entries:
+                return None
+        text = read.text(entries["address"], "notify address")
+        if text is None:
+            return None
+        host, port = text.strip(), 53
+        if not _is_address(host.strip("[]")):
+            try:
+                host, port = parse_listen(text)
+            except ValueError:
+                read.problem(entries["address"], f"notify address {text!r} is not ADDRESS[:PORT]")
+                return None
+        key = None
+        if "key" in entries:
+            key_text = read.text(entries["key"], "key")
+            key = (key_text or "").lower().rstrip(".") + "."
+            if key not in keys:
+                known = ", ".join(k.rstrip(".") for k in keys) or "none"
+                read.problem(entries["key"], f"unknown key {key_text!r}; keys: {known}")
+                return None
+        return NotifyTarget(host.strip("[]"), port, key)
+
+    def _transfers(
+        self,
+        node: Node | None,
+        subnets: Mapping[str, PrefixSet],
+        scopes: Mapping[Name, frozenset[str]],
+        server: _Server,
+        keys: Mapping[str, TsigKey],
+    ) -> TransferPolicy:
+        source = RuleSource(subnets, scopes, zoneinfo.ZoneInfo(server.timezone))
+        compiler = TransferCompiler(source, self.reader, self.files, keys)
+        return compiler.compile_transfers(node)
+
 
 _LOCATION = re.compile(r"^(?:warning: )?(?P<file>[^\n]*?):(?P<line>\d+): ")
 
@@ -473,6 +619,14 @@ def _zone_origin(text: str) -> Name | None:
         return from_text(text)
     except Exception:  # dnslib raises several kinds for bad names
         return None
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -23,7 +23,7 @@ from ipaddress import ip_address
 
 from dnslib import TXT
 
-from dnspol import answer, cookies
+from dnspol import answer, cookies, transfer, tsig
 from dnspol.answers import (
     OUTSIDE,
     REFERENCE_TYPES,
@@ -48,6 +48,7 @@ from dnspol.stats import (
     rcode_label,
     scope_label,
 )
+from dnspol.transfer import TRANSFER_TYPES, Transfer, Transfers
 from dnspol.wire import (
     CLASS_CH,
     CLASS_IN,
@@ -181,6 +182,13 @@ class Handler:
         self._limiter: Limiter | None = None
         self._labels: dict[tuple, int] = {}  # compiled answers' label keys (``_label``)
         self._plain_labels: dict[tuple, int] = {}  # the same, for ``_plain``'s answers
+        self.transfers = Transfers(self._transferred)  # the zone transfer stage
+
+    def _transferred(self, outcome: transfer.Outcome) -> None:
+        """One transfer request is over: one log line, one count."""
+        key = (outcome.zone, outcome.scope, outcome.qtype, outcome.result)
+        self.stats.transfers[key] = self.stats.transfers.get(key, 0) + 1
+        transfer.log_outcome(outcome)
 
     def rate_limit(
         self, reply: bytes, client: str, config: RateLimit, query: bytes = b""
@@ -202,13 +210,15 @@ class Handler:
 
     def handle(
         self, wire: bytes, peer: tuple, listener: Listener, report: list | None = None
-    ) -> bytes | None:
+    ) -> bytes | Transfer | None:
         """The whole pipeline for one message. Never raises.
 
         Stages: drop what gets no answer; read the common shape of query from its bytes
         (``wire.read_plain``); answer it from the compiled tables (``_compiled``); anything
         else, or what the tables leave out, goes down the reference path (``answer``),
-        which decodes fully and builds the reply from the zone.
+        which decodes fully, checks a TSIG record, hands zone transfer requests to the
+        transfer stage and builds any other reply from the zone. Over TCP an allowed
+        transfer comes back as a ``Transfer``, whose messages the transport sends.
 
         ``report``, when given, receives the interned ``AnswerLabel`` key of the
         answer (see ``Stats.labels``), for the query log and other observers.
@@ -236,6 +246,8 @@ class Handler:
         paths["reference"] = paths.get("reference", 0) + 1
         if report is not None:
             report.append(result.label)
+        if type(result.wire) is Transfer:  # counted by the transfer stage when it ends
+            return result.wire
         if result.label is not None:
             if result.wire is None:
                 label = self.stats.labels[result.label]
@@ -465,14 +477,65 @@ class Handler:
         except Exception:  # noqa: BLE001 - the error boundary
             log.exception("decoding a query failed")
             return Answered(None, label=self.stats.intern(AnswerLabel(dropped="malformed")))
+        signed = None
+        if wire[10:12] != b"\x00\x00":  # additional records: a TSIG is checked first
+            checked = self._tsig(wire, query, peer, snap)
+            if type(checked) is Answered:
+                return checked
+            signed = checked
         try:
-            result = self._respond(query, peer, listener, snap, decision)
+            if query.qtype in TRANSFER_TYPES and query.qclass == CLASS_IN:
+                result = self._transfer(query, wire, peer, listener, snap, signed)
+            else:
+                result = self._respond(query, peer, listener, snap, decision)
         except Exception:  # noqa: BLE001 - the error boundary
             log.exception("answering %s failed", query.qname)
             out = answer.error(query, Rcode.SERVFAIL, snap.udp_max_payload)
             result = Answered(out, rcode=Rcode.SERVFAIL)
+        if signed is not None and type(result.wire) is bytes:  # RFC 8945 §5.3
+            result.wire = _signed(result.wire, signed, query, listener, snap)
         if result.label is None:
             result.label = self.stats.intern_fields(_label_fields(query, result))
+        return result
+
+    def _tsig(
+        self, wire: bytes, query: Query, peer, snap: Snapshot
+    ) -> tsig.Signed | Answered | None:
+        """The TSIG stage (RFC 8945 §5.2): the checked key of a signed request, None for
+        an unsigned one, or the answer to a request whose TSIG failed: NOTAUTH with the
+        TSIG error (BADKEY, BADSIG, BADTIME), or FORMERR for a malformed or misplaced
+        TSIG record."""
+        try:
+            verdict = tsig.check(wire, snap.keys)
+        except Exception:  # noqa: BLE001 - whatever dnspython finds wrong in the record
+            out = answer.error(query, Rcode.FORMERR, snap.udp_max_payload)
+            return Answered(out, Rcode.FORMERR)
+        if type(verdict) is not tsig.Rejected:
+            return verdict
+        out = tsig.error_reply(answer.error(query, Rcode.NOTAUTH, snap.udp_max_payload), verdict)
+        if query.qtype in TRANSFER_TYPES:
+            qtype = "AXFR" if query.qtype == RRType.AXFR else "IXFR"
+            zone = snap.zones.get(query.qname)
+            name = zone.name if zone is not None else ""
+            owner = verdict.owner.to_text().lower()
+            client = self.transfers.client_text(peer)
+            outcome = transfer.Outcome(name, "default", qtype, verdict.reason, client, owner)
+            self.transfers.report(outcome)
+        return Answered(out, Rcode.NOTAUTH)
+
+    def _transfer(
+        self, query: Query, wire: bytes, peer, listener: Listener, snap: Snapshot, signed
+    ) -> Answered:
+        """The transfer stage (``dnspol.transfer``): AXFR and IXFR requests."""
+        out, rcode = self.transfers.respond(
+            query, wire, peer, listener, snap, signed, self.clock.now()
+        )
+        zone = snap.zones.get(query.qname)
+        result = Answered(out, rcode, zone=zone.name if zone is not None else "")
+        if type(out) is Transfer:
+            fields = (result.zone, qtype_label(query.qtype), "NOERROR", out.outcome.rule or "")
+            fields += ("answer", out.outcome.scope, False, False, False, "")
+            result.label = self.stats.intern_fields(fields)
         return result
 
     def _respond(
@@ -482,11 +545,6 @@ class Handler:
         if query.qclass != CLASS_IN:
             return self._other_class(query, peer, snap)
         limit = TCP_LIMIT if listener.tcp else udp_limit(query.edns, server_max)
-        if query.qtype in (RRType.AXFR, RRType.IXFR):
-            # no zone transfers: NOTIMP over UDP (RFC 5936 §4.2), REFUSED + EDE 18 over TCP
-            if not listener.tcp:
-                return Answered(answer.error(query, Rcode.NOTIMP, server_max), Rcode.NOTIMP)
-            return self._refused(query, snap, prohibited=True)
         cookie = cookies.judge(
             snap.cookies, _cookie_of(query), peer[0], listener.tcp, self.cookie_clock
         )
@@ -602,6 +660,17 @@ def _ecs_opt_head(payload: int, do: int, family_source: bytes, scope: int) -> by
             : -length or None
         ]
     return head
+
+
+def _signed(wire: bytes, signed: tsig.Signed, query: Query, listener, snap: Snapshot) -> bytes:
+    """The reply signed; over UDP, when the signature takes it past the client's limit,
+    the reply without records and with TC, signed (RFC 8945 §5.3)."""
+    out = tsig.Signer(signed).sign(wire)
+    if listener.tcp or len(out) <= udp_limit(query.edns, snap.udp_max_payload):
+        return out
+    empty = bytearray(answer.error(query, wire[3] & 0x0F, snap.udp_max_payload))
+    empty[2] |= 0x02  # TC
+    return tsig.Signer(signed).sign(bytes(empty))
 
 
 def _chaos_answer(query: Query, text: str, snap: Snapshot) -> bytes:

@@ -190,6 +190,23 @@ FAMILIES = {
             ("rule", "scope"),
         ),
         Family(
+            "dnspol_transfers_total",
+            "counter",
+            "Zone transfer requests, by zone, scope sent, type (AXFR, IXFR) and result: ok, "
+            "incremental (IXFR from the journal), up_to_date (IXFR at our serial), use_tcp "
+            "(IXFR over UDP: our SOA alone), refused, dropped, notauth (no such zone), "
+            "badkey, badsig, badtime (TSIG), aborted (the connection ended first), failed.",
+            ("zone", "scope", "type", "result"),
+        ),
+        Family(
+            "dnspol_notify_total",
+            "counter",
+            "NOTIFY messages to secondaries, by zone and result: sent (each try), acked, "
+            "failed (given up, or answered with an error). Counted by a single server "
+            "process; with several workers the generation sends them and logs them only.",
+            ("zone", "result"),
+        ),
+        Family(
             "dnspol_tcp_open_connections",
             "gauge",
             "TCP connections open now.",
@@ -396,6 +413,8 @@ class Folder:
         self._seen_rate_limited: dict = {}
         self._seen_rule_drops: dict = {}
         self._seen_paths: dict = {}
+        self._seen_transfers: dict = {}
+        self._seen_notifies: dict = {}
         self._lock = threading.Lock()
 
     def fold(self) -> None:
@@ -419,6 +438,10 @@ class Folder:
             self._fold_durations()
             for _, count in self._deltas(stats.paths, self._seen_paths):
                 self.totals.add("dnspol_reference_answers_total", (), count)
+            for labels, count in self._deltas(stats.transfers, self._seen_transfers):
+                self.totals.add("dnspol_transfers_total", labels, count)
+            for labels, count in self._deltas(stats.notifies, self._seen_notifies):
+                self.totals.add("dnspol_notify_total", labels, count)
             rule_drops = getattr(stats, "rule_drops", None)  # rule name -> packets dropped
             if rule_drops is not None:
                 for rule, count in self._deltas(rule_drops, self._seen_rule_drops):

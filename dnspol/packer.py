@@ -71,6 +71,13 @@ def pack_message(
     return bytes(out)
 
 
+def write_record(out: bytearray, names: dict, rr) -> None:
+    """Append one record (a ``Rec``) to a message being written, compressing its names
+    against ``names`` (suffix → offset), which it extends. For writers of their own
+    messages (``dnspol.transfer``)."""
+    _record(out, names, rr)
+
+
 def _record(out: bytearray, names: dict, rr) -> None:
     _name(out, names, rr.owner)
     at = len(out)

@@ -34,7 +34,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dnspol import __version__, control, dnstap, handover, health, logs, metrics, sdnotify, signals
+from dnspol import (
+    __version__,
+    control,
+    dnstap,
+    handover,
+    health,
+    logs,
+    metrics,
+    notify,
+    sdnotify,
+    signals,
+)
 from dnspol.errors import ConfigError
 from dnspol.handler import Clock, Handler, Listener
 from dnspol.names import Name, to_text
@@ -377,6 +388,8 @@ class Server:
             tasks.append(asyncio.create_task(self._watch_turn()))
         else:
             tasks.append(asyncio.create_task(self._reload_on_request()))
+            notifies = notify.run_forever(self.state, self.handler.stats.notifies)  # RFC 1996
+            tasks.append(asyncio.create_task(notifies))
         await self._stop.wait()
         self.ready = False
         self.notify.stopping()

@@ -18,9 +18,11 @@ from dnspol.cookies import CookieConfig
 from dnspol.dnstap import DnstapConfig
 from dnspol.names import Name
 from dnspol.policy.decide import Decider
+from dnspol.policy.transfers import TransferPolicy
 from dnspol.ratelimit import RateLimit
 from dnspol.settings import RUNTIME, RuntimeSettings, settings_of
 from dnspol.transport.proxy import ProxyTrust
+from dnspol.tsig import TsigKey
 from dnspol.zones.model import Zone, ZoneSet
 
 
@@ -44,6 +46,10 @@ class Snapshot(RuntimeSettings):
     nsid: bytes = b""  # RFC 5001: given to queries that ask for it
     cookies: CookieConfig | None = None  # server cookies (``dnspol.cookies``); None: off
     dnstap: DnstapConfig | None = None  # read when the server starts (``dnspol.dnstap``)
+    keys: Mapping[str, TsigKey] = field(default_factory=lambda: MappingProxyType({}))  # TSIG
+    transfers: TransferPolicy = field(default_factory=TransferPolicy)  # default: refuse all
+    notify: Mapping[Name, tuple] = field(default_factory=lambda: MappingProxyType({}))  # NOTIFY
+    journal: str | None = None  # the IXFR journal's directory (``dnspol.journal``)
 
     has_rules: bool = field(init=False)  # False: no policy to evaluate, ever
     proxied: bool = field(init=False)  # True: some peers may send PROXY v2 headers
@@ -113,6 +119,10 @@ def snapshot_from_config(cfg) -> Snapshot:
         nsid=getattr(cfg, "nsid", b""),
         cookies=getattr(cfg, "cookies", None),
         dnstap=getattr(cfg, "dnstap", None),
+        keys=getattr(cfg, "keys", MappingProxyType({})),
+        transfers=getattr(cfg, "transfers", None) or TransferPolicy(),
+        notify=getattr(cfg, "notify", MappingProxyType({})),
+        journal=getattr(cfg, "journal", None),
     )
 
 

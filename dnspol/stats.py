@@ -96,6 +96,10 @@ class Stats:
     rate_limited: dict = field(default_factory=dict)
     # "reference" -> queries the reference path answered (the compiled tables left them out)
     paths: dict = field(default_factory=dict)
+    # zone transfers (``dnspol.transfer``): (zone, scope, AXFR|IXFR, result) -> requests
+    transfers: dict = field(default_factory=dict)
+    # NOTIFY (``dnspol.notify``, the single server process): (zone, result) -> NOTIFYs
+    notifies: dict = field(default_factory=dict)
 
     @property
     def reference(self) -> int:

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnspol import __version__, control, health, logs, metrics, sdnotify, signals
+from dnspol import __version__, control, health, logs, metrics, notify, sdnotify, signals
 from dnspol.errors import ConfigError
 from dnspol.handover import Baton, Turn
 from dnspol.server import (
@@ -240,6 +240,8 @@ class Generation:
         gc.freeze()  # the loaded configuration: the collector would write to every object
         self.members = [self._start(slot, snapshot) for slot in range(self.host.count)]
         files = json.dumps(list(snapshot.files))
+        # this generation tells secondaries of new serials (RFC 1996), once it answers
+        notifier = notify.Notifier(record=self.host.workdir / "notified.json")
         while not self.stopping:
             time.sleep(TICK)
             self._restart_dead(snapshot)
@@ -249,6 +251,9 @@ class Generation:
                 write_atomically(self.ready_file, files)
             elif not listening:
                 self.ready_file.unlink(missing_ok=True)
+            if listening:  # after the ready file: recording the journal may take seconds
+                notifier.follow(snapshot)
+            notifier.tick()
         self.ready_file.unlink(missing_ok=True)
         _stop_all(self.members)
         for member in self.members:

@@ -217,6 +217,8 @@ class RuleSource:
 class RuleCompiler:
     """Compiles a ``rules:`` list, following ``include:`` items, into ``Rule``s."""
 
+    match_keys: tuple[str, ...] = MATCH_KEYS  # what a ``match:`` may test
+
     def __init__(
         self,
         source: RuleSource,
@@ -444,7 +446,7 @@ class RuleCompiler:
     # --- match ----------------------------------------------------------------------------
 
     def compile_match(self, node: Node) -> Criterion | None:
-        entries = self.reader.mapping(node, "match", MATCH_KEYS)
+        entries = self.reader.mapping(node, "match", self.match_keys)
         if entries is None:
             return None
         children = []

@@ -166,6 +166,27 @@ class TransportIs(Criterion):
 
 
 @dataclass(frozen=True, slots=True)
+class KeyIs(Criterion):
+    """The TSIG key a transfer request was signed with, and checked (transfer rules only:
+    ``dnspol.policy.transfers``)."""
+
+    keys: frozenset[str]  # lowercase key names with the trailing dot
+    labels: tuple[str, ...]  # as written
+
+    def test(self, ctx: Context) -> bool:
+        return ctx.facts.key in self.keys
+
+    def failures(self, ctx: Context) -> list[str]:
+        if self.test(ctx):
+            return []
+        signed = f"key {ctx.facts.key}" if ctx.facts.key else "no key"
+        return [f"signed with {signed}, not {_join(self.labels)}"]
+
+    def describe(self) -> str:
+        return f"key {_join(self.labels)}"
+
+
+@dataclass(frozen=True, slots=True)
 class FamilyIs(Criterion):
     """IP family of the packet's source (IPv4-mapped IPv6 counts as IPv4)."""
 

@@ -41,6 +41,7 @@ class QueryFacts:
     qtype: int
     zone: Name | None  # origin of the served zone holding qname; None: not served
     now: float  # epoch seconds
+    key: str | None = None  # the TSIG key a transfer request was signed with (checked)
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,50 @@ _RULE = {
     "oneOf": [{"required": ["answer"]}, {"required": ["action"]}],
     "additionalProperties": False,
 }
+_TRANSFER_MATCH = {
+    "type": "object",
+    "description": "as a rule's match; 'key' is the TSIG key the request was signed with",
+    "properties": {
+        "client": _ADDRESSES,
+        "server": _ADDRESSES,
+        "key": _one_or_many(_TEXT),
+        "qtype": _one_or_many({"enum": ["AXFR", "IXFR", "axfr", "ixfr"]}),
+        "time": _one_or_many({"$ref": "#/$defs/window"}),
+        "any": {"type": "array", "items": {"$ref": "#/$defs/transfer_match"}, "minItems": 1},
+        "all": {"type": "array", "items": {"$ref": "#/$defs/transfer_match"}, "minItems": 1},
+        "not": {"$ref": "#/$defs/transfer_match"},
+    },
+    "additionalProperties": False,
+}
+_TRANSFER = {
+    "type": "object",
+    "description": "who may transfer zones (AXFR, IXFR); the first match decides; none: refuse",
+    "properties": {
+        "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},
+        "description": {"type": "string"},
+        "zone": {"type": "string", "description": "omit for a server-wide rule"},
+        "enabled": {"type": "boolean"},
+        "match": {"$ref": "#/$defs/transfer_match"},
+        "action": {"enum": ["allow", "refuse", "drop"]},
+    },
+    "required": ["name", "action"],
+    "additionalProperties": False,
+}
+_KEY = {
+    "type": "object",
+    "description": "a TSIG key (RFC 8945); its name is the key's name in this mapping",
+    "properties": {
+        "algorithm": {"enum": ["hmac-sha256", "hmac-sha384", "hmac-sha512"]},
+        "secret_file": {
+            "type": "string",
+            "minLength": 1,
+            "description": "base64 secret, or a key file as tsig-keygen writes it",
+        },
+        "scope": {"type": "string", "description": "transfers signed with it get this scope"},
+    },
+    "required": ["secret_file"],
+    "additionalProperties": False,
+}
 _INCLUDE = {
     "type": "object",
     "properties": {"include": _one_or_many(_TEXT)},
@@ -111,6 +155,19 @@ _ZONE = {
             "type": "object",
             "properties": {
                 "file": _TEXT,
+                "notify": _one_or_many(
+                    {
+                        "oneOf": [
+                            {"type": "string", "description": "ADDRESS[:PORT] of a secondary"},
+                            {
+                                "type": "object",
+                                "properties": {"address": _TEXT, "key": _TEXT},
+                                "required": ["address"],
+                                "additionalProperties": False,
+                            },
+                        ]
+                    }
+                ),
                 "scopes": {
                     "type": "object",
                     "propertyNames": {
@@ -152,6 +209,7 @@ _SERVER = {
         "metrics": {"oneOf": [_LISTEN, {"type": "null"}]},
         "nsid": {"type": "string", "minLength": 1, "maxLength": 128},
         "control": {"type": ["string", "null"], "minLength": 1},
+        "journal": {"type": ["string", "null"], "minLength": 1},
     },
     "additionalProperties": False,
 }
@@ -179,6 +237,8 @@ def json_schema() -> dict[str, Any]:
                 "minProperties": 1,
             },
             "rules": {"$ref": "#/$defs/rules"},
+            "keys": {"type": "object", "additionalProperties": {"$ref": "#/$defs/key"}},
+            "transfers": {"type": ["array", "null"], "items": {"$ref": "#/$defs/transfer"}},
         },
         "required": ["zones"],
         "additionalProperties": False,
@@ -203,6 +263,9 @@ def json_schema() -> dict[str, Any]:
                 "scope": _SCOPE,
                 "zone": _ZONE,
                 "subnet": _SUBNET,
+                "transfer": _TRANSFER,
+                "transfer_match": _TRANSFER_MATCH,
+                "key": _KEY,
             },
         }
     )

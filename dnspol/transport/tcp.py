@@ -26,6 +26,10 @@ promises this module keeps, whatever a client does:
   PROXY v2 senders are exempt: one proxy carries many clients.
 * **A connection counts until its socket is gone**: it leaves the count (and
   ``dnspol_tcp_open_connections``) only in ``connection_lost``.
+* **A zone transfer is a stream, not a block.** A ``Transfer`` (``dnspol.transfer``)
+  is written a message (``TRANSFER_BATCH``) at a time, the event loop
+  running other connections and UDP between batches; its connection reads nothing more
+  until the last message is out, and each batch counts as progress for the deadlines.
 
 Limits come from the current snapshot (looked at for every new connection and
 every sweep, so a reload applies them to new and open connections alike). The configured
@@ -56,12 +60,17 @@ from dataclasses import dataclass
 from dnspol.handler import Handler, Listener
 from dnspol.settings import DEFAULTS
 from dnspol.state import ServerState, Snapshot
+from dnspol.transfer import Transfer
 from dnspol.transport import proxy
 
 log = logging.getLogger("dnspol.tcp")
 
 WRITE_HIGH = 64 * 1024  # unsent answers past which no more are made and reading pauses
 WRITE_LOW = 16 * 1024  # ... until they drain below this
+# a zone transfer writes about this much between two turns of the event loop: one
+# message (``dnspol.transfer.MESSAGE_TARGET``), some 3 ms of work, is what another
+# client's query may wait behind it
+TRANSFER_BATCH = 16 * 1024
 # connections the kernel completes before we accept them. asyncio listens again with the
 # number of connections it accepts per pass of its loop; left at that (100), a connection
 # flood overflows the queue, SYNs are dropped and a legitimate client waits a whole second
@@ -219,6 +228,8 @@ class DnsOverTcp(asyncio.Protocol):
         self.message_started: float | None = None  # first byte of the incomplete message
         self.blocked_since: float | None = None  # answers over WRITE_HIGH since then
         self.awaiting_proxy_header = False
+        self.stream: Transfer | None = None  # a zone transfer being sent
+        self._pump_scheduled = False
 
     # -- asyncio callbacks ---------------------------------------------------------
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -266,8 +277,10 @@ class DnsOverTcp(asyncio.Protocol):
         self.blocked_since = None
         if self.transport is None or self.transport.is_closing():
             return
+        if self._pump_scheduled:
+            return  # the transfer's next batch is already on its way
         self._answer_ready_messages()  # what was read but left unanswered
-        if self.blocked_since is None:
+        if self.blocked_since is None and self.stream is None:
             self.transport.resume_reading()
 
     def eof_received(self) -> bool:
@@ -275,6 +288,9 @@ class DnsOverTcp(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.conns.lost(self)
+        if self.stream is not None:
+            self.stream.finish("aborted")
+            self.stream = None
 
     # -- answering -----------------------------------------------------------------
     def _take_proxy_header(self) -> bool:
@@ -300,10 +316,14 @@ class DnsOverTcp(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self.stream is not None:  # the next answers wait for the transfer's end
+            if not self._pump_scheduled and self.blocked_since is None:
+                self._send_transfer()
+            return
         buf = self.buffer
         out: list[bytes] = []
         pending = pos = 0
-        while len(buf) - pos >= 2 and self.blocked_since is None:
+        while len(buf) - pos >= 2 and self.blocked_since is None and self.stream is None:
             size = (buf[pos] << 8) | buf[pos + 1]
             if size < 12:  # framing in doubt (RFC 7766 §8): end, after the answers made
                 if out:
@@ -315,9 +335,11 @@ class DnsOverTcp(asyncio.Protocol):
             message = bytes(buf[pos + 2 : pos + 2 + size])
             pos += 2 + size
             reply = self.handler.handle(message, self.peer, self.listener)
-            if reply is not None:
+            if type(reply) is bytes:
                 out.append(len(reply).to_bytes(2, "big") + reply)
                 pending += 2 + len(reply)
+            elif reply is not None:  # a zone transfer: sent after the answers before it
+                self.stream = reply
             if pending >= WRITE_HIGH:
                 transport.write(b"".join(out))  # may call pause_writing, ending the loop
                 out, pending = [], 0
@@ -329,12 +351,61 @@ class DnsOverTcp(asyncio.Protocol):
             self.conns.progressed(self)
             # what is left is the start of a message that came after the last answered one
             self.message_started = self.progress_at if buf else None
+        if self.stream is not None:
+            transport.pause_reading()  # until the transfer is out (``_send_transfer``)
+            self._send_transfer()
+
+    def _send_transfer(self) -> None:
+        """Write the transfer's next batch of messages; then let the event loop run the
+        other clients before the next batch (or, when the client reads slowly, wait for
+        ``resume_writing``). After the last message, answer what came after it."""
+        self._pump_scheduled = False
+        stream, transport = self.stream, self.transport
+        if stream is None or transport is None:
+            return
+        if transport.is_closing():
+            stream.finish("aborted")
+            self.stream = None
+            return
+        written = 0
+        try:
+            while self.blocked_since is None and written < TRANSFER_BATCH:
+                message = stream.next_message()
+                if message is None:
+                    break
+                transport.write(len(message).to_bytes(2, "big") + message)
+                written += 2 + len(message)
+            else:  # a full batch, or the client stopped reading: more to come
+                self._progressed()
+                if self.blocked_since is None:
+                    self._pump_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._send_transfer)
+                return
+        except Exception:  # noqa: BLE001 - a transfer that cannot go on ends its connection
+            log.exception("zone transfer to %s failed", self.peer[0])
+            stream.finish("failed")
+            self.stream = None
+            self.end()
+            return
+        stream.finish("ok")
+        self.stream = None
+        self._progressed()
+        if self.blocked_since is None:
+            transport.resume_reading()
+        self._answer_ready_messages()
+
+    def _progressed(self) -> None:
+        self.progress_at = time.monotonic()
+        self.conns.progressed(self)
 
     # -- ending --------------------------------------------------------------------
     def end_if_overdue(self, now: float, limits: TcpLimits) -> None:
         if self.blocked_since is not None:
             if now - self.blocked_since > limits.message_timeout:
                 self.end()  # the client does not read its answers
+        elif self.stream is not None:  # what is unread waits for the transfer, not the client
+            if now - self.progress_at > limits.idle_timeout:
+                self.end()
         elif self.message_started is not None and not self._holds_whole_message():
             if now - self.message_started > limits.message_timeout:
                 self.end()  # a message dripped too slowly
