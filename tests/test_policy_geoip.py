@@ -1,6 +1,6 @@
 """GeoIP criteria: MaxMind DB files walked once at load into the prefix sets ``client:`` uses.
 
-The databases are written by the tests (``tests/geoipkit.py``, mmdb-writer) with networks of
+The databases are written by the tests (``dnspol.testing.geoip``, mmdb-writer) with networks of
 known prefix lengths, so each expected ECS SCOPE is the length of a network written here.
 """
 
@@ -12,12 +12,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from geoipkit import network_of, place, write_mmdb
 
 from dnspol.config import check_config, load_config
 from dnspol.names import from_text
 from dnspol.policy import Decider, Policy, QueryFacts
 from dnspol.policy.geoip import GeoIn, _Opened, parse_term
+from dnspol.testing.geoip import network_of, place, write_mmdb
 
 DATA = Path(__file__).parent / "data" / "policy"
 MUNICH, PARIS = 2867714, 2988507

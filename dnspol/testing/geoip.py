@@ -1,13 +1,16 @@
-"""MaxMind DB files for tests, written with ``mmdb-writer``: networks of known prefix
-lengths with records in the GeoIP2/GeoLite2 layout (City, Country, ASN)."""
+"""MaxMind DB files for tests, written with ``mmdb-writer`` (dnspol's ``test`` extra):
+networks of known prefix lengths with records in the GeoIP2/GeoLite2 layout (City,
+Country, ASN), for the GeoIP criteria (``server.geoip``) of a configuration under test::
+
+    from dnspol.testing.geoip import place, write_mmdb
+
+    write_mmdb(workdir / "city.mmdb", {"127.1.0.0/24": place("DE", "EU")})
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-
-from mmdb_writer import MMDBWriter
-from netaddr import IPNetwork, IPSet
 
 
 def place(
@@ -47,6 +50,9 @@ def write_mmdb(
     """A database holding each network (CIDR text) with its record; later networks inside
     earlier ones take their part of them. IPv4 networks of an IPv6 database sit at ::/96,
     as in MaxMind's own files."""
+    from mmdb_writer import MMDBWriter  # the test extra: imported when a test writes one
+    from netaddr import IPNetwork, IPSet
+
     writer = MMDBWriter(
         ip_version=ip_version,
         ipv4_compatible=ip_version == 6,
