@@ -146,6 +146,39 @@ def test_the_walk_finds_every_network_at_its_own_length(tmp_path: Path) -> None:
     assert found == WALKED
 
 
+@pytest.mark.parametrize("record_size", [24, 28, 32])
+def test_every_record_size_is_walked(tmp_path: Path, monkeypatch, record_size: int) -> None:
+    """mmdb-writer picks the smallest size that fits; big databases use 28 or 32 bits."""
+    import maxminddb
+    import mmdb_writer
+
+    picked = mmdb_writer.TreeWriter._adjust_record_size
+
+    def forced(self) -> None:  # noqa: ANN001 - mmdb-writer's TreeWriter
+        picked(self)
+        self.record_size = record_size
+        self.data_offset = record_size * 2 / 8 * self._node_counter
+
+    monkeypatch.setattr(mmdb_writer.TreeWriter, "_adjust_record_size", forced)
+    path = write_mmdb(tmp_path / "city.mmdb", CITY_NETWORKS)
+    opened = _Opened(path)
+    try:
+        assert opened.record_size == record_size
+        found = {
+            (
+                str(ipaddress.ip_network((value, length))),
+                opened.record(value, bits)["country"]["iso_code"],
+            )
+            for value, bits, length, _ in opened.networks()
+        }
+    finally:
+        opened.close()
+    assert found == WALKED
+    with maxminddb.open_database(path) as reader:  # the writer wrote what it meant to
+        record, length = reader.get_with_prefix_len("198.51.102.7")
+        assert (record["country"]["iso_code"], length) == ("JP", 23)
+
+
 def test_an_ipv4_only_database_is_walked_too(tmp_path: Path) -> None:
     networks = {k: v for k, v in CITY_NETWORKS.items() if ":" not in k}
     path = write_mmdb(tmp_path / "v4.mmdb", networks, ip_version=4)

@@ -16,7 +16,7 @@ network that matched (or shorter, where neighbouring networks give the same verd
 The search tree is walked here, by the MaxMind DB format's specification (version 2.0:
 records of 24, 28 or 32 bits, the IPv4 subtree at ``::/96`` of an IPv6 database, aliases of
 it at ``::ffff:0:0/96`` and ``2002::/16``), rather than with ``Reader.__iter__``: that decodes
-every network's record (3.5 million for a City database), where this walk decodes each
+every network's record (millions of them in a City database), where this walk decodes each
 distinct record once, with ``maxminddb``'s public ``Reader.get`` on the record's first
 network. ``explain`` looks records up with ``maxminddb`` too (``Reader.get_with_prefix_len``).
 """
@@ -148,21 +148,31 @@ class _Opened:
         read = _node_reader(self.record_size)
         ipv4_start = self._ipv4_start(read) if bits == 128 else -1
         stack = [(0, 0, 0)]  # node, depth, the network's bits so far
+        pop, push = stack.pop, stack.append
         visits = 0
         while stack:
-            node, depth, value = stack.pop()
+            node, depth, value = pop()
             visits += 1
             if visits > node_count or depth >= bits:
                 raise DatabaseError("its search tree is not a tree (corrupt file?)")
-            left, right = read(tree, node)
+            children = read(tree, node)
             depth += 1
-            for child, child_value in ((right, (value << 1) | 1), (left, value << 1)):
+            value <<= 1
+            for child in children:
                 if child < node_count:
-                    if child == ipv4_start and (child_value or depth != IPV4_SUBTREE_DEPTH):
-                        continue  # an alias of the IPv4 subtree: walked once, at ::/96
-                    stack.append((child, depth, child_value))
+                    if child != ipv4_start or (not value and depth == IPV4_SUBTREE_DEPTH):
+                        push((child, depth, value))
+                    # else: an alias of the IPv4 subtree, walked once, at ::/96
                 elif child > node_count:
-                    yield from _network(child_value, depth, bits, child)
+                    start = value << (bits - depth)
+                    if bits == 128 and not start >> 32:
+                        if depth >= IPV4_SUBTREE_DEPTH:
+                            yield start, 32, depth - IPV4_SUBTREE_DEPTH, child
+                            value += 1
+                            continue
+                        yield 0, 32, 0, child  # a network around ::/96: every IPv4 address
+                    yield start, bits, depth, child
+                value += 1  # the right child's network
 
     def _ipv4_start(self, read) -> int:  # noqa: ANN001 - one of the _node_reader functions
         node = 0
@@ -175,18 +185,6 @@ class _Opened:
     def record(self, value: int, bits: int) -> object:
         address = ipaddress.IPv4Address(value) if bits == 32 else ipaddress.IPv6Address(value)
         return self.reader.get(address)
-
-
-def _network(
-    value: int, depth: int, bits: int, pointer: int
-) -> Iterator[tuple[int, int, int, int]]:
-    start = value << (bits - depth)
-    if bits == 128 and start >> 32 == 0:
-        if depth >= IPV4_SUBTREE_DEPTH:
-            yield start, 32, depth - IPV4_SUBTREE_DEPTH, pointer
-            return
-        yield 0, 32, 0, pointer  # a network around ::/96 holds every IPv4 address
-    yield start, bits, depth, pointer
 
 
 def _node_reader(record_size: int):  # noqa: ANN202 - (tree, node) -> (left, right)
