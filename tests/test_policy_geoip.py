@@ -7,6 +7,7 @@ known prefix lengths, so each expected ECS SCOPE is the length of a network writ
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import textwrap
 from pathlib import Path
@@ -317,7 +318,7 @@ def test_a_missing_database_is_reported_at_each_rule_that_needs_it(tmp_path: Pat
     problems = check_config(path)
     line = line_of(path, "asn: AS64500")
     assert problems == [
-        f"{path}:{line}: AS64500 needs the GeoIP database {tmp_path}/geo/asn.mmdb "
+        f"{path}:{line}: rule 'carrier': AS64500 needs the GeoIP database {tmp_path}/geo/asn.mmdb "
         f"(server.geoip.asn, {path}:{line_of(path, 'asn: geo/asn.mmdb')}): no such file"
     ]
 
@@ -344,7 +345,7 @@ def test_a_rule_needing_an_unconfigured_database_says_which_to_set(tmp_path: Pat
     rules = RULES.replace("    asn: geo/asn.mmdb\n", "")
     path = make_config(tmp_path, rules)
     assert check_config(path) == [
-        f"{path}:{line_of(path, 'asn: AS64500')}: asn needs a GeoIP database: set "
+        f"{path}:{line_of(path, 'asn: AS64500')}: rule 'carrier': asn needs a GeoIP database: set "
         "server.geoip.asn to a MaxMind DB file"
     ]
 
@@ -391,6 +392,15 @@ def test_parse_term_normalises() -> None:
 
 
 def test_a_database_is_a_watched_file(tmp_path: Path) -> None:
+    from dnspol.server import FileWatch
+
     config = load_config(make_config(tmp_path))
     assert str(tmp_path / "geo" / "city.mmdb") in config.files
     assert str(tmp_path / "geo" / "asn.mmdb") in config.files
+    watch = FileWatch(config.files, read_since_ns=2**63)  # every file as read by the load
+    assert not watch.changed(config.files)
+    write_mmdb(tmp_path / "geo" / "asn.new", {"127.9.0.0/16": network_of(64999)})
+    os.replace(tmp_path / "geo" / "asn.new", tmp_path / "geo" / "asn.mmdb")  # geoipupdate
+    assert watch.changed(config.files)  # the server reloads
+    reloaded = load_config(tmp_path / "dnspol.yaml").policy
+    assert ask(reloaded, "asn.example.com", "127.1.5.5").scope == "default"  # AS64500 gone

@@ -495,19 +495,23 @@ def resolve(
     walked once. A database that is missing or unreadable is reported at every criterion
     that needs it (``file:line`` of the rule's key), with where it was configured; a value
     no network of its database holds (``country: UK``: the code is GB) is a warning."""
-    pending = [leaf for rule in rules for leaf in _pending_leaves(rule.criteria)]
+    pending = [(rule.name, leaf) for rule in rules for leaf in _pending_leaves(rule.criteria)]
     stats = GeoStats()
     wanted: dict[str, set[Term]] = {}  # role → the terms read from that database
     chosen: dict[Term, str] = {}
-    for leaf in pending:
+    unread: set[tuple[str, str]] = set()  # (where, key) reported for want of a database
+    for name, leaf in pending:
         for term in leaf.terms:
             role = next((r for r in FIELD_ROLES[term[0]] if r in databases), None)
             if role is None:
-                options = " or ".join(f"server.geoip.{r}" for r in FIELD_ROLES[term[0]])
-                reader.problem(
-                    leaf.where,
-                    f"{term[0]} needs a GeoIP database: set {options} to a MaxMind DB file",
-                )
+                if (leaf.where, term[0]) not in unread:
+                    unread.add((leaf.where, term[0]))
+                    options = " or ".join(f"server.geoip.{r}" for r in FIELD_ROLES[term[0]])
+                    reader.problem(
+                        leaf.where,
+                        f"rule {name!r}: {term[0]} needs a GeoIP database: set {options} "
+                        "to a MaxMind DB file",
+                    )
                 continue
             chosen[term] = role
             wanted.setdefault(role, set()).add(term)
@@ -521,14 +525,14 @@ def resolve(
             failed[role] = str(error)
     _check_unused([db for role, db in databases.items() if role not in wanted], reader)
     resolved: dict[int, GeoIn] = {}
-    for leaf in pending:
+    for name, leaf in pending:
         _warn_empty(leaf, chosen, failed, prefixes, databases, warnings)
         roles = sorted({chosen[t] for t in leaf.terms if t in chosen})
         for role in roles:
             if role in failed:
                 reader.problem(
                     leaf.where,
-                    f"{_join(leaf.labels)} needs the GeoIP database "
+                    f"rule {name!r}: {_join(leaf.labels)} needs the GeoIP database "
                     f"{databases[role].describe()}: {failed[role]}",
                 )
         resolved[id(leaf)] = _geo_in(leaf, prefixes, [databases[r] for r in roles])

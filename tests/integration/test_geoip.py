@@ -140,8 +140,8 @@ def test_check_names_the_rule_that_needs_a_missing_database(tmp_path: Path) -> N
     rule_line = lines.index("    match: {country: DE}") + 1
     geoip_line = lines.index("    city: geo.mmdb") + 1
     assert (
-        f"{config}:{rule_line}: country DE needs the GeoIP database {tmp_path}/geo.mmdb "
-        f"(server.geoip.city, {config}:{geoip_line}): no such file"
+        f"{config}:{rule_line}: rule 'germany': country DE needs the GeoIP database "
+        f"{tmp_path}/geo.mmdb (server.geoip.city, {config}:{geoip_line}): no such file"
     ) in done.stdout + done.stderr
 
 
