@@ -180,6 +180,46 @@ def test_every_record_size_is_walked(tmp_path: Path, monkeypatch, record_size: i
         assert (record["country"]["iso_code"], length) == ("JP", 23)
 
 
+def test_aliases_of_the_ipv4_subtree_are_walked_once(tmp_path: Path) -> None:
+    """MaxMind's IPv6 databases point ::ffff:0:0/96 (and 2002::/16) at the IPv4 subtree;
+    its networks are IPv4 networks, found once, at ::/96."""
+    import maxminddb
+
+    alias = ipaddress.IPv6Network("::ffff:0:0/96")
+    networks = {**CITY_NETWORKS, str(alias): place("ZZ", "AN")}  # a slot to point elsewhere
+    path = write_mmdb(tmp_path / "city.mmdb", networks)
+    data = bytearray(Path(path).read_bytes())
+    opened = _Opened(path)
+    assert opened.record_size == 24
+
+    def read(node: int) -> tuple[int, int]:  # two 24-bit records a node
+        return (
+            int.from_bytes(data[node * 6 : node * 6 + 3], "big"),
+            int.from_bytes(data[node * 6 + 3 : node * 6 + 6], "big"),
+        )
+
+    ipv4_start = opened._ipv4_start(lambda tree, node: read(node))
+    opened.close()
+    node = 0
+    for depth in range(95):
+        node = read(node)[(int(alias.network_address) >> (127 - depth)) & 1]
+    last = (int(alias.network_address) >> 32) & 1  # the 96th bit
+    slot = node * 6 + 3 * last
+    data[slot : slot + 3] = ipv4_start.to_bytes(3, "big")  # ::ffff:0:0/96 -> IPv4
+    Path(path).write_bytes(bytes(data))
+    with maxminddb.open_database(path) as reader:
+        assert reader.get("::ffff:127.1.0.9")["country"]["iso_code"] == "DE"  # an alias
+    opened = _Opened(path)
+    try:
+        found = [
+            (str(ipaddress.ip_network((value, length))), opened.record(value, bits))
+            for value, bits, length, _ in opened.networks()
+        ]
+    finally:
+        opened.close()
+    assert sorted((net, rec["country"]["iso_code"]) for net, rec in found) == sorted(WALKED)
+
+
 def test_an_ipv4_only_database_is_walked_too(tmp_path: Path) -> None:
     networks = {k: v for k, v in CITY_NETWORKS.items() if ":" not in k}
     path = write_mmdb(tmp_path / "v4.mmdb", networks, ip_version=4)
