@@ -17,7 +17,7 @@ import pytest
 from dnspol.config import check_config, load_config
 from dnspol.names import from_text
 from dnspol.policy import Decider, Policy, QueryFacts
-from dnspol.policy.geoip import GeoIn, _Opened, parse_term
+from dnspol.policy.geoip import DatabaseError, GeoIn, _Opened, parse_term
 from dnspol.testing.geoip import network_of, place, write_mmdb
 
 DATA = Path(__file__).parent / "data" / "policy"
@@ -218,6 +218,28 @@ def test_aliases_of_the_ipv4_subtree_are_walked_once(tmp_path: Path) -> None:
     finally:
         opened.close()
     assert sorted((net, rec["country"]["iso_code"]) for net, rec in found) == sorted(WALKED)
+
+
+def test_a_search_tree_with_a_loop_is_refused_not_walked_forever(tmp_path: Path) -> None:
+    path = write_mmdb(tmp_path / "city.mmdb", CITY_NETWORKS)
+    data = bytearray(Path(path).read_bytes())
+    data[3:6] = (0).to_bytes(3, "big")  # the root's right child: the root again
+    Path(path).write_bytes(bytes(data))
+    opened = _Opened(path)
+    try:
+        with pytest.raises(DatabaseError, match="not a tree"):
+            list(opened.networks())
+    finally:
+        opened.close()
+
+
+def test_a_truncated_database_is_refused(tmp_path: Path) -> None:
+    path = write_mmdb(tmp_path / "city.mmdb", CITY_NETWORKS)
+    data = Path(path).read_bytes()
+    metadata = data.rindex(b"\xab\xcd\xefMaxMind.com")
+    Path(path).write_bytes(data[:100] + data[metadata:])  # the metadata, not the tree
+    with pytest.raises(DatabaseError):
+        _Opened(path)
 
 
 def test_an_ipv4_only_database_is_walked_too(tmp_path: Path) -> None:
