@@ -17,7 +17,7 @@ import pytest
 from dnspol.config import check_config, load_config
 from dnspol.names import from_text
 from dnspol.policy import Decider, Policy, QueryFacts
-from dnspol.policy.geoip import DatabaseError, GeoIn, _Opened, parse_term
+from dnspol.policy.geoip import DatabaseError, GeoIn, _Opened, parse_term, record_terms
 from dnspol.testing.geoip import network_of, place, write_mmdb
 
 DATA = Path(__file__).parent / "data" / "policy"
@@ -443,6 +443,49 @@ def test_regions_that_name_each_other_in_a_loop_are_reported(tmp_path: Path) -> 
     rules = RULES.replace("dach: {country: [DE, AT, CH]}", "dach: {region: western-europe}")
     problems = check_config(make_config(tmp_path, rules))
     assert any("regions name each other in a loop" in p for p in problems), problems
+
+
+RECORDS = [
+    # GeoLite2-City
+    (
+        {
+            "continent": {"code": "EU", "geoname_id": 6255148, "names": {"en": "Europe"}},
+            "country": {"iso_code": "DE", "geoname_id": 2921044, "is_in_european_union": True},
+            "subdivisions": [{"iso_code": "BY", "names": {"en": "Bavaria"}}],
+            "city": {"geoname_id": 2867714, "names": {"en": "Munich", "de": "München"}},
+        },
+        {
+            ("continent", "EU"),
+            ("country", "DE"),
+            ("subdivision", "DE-BY"),
+            ("city", 2867714),
+            ("city", "munich"),
+        },
+    ),
+    # DB-IP's dbip-city-lite: no subdivision codes, no GeoNames ids
+    (
+        {
+            "continent": {"code": "EU", "names": {"en": "Europe"}},
+            "country": {"iso_code": "FR", "is_in_european_union": True},
+            "subdivisions": [{"names": {"en": "Île-de-France"}}],
+            "city": {"names": {"en": "Paris"}},
+        },
+        {("continent", "EU"), ("country", "FR"), ("city", "paris")},
+    ),
+    # GeoLite2-ASN and dbip-asn-lite
+    (
+        {"autonomous_system_number": 3320, "autonomous_system_organization": "DTAG"},
+        {("asn", 3320)},
+    ),
+    # GeoLite2-Country: an anonymous proxy has a registered country only
+    ({"registered_country": {"iso_code": "US"}, "traits": {}}, set()),
+    ("not a map", set()),
+]
+
+
+@pytest.mark.parametrize("record, terms", RECORDS)
+def test_record_terms_read_maxmind_and_dbip_layouts(record, terms) -> None:
+    assert record_terms(record) == terms
 
 
 def test_parse_term_normalises() -> None:
