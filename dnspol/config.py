@@ -30,7 +30,7 @@ from dnspol.errors import ConfigError, ZoneError
 from dnspol.journal import Journal
 from dnspol.names import Name, from_text, to_text
 from dnspol.notify import NotifyTarget
-from dnspol.policy import Policy
+from dnspol.policy import Policy, geoip
 from dnspol.policy.compiler import (
     RuleCompiler,
     RuleSource,
@@ -53,7 +53,7 @@ from dnspol.zones.loader import ZoneLimits
 from dnspol.zones.model import Zone, ZoneSet
 
 DEFAULT_LISTEN: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
-TOP_KEYS = ("server", "subnets", "zones", "rules", "keys", "transfers")
+TOP_KEYS = ("server", "subnets", "regions", "zones", "rules", "keys", "transfers")
 # the server: keys with a shape of their own; the scalar ones are declared in dnspol.settings
 SHAPED_SERVER_KEYS = (
     "listen",
@@ -68,6 +68,7 @@ SHAPED_SERVER_KEYS = (
     "control",
     "dnstap",
     "journal",
+    "geoip",
 )
 SERVER_KEYS = SHAPED_SERVER_KEYS + tuple(setting.key for setting in SETTINGS) + tuple(RETIRED)
 ZONE_KEYS = ("file", "scopes", "notify")
@@ -200,6 +201,7 @@ class _Server:
     control: str | None = None
     dnstap: DnstapConfig | None = None
     journal: str | None = None
+    geoip: dict[str, geoip.GeoDatabase] = field(default_factory=dict)  # role → database
     # the settings of dnspol.settings.SETTINGS, by key
     values: dict[str, int | float | None] = field(default_factory=lambda: settings_of(DEFAULTS))
 
@@ -231,11 +233,12 @@ class _ConfigBuilder:
             return self.problems, self.warnings, None
         subnets = compile_subnets(top.get("subnets"), self.reader, self.base_dir, self.files)
         server = self._server(top.get("server"), subnets)
+        regions = geoip.compile_regions(top.get("regions"), self.reader)
         self.zone_limits = server.zone_limits()
         zones, variants, scopes = self._zones(top.get("zones"), root)
         if server.journal is not None:
             self._check_serials(server.journal, zones, variants)
-        policy = self._policy(top.get("rules"), subnets, scopes, server)
+        policy = self._policy(top.get("rules"), subnets, scopes, server, regions)
         keys = self._keys(top.get("keys"), scopes)
         transfers = self._transfers(top.get("transfers"), subnets, scopes, server, keys)
         notify = self._notify(top.get("zones"), keys)
@@ -302,6 +305,9 @@ class _ConfigBuilder:
                 server.control = _control_path(text, self.base_dir)
         if "dnstap" in entries and not entries["dnstap"].is_null:
             server.dnstap = dnstap.read_config(entries["dnstap"], read, self.base_dir)
+        if "geoip" in entries and not entries["geoip"].is_null:
+            server.geoip = geoip.read_databases(entries["geoip"], read, self.base_dir)
+            self.files.extend(db.path for db in server.geoip.values())  # watched: reload
         return server
 
     def _cookies(self, node: Node) -> CookieConfig | None:
@@ -465,14 +471,17 @@ class _ConfigBuilder:
         subnets: Mapping[str, PrefixSet],
         scopes: Mapping[Name, frozenset[str]],
         server: _Server,
+        regions: Mapping[str, tuple[geoip.Term, ...]],
     ) -> Policy:
-        source = RuleSource(subnets, scopes, zoneinfo.ZoneInfo(server.timezone))
+        source = RuleSource(subnets, scopes, zoneinfo.ZoneInfo(server.timezone), regions=regions)
         max_bytes = int(server.values["rule_file_max_bytes"])  # type: ignore[arg-type]
         compiler = RuleCompiler(source, self.reader, self.files, max_file_bytes=max_bytes)
         compiler.compile_list(node, self.base_dir)
+        # GeoIP criteria become prefix sets here: one walk of each database, all rules read
+        rules, _ = geoip.resolve(compiler.rules, server.geoip, self.reader, self.warnings)
         self.warnings.extend(source.warnings)
-        self.warnings.extend(shadowed_rule_warnings(compiler.rules, bool(server.trusted_resolvers)))
-        return Policy(compiler.rules, server.trusted_resolvers)
+        self.warnings.extend(shadowed_rule_warnings(rules, bool(server.trusted_resolvers)))
+        return Policy(rules, server.trusted_resolvers)
 
     # --- keys: and transfers: ----------------------------------------------------------------
 

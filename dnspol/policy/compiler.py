@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from dnslib import QTYPE
 
 from dnspol.names import Name, from_text, is_subdomain, to_text
+from dnspol.policy import geoip
 from dnspol.policy.criteria import (
     ALWAYS,
     AddressIn,
@@ -51,6 +52,7 @@ MATCH_KEYS = (
     "qname",
     "qtype",
     "time",
+    *geoip.MATCH_KEYS,
     "any",
     "all",
     "not",
@@ -212,6 +214,7 @@ class RuleSource:
     scopes: Mapping[Name, frozenset[str]]  # zone origin → its scope names (with "default")
     default_tz: zoneinfo.ZoneInfo
     warnings: list[str] = field(default_factory=list)
+    regions: Mapping[str, tuple[geoip.Term, ...]] = field(default_factory=dict)
 
 
 class RuleCompiler:
@@ -478,6 +481,8 @@ class RuleCompiler:
             return self._qtype(node)
         if key == "time":
             return self._time(node)
+        if key in geoip.MATCH_KEYS:
+            return geoip.compile_criterion(key, node, reader, self.source.regions)
         if key == "not":
             inner = self.compile_match(node)
             return Not(inner) if inner is not None else None

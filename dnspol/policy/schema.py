@@ -35,6 +35,24 @@ _WINDOW = {
     "additionalProperties": False,
     "anyOf": [{"required": ["between"]}, {"required": ["days"]}, {"required": ["dates"]}],
 }
+# GeoIP values (dnspol.policy.geoip): ISO codes, AS numbers, city names or GeoNames ids
+_GEO = {
+    "country": _one_or_many({"type": "string", "pattern": r"^[A-Za-z]{2}$"}),
+    "continent": _one_or_many(
+        {"type": "string", "pattern": r"^([Aa][FfNnSs]|[Ee][Uu]|[Nn][Aa]|[Oo][Cc]|[Ss][Aa])$"}
+    ),
+    "subdivision": _one_or_many({"type": "string", "pattern": r"^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$"}),
+    "city": _one_or_many({"type": ["string", "integer"]}),
+    "asn": _one_or_many({"type": ["string", "integer"], "pattern": r"^(?i:AS)?\d+$"}),
+    "region": {**_one_or_many(_TEXT), "description": "names under regions:"},
+}
+_REGION = {
+    "type": "object",
+    "description": "GeoIP values and other regions; a client in any of them is in the region",
+    "properties": _GEO,
+    "additionalProperties": False,
+    "minProperties": 1,
+}
 _MATCH = {
     "type": "object",
     "description": "every key must match (AND); a list under one key matches any item (OR)",
@@ -47,6 +65,7 @@ _MATCH = {
         "qname": _one_or_many(_TEXT),
         "qtype": _one_or_many({"type": ["string", "integer"]}),
         "time": _one_or_many({"$ref": "#/$defs/window"}),
+        **_GEO,
         "any": {"type": "array", "items": {"$ref": "#/$defs/match"}, "minItems": 1},
         "all": {"type": "array", "items": {"$ref": "#/$defs/match"}, "minItems": 1},
         "not": {"$ref": "#/$defs/match"},
@@ -210,6 +229,13 @@ _SERVER = {
         "nsid": {"type": "string", "minLength": 1, "maxLength": 128},
         "control": {"type": ["string", "null"], "minLength": 1},
         "journal": {"type": ["string", "null"], "minLength": 1},
+        "geoip": {
+            "type": ["object", "null"],
+            "description": "MaxMind DB files: country (or city) for country and continent, "
+            "city for subdivision and city, asn for asn",
+            "properties": {"country": _TEXT, "city": _TEXT, "asn": _TEXT},
+            "additionalProperties": False,
+        },
     },
     "additionalProperties": False,
 }
@@ -231,6 +257,7 @@ def json_schema() -> dict[str, Any]:
         "properties": {
             "server": server,
             "subnets": {"type": "object", "additionalProperties": {"$ref": "#/$defs/subnet"}},
+            "regions": {"type": "object", "additionalProperties": _REGION},
             "zones": {
                 "type": "object",
                 "additionalProperties": {"$ref": "#/$defs/zone"},
