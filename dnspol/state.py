@@ -21,6 +21,7 @@ from dnspol.policy.decide import Decider
 from dnspol.policy.transfers import TransferPolicy
 from dnspol.ratelimit import RateLimit
 from dnspol.settings import RUNTIME, RuntimeSettings, settings_of
+from dnspol.transfer import compile_transfers
 from dnspol.transport.proxy import ProxyTrust
 from dnspol.tsig import TsigKey
 from dnspol.zones.model import Zone, ZoneSet
@@ -57,6 +58,8 @@ class Snapshot(RuntimeSettings):
     tables: AnswerTables = field(init=False, compare=False, repr=False)
     # the rules compiled to lookups (``dnspol.policy.decide``); None without rules
     decider: Decider | None = field(init=False, compare=False, repr=False)
+    # the whole-zone transfer messages of the zones a rule may transfer (``dnspol.transfer``)
+    transfer_zones: Mapping = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # plain attributes, not properties: both are read for every packet
@@ -65,6 +68,8 @@ class Snapshot(RuntimeSettings):
         object.__setattr__(self, "proxied", bool(self.proxy.networks))
         object.__setattr__(self, "tables", compile_tables(self.zones, self.variants))
         object.__setattr__(self, "decider", Decider.build(self.policy) if rules else None)
+        transfers = compile_transfers(self.zones, self.variants, self.transfers, self.keys)
+        object.__setattr__(self, "transfer_zones", MappingProxyType(transfers))
 
 
 class ServerState:

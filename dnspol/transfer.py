@@ -9,12 +9,18 @@ iterator of messages the TCP transport writes one after another, yielding to the
 loop between messages, so a large zone never holds up other clients.
 
 A transfer gives the zone **as the scope its key maps to sees it** (``keys: K: scope: S``;
-no key or no mapping: the default scope). Its messages are written from the loaded zone
-as they are sent, never the whole zone at once: memory is one message (about
-``MESSAGE_TARGET`` bytes) whatever the zone's size. The transfer holds the snapshot's
-zone, so a reload in the middle of it changes nothing it sends. SOA first and last; the
-question and the query's ID in the first message, the ID in every one; names compressed
-within each message; with TSIG every message signed (RFC 8945 §5.3.1).
+no key or no mapping: the default scope). The whole-zone messages of every zone and
+scope some transfer rule may allow are written when the configuration loads
+(``compile_transfers``, kept on the snapshot as ``transfer_zones``): sending a message
+is then copying its bytes behind a header, so a transfer holds the event loop
+microseconds a message, not the milliseconds writing its records took. The cost is the
+zone's wire size in memory per scope (about 23 bytes a record for A records) and the
+writing time at load (``dnspol check`` and reloads pay it, queries do not). The
+transfer holds the snapshot, so a reload in the middle of it changes nothing it sends.
+SOA first and last; the question (the client's bytes) and the query's ID in the first
+message, the ID in every one; names compressed within each message, never against the
+question, so the records keep the zone's letter case; with TSIG every message signed
+(RFC 8945 §5.3.1). IXFR differences are written as they are sent (they are small).
 
 IXFR: one with our serial or a newer one gets our SOA alone (RFC 1995 §2: up to date);
 one with an older serial gets the journal's differences from it (``dnspol.journal``,
@@ -35,7 +41,7 @@ from dnspol import answer, tsig
 from dnspol.answers import opt_record
 from dnspol.codes import Rcode, RRType
 from dnspol.journal import Difference, Journal
-from dnspol.names import to_text
+from dnspol.names import Name, to_text
 from dnspol.packer import write_record
 from dnspol.policy.transfers import TransferAction, transfer_facts
 from dnspol.wire import Query, skip_name
@@ -44,10 +50,14 @@ from dnspol.zones.model import Rec, Zone
 log = logging.getLogger("dnspol.transfer")
 
 TRANSFER_TYPES = frozenset({RRType.AXFR, RRType.IXFR})
+WHOLE_ZONE: Iterator[Rec] = iter(())  # ``Transfers._records``: the zone's compiled messages
 # A message is ended once it passes this size: the most a compression pointer reaches
 # (0x3FFF) is about as much as compression can use, and Knot and BIND write 16-64 KB.
 MESSAGE_TARGET = 16 * 1024
 MESSAGE_LIMIT = 65535  # RFC 1035 §4.2.2: what a TCP length prefix can say
+# what a compiled message leaves free for the OPT record and a TSIG record (the longest
+# key name, HMAC-SHA512's 64-byte MAC, an error's other data): under 400 bytes
+RESERVE = 1024
 _HEADER = struct.Struct("!HHHHHH")
 
 
@@ -89,17 +99,15 @@ class Transfer:
 
     def __init__(
         self,
-        query: Query,
-        records: Iterator[Rec | bytes],
+        messages: Iterator[bytes],
         outcome: Outcome,
         report: Report,
         signer: tsig.Signer | None = None,
-        opt: bytes = b"",
     ) -> None:
         self.outcome = outcome
         self._report = report
         self._signer = signer
-        self._messages = _messages(query, records, opt, signer, outcome)
+        self._messages = messages
         self._finished = False
 
     def next_message(self) -> bytes | None:
@@ -126,6 +134,77 @@ class Transfer:
         while (message := self.next_message()) is not None:
             yield message
         self.finish("ok")
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledZone:
+    """A zone as one scope sees it, as the records of its transfer messages.
+
+    ``messages`` are (the records' bytes, their count); the first message's records
+    were written after room for a question of ``question_size`` bytes (the zone's name,
+    type and class), which a request for the zone always has, whatever its letter case.
+    """
+
+    question_size: int
+    messages: tuple[tuple[bytes, int], ...]
+
+
+def compile_transfers(zones, variants, policy, keys) -> dict[tuple[Name, str], CompiledZone]:
+    """The whole-zone messages of each zone some ``transfers:`` rule may allow, for the
+    default scope and each scope a key maps to (``Transfers.respond`` picks by key)."""
+    scopes = ["default", *sorted({key.scope for key in keys.values() if key.scope})]
+    compiled: dict[tuple[Name, str], CompiledZone] = {}
+    for zone in zones:
+        if not policy.may_allow(zone.origin):
+            continue
+        for scope in scopes:
+            scoped = zone if scope == "default" else variants.get((zone.origin, scope))
+            if scoped is not None:
+                compiled[(zone.origin, scope)] = compile_zone(scoped)
+    return compiled
+
+
+def compile_zone(zone: Zone) -> CompiledZone:
+    """``zone``'s records in transfer order, cut into messages of about
+    ``MESSAGE_TARGET`` bytes, names compressed within each message."""
+    question_size = sum(len(label) + 1 for label in zone.origin) + 1 + 4
+    messages: list[tuple[bytes, int]] = []
+    base = 12 + question_size
+    out, names, count = bytearray(base), {}, 0
+    for record in zone_records(zone):
+        mark = len(out)
+        write_record(out, names, record)
+        if len(out) > MESSAGE_LIMIT - RESERVE:
+            if count == 0:
+                raise ValueError(f"a record of {to_text(zone.origin)} does not fit a message")
+            del out[mark:]
+            messages.append((bytes(out[base:]), count))
+            base = 12
+            out, names, count = bytearray(base), {}, 0
+            write_record(out, names, record)
+        count += 1
+        if len(out) >= MESSAGE_TARGET:
+            messages.append((bytes(out[base:]), count))
+            base = 12
+            out, names, count = bytearray(base), {}, 0
+    if count:
+        messages.append((bytes(out[base:]), count))
+    return CompiledZone(question_size, tuple(messages))
+
+
+def compiled_messages(
+    query: Query, compiled: CompiledZone, opt: bytes, outcome: Outcome
+) -> Iterator[bytes]:
+    """The messages of a compiled zone for this request: a header, the question in the
+    first, the records' bytes, the OPT record."""
+    flags = answer.flags_word(query.flags, Rcode.NOERROR, aa=True)
+    additional = 1 if opt else 0
+    first = True
+    for records, count in compiled.messages:
+        head = _HEADER.pack(query.id, flags, 1 if first else 0, count, 0, additional)
+        outcome.records += count
+        yield head + (query.question if first else b"") + records + opt
+        first = False
 
 
 def zone_records(zone: Zone, soa_only: bool = False) -> Iterator[Rec]:
@@ -197,17 +276,12 @@ def _write(out: bytearray, names: dict, record: Rec | bytes) -> None:
 
 
 def _start(query: Query, first: bool) -> tuple[bytearray, dict, int]:
-    """A new message: room for the header, and in the first the question, against which
-    the zone's names compress."""
+    """A new message: room for the header, and in the first the question (the client's
+    bytes: the records do not compress against it, so they keep the zone's letter case)."""
     out = bytearray(12)
-    names: dict = {}
     if first:
-        offset = 12
-        for i, label in enumerate(query.qname):
-            names[query.qname[i:]] = offset
-            offset += len(label) + 1
         out += query.question
-    return out, names, 0
+    return out, {}, 0
 
 
 def _finish(out: bytearray, ident: int, flags: int, first: bool, count: int, opt: bytes) -> bytes:
@@ -293,12 +367,19 @@ class Transfers:
         records = self._records(query, wire, scoped, scope, snap, listener.tcp, outcome)
         opt = b"" if query.edns is None else opt_record(server_max, query.edns.do)
         if not listener.tcp:  # RFC 1995 §2: over UDP our SOA alone (up to date, or use TCP)
+            assert records is not WHOLE_ZONE
             message = next(_messages(query, records, opt, None, outcome))
             self.report(outcome)
             return message, Rcode.NOERROR  # the caller signs it
         signer = tsig.Signer(signed) if signed is not None else None
-        transfer = Transfer(query, records, outcome, self.report, signer, opt)
-        return transfer, Rcode.NOERROR
+        compiled = snap.transfer_zones.get((zone.origin, scope))
+        if records is WHOLE_ZONE and compiled and compiled.question_size == len(query.question):
+            messages = compiled_messages(query, compiled, opt, outcome)
+        else:
+            if records is WHOLE_ZONE:
+                records = zone_records(scoped)
+            messages = _messages(query, records, opt, signer, outcome)
+        return Transfer(messages, outcome, self.report, signer), Rcode.NOERROR
 
     @staticmethod
     def _records(
@@ -308,7 +389,7 @@ class Transfers:
         client is up to date (and always over UDP), else the journal's steps from its
         serial when the journal reaches back to it, else the whole zone."""
         if query.qtype != RRType.IXFR:
-            return zone_records(zone)
+            return WHOLE_ZONE
         theirs = client_serial(wire)
         if theirs is not None and serial_at_least(theirs, zone.serial):
             outcome.result = "up_to_date"
@@ -319,7 +400,7 @@ class Transfers:
         journal = getattr(snap, "journal", None)
         steps = Journal(journal).differences(zone, scope, theirs) if journal else None
         if steps is None:
-            return zone_records(zone)  # RFC 1995 §4: the whole zone, as AXFR sends it
+            return WHOLE_ZONE  # RFC 1995 §4: the whole zone, as AXFR sends it
         outcome.result = "incremental"
         return ixfr_records(zone, steps)
 

@@ -502,3 +502,36 @@ def test_the_server_starts_without_importing_dnspython():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_sending_a_transfer_writes_no_record_the_messages_are_compiled_at_load(
+    tmp_path, monkeypatch
+):
+    """A transfer that wrote each record as it was sent held the event loop some 3 ms a
+    message, so UDP queries waited (p99 during a transfer 10-50x idle, bench/axfr.py). The
+    zone's messages are written when the configuration loads; sending one copies bytes."""
+    zone = ZONE + "".join(f"h{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(3000))
+    handler = make_handler(write_config(tmp_path, zone=zone))
+    whole = records(read_all(*transfer(handler, key="xfr"), "xfr"))
+
+    def no_writing(*_args):
+        raise AssertionError("a record written while the transfer is sent")
+
+    monkeypatch.setattr("dnspol.transfer.write_record", no_writing)
+    for key in ("xfr", "internal"):  # the default scope, and the scope a key maps to
+        query, out = transfer(handler, key=key)
+        messages = read_all(query, out, key)
+        assert len(messages) > 2
+        if key == "xfr":
+            assert records(messages) == whole
+
+
+def test_a_transfer_keeps_the_letter_case_of_the_question(handler):
+    """The question is the client's, byte for byte (RFC 5936 §2.2.1); the records are
+    the zone's, whatever case the question had."""
+    query, wire = request(zone="ExAmPle.CoM", key="xfr")
+    out = handler.handle(wire, PEER, TCP)
+    messages = read_all(query, out, "xfr")
+    assert messages[0].question[0].name.to_text() == "ExAmPle.CoM."
+    assert {name for name, _, _ in records(messages)} >= {"example.com.", "www.example.com."}
+    assert all(rrset.name.to_text().islower() for m in messages for rrset in m.answer)

@@ -76,6 +76,12 @@ class TransferPolicy:
                 return TransferDecision(rule.action, rule.name)
         return DEFAULT_DENY
 
+    def may_allow(self, zone: Name) -> bool:
+        """Whether some rule could allow a transfer of ``zone`` (its transfer messages
+        are then compiled at load, ``dnspol.transfer.compile_transfers``)."""
+        rules = self._server + self._zones.get(zone, ())
+        return any(rule.action is TransferAction.ALLOW for rule in rules)
+
     def explain(self, facts: QueryFacts) -> list[str]:
         """Why each rule did or did not match, in order (for tests and logs)."""
         ctx = Context(facts, trusted_ecs=False)

@@ -68,8 +68,8 @@ log = logging.getLogger("dnspol.tcp")
 WRITE_HIGH = 64 * 1024  # unsent answers past which no more are made and reading pauses
 WRITE_LOW = 16 * 1024  # ... until they drain below this
 # a zone transfer writes about this much between two turns of the event loop: one
-# message (``dnspol.transfer.MESSAGE_TARGET``), some 3 ms of work, is what another
-# client's query may wait behind it
+# message (``dnspol.transfer.MESSAGE_TARGET``), compiled at load, so copying it and its
+# TSIG are all another client's query may wait behind
 TRANSFER_BATCH = 16 * 1024
 # connections the kernel completes before we accept them. asyncio listens again with the
 # number of connections it accepts per pass of its loop; left at that (100), a connection
