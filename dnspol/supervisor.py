@@ -258,6 +258,8 @@ class Generation:
         _stop_all(self.members)
         for member in self.members:
             self.host.files.retire(member.key)
+        if os.getppid() != self.host.pid:  # the supervisor was killed: no one else will
+            shutil.rmtree(self.host.workdir, ignore_errors=True)
         return 0
 
     def _on_stop(self, _signum, _frame) -> None:
@@ -330,6 +332,7 @@ class Supervisor:
         self.reload_wanted = False
         self.files_in_use: tuple[str, ...] = ()
         self.workdir = Path(tempfile.mkdtemp(prefix="dnspol-workers-"))
+        self.pid = os.getpid()  # a generation whose parent is no longer this was orphaned
         self.files = metrics.WorkerFiles(self.workdir)
         self.resolved: list[tuple[str, int]] = []
         self.slots: list[list[SocketPair]] = []

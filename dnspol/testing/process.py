@@ -285,6 +285,9 @@ class Server:
             p for p in (package_root, env.get("PYTHONPATH", "")) if p
         )
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # the supervisor's work directory inside ours: removed with it even when the
+        # server had to be killed outright (stop's last resort)
+        env.setdefault("TMPDIR", str(self.workdir))
         in_main = threading.current_thread() is threading.main_thread()
         preexec = (_die_with_parent_preexec(os.getpid()) if in_main else None) or _hold_signals
         began = time.monotonic()

@@ -209,8 +209,9 @@ def serve_deployed(workdir: Path, *args: str, timeout: float = 60.0) -> tuple[Po
     ready = workdir / "ready"
     argv = [sys.executable, "-m", "dnspol", "serve", *args]
     argv += ["--listen", "127.0.0.1:0", "--ready-file", str(ready)]
+    env = {**os.environ, "TMPDIR": str(workdir)}  # a server killed outright leaves nothing
     with open(workdir / "log", "w") as log:
-        proc = Popen(argv, stdout=log, stderr=STDOUT, start_new_session=True)
+        proc = Popen(argv, stdout=log, stderr=STDOUT, start_new_session=True, env=env)
     deadline = time.monotonic() + timeout
     while not ready.exists():
         assert proc.poll() is None, (workdir / "log").read_text()

@@ -203,3 +203,26 @@ def test_sigterm_while_a_reload_loads_stops_at_once_and_answers_meanwhile(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_a_supervisor_killed_outright_leaves_no_work_directory(tmp_path) -> None:
+    """SIGKILL to the supervisor (the OOM killer, ``kill -9``): its generation and workers
+    follow it (PR_SET_PDEATHSIG), and the last of them removes the work directory the
+    supervisor would have removed, so /tmp does not fill with ``dnspol-workers-*``."""
+    from itkit import process_tree, wait_gone
+
+    zone = tmp_path / "example.zone"
+    zone.write_text("$ORIGIN example.\n$TTL 60\n@ SOA ns h 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n")
+    # serve_deployed sets TMPDIR to tmp_path: the server's work directory is made there
+    proc, _, _ = serve_deployed(tmp_path, "--zone", str(zone), "--workers", "2")
+    try:
+        below = process_tree(proc.pid)
+        assert len(below) >= 3  # the generation and 2 workers
+        assert list(tmp_path.glob("dnspol-workers-*"))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert wait_gone(below) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert list(tmp_path.glob("dnspol-workers-*")) == []
