@@ -202,8 +202,8 @@ FAMILIES = {
             "dnspol_notify_total",
             "counter",
             "NOTIFY messages to secondaries, by zone and result: sent (each try), acked, "
-            "failed (given up, or answered with an error). Counted by a single server "
-            "process; with several workers the generation sends them and logs them only.",
+            "failed (given up, or answered with an error). Sent and counted by the one "
+            "server process, or with several workers by the generation that loaded the zones.",
             ("zone", "result"),
         ),
         Family(
@@ -564,12 +564,7 @@ class Exporter:
 
     def write(self) -> None:
         assert self.path is not None
-        data = {"pid": os.getpid(), "time": time.time(), "ready": self.ready()}
-        data["totals"] = self.totals().to_json()
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(data, fh, separators=(",", ":"))
-        os.replace(tmp, self.path)
+        write_totals(self.path, self.totals(), self.ready())
 
     def _read_server(self, out: Totals) -> None:
         server = self.server
@@ -642,6 +637,23 @@ class WorkerFiles:
                 if data is not None:
                     out.merge(Totals.from_json(data.get("totals", {})))
         return out
+
+
+def write_totals(path: str | os.PathLike[str], totals: Totals, ready: bool = True) -> None:
+    """A process's totals file, which ``WorkerFiles`` adds up: written whole, then renamed."""
+    data = {"pid": os.getpid(), "time": time.time(), "ready": ready, "totals": totals.to_json()}
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+def notify_totals(counts: dict) -> Totals:
+    """``dnspol.notify.Notifier.counts`` as totals (a generation's NOTIFYs)."""
+    out = Totals()
+    for labels, count in counts.items():
+        out.add("dnspol_notify_total", labels, count)
+    return out
 
 
 def _read_json(path: Path) -> dict | None:

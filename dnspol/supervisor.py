@@ -55,6 +55,7 @@ from typing import Any
 from dnspol import __version__, control, health, logs, metrics, notify, sdnotify, signals
 from dnspol.errors import ConfigError
 from dnspol.handover import Baton, Turn
+from dnspol.metrics import notify_totals
 from dnspol.server import (
     STARTED_NS,
     WATCH_INTERVAL,
@@ -217,6 +218,11 @@ class Generation:
     def ready_file(self) -> Path:
         return self.host.workdir / f"generation-{self.number}.ready"
 
+    @property
+    def notify_key(self) -> str:
+        """Names this generation's totals file (its NOTIFY counts) beside its workers'."""
+        return f"{self.number}.notify"
+
     def run(self, snapshot: Snapshot | None) -> int:
         """Load (unless handed a snapshot), fork the workers, keep them running."""
         logs.set_origin("generation", self.number)
@@ -242,6 +248,7 @@ class Generation:
         files = json.dumps(list(snapshot.files))
         # this generation tells secondaries of new serials (RFC 1996), once it answers
         notifier = notify.Notifier(record=self.host.workdir / "notified.json")
+        counted: dict = {}  # the NOTIFY counts last written for the metrics
         while not self.stopping:
             time.sleep(TICK)
             self._restart_dead(snapshot)
@@ -254,10 +261,14 @@ class Generation:
             if listening:  # after the ready file: recording the journal may take seconds
                 notifier.follow(snapshot)
             notifier.tick()
+            if self.host.metrics_listen is not None and notifier.counts != counted:
+                counted = dict(notifier.counts)
+                metrics.write_totals(self.host.files.path(self.notify_key), notify_totals(counted))
         self.ready_file.unlink(missing_ok=True)
         _stop_all(self.members)
         for member in self.members:
             self.host.files.retire(member.key)
+        self.host.files.retire(self.notify_key)  # its counts stay in the sums
         if os.getppid() != self.host.pid:  # the supervisor was killed: no one else will
             shutil.rmtree(self.host.workdir, ignore_errors=True)
         return 0

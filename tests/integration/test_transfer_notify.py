@@ -66,3 +66,41 @@ def test_workers_notify_once_per_new_serial(tmp_path):
         stop_process(proc)
         secondary.close()
     assert "NOTIFY example.com. serial 2 to 127.0.0.1" in (tmp_path / "log").read_text()
+
+
+def test_workers_count_notifies_in_the_metrics(tmp_path):
+    """With several workers the generation process sends the NOTIFYs; its counts reach
+    /metrics like the workers' (they were only logged)."""
+    import urllib.request
+
+    secondary = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    secondary.bind(("127.0.0.1", 0))
+    port = secondary.getsockname()[1]
+    (tmp_path / "example.com.zone").write_text(ZONE.format(serial=1))
+    (tmp_path / "dnspol.yaml").write_text(
+        "zones:\n  example.com:\n    file: example.com.zone\n"
+        f"    notify: ['127.0.0.1:{port}']\n"
+        "server:\n  control: none\n  metrics: 127.0.0.1:0\n"
+    )
+    proc, _, _ = serve_deployed(
+        tmp_path, "--config", str(tmp_path / "dnspol.yaml"), "--workers", "2", "--no-watch"
+    )
+    try:
+        assert len(notifies(secondary, 15, wanted=1)) == 1
+        log = (tmp_path / "log").read_text()
+        address = next(
+            line.split("health on http://")[1].split("/")[0].split()[0]
+            for line in log.splitlines()
+            if "health on http://" in line
+        )
+        wanted = 'dnspol_notify_total{result="acked",zone="example.com."} 1.0'
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+            if wanted in text:
+                break
+            time.sleep(0.2)
+        assert wanted in text, [line for line in text.splitlines() if "notify" in line]
+    finally:
+        stop_process(proc)
+        secondary.close()
