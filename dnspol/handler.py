@@ -506,7 +506,7 @@ class Handler:
         TSIG error (BADKEY, BADSIG, BADTIME), or FORMERR for a malformed or misplaced
         TSIG record."""
         try:
-            verdict = tsig.check(wire, snap.keys)
+            verdict = tsig.check(wire, snap.transfer.keys)
         except Exception:  # noqa: BLE001 - whatever dnspython finds wrong in the record
             out = answer.error(query, Rcode.FORMERR, snap.udp_max_payload)
             return Answered(out, Rcode.FORMERR)

@@ -92,9 +92,10 @@ class Notifier:
         if not self.behind(snapshot):
             return
         self._snapshot = snapshot
-        if getattr(snapshot, "journal", None):
-            Journal(snapshot.journal).record_all(snapshot)
-        for origin, targets in getattr(snapshot, "notify", {}).items():
+        setup = snapshot.transfer
+        if setup.journal:
+            Journal(setup.journal).record_all(snapshot)
+        for origin, targets in setup.notify.items():
             zone = snapshot.zones.get(origin)
             if zone is None:
                 continue
@@ -132,7 +133,7 @@ class Notifier:
         ident = random.randrange(65536)
         while ident in self._pending:
             ident = random.randrange(65536)
-        wire = _message(zone, ident, snapshot.keys.get(target.key) if target.key else None)
+        wire = _message(zone, ident, snapshot.transfer.keys.get(target.key) if target.key else None)
         self._pending[ident] = _Pending(zone.origin, target, zone.serial, ident, wire)
 
     def _forget(self, origin: Name, target: NotifyTarget) -> None:
@@ -230,7 +231,7 @@ def _key(origin: Name, target: NotifyTarget) -> str:
 
 def _scoped_zone(snapshot, zone, target: NotifyTarget):  # noqa: ANN001, ANN202
     """The zone as the secondary receives it: its key's scope where the zone has it."""
-    key = snapshot.keys.get(target.key) if target.key else None
+    key = snapshot.transfer.keys.get(target.key) if target.key else None
     if key is None or key.scope is None:
         return zone
     return snapshot.variants.get((zone.origin, key.scope), zone)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from dnspol.answers import AnswerTables, compile_tables
@@ -21,9 +21,8 @@ from dnspol.policy.decide import Decider
 from dnspol.policy.transfers import TransferPolicy
 from dnspol.ratelimit import RateLimit
 from dnspol.settings import RUNTIME, RuntimeSettings, settings_of
-from dnspol.transfer import compile_transfers
+from dnspol.transfer import TransferSetup, compile_transfers
 from dnspol.transport.proxy import ProxyTrust
-from dnspol.tsig import TsigKey
 from dnspol.zones.model import Zone, ZoneSet
 
 
@@ -47,10 +46,8 @@ class Snapshot(RuntimeSettings):
     nsid: bytes = b""  # RFC 5001: given to queries that ask for it
     cookies: CookieConfig | None = None  # server cookies (``dnspol.cookies``); None: off
     dnstap: DnstapConfig | None = None  # read when the server starts (``dnspol.dnstap``)
-    keys: Mapping[str, TsigKey] = field(default_factory=lambda: MappingProxyType({}))  # TSIG
-    transfers: TransferPolicy = field(default_factory=TransferPolicy)  # default: refuse all
-    notify: Mapping[Name, tuple] = field(default_factory=lambda: MappingProxyType({}))  # NOTIFY
-    journal: str | None = None  # the IXFR journal's directory (``dnspol.journal``)
+    # TSIG keys, transfer rules, NOTIFY targets, the journal; compiled zones added below
+    transfer: TransferSetup = field(default_factory=TransferSetup)
 
     has_rules: bool = field(init=False)  # False: no policy to evaluate, ever
     proxied: bool = field(init=False)  # True: some peers may send PROXY v2 headers
@@ -58,8 +55,6 @@ class Snapshot(RuntimeSettings):
     tables: AnswerTables = field(init=False, compare=False, repr=False)
     # the rules compiled to lookups (``dnspol.policy.decide``); None without rules
     decider: Decider | None = field(init=False, compare=False, repr=False)
-    # the whole-zone transfer messages of the zones a rule may transfer (``dnspol.transfer``)
-    transfer_zones: Mapping = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # plain attributes, not properties: both are read for every packet
@@ -68,8 +63,9 @@ class Snapshot(RuntimeSettings):
         object.__setattr__(self, "proxied", bool(self.proxy.networks))
         object.__setattr__(self, "tables", compile_tables(self.zones, self.variants))
         object.__setattr__(self, "decider", Decider.build(self.policy) if rules else None)
-        transfers = compile_transfers(self.zones, self.variants, self.transfers, self.keys)
-        object.__setattr__(self, "transfer_zones", MappingProxyType(transfers))
+        setup = self.transfer
+        compiled = compile_transfers(self.zones, self.variants, setup.policy, setup.keys)
+        object.__setattr__(self, "transfer", replace(setup, compiled=MappingProxyType(compiled)))
 
 
 class ServerState:
@@ -124,10 +120,12 @@ def snapshot_from_config(cfg) -> Snapshot:
         nsid=getattr(cfg, "nsid", b""),
         cookies=getattr(cfg, "cookies", None),
         dnstap=getattr(cfg, "dnstap", None),
-        keys=getattr(cfg, "keys", MappingProxyType({})),
-        transfers=getattr(cfg, "transfers", None) or TransferPolicy(),
-        notify=getattr(cfg, "notify", MappingProxyType({})),
-        journal=getattr(cfg, "journal", None),
+        transfer=TransferSetup(
+            keys=getattr(cfg, "keys", MappingProxyType({})),
+            policy=getattr(cfg, "transfers", None) or TransferPolicy(),
+            notify=getattr(cfg, "notify", MappingProxyType({})),
+            journal=getattr(cfg, "journal", None),
+        ),
     )
 
 

@@ -34,8 +34,9 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from dnspol import answer, tsig
 from dnspol.answers import opt_record
@@ -43,7 +44,8 @@ from dnspol.codes import Rcode, RRType
 from dnspol.journal import Difference, Journal
 from dnspol.names import Name, to_text
 from dnspol.packer import write_record
-from dnspol.policy.transfers import TransferAction, transfer_facts
+from dnspol.policy.transfers import TransferAction, TransferPolicy, transfer_facts
+from dnspol.tsig import TsigKey
 from dnspol.wire import Query, skip_name
 from dnspol.zones.model import Rec, Zone
 
@@ -134,6 +136,21 @@ class Transfer:
         while (message := self.next_message()) is not None:
             yield message
         self.finish("ok")
+
+
+@dataclass(frozen=True)
+class TransferSetup:
+    """What zone transfers, TSIG and NOTIFY read from a snapshot, as one attribute there
+    (``Snapshot.transfer``: the snapshot's attributes are read per packet and stay few)."""
+
+    keys: Mapping[str, TsigKey] = field(default_factory=lambda: MappingProxyType({}))
+    policy: TransferPolicy = field(default_factory=TransferPolicy)  # default: refuse all
+    notify: Mapping[Name, tuple] = field(default_factory=lambda: MappingProxyType({}))
+    journal: str | None = None  # the IXFR journal's directory (``dnspol.journal``)
+    # (zone, scope) -> whole-zone messages, filled by ``Snapshot`` (``compile_transfers``)
+    compiled: Mapping[tuple[Name, str], CompiledZone] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +367,7 @@ class Transfers:
         facts = transfer_facts(
             peer[0], listener.ip, query.qname, query.qtype, zone.origin, now, key
         )
-        decision = snap.transfers.decide(facts)
+        decision = snap.transfer.policy.decide(facts)
         outcome.rule = decision.rule
         if decision.action is not TransferAction.ALLOW:
             outcome.result = "dropped" if decision.action is TransferAction.DROP else "refused"
@@ -372,7 +389,7 @@ class Transfers:
             self.report(outcome)
             return message, Rcode.NOERROR  # the caller signs it
         signer = tsig.Signer(signed) if signed is not None else None
-        compiled = snap.transfer_zones.get((zone.origin, scope))
+        compiled = snap.transfer.compiled.get((zone.origin, scope))
         if records is WHOLE_ZONE and compiled and compiled.question_size == len(query.question):
             messages = compiled_messages(query, compiled, opt, outcome)
         else:
@@ -397,7 +414,7 @@ class Transfers:
         if not tcp:
             outcome.result = "use_tcp"
             return zone_records(zone, soa_only=True)
-        journal = getattr(snap, "journal", None)
+        journal = snap.transfer.journal
         steps = Journal(journal).differences(zone, scope, theirs) if journal else None
         if steps is None:
             return WHOLE_ZONE  # RFC 1995 §4: the whole zone, as AXFR sends it

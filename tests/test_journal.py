@@ -87,7 +87,7 @@ def handler_with_journal(tmp_path, body: str, serial: int) -> Handler:
         "transfers:\n  - name: all\n    action: allow\n"
     )
     snap = snapshot_from_config(load_config(str(tmp_path / "dnspol.yaml")))
-    Journal(snap.journal).record_all(snap)
+    Journal(snap.transfer.journal).record_all(snap)
     return Handler(ServerState(snap), Clock())
 
 
