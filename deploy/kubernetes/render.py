@@ -4,8 +4,9 @@
     python deploy/kubernetes/render.py --check  # exit 1 if either is out of date
 
 dnspol-config.yaml carries config/replica.yaml and every file of policies/ but the
-READMEs; dnsdist-config.yaml carries deploy/dnsdist.conf. A ConfigMap key cannot hold
-a "/", so policies/split-horizon/rules.yaml is the key
+READMEs and scripts (``*.py``): texts under ``data``, other files (a GeoIP database)
+base64 under ``binaryData``; dnsdist-config.yaml carries deploy/dnsdist.conf. A
+ConfigMap key cannot hold a "/", so policies/split-horizon/rules.yaml is the key
 ``policies__split-horizon__rules.yaml``, and the dnspol Deployment's volume puts it
 back at its path (``items``). tests/test_deploy_kubernetes.py checks that the
 ConfigMaps are what this script writes, and that the Deployment lists every key.
@@ -13,6 +14,7 @@ ConfigMaps are what this script writes, and that the Deployment lists every key.
 
 from __future__ import annotations
 
+import base64
 import sys
 from pathlib import Path
 
@@ -24,14 +26,32 @@ SEPARATOR = "__"  # stands for "/" in a key
 HEADER = "# Written by deploy/kubernetes/render.py from {sources}: edit them and run it.\n"
 
 
-def dnspol_files() -> dict[str, str]:
-    """Path inside the volume (relative to /etc/dnspol) → text."""
-    files = {"replica.yaml": (HERE / "config" / "replica.yaml").read_text()}
+def dnspol_files() -> dict[str, str | bytes]:
+    """Path inside the volume (relative to /etc/dnspol) → text, or bytes when not text."""
+    files: dict[str, str | bytes] = {"replica.yaml": (HERE / "config" / "replica.yaml").read_text()}
     policies = ROOT / "policies"
     for path in sorted(policies.rglob("*")):
-        if path.is_file() and path.name != "README.md":
-            files[f"policies/{path.relative_to(policies).as_posix()}"] = path.read_text()
+        if carried(path):
+            files[f"policies/{path.relative_to(policies).as_posix()}"] = _content(path)
     return files
+
+
+def carried(path: Path) -> bool:
+    """A file of policies/ the pods read: not a README, a script or a compiled script."""
+    return (
+        path.is_file()
+        and path.name != "README.md"
+        and path.suffix not in (".py", ".pyc")
+        and "__pycache__" not in path.parts
+    )
+
+
+def _content(path: Path) -> str | bytes:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
 
 
 def key_of(path: str) -> str:
@@ -42,15 +62,23 @@ def path_of(key: str) -> str:
     return key.replace(SEPARATOR, "/")
 
 
-def config_map(name: str, component: str, data: dict[str, str]) -> dict:
+def config_map(name: str, component: str, files: dict[str, str | bytes]) -> dict:
     labels = {"app.kubernetes.io/name": name.split("-")[0], "app.kubernetes.io/part-of": "dnspol"}
     labels["app.kubernetes.io/component"] = component
-    return {
+    out = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": name, "labels": labels},
-        "data": data,
+        "data": {key: value for key, value in files.items() if isinstance(value, str)},
     }
+    binary = {
+        key: base64.b64encode(value).decode()
+        for key, value in files.items()
+        if isinstance(value, bytes)
+    }
+    if binary:
+        out["binaryData"] = binary
+    return out
 
 
 def rendered() -> dict[str, str]:
