@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from dnspol import cookies, dnstap, ratelimit
+from dnspol.checks import Check, HealthBoard, compile_checks
 from dnspol.cookies import CookieConfig
 from dnspol.dnstap import DnstapConfig
 from dnspol.errors import ConfigError, ZoneError
@@ -48,7 +49,7 @@ from dnspol.zones.loader import ZoneLimits
 from dnspol.zones.model import Zone, ZoneSet
 
 DEFAULT_LISTEN: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
-TOP_KEYS = ("server", "subnets", "zones", "rules")
+TOP_KEYS = ("server", "subnets", "zones", "checks", "rules")
 # the server: keys with a shape of their own; the scalar ones are declared in dnspol.settings
 SHAPED_SERVER_KEYS = (
     "listen",
@@ -220,7 +221,8 @@ class _ConfigBuilder:
         server = self._server(top.get("server"), subnets)
         self.zone_limits = server.zone_limits()
         zones, variants, scopes = self._zones(top.get("zones"), root)
-        policy = self._policy(top.get("rules"), subnets, scopes, server)
+        checks = compile_checks(top.get("checks"), self.reader)
+        policy = self._policy(top.get("rules"), subnets, scopes, server, checks)
         self.problems[:] = sort_problems(self.problems)
         self.warnings[:] = sort_problems(self.warnings)
         if self.problems:
@@ -436,14 +438,19 @@ class _ConfigBuilder:
         subnets: Mapping[str, PrefixSet],
         scopes: Mapping[Name, frozenset[str]],
         server: _Server,
+        checks: tuple[Check, ...] = (),
     ) -> Policy:
-        source = RuleSource(subnets, scopes, zoneinfo.ZoneInfo(server.timezone))
+        by_name = {check.name: check for check in checks}
+        source = RuleSource(subnets, scopes, zoneinfo.ZoneInfo(server.timezone), checks=by_name)
         max_bytes = int(server.values["rule_file_max_bytes"])  # type: ignore[arg-type]
         compiler = RuleCompiler(source, self.reader, self.files, max_file_bytes=max_bytes)
         compiler.compile_list(node, self.base_dir)
         self.warnings.extend(source.warnings)
         self.warnings.extend(shadowed_rule_warnings(compiler.rules, bool(server.trusted_resolvers)))
-        return Policy(compiler.rules, server.trusted_resolvers)
+        board = None
+        if checks and not self.problems:  # shared memory: only for a configuration that loads
+            board = HealthBoard(checks, int(server.values["health_ttl"]))  # type: ignore[arg-type]
+        return Policy(compiler.rules, server.trusted_resolvers, health=board)
 
 
 _LOCATION = re.compile(r"^(?:warning: )?(?P<file>[^\n]*?):(?P<line>\d+): ")

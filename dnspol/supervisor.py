@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from dnspol import control, health, metrics, signals
+from dnspol.checker import Checker
 from dnspol.errors import ConfigError
 from dnspol.handover import Baton, Turn
 from dnspol.server import (
@@ -185,6 +186,14 @@ def fork_process(main: Callable[[Any], int], arg: Any, inherited: list) -> Child
         os._exit(code)
 
 
+FORCED_FILE = "health-forced.json"  # ``dnspol ctl set-health``: check name → "up" | "down"
+
+
+def checks_state_path(workdir: Path, number: int) -> Path:
+    """Where a generation's checker writes its checks' states (``dnspol ctl status``)."""
+    return Path(workdir) / f"checks-{number}.json"
+
+
 BAD_CONFIGURATION = 3  # a generation's exit status: its files did not load
 RELOAD_TIMEOUT = DEFAULTS.reload_timeout  # loading plus starting; server.reload_timeout
 
@@ -231,9 +240,12 @@ class Generation:
             log.info("loaded %s", describe(snapshot))
         report.loaded(snapshot)
         signal.signal(signal.SIGTERM, self._on_stop)
+        checker = self._checker(snapshot)  # primed before the workers: they start informed
         gc.collect()
         gc.freeze()  # the loaded configuration: the collector would write to every object
         self.members = [self._start(slot, snapshot) for slot in range(self.host.count)]
+        if checker is not None:
+            checker.start()  # after the fork: the workers get no copy of its thread
         files = json.dumps(list(snapshot.files))
         while not self.stopping:
             time.sleep(TICK)
@@ -245,6 +257,8 @@ class Generation:
             elif not listening:
                 self.ready_file.unlink(missing_ok=True)
         self.ready_file.unlink(missing_ok=True)
+        if checker is not None:
+            checker.stop()
         _stop_all(self.members)
         for member in self.members:
             self.host.files.retire(member.key)
@@ -252,6 +266,23 @@ class Generation:
 
     def _on_stop(self, _signum, _frame) -> None:
         self.stopping = True
+
+    def _checker(self, snapshot: Snapshot) -> Checker | None:
+        """The configuration's health checks, run in this process for all its workers
+        (they read the board it writes: shared memory made when the files loaded)."""
+        board = getattr(snapshot.policy, "health", None)
+        if board is None:
+            return None
+        host = self.host
+        metrics_file = host.files.path(f"{self.number}.checks") if host.metrics_listen else None
+        checker = Checker(
+            board,
+            state_file=checks_state_path(host.workdir, self.number),
+            forced_file=host.workdir / FORCED_FILE,
+            metrics_file=metrics_file,
+        )
+        checker.prime()
+        return checker
 
     def _start(self, slot: int, snapshot: Snapshot) -> Member:
         host = self.host

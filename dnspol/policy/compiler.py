@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from dnslib import QTYPE
 
+from dnspol.checks import Check, unknown_check
 from dnspol.names import Name, from_text, is_subdomain, to_text
 from dnspol.policy.criteria import (
     ALWAYS,
@@ -29,6 +30,7 @@ from dnspol.policy.criteria import (
     Any,
     Criterion,
     FamilyIs,
+    HealthyIs,
     Not,
     QnameIs,
     QtypeIs,
@@ -51,6 +53,7 @@ MATCH_KEYS = (
     "qname",
     "qtype",
     "time",
+    "healthy",
     "any",
     "all",
     "not",
@@ -212,6 +215,7 @@ class RuleSource:
     scopes: Mapping[Name, frozenset[str]]  # zone origin → its scope names (with "default")
     default_tz: zoneinfo.ZoneInfo
     warnings: list[str] = field(default_factory=list)
+    checks: Mapping[str, Check] = field(default_factory=dict)  # ``checks:`` by name
 
 
 class RuleCompiler:
@@ -313,6 +317,9 @@ class RuleCompiler:
             enabled=enabled is not False,
             use_ecs=use_ecs,
             zones=action.zones,
+            failover=action.failover,
+            weight_checks=action.weight_checks,
+            check_names=action.check_names,
         )
 
     def _rule_name(self, node: Node | None) -> str | None:
@@ -366,6 +373,8 @@ class RuleCompiler:
         if zone is False:
             return None
         if answer.kind == "map":
+            if "failover" in answer.value:  # type: ignore[operator]
+                return self._failover(answer, zone)
             return self._weighted(answer, zone)
         scope = reader.text(answer, "answer")
         if scope is None or not self._scopes_exist((scope,), answer, zone):
@@ -399,7 +408,10 @@ class RuleCompiler:
         if not table:
             reader.problem(weights_node, "weighted needs at least one scope: weight")
         weights: list[tuple[str, float]] = []
-        for scope, weight_node in table.items():
+        checked: list[tuple[tuple[int, ...], tuple[str, ...]]] = []
+        for scope, member_node in table.items():
+            weight_node, slots, names = self._member(scope, member_node)
+            checked.append((slots, names))
             weight = reader.number(weight_node, f"weight of {scope!r}")
             if weight is not None and not 0 < weight < math.inf:
                 reader.problem(weight_node, f"weight of {scope!r} must be above 0, not {weight:g}")
@@ -413,7 +425,90 @@ class RuleCompiler:
         if not zones:
             reader.problem(node, f"no zone has every scope named here ({', '.join(scopes)})")
             return None
-        return _CompiledAction(Action.ANSWER, weights[0][0], tuple(weights), True, zones)
+        if not any(slots for slots, _ in checked):
+            checked = []
+        return _CompiledAction(
+            Action.ANSWER,
+            weights[0][0],
+            tuple(weights),
+            True,
+            zones,
+            weight_checks=tuple(slots for slots, _ in checked),
+            check_names=tuple(names for _, names in checked),
+        )
+
+    def _member(self, scope: str, node: Node) -> tuple[Node, tuple[int, ...], tuple[str, ...]]:
+        """A weighted member: ``scope: 3`` or ``scope: {weight: 3, check: NAME}``."""
+        if node.kind != "map":
+            return node, (), ()
+        entries = self.reader.mapping(
+            node, f"weighted member {scope!r}", ("weight", "check"), required=("weight",)
+        )
+        if not entries or "weight" not in entries:
+            return node, (), ()
+        slots, names = self._checks_named(entries["check"]) if "check" in entries else ((), ())
+        return entries["weight"], slots, names
+
+    def _checks_named(self, node: Node) -> tuple[tuple[int, ...], tuple[str, ...]]:
+        """Check names (one or a list) → their board slots; unknown names are problems."""
+        slots: list[int] = []
+        names: list[str] = []
+        known = self.source.checks
+        for name, item in self.reader.texts(node, "check"):
+            if name not in known:
+                self.reader.problem(item, unknown_check(name, known))
+                continue
+            slots.append(known[name].slot)
+            names.append(name)
+        return tuple(slots), tuple(names)
+
+    def _failover(self, node: Node, zone: Name | None) -> _CompiledAction | None:
+        """``answer: {failover: [{primary: web1}, {secondary: [web2, db2]}, dr]}``."""
+        reader = self.reader
+        entries = reader.mapping(node, "answer", ("failover",), required=("failover",))
+        if not entries:
+            return None
+        items = reader.sequence(entries["failover"], "failover", scalar_ok=False) or []
+        order: list[tuple[str, tuple[int, ...]]] = []
+        names: list[tuple[str, ...]] = []
+        before = len(reader.problems)
+        for item in items:
+            if item.kind == "map":
+                pairs = reader.mapping(item, "a failover item", None) or {}
+                if len(pairs) != 1:
+                    reader.problem(item, "a failover item is 'scope' or '{scope: check}'")
+                    continue
+                ((scope, checks_node),) = pairs.items()
+                slots, written = self._checks_named(checks_node)
+            else:
+                scope = reader.text(item, "a failover item") or ""
+                slots, written = (), ()
+            if scope and self._scopes_exist((scope,), item, zone):
+                order.append((scope, slots))
+                names.append(written)
+        if len(reader.problems) > before:
+            return None
+        if len(order) < 2 or not any(slots for _, slots in order):
+            reader.problem(
+                entries["failover"],
+                "failover needs two or more scopes, at least one with checks: "
+                "[{primary: CHECK}, secondary]",
+            )
+            return None
+        scopes = tuple(scope for scope, _ in order)
+        zones = self._zones_with(scopes, zone)
+        if not zones:
+            reader.problem(node, f"no zone has every scope named here ({', '.join(scopes)})")
+            return None
+        return _CompiledAction(
+            Action.ANSWER,
+            scopes[0],
+            (),
+            True,
+            zones,
+            failover=tuple(order),
+            check_names=tuple(names),
+        )
 
     def _scopes_exist(self, scopes: tuple[str, ...], node: Node, zone: Name | None) -> bool:
         known = self.source.scopes
@@ -476,6 +571,8 @@ class RuleCompiler:
             return self._qtype(node)
         if key == "time":
             return self._time(node)
+        if key == "healthy":
+            return self._healthy(node)
         if key == "not":
             inner = self.compile_match(node)
             return Not(inner) if inner is not None else None
@@ -493,6 +590,15 @@ class RuleCompiler:
             return None
         kind = All if key == "all" else Any
         return kind(tuple(children))  # type: ignore[arg-type]
+
+    def _healthy(self, node: Node) -> Criterion | None:
+        """``healthy: NAME`` (or a list: all of them up)."""
+        before = len(self.reader.problems)
+        slots, names = self._checks_named(node)
+        if not names or len(self.reader.problems) > before:
+            return None
+        leaves = tuple(HealthyIs(name, slot) for name, slot in zip(names, slots, strict=True))
+        return leaves[0] if len(leaves) == 1 else All(leaves)
 
     def _choices(self, node: Node, key: str, choices: tuple[str, ...]) -> list[str]:
         values = []
@@ -633,6 +739,9 @@ class _CompiledAction:
     weights: tuple[tuple[str, float], ...]
     use_ecs: bool  # the default for the rule: answers follow ECS, refuse/drop do not
     zones: frozenset[Name] | None
+    failover: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    weight_checks: tuple[tuple[int, ...], ...] = ()
+    check_names: tuple[tuple[str, ...], ...] = ()
 
 
 ALL_DAYS: frozenset[int] = frozenset(range(7))
