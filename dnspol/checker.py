@@ -23,11 +23,15 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import errno
+import heapq
 import json
 import logging
 import os
+import select
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Mapping
@@ -151,12 +155,19 @@ class Checker:
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
+        engine = None
         try:
+            tcp = [state for state in self.states.values() if state.check.kind == "tcp"]
+            if tcp:
+                engine = _TcpEngine(self, tcp, loop)
             for state in self.states.values():
-                loop.create_task(self._keep_probing(state))
+                if state.check.kind != "tcp":
+                    loop.create_task(self._keep_probing(state))
             loop.create_task(self._housekeeping())
             loop.run_forever()
         finally:
+            if engine is not None:
+                engine.close()
             for task in asyncio.all_tasks(loop):
                 task.cancel()
             with contextlib.suppress(Exception):
@@ -168,9 +179,7 @@ class Checker:
     async def _keep_probing(self, state: CheckState) -> None:
         check = state.check
         loop = asyncio.get_running_loop()
-        # spread the checks over their interval, so a thousand do not fire at once
-        offset = ((check.slot * 0.6180339887) % 1.0) * check.interval
-        due = loop.time() + offset
+        due = loop.time() + _offset(check)
         while not self._stopping.is_set():
             await asyncio.sleep(max(0.0, due - loop.time()))
             due += check.interval
@@ -186,13 +195,22 @@ class Checker:
                 error = await PROBES[check.kind](check)
         except TimeoutError:
             error = f"no answer in {check.timeout:g} s"
+        except ssl.SSLError as exc:
+            detail = getattr(exc, "verify_message", "") or exc.reason or str(exc)
+            error = f"TLS: {detail}"
         except OSError as exc:
-            error = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+            error = _os_error(exc)
         except Exception as exc:  # noqa: BLE001 - a probe's failure is a verdict, not a crash
             error = f"{type(exc).__name__}: {exc}"
         took = time.perf_counter() - began
         with self._lock:
             self._record(state, not error, error, took, first)
+
+    def tcp_result(self, state: CheckState, error: str, took: float) -> None:
+        """A TCP probe's outcome (``_TcpProbes``), recorded and published."""
+        with self._lock:
+            self._record(state, not error, error, took, False)
+        self._publish(state)
 
     def _record(self, state: CheckState, ok: bool, error: str, took: float, first: bool) -> None:
         state.probes += 1
@@ -332,6 +350,105 @@ def read_state_file(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         return []
 
 
+def _offset(check: Check) -> float:
+    """When in its interval a check first runs: spread by slot, so a thousand checks do not
+    fire at once."""
+    return ((check.slot * 0.6180339887) % 1.0) * check.interval
+
+
+class _TcpEngine:
+    """Every TCP check of a checker, as one batch on the loop rather than a coroutine
+    each: a heap of due probes looked at every ``TCP_TICK``, non-blocking connects
+    registered in an epoll of its own (whose descriptor the loop watches), ``SO_ERROR`` once
+    writable, and a reset instead of a FIN exchange. Per probe that is a few system calls
+    and no asyncio objects; ``await loop.sock_connect`` cost five times as much
+    (tests/test_checker.py measures a thousand checks a second)."""
+
+    def __init__(self, checker: Checker, states: list[CheckState], loop: asyncio.AbstractEventLoop):
+        self.checker = checker
+        self.loop = loop
+        self.epoll = select.epoll()
+        now = loop.time()
+        self.due = [(now + _offset(s.check), s.check.slot, s) for s in states]
+        heapq.heapify(self.due)
+        self.flying: dict[int, tuple[socket.socket, CheckState, float]] = {}
+        self.deadlines: list[tuple[float, int, socket.socket]] = []
+        loop.add_reader(self.epoll.fileno(), self.connected)
+        loop.call_soon(self.tick)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.epoll.fileno())
+        for sock, _, _ in self.flying.values():
+            sock.close()
+        self.epoll.close()
+
+    def tick(self) -> None:
+        if self.checker._stopping.is_set():
+            return
+        now = self.loop.time()
+        due = self.due
+        while due and due[0][0] <= now:
+            when, slot, state = due[0]
+            heapq.heapreplace(due, (when + state.check.interval, slot, state))
+            self.start(state)
+        deadlines = self.deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, fd, sock = heapq.heappop(deadlines)
+            flying = self.flying.get(fd)
+            if flying is not None and flying[0] is sock:
+                del self.flying[fd]
+                self.epoll.unregister(fd)
+                _, state, began = flying
+                self.finish(sock, state, began, f"no answer in {state.check.timeout:g} s")
+        wake = due[0][0] if due else now + 1.0
+        if deadlines:
+            wake = min(wake, deadlines[0][0])
+        self.loop.call_at(max(wake, now + TCP_TICK), self.tick)
+
+    def start(self, state: CheckState) -> None:
+        check = state.check
+        began = time.perf_counter()
+        try:
+            sock = _socket(check, socket.SOCK_STREAM)
+        except OSError as exc:
+            self.checker.tcp_result(state, _os_error(exc), 0.0)
+            return
+        code = sock.connect_ex((check.host, check.port))
+        if code != errno.EINPROGRESS:
+            self.finish(sock, state, began, os.strerror(code) if code else "")
+            return
+        fd = sock.fileno()
+        self.flying[fd] = (sock, state, began)
+        self.epoll.register(fd, select.EPOLLOUT)
+        heapq.heappush(self.deadlines, (self.loop.time() + check.timeout, fd, sock))
+
+    def connected(self) -> None:
+        for fd, _ in self.epoll.poll(0):
+            flying = self.flying.pop(fd, None)
+            if flying is None:
+                continue
+            self.epoll.unregister(fd)
+            sock, state, began = flying
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            self.finish(sock, state, began, os.strerror(code) if code else "")
+
+    def finish(self, sock: socket.socket, state: CheckState, began: float, error: str) -> None:
+        took = time.perf_counter() - began
+        if not error:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)  # no TIME_WAIT
+        sock.close()
+        self.checker.tcp_result(state, error, took)
+
+
+TCP_TICK = 0.005  # seconds: TCP probes due within this are started together
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends RST
+
+
+def _os_error(exc: OSError) -> str:
+    return os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+
+
 # --- probes: each returns "" when the target is healthy, else why not ----------------------
 
 
@@ -355,7 +472,9 @@ async def _connected(check: Check) -> socket.socket:
 
 
 async def probe_tcp(check: Check) -> str:
+    """The first round's TCP probe (``prime``); later rounds are ``_TcpProbes``."""
     sock = await _connected(check)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
     sock.close()
     return ""
 
