@@ -198,9 +198,11 @@ def _timing(entries: dict[str, Node], reader: Reader, what: str) -> dict:
             value = reader.integer(entries[key], f"{what}: {key}", minimum=1, maximum=100)
             if value is not None:
                 out[key] = value
-    if out.get("timeout", DEFAULT_TIMEOUT) > out.get("interval", DEFAULT_INTERVAL):
-        where = entries.get("timeout") or entries.get("interval")
-        reader.problem(where, f"{what}: timeout must not be longer than interval")  # type: ignore[arg-type]
+    interval = out.get("interval", DEFAULT_INTERVAL)
+    if "timeout" not in entries:
+        out["timeout"] = min(DEFAULT_TIMEOUT, interval)  # a probe ends before the next
+    elif out["timeout"] > interval:
+        reader.problem(entries["timeout"], f"{what}: timeout must not be longer than interval")
     if "source" in entries:
         source = reader.convert(entries["source"], f"{what}: source", _address)
         if source is not None:
