@@ -259,6 +259,7 @@ class Generation:
         self.ready_file.unlink(missing_ok=True)
         if checker is not None:
             checker.stop()
+            checks_state_path(self.host.workdir, self.number).unlink(missing_ok=True)
         _stop_all(self.members)
         for member in self.members:
             self.host.files.retire(member.key)

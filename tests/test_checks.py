@@ -370,3 +370,21 @@ def test_explain_shows_the_checks_a_decision_read(config) -> None:
     assert "decision: answer from scope 'internal', by rule 'www'; TTLs capped at 20s" in text
     page = str(config.policy.explain(facts("other.example.com"), random.Random()))
     assert "by rule 'outage-page'" in page and "- check web1 is down" in page
+
+
+def test_explain_probes_the_checks_or_takes_them_forced(tmp_path: Path) -> None:
+    from dnspol.explain import explain
+    from dnspol.state import snapshot_loader
+
+    snap = snapshot_loader(config=str(write(tmp_path, CONFIG)), zone_args=[])()
+    text = explain(snap, "www.example.com", "A", "192.0.2.99", when=WED_1000_BERLIN)
+    assert "checks (each probed once now):" in text
+    assert "  web1: down (tcp 127.0.0.1:9); last error: Connection refused" in text
+    assert "decision: answer from scope 'dr', by rule 'www'" in text  # every check down
+    forced = explain(
+        snap, "www.example.com", "A", "192.0.2.99", when=WED_1000_BERLIN, health={"web1": True}
+    )
+    assert "  web1: up (tcp 127.0.0.1:9), forced up by --health" in forced
+    assert "decision: answer from scope 'default', by rule 'www'" in forced
+    with pytest.raises(ValueError, match="no check 'nope'"):
+        explain(snap, "www.example.com", "A", "192.0.2.99", health={"nope": True})

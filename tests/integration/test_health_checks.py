@@ -250,3 +250,24 @@ def test_metrics_show_each_check(tmp_path: Path) -> None:
 def scrape(url: str) -> str:
     with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
         return response.read().decode()
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
+def test_a_forced_state_outlives_a_reload(tmp_path: Path, workers: int) -> None:
+    """A reload probes every check again before it serves, and keeps what was forced."""
+    target = TcpTarget("127.0.0.9").start()
+    config = write_config(tmp_path, f"{{kind: tcp, target: '{target.target}', interval: 1}}")
+    try:
+        with Server(config=config, extra_args=["--workers", str(workers)]) as srv:
+            srv.set_health("web", False)
+            srv.reload()
+            assert {www(srv)[0] for _ in range(50)} == {DR_ADDRESS}
+            state = srv.checks()["web"]
+            assert (state["forced"], state["probed"]) == ("down", "up")
+            srv.set_health("web", None)
+            assert www(srv)[0] == PRIMARY
+            target.stop()
+            srv.reload()  # the new configuration's first probe finds the target gone
+            assert {www(srv)[0] for _ in range(50)} == {DR_ADDRESS}
+    finally:
+        target.stop()
