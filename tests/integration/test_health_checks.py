@@ -222,22 +222,24 @@ def ctl(srv: Server, *words: str) -> str:
     return done.stdout
 
 
-def test_metrics_show_each_check(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
+def test_metrics_show_each_check(tmp_path: Path, workers: int) -> None:
+    """With workers the generation's checker writes its series to a file the supervisor
+    adds up (once a second): the scrape is polled until it shows the change."""
     target = TcpTarget("127.0.0.8").start()
     config = write_config(
         tmp_path, f"{{kind: tcp, target: '{target.target}', interval: 0.2, timeout: 0.1, fall: 1}}"
     )
+    args = ["--metrics-listen", "127.0.0.1:0", "--workers", str(workers)]
     try:
-        with Server(config=config, extra_args=["--metrics-listen", "127.0.0.1:0"]) as srv:
-            url = re.search(
-                r"metrics and health on (http://\S+) ", srv.wait_for_log("metrics")
-            ).group(1)
+        with Server(config=config, extra_args=args) as srv:
+            found = re.search(r"metrics and health on (http://\S+) ", srv.wait_for_log("metrics"))
+            url = found.group(1)  # type: ignore[union-attr]
             label = f'check="web",target="{target.target}"'
-            assert f"dnspol_health_check_up{{{label}}} 1.0" in scrape(url)
+            assert scraped(url, f"dnspol_health_check_up{{{label}}} 1.0")
             target.stop()
             seconds_until(srv, DR_ADDRESS, 1.0)
-            text = scrape(url)
-            assert f"dnspol_health_check_up{{{label}}} 0.0" in text
+            text = scraped(url, f"dnspol_health_check_up{{{label}}} 0.0")
             assert 'dnspol_health_check_transitions_total{check="web",to="down"} 1.0' in text
             count = re.search(
                 r'dnspol_health_check_duration_seconds_count\{check="web"\} (\S+)', text
@@ -245,6 +247,17 @@ def test_metrics_show_each_check(tmp_path: Path) -> None:
             assert count and float(count.group(1)) >= 2
     finally:
         target.stop()
+
+
+def scraped(url: str, line: str, seconds: float = 3.0) -> str:
+    """/metrics once it holds ``line`` (AssertionError with the last text if it never does)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        text = scrape(url)
+        if line in text or time.monotonic() > deadline:
+            assert line in text, text
+            return text
+        time.sleep(0.1)
 
 
 def scrape(url: str) -> str:
