@@ -24,16 +24,17 @@ from __future__ import annotations
 import mmap
 import re
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from dnspol.names import Name
 from dnspol.policy.yamlnodes import Node, Reader, did_you_mean
 
 KINDS = ("tcp", "http", "https", "dns")
 COMMON_KEYS = ("kind", "interval", "timeout", "rise", "fall", "source")
 KIND_KEYS = {
-    "tcp": ("target",),
+    "tcp": ("target", "records", "port"),
     "http": ("url", "status", "body", "host"),
     "https": ("url", "status", "body", "host", "verify"),
     "dns": ("server", "name", "type", "rcode", "answer"),
@@ -44,6 +45,7 @@ DEFAULT_TIMEOUT = 2.0
 DEFAULT_RISE = 2
 DEFAULT_FALL = 3
 MAX_CHECKS = 65536
+MAX_MEMBERS = 8  # addresses of one record-set check: each subset is compiled as a scope
 HEADER = 8  # the version counter
 
 
@@ -71,6 +73,7 @@ class Check:
     qtype: str = "A"  # dns: its type
     rcode: str = "NOERROR"  # dns: the rcode expected
     answer: str | None = None  # dns: a text an answer record must hold
+    group: str = ""  # a record-set check (``records:``) this member check belongs to
 
     @property
     def target(self) -> str:
@@ -131,17 +134,44 @@ class HealthBoard:
 # --- compiling ``checks:`` --------------------------------------------------------------------
 
 
-def compile_checks(node: Node | None, reader: Reader) -> tuple[Check, ...]:
-    """``checks:`` → checks, numbered in written order; every problem is recorded."""
+@dataclass(frozen=True, slots=True)
+class RecordSet:
+    """The A/AAAA record set a ``records:`` check watches, address by address."""
+
+    name: str  # the check's name; its members are checks named ``NAME@ADDRESS``
+    zone: Name
+    owner: Name
+    members: tuple[tuple[int, str], ...]  # (rtype, address text) in the zone's order
+    slots: tuple[int, ...]  # the members' board slots, in the same order
+
+    def scope(self, mask: int) -> str:
+        """The generated scope holding the members of ``mask`` (bit i: member i); all of
+        them is the default scope itself."""
+        if mask == (1 << len(self.members)) - 1:
+            return "default"
+        return f"{self.name}~{mask}"
+
+
+# finds the A/AAAA addresses of a name in the default scope: (zone, owner, members);
+# ValueError says why there are none
+AddressesOf = Callable[[str], tuple[Name, Name, list[tuple[int, str]]]]
+
+
+def compile_checks(
+    node: Node | None, reader: Reader, addresses_of: AddressesOf | None = None
+) -> tuple[tuple[Check, ...], dict[str, RecordSet]]:
+    """``checks:`` → checks, numbered in written order, with each record-set check
+    (``records:``) expanded into one check per address; every problem is recorded."""
     if node is None or node.is_null:
-        return ()
+        return (), {}
     entries = reader.mapping(node, "checks", None)
     if not entries:
-        return ()
+        return (), {}
     if len(entries) > MAX_CHECKS:
         reader.problem(node, f"at most {MAX_CHECKS} checks, not {len(entries)}")
-        return ()
+        return (), {}
     out: list[Check] = []
+    sets: dict[str, RecordSet] = {}
     for name, value in entries.items():
         if not CHECK_NAME.match(name):
             reader.problem(
@@ -151,9 +181,45 @@ def compile_checks(node: Node | None, reader: Reader) -> tuple[Check, ...]:
             )
             continue
         check = _check(name, value, reader, len(out))
-        if check is not None:
-            out.append(check)
-    return tuple(out)
+        if check is None:
+            continue
+        if check.group:
+            members = _record_set(check, value, reader, addresses_of, len(out))
+            if members is not None:
+                sets[name] = members[0]
+                out.extend(members[1])
+            continue
+        out.append(check)
+    return tuple(out), sets
+
+
+def _record_set(
+    check: Check, node: Node, reader: Reader, addresses_of: AddressesOf | None, slot: int
+) -> tuple[RecordSet, list[Check]] | None:
+    """A ``records:`` check: one member check per address of the record set."""
+    if addresses_of is None:
+        reader.problem(node, f"check {check.name!r}: records: needs the zones of a config")
+        return None
+    try:
+        zone, owner, addresses = addresses_of(check.group)
+    except ValueError as error:
+        reader.problem(node, f"check {check.name!r}: {error}")
+        return None
+    if len(addresses) > MAX_MEMBERS:
+        reader.problem(
+            node,
+            f"check {check.name!r}: {check.group} has {len(addresses)} addresses; at most "
+            f"{MAX_MEMBERS} (every subset of them is compiled as a scope)",
+        )
+        return None
+    members = [
+        replace(check, name=f"{check.name}@{address}", host=address, slot=slot + i)
+        for i, (_, address) in enumerate(addresses)
+    ]
+    record_set = RecordSet(
+        check.name, zone, owner, tuple(addresses), tuple(member.slot for member in members)
+    )
+    return record_set, members
 
 
 def _check(name: str, node: Node, reader: Reader, slot: int) -> Check | None:
@@ -174,7 +240,9 @@ def _check(name: str, node: Node, reader: Reader, slot: int) -> Check | None:
     before = len(reader.problems)
     timing = _timing(entries, reader, what)
     fields: dict = {"name": name, "kind": kind, "slot": slot, "where": node.where, **timing}
-    if kind == "tcp":
+    if kind == "tcp" and "records" in entries:
+        fields.update(_record_target(entries, reader, what))
+    elif kind == "tcp":
         fields.update(_tcp_target(entries, reader, what))
     elif kind in ("http", "https"):
         fields.update(_http(entries, reader, what, kind))
@@ -210,9 +278,30 @@ def _timing(entries: dict[str, Node], reader: Reader, what: str) -> dict:
     return out
 
 
+def _record_target(entries: dict[str, Node], reader: Reader, what: str) -> dict:
+    """``records: www.example.com`` with ``port: 443``: the addresses come later."""
+    if "target" in entries:
+        reader.problem(entries["target"], f"{what}: give 'target' or 'records', not both")
+        return {}
+    if "port" not in entries:
+        reader.problem(entries["records"], f"{what}: records: needs 'port:'")
+        return {}
+    port = reader.integer(entries["port"], f"{what}: port", minimum=1, maximum=65535)
+    group = reader.text(entries["records"], f"{what}: records")
+    if port is None or group is None:
+        return {}
+    return {"host": "", "port": port, "group": group}
+
+
 def _tcp_target(entries: dict[str, Node], reader: Reader, what: str) -> dict:
     if "target" not in entries:
-        reader.problem(next(iter(entries.values())), f"{what} needs 'target: ADDRESS:PORT'")
+        reader.problem(
+            next(iter(entries.values())),
+            f"{what} needs 'target: ADDRESS:PORT' (or 'records: NAME' with 'port:')",
+        )
+        return {}
+    if "port" in entries:
+        reader.problem(entries["port"], f"{what}: 'port' goes with 'records'; write target:")
         return {}
     parsed = reader.convert(entries["target"], f"{what}: target", _host_port)
     return {} if parsed is None else {"host": parsed[0], "port": parsed[1]}

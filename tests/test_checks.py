@@ -135,7 +135,7 @@ def test_checks_compile_with_their_fields(config) -> None:
             "",
             "timeout must not be longer than interval",
         ),
-        ("web: {kind: tcp, target: 1.2.3.4:80, port: 5}", "", "unknown key 'port' in check 'web'"),
+        ("web: {kind: tcp, target: 1.2.3.4:80, port: 5}", "", "'port' goes with 'records'"),
         ("web: {kind: http, url: http://www.example.com/}", "", "give the address"),
         ("web: {kind: https, url: http://1.2.3.4/}", "", "must start with https://"),
         ("web: {kind: dns, server: 1.2.3.4, name: x., type: BOGUS}", "", "unknown type 'BOGUS'"),
@@ -388,3 +388,141 @@ def test_explain_probes_the_checks_or_takes_them_forced(tmp_path: Path) -> None:
     assert "decision: answer from scope 'default', by rule 'www'" in forced
     with pytest.raises(ValueError, match="no check 'nope'"):
         explain(snap, "www.example.com", "A", "192.0.2.99", health={"nope": True})
+
+
+# --- record-set checks (``records:``, PowerDNS's ifportup) ------------------------------------
+
+MEMBERS_ZONE = """\
+$ORIGIN example.com.
+$TTL 300
+@    IN SOA ns1 hostmaster 1 3600 600 604800 300
+@    IN NS  ns1
+ns1  IN A   192.0.2.53
+www  IN A   192.0.2.1
+www  IN A   192.0.2.2
+www  IN A   192.0.2.3
+www  IN AAAA 2001:db8::1
+www  IN TXT "kept whatever the checks say"
+api  IN A   192.0.2.20
+"""
+MEMBERS_CONFIG = """\
+zones:
+  example.com:
+    file: example.com.zone
+    scopes:
+      sorry: {overlay: sorry.zone}
+checks:
+  www-443: {kind: tcp, records: www.example.com, port: 443, interval: 1}
+rules:
+  - name: www
+    zone: example.com
+    match: {qname: www.example.com, qtype: [A, AAAA]}
+    answer: {members: www-443}
+  - name: api
+    zone: example.com
+    match: {qname: api.example.com}
+    answer: {members: www-443, fallback: sorry}
+"""
+
+
+@pytest.fixture
+def members(tmp_path: Path):
+    (tmp_path / "example.com.zone").write_text(MEMBERS_ZONE)
+    (tmp_path / "sorry.zone").write_text("$TTL 60\napi IN A 203.0.113.9\nwww IN A 203.0.113.9\n")
+    return load_config(write(tmp_path, MEMBERS_CONFIG))
+
+
+def addresses(config, scope: str, name: str = "www.example.com") -> list[str]:
+    zone = config.variants[(ZONE, scope)]
+    node = zone.nodes[from_text(name)]
+    return sorted(str(rd) for rtype in (1, 28) if node.get(rtype) for rd in node.get(rtype).rdatas)
+
+
+def test_a_record_set_check_has_a_check_per_address(members) -> None:
+    board = members.policy.health
+    assert [(c.name, c.host, c.port) for c in board.checks] == [
+        ("www-443@192.0.2.1", "192.0.2.1", 443),
+        ("www-443@192.0.2.2", "192.0.2.2", 443),
+        ("www-443@192.0.2.3", "192.0.2.3", 443),
+        ("www-443@2001:db8::1", "2001:db8::1", 443),
+    ]
+    assert board.checks[3].target == "[2001:db8::1]:443"
+
+
+@pytest.mark.parametrize(
+    "down, www_answer, api_scope",
+    [
+        ((), ["192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::1"], "default"),
+        (("192.0.2.2",), ["192.0.2.1", "192.0.2.3", "2001:db8::1"], "www-443~13"),
+        (("192.0.2.1", "2001:db8::1"), ["192.0.2.2", "192.0.2.3"], "www-443~6"),
+        (
+            ("192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::1"),
+            ["192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::1"],  # none up: all of them
+            "sorry",  # or the fallback
+        ),
+    ],
+)
+def test_members_answers_the_healthy_addresses(members, down, www_answer, api_scope) -> None:
+    board = members.policy.health
+    for address in down:
+        board.set(board.by_name[f"www-443@{address}"].slot, False)
+    decision = members.policy.evaluate(facts("www.example.com"), random.Random())
+    assert addresses(members, decision.scope) == www_answer
+    assert decision.ttl_cap == 30  # the default health_ttl
+    txt = members.variants[(ZONE, decision.scope)].nodes[from_text("www.example.com")].get(16)
+    assert txt is not None  # the rest of the name is left alone
+    assert members.policy.evaluate(facts("api.example.com"), random.Random()).scope == api_scope
+
+
+def test_members_decider_equals_the_reference(members) -> None:
+    policy = members.policy
+    board = policy.health
+    decider = Decider.build(policy)
+    for states in itertools.product((True, False), repeat=4):
+        for check, up in zip(board.checks, states, strict=True):
+            board.set(check.slot, up)
+        for qname in ("www.example.com", "api.example.com", "ns1.example.com"):
+            f = facts(qname)
+            assert decide(decider, f) == policy.evaluate(f, random.Random(1)), (states, qname)
+
+
+def test_members_in_explain(members) -> None:
+    board = members.policy.health
+    board.set(board.by_name["www-443@192.0.2.2"].slot, False)
+    text = str(members.policy.explain(facts("www.example.com"), random.Random()))
+    assert "members: www-443 (healthy addresses of www.example.com.)" in text
+    assert "members: 192.0.2.1 up, 192.0.2.2 down, 192.0.2.3 up, 2001:db8::1 up" in text
+
+
+@pytest.mark.parametrize(
+    "check, answer, expected",
+    [
+        ("{kind: tcp, records: nope.example.com, port: 443}", "default", "has no A or AAAA"),
+        ("{kind: tcp, records: www.example.org, port: 443}", "default", "is in no served zone"),
+        ("{kind: tcp, records: www.example.com}", "default", "records: needs 'port:'"),
+        ("{kind: tcp, records: www.example.com, port: 1}", "{members: web}", "checks: www-443)"),
+        ("{kind: tcp, target: 192.0.2.1:1}", "{members: www-443}", "no check 'www-443' with rec"),
+        ("{kind: tcp, records: www.example.com, port: 1}", "{members: www-443, fallback: x}",
+         "has no scope 'x'"),
+    ],
+)  # fmt: skip
+def test_record_set_problems(tmp_path: Path, check: str, answer: str, expected: str) -> None:
+    (tmp_path / "example.com.zone").write_text(MEMBERS_ZONE)
+    text = (
+        "zones:\n  example.com: example.com.zone\n"
+        f"checks:\n  www-443: {check}\n"
+        f"rules:\n  - {{name: r, zone: example.com, answer: {answer}}}\n"
+    )
+    problems = check_config(write(tmp_path, text))
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_at_most_eight_members(tmp_path: Path) -> None:
+    many = "".join(f"www IN A 192.0.2.{i}\n" for i in range(1, 10))
+    (tmp_path / "example.com.zone").write_text(MEMBERS_ZONE.split("www")[0] + many)
+    text = (
+        "zones:\n  example.com: example.com.zone\n"
+        "checks:\n  w: {kind: tcp, records: www.example.com, port: 1}\n"
+    )
+    problems = check_config(write(tmp_path, text))
+    assert any("has 9 addresses; at most 8" in problem for problem in problems), problems

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from dnslib import QTYPE
 
-from dnspol.checks import Check, unknown_check
+from dnspol.checks import Check, RecordSet, unknown_check
 from dnspol.names import Name, from_text, is_subdomain, to_text
 from dnspol.policy.criteria import (
     ALWAYS,
@@ -216,6 +216,7 @@ class RuleSource:
     default_tz: zoneinfo.ZoneInfo
     warnings: list[str] = field(default_factory=list)
     checks: Mapping[str, Check] = field(default_factory=dict)  # ``checks:`` by name
+    record_sets: Mapping[str, RecordSet] = field(default_factory=dict)  # ``records:`` checks
 
 
 class RuleCompiler:
@@ -318,6 +319,7 @@ class RuleCompiler:
             use_ecs=use_ecs,
             zones=action.zones,
             failover=action.failover,
+            members=action.members,
             weight_checks=action.weight_checks,
             check_names=action.check_names,
         )
@@ -375,6 +377,8 @@ class RuleCompiler:
         if answer.kind == "map":
             if "failover" in answer.value:  # type: ignore[operator]
                 return self._failover(answer, zone)
+            if "members" in answer.value:  # type: ignore[operator]
+                return self._members(answer, zone)
             return self._weighted(answer, zone)
         scope = reader.text(answer, "answer")
         if scope is None or not self._scopes_exist((scope,), answer, zone):
@@ -461,6 +465,48 @@ class RuleCompiler:
             slots.append(known[name].slot)
             names.append(name)
         return tuple(slots), tuple(names)
+
+    def _members(self, node: Node, zone: Name | None) -> _CompiledAction | None:
+        """``answer: {members: CHECK, fallback: SCOPE}``: the record set the check watches,
+        cut down to its healthy addresses; none healthy: all of them, or the fallback."""
+        reader = self.reader
+        entries = reader.mapping(node, "answer", ("members", "fallback"), required=("members",))
+        if not entries or "members" not in entries:
+            return None
+        name = reader.text(entries["members"], "members")
+        if name is None:
+            return None
+        record_set = self.source.record_sets.get(name)
+        if record_set is None:
+            known = list(self.source.record_sets)
+            hint = (
+                did_you_mean(name, known) or f" (record-set checks: {', '.join(known) or 'none'})"
+            )
+            reader.problem(entries["members"], f"no check {name!r} with records:{hint}")
+            return None
+        if zone is not None and zone != record_set.zone:
+            reader.problem(
+                entries["members"],
+                f"check {name!r} watches {to_text(record_set.owner)}, which is not in zone "
+                f"{to_text(zone)}",
+            )
+            return None
+        fallback = "default"
+        if "fallback" in entries:
+            fallback = reader.text(entries["fallback"], "fallback") or "default"
+            if not self._scopes_exist((fallback,), entries["fallback"], record_set.zone):
+                return None
+        zones = frozenset({record_set.zone})
+        names = tuple(f"{name}@{address}" for _, address in record_set.members)
+        return _CompiledAction(
+            Action.ANSWER,
+            "default",
+            (),
+            True,
+            zones,
+            members=(record_set, fallback),
+            check_names=(names,),
+        )
 
     def _failover(self, node: Node, zone: Name | None) -> _CompiledAction | None:
         """``answer: {failover: [{primary: web1}, {secondary: [web2, db2]}, dr]}``."""
@@ -740,6 +786,7 @@ class _CompiledAction:
     use_ecs: bool  # the default for the rule: answers follow ECS, refuse/drop do not
     zones: frozenset[Name] | None
     failover: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    members: tuple[RecordSet, str] | None = None  # a record-set check and the fallback scope
     weight_checks: tuple[tuple[int, ...], ...] = ()
     check_names: tuple[tuple[str, ...], ...] = ()
 

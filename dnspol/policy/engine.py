@@ -74,11 +74,13 @@ class Rule:
     # weighted members' checks (board slots), in the order of ``weights``; empty: none
     weight_checks: tuple[tuple[int, ...], ...] = ()
     check_names: tuple[tuple[str, ...], ...] = ()  # per failover item or weight: as written
+    # ``members:``: the record-set check (``dnspol.checks.RecordSet``) and the fallback scope
+    members: tuple[object, str] | None = None
 
     @property
     def health_dependent(self) -> bool:
         """The scope answered depends on check verdicts (failover, checked weights)."""
-        return bool(self.failover) or any(self.weight_checks)
+        return bool(self.failover) or self.members is not None or any(self.weight_checks)
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -96,6 +98,11 @@ class Rule:
         return self.criteria.test(ctx)
 
     def describe_action(self) -> str:
+        if self.members is not None:
+            record_set, fallback = self.members
+            tail = "" if fallback == "default" else f", fallback {fallback}"
+            owner = to_text(record_set.owner)  # type: ignore[attr-defined]
+            return f"members: {record_set.name} (healthy addresses of {owner}{tail})"  # type: ignore[attr-defined]
         if self.failover:
             items = [
                 f"{scope} [{', '.join(names)}]" if names else scope
@@ -183,6 +190,30 @@ class Failover:
         return seen[1]
 
 
+class MembersPick:
+    """``members:``'s pick: the scope holding the record set's healthy addresses (all of
+    them: the default scope; none: the fallback). Worked out again only when the board
+    changes."""
+
+    __slots__ = ("record_set", "fallback", "board", "_seen")
+
+    def __init__(self, record_set, fallback: str, board) -> None:  # noqa: ANN001
+        self.record_set = record_set
+        self.fallback = fallback
+        self.board = board
+        self._seen: tuple[int, str] = (-1, "default")
+
+    def scope(self) -> str:
+        version = self.board.counter[0]
+        seen = self._seen
+        if seen[0] != version:
+            up = self.board.up
+            mask = sum(1 << i for i, slot in enumerate(self.record_set.slots) if up(slot))
+            pick = self.record_set.scope(mask) if mask else self.fallback
+            seen = self._seen = (version, pick)
+        return seen[1]
+
+
 class Policy:
     """Every rule, compiled and ordered; immutable once built."""
 
@@ -220,7 +251,7 @@ class Policy:
             {rule.name: self._choice(rule) for rule in active if rule.weights}
         )
         self._failovers = MappingProxyType(
-            {rule.name: Failover(rule.failover, health) for rule in active if rule.failover}
+            {rule.name: self._pick(rule) for rule in active if rule.failover or rule.members}
         )
         self._trusted = trusted_resolvers if trusted_resolvers is not None else PrefixSet()
         self.has_rules: bool = bool(active)
@@ -239,7 +270,12 @@ class Policy:
             return _HealthyWeightedChoice(rule.weights, rule.weight_checks, self.health)
         return _WeightedChoice(rule.weights)
 
-    def failover(self, rule_name: str) -> Failover | None:
+    def _pick(self, rule: Rule) -> Failover | MembersPick:
+        if rule.members is not None:
+            return MembersPick(rule.members[0], rule.members[1], self.health)
+        return Failover(rule.failover, self.health)
+
+    def failover(self, rule_name: str) -> Failover | MembersPick | None:
         """The failover pick of a ``failover:`` rule (``Decider`` reads it too)."""
         return self._failovers.get(rule_name)
 
@@ -389,7 +425,14 @@ def _why_not_here(rule: Rule, zone: Name | None) -> str:
 def _match_notes(rule: Rule, ctx: Context) -> tuple[str, ...]:
     notes = [rule.describe_action()]
     board = ctx.health
-    if board is not None and rule.health_dependent:
+    if board is not None and rule.members is not None:
+        record_set = rule.members[0]
+        verdicts = ", ".join(
+            f"{address} {'up' if board.up(slot) else 'down'}"
+            for (_, address), slot in zip(record_set.members, record_set.slots, strict=True)  # type: ignore[attr-defined]
+        )
+        notes.append(f"members: {verdicts}")
+    elif board is not None and rule.health_dependent:
         groups = rule.failover or tuple(zip(rule.scopes, rule.weight_checks, strict=True))
         for (scope, slots), names in zip(groups, rule.check_names, strict=True):
             if names:

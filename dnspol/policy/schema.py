@@ -93,6 +93,14 @@ _RULE = {
                 },
                 {
                     "type": "object",
+                    "description": "the record set a records: check watches, healthy "
+                    "addresses only; none healthy: all, or the fallback scope",
+                    "properties": {"members": _TEXT, "fallback": _TEXT},
+                    "required": ["members"],
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
                     "description": "the first scope whose checks are all up; none: the last",
                     "properties": {
                         "failover": {
@@ -205,6 +213,11 @@ def _check_kind(kind: str, required: list[str], properties: dict[str, Any]) -> d
 _CHECK = {
     "oneOf": [
         _check_kind("tcp", ["target"], {"target": _TEXT}),
+        _check_kind(
+            "tcp",
+            ["records", "port"],
+            {"records": _TEXT, "port": {"type": "integer", "minimum": 1, "maximum": 65535}},
+        ),
         _check_kind("http", ["url"], _HTTP_CHECK),
         _check_kind("https", ["url"], {**_HTTP_CHECK, "verify": {"type": "boolean"}}),
         _check_kind(
