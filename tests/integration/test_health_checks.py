@@ -284,3 +284,53 @@ def test_a_forced_state_outlives_a_reload(tmp_path: Path, workers: int) -> None:
             assert {www(srv)[0] for _ in range(50)} == {DR_ADDRESS}
     finally:
         target.stop()
+
+
+def test_members_answers_the_addresses_that_accept(tmp_path: Path) -> None:
+    """PowerDNS's ifportup: www's three addresses each checked on one port; the answer holds
+    those that accept, and all three when none does."""
+    hosts = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+    first = TcpTarget(hosts[0]).start()
+    targets = [first] + [TcpTarget(host, first.port).start() for host in hosts[1:]]
+    zone = ZONE.replace("www  IN A   192.0.2.10\n", "".join(f"www IN A {h}\n" for h in hosts))
+    (tmp_path / "example.com.zone").write_text(zone)
+    (tmp_path / "dnspol.yaml").write_text(
+        f"""\
+zones:
+  example.com: example.com.zone
+checks:
+  www-port: {{kind: tcp, records: www.example.com, port: {first.port}, interval: 0.3,
+              timeout: 0.2, fall: 1, rise: 1}}
+rules:
+  - name: www
+    zone: example.com
+    match: {{qname: www.example.com}}
+    answer: {{members: www-port}}
+"""
+    )
+
+    def answered() -> set[str]:
+        (rrset,) = srv.query("www.example.com").answer
+        return {rr.address for rr in rrset}
+
+    def becomes(expected: set[str]) -> None:
+        deadline = time.monotonic() + 0.3 + 1.0
+        while answered() != expected:
+            assert time.monotonic() < deadline, (answered(), expected)
+            time.sleep(0.02)
+
+    try:
+        with Server(config=tmp_path / "dnspol.yaml", extra_args=["--workers", "2"]) as srv:
+            assert answered() == set(hosts)
+            targets[1].stop()
+            becomes({hosts[0], hosts[2]})
+            targets[0].stop()
+            becomes({hosts[2]})
+            targets[2].stop()
+            becomes(set(hosts))  # none accepts: every address
+            targets[1].start()
+            becomes({hosts[1]})
+            assert srv.checks()[f"www-port@{hosts[0]}"]["last_error"] == "Connection refused"
+    finally:
+        for target in targets:
+            target.stop()
