@@ -526,3 +526,14 @@ def test_at_most_eight_members(tmp_path: Path) -> None:
     )
     problems = check_config(write(tmp_path, text))
     assert any("has 9 addresses; at most 8" in problem for problem in problems), problems
+
+
+def test_check_warns_of_a_rule_behind_the_same_health_test(tmp_path: Path) -> None:
+    text = CONFIG.split("rules:")[0] + textwrap.dedent("""\
+        rules:
+          - {name: first, zone: example.com, match: {healthy: web1}, answer: dr}
+          - {name: again, zone: example.com, match: {healthy: web1, qtype: A}, answer: internal}
+          - {name: other, zone: example.com, match: {healthy: web2}, answer: internal}
+        """)
+    warnings = check_config(write(tmp_path, text))
+    assert len(warnings) == 1 and "rule 'again'" in warnings[0], warnings
