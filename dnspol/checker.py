@@ -46,7 +46,7 @@ log = logging.getLogger("dnspol.checks")
 
 MAX_RESPONSE = 65536  # bytes of an HTTP answer read, at most (status line, headers, body)
 PRIME_GRACE = 0.5  # seconds beyond the longest timeout the first round may take
-FILE_INTERVAL = 1.0  # the state and metrics files are written this often, when changed
+FILE_INTERVAL = 1.0  # the state and metrics files are written this often (a new probe result)
 FORCED_POLL = 0.1  # how often the forced-states file is looked at (with workers)
 
 
@@ -109,7 +109,8 @@ class Checker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._dirty = True
+        self._dirty = True  # something to write to the files
+        self._changed = False  # a verdict changed: write within FORCED_POLL, not FILE_INTERVAL
         self._lock = threading.Lock()  # report() and force() from other threads
         for name, up in (forced or {}).items():
             if name in self.states:
@@ -242,7 +243,7 @@ class Checker:
         """The effective verdict onto the board (every worker sees it at once)."""
         if self.board.set(state.check.slot, state.effective):
             state.since = time.time()
-            self._dirty = True
+            self._dirty = self._changed = True
 
     # --- forcing ---------------------------------------------------------------------------
 
@@ -290,8 +291,9 @@ class Checker:
             await asyncio.sleep(FORCED_POLL)
             self._read_forced_file()
             now = time.monotonic()
-            if self._dirty and now - last_write >= FILE_INTERVAL:
+            if self._changed or (self._dirty and now - last_write >= FILE_INTERVAL):
                 last_write = now
+                self._changed = False
                 await asyncio.get_running_loop().run_in_executor(None, self._write_files)
 
     # --- reporting -------------------------------------------------------------------------
