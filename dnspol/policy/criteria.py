@@ -9,9 +9,11 @@ be reused:
   (``PrefixSet.scope_length``); the largest such length becomes the ECS SCOPE;
 - a time test notes when its verdict next flips; the earliest such instant becomes
   ``valid_until`` and the TTL cap.
+- a health test (``healthy:``) notes that a check was read: the TTLs are then capped at
+  ``server.health_ttl``.
 
 ``All``/``Any`` test their children cheapest first (plain facts, then addresses, then
-clocks) and stop at the first verdict, so a criterion that was never needed adds nothing to
+clocks, then health checks) and stop at the first verdict, so a criterion that was never needed adds nothing to
 the ECS scope or the TTL cap.
 """
 

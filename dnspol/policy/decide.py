@@ -26,6 +26,11 @@ decisions in front of it collapses on many clients. ``Decider`` is built once fr
   (``TimeIn.verdict``), computed at one instant and valid until the earliest flip; a query
   whose clock lies outside the epoch's [since, until) — later, or earlier after a clock step
   back — computes a new one;
+- health checks (``healthy:``) are leaves too, read from the epoch: an epoch also ends when
+  the health board's version counter moves (``dnspol.checks``), so a query reads one int
+  and a change of verdict is seen by the next query of every worker; ``failover:``,
+  ``members:`` and checked weights pick their scope from the board, again once per
+  version; a path that read a check caps the TTLs at ``health_ttl``;
 - decisions without a clock or an ECS scope are built once; with an ECS scope, once per
   scope length.
 

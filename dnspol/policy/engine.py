@@ -4,8 +4,9 @@ Processing order: the server-wide rules (no ``zone:``), then the rules of the qu
 each list in written order; the first enabled rule that matches decides. No match: answer
 from the zone's default scope.
 
-Evaluation is pure: the facts, the rules and the caller's ``random.Random`` decide everything,
-so tests (and ``dnspol explain``) replay a decision exactly.
+Evaluation is pure: the facts, the rules, the caller's ``random.Random`` and the health
+checks' verdicts (the policy's ``HealthBoard``, ``dnspol.checks``) decide everything, so tests
+(and ``dnspol explain``) replay a decision exactly.
 """
 
 from __future__ import annotations
