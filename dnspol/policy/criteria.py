@@ -13,8 +13,8 @@ be reused:
   ``server.health_ttl``.
 
 ``All``/``Any`` test their children cheapest first (plain facts, then addresses, then
-clocks, then health checks) and stop at the first verdict, so a criterion that was never needed adds nothing to
-the ECS scope or the TTL cap.
+clocks, then health checks) and stop at the first verdict, so a criterion that was never
+needed adds nothing to the ECS scope or the TTL cap.
 """
 
 from __future__ import annotations
