@@ -136,6 +136,9 @@ class Checker:
                 )
         for state in self.states.values():
             self._publish(state)
+            if not state.up:
+                log.warning("check %s (%s) starts down: %s", state.check.name,
+                            state.check.describe(), state.last_error)  # fmt: skip
 
     def start(self) -> Checker:
         """The checker thread (a daemon: it never holds the server up)."""
@@ -208,7 +211,7 @@ class Checker:
             self._record(state, not error, error, took, first)
 
     def tcp_result(self, state: CheckState, error: str, took: float) -> None:
-        """A TCP probe's outcome (``_TcpProbes``), recorded and published."""
+        """A TCP probe's outcome (``_TcpEngine``), recorded and published."""
         with self._lock:
             self._record(state, not error, error, took, False)
         self._publish(state)
