@@ -9,7 +9,9 @@ check; metrics, status and one log line per transition."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -336,3 +338,28 @@ rules:
     finally:
         for target in targets:
             target.stop()
+
+
+def test_a_restarted_worker_reads_the_same_board(tmp_path: Path) -> None:
+    """A worker forked again (its predecessor killed) while the checker thread runs in its
+    generation's process answers from the shared board like the others."""
+    target = TcpTarget("127.0.0.10").start()
+    config = write_config(tmp_path, f"{{kind: tcp, target: '{target.target}', interval: 0.5}}")
+    try:
+        with Server(config=config, extra_args=["--workers", "2"]) as srv:
+            before = [w["pid"] for w in srv.ctl("status")["workers"]]
+            os.kill(before[0], signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while True:
+                workers = srv.ctl("status")["workers"]
+                pids = [w["pid"] for w in workers]
+                if before[0] not in pids and all(w["state"] == "listening" for w in workers):
+                    break
+                assert time.monotonic() < deadline, workers
+                time.sleep(0.05)
+            srv.set_health("web", False)
+            assert {www(srv)[0] for _ in range(100)} == {DR_ADDRESS}
+            srv.set_health("web", None)
+            assert {www(srv)[0] for _ in range(100)} == {PRIMARY}
+    finally:
+        target.stop()
