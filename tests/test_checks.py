@@ -537,3 +537,15 @@ def test_check_warns_of_a_rule_behind_the_same_health_test(tmp_path: Path) -> No
         """)
     warnings = check_config(write(tmp_path, text))
     assert len(warnings) == 1 and "rule 'again'" in warnings[0], warnings
+
+
+def test_a_bare_failover_scope_is_checked_by_the_check_of_its_name(tmp_path: Path) -> None:
+    text = CONFIG.replace("  ns: {", "  internal: {kind: tcp, target: '127.0.0.1:9'}\n  ns: {")
+    text = text.replace("[{default: web1}, {internal: [web2, ns]}, dr]", "[internal, dr]")
+    config = load_config(write(tmp_path, text))
+    board = config.policy.health
+    rule = next(rule for rule in config.policy.rules if rule.name == "www")
+    assert rule.failover == (("internal", (board.by_name["internal"].slot,)), ("dr", ()))
+    assert config.policy.evaluate(facts("www.example.com"), random.Random()).scope == "internal"
+    set_board(board, internal=False)
+    assert config.policy.evaluate(facts("www.example.com"), random.Random()).scope == "dr"

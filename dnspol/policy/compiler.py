@@ -509,7 +509,9 @@ class RuleCompiler:
         )
 
     def _failover(self, node: Node, zone: Name | None) -> _CompiledAction | None:
-        """``answer: {failover: [{primary: web1}, {secondary: [web2, db2]}, dr]}``."""
+        """``answer: {failover: [{primary: web1}, {secondary: [web2, db2]}, dr]}``; a bare
+        scope name is checked by the check of the same name (``[primary, secondary, dr]``
+        with checks ``primary`` and ``secondary``), or by none."""
         reader = self.reader
         entries = reader.mapping(node, "answer", ("failover",), required=("failover",))
         if not entries:
@@ -526,9 +528,10 @@ class RuleCompiler:
                     continue
                 ((scope, checks_node),) = pairs.items()
                 slots, written = self._checks_named(checks_node)
-            else:
+            else:  # a bare scope: the check of the same name, if there is one
                 scope = reader.text(item, "a failover item") or ""
-                slots, written = (), ()
+                check = self.source.checks.get(scope)
+                slots, written = ((check.slot,), (scope,)) if check else ((), ())
             if scope and self._scopes_exist((scope,), item, zone):
                 order.append((scope, slots))
                 names.append(written)
