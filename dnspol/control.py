@@ -504,7 +504,7 @@ def zone_report(snapshot: Any) -> list[dict[str, Any]]:
     """Each zone's origin, serial, record count and scopes."""
     scopes: dict[str, list[str]] = {}
     for origin, scope in getattr(snapshot, "variants", {}):
-        if scope != "default":
+        if scope != "default" and "~" not in scope:  # not the ones members: checks make
             scopes.setdefault(_name_text(origin), []).append(scope)
     return [
         {
