@@ -424,6 +424,14 @@ class _Path(NamedTuple):
     scope_sets: tuple[tuple[AddressTable, AddressTable], ...]  # scope tables of the address
     # sets tested on the ECS address
     windows: tuple[int, ...]  # window criteria tested (indexes into the epoch)
+
+
+class _HealthPath(NamedTuple):
+    """A ``_Path`` of a policy with health checks (``HealthDecider``)."""
+
+    outcome: _Outcome | None
+    scope_sets: tuple[tuple[AddressTable, AddressTable], ...]
+    windows: tuple[int, ...]
     health: bool  # a check's verdict was read: the answer's TTLs are capped
 
 
@@ -446,6 +454,7 @@ class _Segment:
         "windows",
         "window_bits",
         "healths",
+        "health_aware",
         "leaf_sets",
         "scope_tables",
         "paths",
@@ -469,6 +478,7 @@ class _Segment:
         self.windows = tuple(leaves.windows)  # (leaf bit, window index)
         self.window_bits = sum(bit for bit, _ in leaves.windows)
         self.healths = tuple(leaves.healths)  # (leaf bit, board slot)
+        self.health_aware = builder.policy.health is not None  # paths for HealthDecider
         self.leaf_sets = leaves.sets  # leaf bit → its prefix set
         self.scope_tables = {  # leaf bit → the scope tables of its set, for ECS leaves
             bit: builder.scope_tables(prefixes)
@@ -504,7 +514,7 @@ class _Segment:
         kept = self.listeners[id(server)] = (server, lookup(self.server[bits == 128], value))
         return kept
 
-    def path(self, verdicts: int) -> _Path:
+    def path(self, verdicts: int) -> _Path | _HealthPath:
         path = self.paths.get(verdicts)
         if path is None:
             path = self._walk_rules(verdicts)
@@ -512,7 +522,7 @@ class _Segment:
                 self.paths[verdicts] = path
         return path
 
-    def _walk_rules(self, verdicts: int) -> _Path:
+    def _walk_rules(self, verdicts: int) -> _Path | _HealthPath:
         tested = 0
         matched = None
         for tree, outcome in zip(self.trees, self.outcomes, strict=True):
@@ -525,8 +535,10 @@ class _Segment:
             self.scope_tables[bit] for bit in self.leaf_sets if tested & self.ecs_bits & bit
         )
         windows = tuple(index for bit, index in self.windows if tested & bit)
+        if not self.health_aware:
+            return _Path(matched, scope_sets, windows)
         health = any(tested & bit for bit, _ in self.healths)
-        return _Path(matched, scope_sets, windows, health)
+        return _HealthPath(matched, scope_sets, windows, health)
 
 
 def _walk(node: tuple, verdicts: int) -> tuple[bool, int]:
@@ -741,7 +753,8 @@ class Decider:
             chain = builder.chain(zone)
             if chain != default_chain:
                 chains[zone] = chain
-        return cls(
+        kind = HealthDecider if policy.health is not None else cls
+        return kind(
             policy=policy,
             chains=chains,
             default_chain=default_chain,
@@ -779,6 +792,133 @@ class Decider:
         ``client``: the packet (or PROXY) source address as text, ``%scope`` allowed;
         ``ecs``: the query's ECS option data, already validated, or None.
         """
+        # the source address as an int, inline (a third of the cost of a decision)
+        if ":" in client:
+            cut = client.find("%")
+            if cut >= 0:
+                client = client[:cut]
+            value = _from_bytes(_inet_pton(_AF_INET6, client), "big")
+            wide = True
+            if value >> 32 == MAPPED_HIGH:
+                value &= 0xFFFFFFFF
+                wide = False
+        else:
+            value = _from_bytes(_inet_pton(_AF_INET, client), "big")
+            wide = False
+        # ECS, when the option has a SOURCE and the source is a trusted resolver
+        ecs_source = 0
+        if ecs is not None and ecs[2]:
+            top, shift = self.trusted[wide]
+            trusted = top[value >> shift]
+            if trusted.__class__ is _Bucket:
+                trusted = trusted[1][bisect_right(trusted[0], value) - 1]
+            if trusted:
+                ecs_source = ecs[2]
+                ecs_wide = ecs[1] != 1
+                ecs_at = _from_bytes(ecs[4:].ljust(16 if ecs_wide else 4, b"\x00"), "big")
+        scope_length = 0
+        next_change = INF
+        outcome = None
+        epoch = None
+        for hot in self.chains.get(zone, self.default_chain):
+            (
+                address,
+                ecs_bits,
+                servers,
+                transports,
+                families,
+                qtypes,
+                qnames,
+                slot,
+                paths,
+                segment,
+            ) = hot
+            if address is None:
+                verdicts = families[wide]
+            else:
+                top, shift = address[wide]
+                verdicts = top[value >> shift]
+                if verdicts.__class__ is _Bucket:
+                    verdicts = verdicts[1][bisect_right(verdicts[0], value) - 1]
+                verdicts |= families[wide]
+                if ecs_bits and ecs_source:
+                    top, shift = address[ecs_wide]
+                    at = top[ecs_at >> shift]
+                    if at.__class__ is _Bucket:
+                        at = at[1][bisect_right(at[0], ecs_at) - 1]
+                    verdicts = (verdicts & ~ecs_bits) | (at & ecs_bits)
+            if servers is not None:
+                kept = servers.get(id(server))
+                if kept is None or kept[0] is not server:
+                    kept = segment.server_verdicts(server)
+                verdicts |= kept[1]
+            if transports is not None:
+                verdicts |= transports.get(transport, 0)
+            if qtypes is not None:
+                verdicts |= qtypes.get(qtype, 0)
+            if qnames is not None:
+                verdicts |= _qname_verdicts(qnames, qname)
+            if slot >= 0:
+                epoch = self.clock.epoch
+                if not epoch.since <= now < epoch.until:
+                    epoch = self.clock.recompute(now)
+                verdicts |= epoch.open_bits[slot]
+            path = paths.get(verdicts)
+            if path is None:
+                path = segment.path(verdicts)
+            outcome, scope_sets, windows = path
+            if scope_sets and ecs_source:
+                for tables in scope_sets:
+                    top, shift = tables[ecs_wide]
+                    length = top[ecs_at >> shift]
+                    if length.__class__ is _Bucket:
+                        length = length[1][bisect_right(length[0], ecs_at) - 1]
+                    if length.__class__ is not int:  # outside the set: how far from it
+                        length = _distance_length(length, ecs_at, 128 if ecs_wide else 32)
+                    if length > scope_length:
+                        scope_length = length
+            if windows:
+                flips = epoch.flips  # type: ignore[union-attr]
+                for index in windows:
+                    if flips[index] < next_change:
+                        next_change = flips[index]
+            if outcome is not None:
+                break
+        if outcome is None:
+            outcome = self.default
+        elif outcome.choice is not None:
+            outcome = outcome.draw(rng)
+        if ecs_source:
+            ecs_scope = scope_length if scope_length < ecs_source else ecs_source
+            if next_change != INF:
+                return outcome.timed(now, next_change, ecs_scope)
+            decision = outcome.by_ecs_scope[ecs_scope]
+            return decision if decision is not None else outcome.with_ecs_scope(ecs_scope)
+        if next_change != INF:
+            return outcome.timed(now, next_change, None)
+        return outcome.plain
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class HealthDecider(Decider):
+    """The ``Decider`` of a policy with health checks (``Decider.build`` picks it): the same
+    walk, with the checks' verdicts folded into the epoch, ``failover:``/``members:`` picks,
+    and the TTL cap of a path that read a check. Kept apart so that a policy without checks
+    runs ``Decider.decide`` with none of it (each line there is paid per query)."""
+
+    def decide(
+        self,
+        client: str,
+        ecs: bytes | None,
+        server: IPAddress,
+        transport: str,
+        qname: Name,
+        qtype: int,
+        zone: Name | None,
+        now: float,
+        rng: random.Random,
+    ) -> Decision:
+        """``Decider.decide`` with health checks (see the class docstring)."""
         # the source address as an int, inline (a third of the cost of a decision)
         if ":" in client:
             cut = client.find("%")
