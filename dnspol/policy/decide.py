@@ -26,7 +26,8 @@ decisions in front of it collapses on many clients. ``Decider`` is built once fr
   (``TimeIn.verdict``), computed at one instant and valid until the earliest flip; a query
   whose clock lies outside the epoch's [since, until) — later, or earlier after a clock step
   back — computes a new one;
-- health checks (``healthy:``) are leaves too, read from the epoch: an epoch also ends when
+- with health checks (``HealthDecider``, so that a policy without them pays nothing),
+  ``healthy:`` tests are leaves too, read from the epoch: an epoch also ends when
   the health board's version counter moves (``dnspol.checks``), so a query reads one int
   and a change of verdict is seen by the next query of every worker; ``failover:``,
   ``members:`` and checked weights pick their scope from the board, again once per
