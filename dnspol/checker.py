@@ -187,6 +187,8 @@ class Checker:
         while not self._stopping.is_set():
             await asyncio.sleep(max(0.0, due - loop.time()))
             due += check.interval
+            if due <= loop.time():  # late by a whole interval: no catch-up burst
+                due = loop.time() + check.interval
             await self._probe_once(state)
             self._publish(state)
 
@@ -395,7 +397,12 @@ class _TcpEngine:
         due = self.due
         while due and due[0][0] <= now:
             when, slot, state = due[0]
-            heapq.heapreplace(due, (when + state.check.interval, slot, state))
+            # after a stall, the next probe is an interval from now: no burst of catch-ups
+            # (three quick failures would cross a fall of 3 on one short outage)
+            after = when + state.check.interval
+            heapq.heapreplace(
+                due, (after if after > now else now + state.check.interval, slot, state)
+            )
             self.start(state)
         deadlines = self.deadlines
         while deadlines and deadlines[0][0] <= now:
