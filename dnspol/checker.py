@@ -46,6 +46,7 @@ log = logging.getLogger("dnspol.checks")
 
 MAX_RESPONSE = 65536  # bytes of an HTTP answer read, at most (status line, headers, body)
 PRIME_GRACE = 0.5  # seconds beyond the longest timeout the first round may take
+PRIME_LIMIT = 5.0  # seconds a start or reload waits for first probes, at most (then: up)
 FILE_INTERVAL = 1.0  # the state and metrics files are written this often (a new probe result)
 FORCED_POLL = 0.1  # how often the forced-states file is looked at (with workers)
 
@@ -120,7 +121,8 @@ class Checker:
 
     def prime(self) -> None:
         """One probe of every check, all at once, before the configuration serves: the
-        starting verdicts (no hysteresis yet). Bounded by the longest timeout."""
+        starting verdicts (no hysteresis yet). Bounded by the longest timeout and by
+        ``PRIME_LIMIT``: a check whose first probe has not ended by then starts up."""
         if not self.states:
             return
         self._read_forced_file()
@@ -130,7 +132,7 @@ class Checker:
     async def _first_round(self) -> None:
         longest = max(state.check.timeout for state in self.states.values())
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(longest + PRIME_GRACE):
+            async with asyncio.timeout(min(longest + PRIME_GRACE, PRIME_LIMIT)):
                 await asyncio.gather(
                     *(self._probe_once(s, first=True) for s in self.states.values())
                 )

@@ -314,3 +314,18 @@ def test_a_thousand_checks_a_second_cost_under_five_percent_of_a_core() -> None:
     finally:
         acceptor.kill()
         acceptor.wait()
+
+
+def test_the_first_round_waits_five_seconds_at_most(monkeypatch) -> None:
+    """A start or reload is not held up by a slow first probe: past ``PRIME_LIMIT`` the
+    check starts up, and its own probes decide from then on."""
+    from dnspol import checker as module
+
+    monkeypatch.setattr(module, "PRIME_LIMIT", 0.3)
+    with TcpTarget("127.0.0.2", hang=True) as target:
+        check = Check("h", "http", target.host, target.port, interval=60, timeout=30)
+        checker = checker_of(check)
+        began = time.monotonic()
+        checker.prime()
+        assert time.monotonic() - began < 1.0
+        assert checker.board.up(0) and checker.states["h"].probes == 0
