@@ -112,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--time", metavar="ISO8601", help="the clock (default: now)")
     explain.add_argument("--tcp", action="store_true", help="as if over TCP")
     explain.add_argument("--seed", type=int, help="seed for weighted choices")
+    explain.add_argument(
+        "--health",
+        action="append",
+        default=[],
+        metavar="CHECK=up|down",
+        help="force a health check instead of probing it (repeatable)",
+    )
     explain.add_argument("name")
     explain.add_argument("qtype", nargs="?", default="A")
     explain.set_defaults(func=_cmd_explain)
@@ -121,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ctl = sub.add_parser(
         "ctl",
-        help="control a running server: status, reload, the test clock",
+        help="control a running server: status, reload, the test clock, health checks",
         description="Talk to a running 'dnspol serve' over its control socket. Exit 0: done; "
         "1: refused, or a reload rejected (its problems are printed, the old configuration "
         "keeps serving); 2: the server could not be reached.",
@@ -138,6 +145,11 @@ def _parser() -> argparse.ArgumentParser:
     set_time.add_argument("when", metavar="ISO8601|EPOCH")
     advance = actions.add_parser("advance", help="move the clock (--fake-time servers)")
     advance.add_argument("seconds", metavar="SECONDS", help="negative goes back")
+    set_health = actions.add_parser(
+        "set-health", help="force a health check up or down; auto: its probes decide again"
+    )
+    set_health.add_argument("check", metavar="CHECK")
+    set_health.add_argument("state", choices=("up", "down", "auto"))
     ctl.set_defaults(func=_cmd_ctl)
     for command in sub.choices.values():  # before or after the command, as people type it
         _add_log_args(command, argparse.SUPPRESS, argparse.SUPPRESS)
@@ -362,12 +374,24 @@ def _cmd_explain(args) -> int:
                 when,
                 args.tcp,
                 args.seed,
+                _health_args(args.health),
             )
         )
     except ValueError as exc:
         print(f"dnspol explain: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _health_args(items: list[str]) -> dict[str, bool]:
+    """``--health web=down`` → {"web": False}."""
+    out = {}
+    for item in items:
+        name, _, state = item.partition("=")
+        if state not in ("up", "down"):
+            raise ValueError(f"--health {item!r}: write CHECK=up or CHECK=down")
+        out[name] = state == "up"
+    return out
 
 
 def _cmd_schema(args) -> int:
@@ -386,6 +410,8 @@ def _cmd_ctl(args) -> int:
 
     path = os.path.abspath(args.control) if args.control else control.default_path()
     argument = getattr(args, "when", None) or getattr(args, "seconds", None)
+    if args.action == "set-health":
+        argument = f"{args.check} {args.state}"
     try:
         code, reply = control.run_command(path, args.action, argument, args.timeout)
     except ValueError as exc:

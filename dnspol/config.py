@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from dnspol import cookies, dnstap, ratelimit, tsig
+from dnspol.checks import Check, HealthBoard, RecordSet, compile_checks
+from dnspol.codes import RRType
 from dnspol.cookies import CookieConfig
 from dnspol.dnstap import DnstapConfig
 from dnspol.errors import ConfigError, ZoneError
@@ -41,7 +43,7 @@ from dnspol.policy.compiler import (
 from dnspol.policy.coverage import shadowed_rule_warnings
 from dnspol.policy.prefixes import PrefixSet, parse_prefix
 from dnspol.policy.schema import json_schema as _policy_json_schema
-from dnspol.policy.scopes import load_overlay, load_scope_file
+from dnspol.policy.scopes import load_overlay, load_scope_file, records_of
 from dnspol.policy.transfers import TransferCompiler, TransferPolicy
 from dnspol.policy.yamlnodes import Node, Reader, did_you_mean, read_yaml_file
 from dnspol.ratelimit import RateLimit
@@ -53,7 +55,7 @@ from dnspol.zones.loader import ZoneLimits
 from dnspol.zones.model import Zone, ZoneSet
 
 DEFAULT_LISTEN: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
-TOP_KEYS = ("server", "subnets", "regions", "zones", "rules", "keys", "transfers")
+TOP_KEYS = ("server", "subnets", "regions", "zones", "checks", "rules", "keys", "transfers")
 # the server: keys with a shape of their own; the scalar ones are declared in dnspol.settings
 SHAPED_SERVER_KEYS = (
     "listen",
@@ -238,7 +240,13 @@ class _ConfigBuilder:
         zones, variants, scopes = self._zones(top.get("zones"), root)
         if server.journal is not None:
             self._check_serials(server.journal, zones, variants)
-        policy = self._policy(top.get("rules"), subnets, scopes, server, regions)
+        checks, record_sets = compile_checks(
+            top.get("checks"), self.reader, lambda text: _addresses_of(text, zones)
+        )
+        variants.update(_member_scopes(record_sets, zones))
+        policy = self._policy(
+            top.get("rules"), subnets, scopes, server, regions, checks, record_sets
+        )
         keys = self._keys(top.get("keys"), scopes)
         transfers = self._transfers(top.get("transfers"), subnets, scopes, server, keys)
         notify = self._notify(top.get("zones"), keys)
@@ -472,8 +480,18 @@ class _ConfigBuilder:
         scopes: Mapping[Name, frozenset[str]],
         server: _Server,
         regions: Mapping[str, tuple[geoip.Term, ...]],
+        checks: tuple[Check, ...] = (),
+        record_sets: Mapping[str, RecordSet] | None = None,
     ) -> Policy:
-        source = RuleSource(subnets, scopes, zoneinfo.ZoneInfo(server.timezone), regions=regions)
+        by_name = {check.name: check for check in checks}
+        source = RuleSource(
+            subnets,
+            scopes,
+            zoneinfo.ZoneInfo(server.timezone),
+            regions=regions,
+            checks=by_name,
+            record_sets=record_sets or {},
+        )
         max_bytes = int(server.values["rule_file_max_bytes"])  # type: ignore[arg-type]
         compiler = RuleCompiler(source, self.reader, self.files, max_file_bytes=max_bytes)
         compiler.compile_list(node, self.base_dir)
@@ -481,7 +499,10 @@ class _ConfigBuilder:
         rules, _ = geoip.resolve(compiler.rules, server.geoip, self.reader, self.warnings)
         self.warnings.extend(source.warnings)
         self.warnings.extend(shadowed_rule_warnings(rules, bool(server.trusted_resolvers)))
-        return Policy(rules, server.trusted_resolvers)
+        board = None
+        if checks and not self.problems:  # shared memory: only for a configuration that loads
+            board = HealthBoard(checks, int(server.values["health_ttl"]))  # type: ignore[arg-type]
+        return Policy(rules, server.trusted_resolvers, health=board)
 
     # --- keys: and transfers: ----------------------------------------------------------------
 
@@ -599,6 +620,55 @@ class _ConfigBuilder:
         source = RuleSource(subnets, scopes, zoneinfo.ZoneInfo(server.timezone))
         compiler = TransferCompiler(source, self.reader, self.files, keys)
         return compiler.compile_transfers(node)
+
+
+def _addresses_of(
+    text: str, zones: Mapping[Name, Zone]
+) -> tuple[Name, Name, list[tuple[int, str]]]:
+    """A ``records:`` check's name → (its zone, the owner, its A and AAAA addresses in the
+    default scope). ValueError says why there are none."""
+    owner = _zone_origin(text)
+    if owner is None:
+        raise ValueError(f"records: {text!r} is not a domain name")
+    zone = next((zones[owner[i:]] for i in range(len(owner) + 1) if owner[i:] in zones), None)
+    if zone is None:
+        raise ValueError(f"records: {to_text(owner)} is in no served zone")
+    node = zone.nodes.get(owner)
+    found = [
+        (rtype, str(rdata))
+        for rtype in (RRType.A, RRType.AAAA)
+        for rdata in (node.get(rtype).rdatas if node is not None and node.get(rtype) else ())
+    ]
+    if not found:
+        raise ValueError(f"records: {to_text(owner)} has no A or AAAA records in its zone file")
+    return zone.origin, owner, found
+
+
+def _member_scopes(
+    record_sets: Mapping[str, RecordSet], zones: Mapping[Name, Zone]
+) -> dict[tuple[Name, str], Zone]:
+    """For each record-set check, a scope per proper subset of its members (bit i: member
+    i): the default scope with that record set cut down to those addresses."""
+    out: dict[tuple[Name, str], Zone] = {}
+    for record_set in record_sets.values():
+        default = zones[record_set.zone]
+        records = records_of(default)
+        members = {
+            (rtype, address): 1 << i for i, (rtype, address) in enumerate(record_set.members)
+        }
+        for mask in range(1, (1 << len(record_set.members)) - 1):
+            kept = [
+                record
+                for record in records
+                if record.name != record_set.owner
+                or (record.rtype, str(record.rdata)) not in members
+                or members[(record.rtype, str(record.rdata))] & mask
+            ]
+            scope = record_set.scope(mask)
+            out[(record_set.zone, scope)] = Zone.from_records(
+                record_set.zone, kept, source=default.source, scope=scope
+            )
+    return out
 
 
 _LOCATION = re.compile(r"^(?:warning: )?(?P<file>[^\n]*?):(?P<line>\d+): ")

@@ -12,6 +12,7 @@ whole of it, without I/O. Requests::
     {"command": "reload"}                        waits for the outcome
     {"command": "set-time", "time": EPOCH}       only with --fake-time
     {"command": "advance", "seconds": SECONDS}   only with --fake-time
+    {"command": "set-health", "check": NAME, "state": "up"|"down"|"auto"}
 
 Every reply has ``"ok"``; a refusal or an error has ``"error"`` (text); a rejected
 reload has ``"problems"`` (``file:line: problem`` each).
@@ -60,10 +61,12 @@ SOCKET_NAME = "control.sock"
 MAX_REQUEST = 64 * 1024  # bytes; the largest real request is under 100
 MAX_REPLY = 256 * 1024 * 1024  # a status of 1,000,000 zones is ~100 MB
 READ_TIMEOUT = 5.0  # seconds for a client to send its request
+HEALTH_WAIT = 5.0  # seconds ``ctl set-health`` waits for a generation's checker to apply it
 RELOAD_WAIT = 660.0  # seconds ``ctl reload`` waits (a generation gets 600 to load)
 EPOCH_MIN = 0.0  # 1970-01-01T00:00:00Z
 EPOCH_MAX = 253402300799.0  # 9999-12-31T23:59:59Z
-COMMANDS = ("status", "reload", "set-time", "advance")
+COMMANDS = ("status", "reload", "set-time", "advance", "set-health")
+HEALTH_STATES = {"up": True, "down": False, "auto": None}  # auto: the probes decide again
 # settings read once at the start: a reload that changes them says "needs restart"
 RESTART_SETTINGS = (
     "listen",
@@ -226,6 +229,8 @@ class Backend(Protocol):
 
     def set_time(self, epoch: float | None, seconds: float | None) -> dict[str, Any]: ...
 
+    def set_health(self, check: str, up: bool | None) -> dict[str, Any]: ...
+
 
 def check_epoch(epoch: float) -> float:
     """A clock value the server can hold (the clock's own rule: ``handler.settable_time``)."""
@@ -269,6 +274,10 @@ def decode_request(data: bytes) -> dict[str, Any]:
         raise ValueError(f"not a JSON request: {exc}") from None
     if not isinstance(request, dict) or request.get("command") not in COMMANDS:
         raise ValueError(f"unknown request: the commands are {', '.join(COMMANDS)}")
+    if request["command"] == "set-health" and (
+        not isinstance(request.get("check"), str) or request.get("state") not in HEALTH_STATES
+    ):
+        raise ValueError("set-health needs 'check' (a name) and 'state' (up, down or auto)")
     for key in ("time", "seconds"):
         if key in request and (
             isinstance(request[key], bool) or not isinstance(request[key], int | float)
@@ -286,6 +295,8 @@ def answer(data: bytes, backend: Backend) -> dict[str, Any]:
             return {"ok": True, **backend.status()}
         if command == "reload":
             return backend.reload()
+        if command == "set-health":
+            return backend.set_health(request["check"], HEALTH_STATES[request["state"]])
         if command == "set-time":
             if "time" not in request:
                 raise ValueError("set-time needs 'time' (epoch seconds)")
@@ -493,7 +504,7 @@ def zone_report(snapshot: Any) -> list[dict[str, Any]]:
     """Each zone's origin, serial, record count and scopes."""
     scopes: dict[str, list[str]] = {}
     for origin, scope in getattr(snapshot, "variants", {}):
-        if scope != "default":
+        if scope != "default" and "~" not in scope:  # not the ones members: checks make
             scopes.setdefault(_name_text(origin), []).append(scope)
     return [
         {
@@ -577,7 +588,15 @@ class ServerBackend:
         out["last_reload"] = last.reply() if last is not None else None
         if server.options.test_control:
             out["clock"] = iso(server.clock.now())
+        checker = getattr(server, "checker", None)
+        out["checks"] = checker.report() if checker is not None else []
         return out
+
+    def set_health(self, check: str, up: bool | None) -> dict[str, Any]:
+        try:
+            return {"ok": True, "check": self.server.set_health(check, up)}
+        except KeyError as exc:
+            return {"ok": False, "error": exc.args[0]}
 
     def reload(self) -> dict[str, Any]:
         future = asyncio.run_coroutine_threadsafe(self._reload(), self.loop)
@@ -710,6 +729,7 @@ class SupervisorBackend:
         self._causes: dict[int, str] = {}  # generation number → why it was forked
         self._stopping = threading.Event()
         self._changed = threading.Condition()
+        self._health_lock = threading.Lock()  # one set-health writes the forced file at a time
 
     # -- the supervisor's hooks ------------------------------------------------------
     def bind(self) -> bool:
@@ -800,7 +820,39 @@ class SupervisorBackend:
         pending = sup.pending
         out["reloading"] = pending.number if pending is not None else None
         out["last_reload"] = self.last.reply() if self.last else None
+        out["checks"] = _generation_checks(sup.workdir, number) if head is not None else []
         return out
+
+    def set_health(self, check: str, up: bool | None) -> dict[str, Any]:
+        """Through a file every generation's checker watches (forced states outlive
+        reloads), then wait until the current generation's checker has applied it."""
+        sup = self.supervisor
+        head = sup.current
+        checks = _generation_checks(sup.workdir, head.number) if head is not None else []
+        if not any(item["name"] == check for item in checks):
+            known = ", ".join(item["name"] for item in checks) or "none"
+            return {"ok": False, "error": f"no check {check!r} (checks: {known})"}
+        path = Path(sup.workdir) / "health-forced.json"
+        with self._health_lock:
+            try:
+                forced = json.loads(path.read_text())
+            except (OSError, ValueError):
+                forced = {}
+            if up is None:
+                forced.pop(check, None)
+            else:
+                forced[check] = "up" if up else "down"
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(forced))
+            os.replace(tmp, path)
+        wanted = None if up is None else ("up" if up else "down")
+        deadline = time.monotonic() + HEALTH_WAIT
+        while time.monotonic() < deadline:
+            for item in _generation_checks(sup.workdir, head.number):  # type: ignore[union-attr]
+                if item["name"] == check and item["forced"] == wanted:
+                    return {"ok": True, "check": item}
+            time.sleep(0.02)
+        return {"ok": False, "error": "the checker did not confirm the change in time"}
 
     def reload(self) -> dict[str, Any]:
         sup = self.supervisor
@@ -845,6 +897,12 @@ class SupervisorBackend:
         }
 
 
+def _generation_checks(workdir: Path, number: int) -> list[dict[str, Any]]:
+    from dnspol.checker import read_state_file
+
+    return read_state_file(Path(workdir) / f"checks-{number}.json")
+
+
 def _heads(sup: Any) -> list[Any]:
     return [sup.current, sup.pending, *sup.leaving]
 
@@ -869,6 +927,8 @@ def format_reply(command: str, reply: Mapping[str, Any]) -> tuple[list[str], lis
                 f"config sha256 {reply.get('digest')}"
             ]
             return out, list(reply.get("needs_restart") or [])
+    if command == "set-health" and reply.get("ok"):
+        return [_check_line(reply.get("check") or {})], []
     if reply.get("ok"):
         return [str(reply.get("clock", "ok"))], []
     return [], [f"dnspol ctl {command}: {reply.get('error', 'failed')}"]
@@ -906,7 +966,20 @@ def format_status(s: Mapping[str, Any]) -> list[str]:
         out.append("last reload: none")
     if s.get("clock"):
         out.append(f"clock: {s['clock']} (--fake-time)")
+    checks = s.get("checks") or []
+    if checks:
+        out.append(f"checks: {len(checks)}")
+        out += [f"  {_check_line(c)}" for c in checks]
     return out
+
+
+def _check_line(c: Mapping[str, Any]) -> str:
+    line = f"{c.get('name')} {c.get('state')} ({c.get('kind')} {c.get('target')})"
+    if c.get("forced"):
+        line += f", forced {c['forced']}; probes say {c.get('probed')}"
+    if c.get("last_error"):
+        line += f", last error: {c['last_error']}"
+    return line
 
 
 def _duration(seconds: float) -> str:
@@ -928,6 +1001,9 @@ def run_command(
         message["time"] = parse_time(argument or "")
     elif command == "advance":
         message["seconds"] = parse_seconds(argument or "")
+    elif command == "set-health":
+        name, _, state = (argument or "").partition(" ")
+        message["check"], message["state"] = name, state.strip()
     wait = timeout if timeout is not None else (RELOAD_WAIT if command == "reload" else 30.0)
     reply = request(path, message, wait)
     return (0 if reply.get("ok") else 1), reply

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import time
+from collections.abc import Mapping
 
 import dns.edns
 import dns.flags
@@ -39,12 +40,13 @@ def explain(
     when: float | None = None,
     tcp: bool = False,
     seed: int | None = None,
+    health: Mapping[str, bool] | None = None,
 ) -> str:
     qtype = _qtype(qtype_text)
     qname = from_text(name)
     now = time.time() if when is None else when
     ecs_net = ipaddress.ip_network(ecs, strict=True) if ecs else None
-    lines = []
+    lines = _check_lines(snap, health or {})
     zone = snap.zones.find(qname)
     if snap.has_rules:
         facts = QueryFacts(
@@ -73,6 +75,32 @@ def explain(
     else:
         lines.append(reply_text(result.wire))
     return "\n".join(lines)
+
+
+def _check_lines(snap: Snapshot, health: Mapping[str, bool]) -> list[str]:
+    """The configuration's health checks, each probed once now (``health`` forces some
+    up or down instead), so the rules below read what a server would read."""
+    from dnspol.checker import Checker
+
+    board = getattr(snap.policy, "health", None)
+    if board is None:
+        if health:
+            raise ValueError("--health: the configuration has no checks")
+        return []
+    unknown = sorted(set(health) - set(board.by_name))
+    if unknown:
+        raise ValueError(f"--health: no check {unknown[0]!r} (checks: {', '.join(board.by_name)})")
+    checker = Checker(board, forced=health)
+    checker.prime()
+    lines = ["checks (each probed once now):"]
+    for item in checker.report():
+        line = f"  {item['name']}: {item['state']} ({item['kind']} {item['target']})"
+        if item["forced"]:
+            line += f", forced {item['forced']} by --health"
+        if item["last_error"]:
+            line += f"; last error: {item['last_error']}"
+        lines.append(line)
+    return lines
 
 
 def reply_text(wire: bytes) -> str:

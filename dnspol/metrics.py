@@ -73,6 +73,23 @@ DURATION_BUCKETS = (
     1.0,
 )
 DURATION_SUM = "sum"  # Stats.durations[(transport, DURATION_SUM)]: seconds, sampled queries
+# a probe's time: a local connect takes ~0.1 ms, a remote HTTPS check tens of ms
+CHECK_DURATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 DROP_REASONS = ("malformed", "policy", "proxy", "rate_limit")
 SAMPLE_EVERY = 64  # one query in this many is timed (dnspol.observe)
 FOLD_INTERVAL = 1.0
@@ -308,6 +325,26 @@ FAMILIES = {
             "dnspol_dnstap_dropped_total",
             "counter",
             "dnstap messages dropped: the collector was absent or could not keep up.",
+        ),
+        Family(
+            "dnspol_health_check_up",
+            "gauge",
+            "1 while a health check (checks:) passes, after hysteresis and any forced state.",
+            ("check", "target"),
+            merge=MAX,
+        ),
+        Family(
+            "dnspol_health_check_transitions_total",
+            "counter",
+            "Health checks going up or down (after rise/fall), by check and new state (to).",
+            ("check", "to"),
+        ),
+        Family(
+            "dnspol_health_check_duration_seconds",
+            "histogram",
+            "Time each health-check probe took (a timeout counts its full time).",
+            ("check",),
+            buckets=CHECK_DURATION_BUCKETS,
         ),
     )
 }
@@ -590,6 +627,9 @@ class Exporter:
         if tap is not None:
             out.set("dnspol_dnstap_written_total", (), tap.written)
             out.set("dnspol_dnstap_dropped_total", (), tap.dropped)
+        checker = getattr(server, "checker", None)  # health checks run in this process
+        if checker is not None:
+            checker.totals_into(out)
 
 
 class WorkerFiles:

@@ -46,6 +46,7 @@ from dnspol import (
     sdnotify,
     signals,
 )
+from dnspol.checker import Checker
 from dnspol.errors import ConfigError
 from dnspol.handler import Clock, Handler, Listener
 from dnspol.names import Name, to_text
@@ -197,6 +198,10 @@ class Server:
         self._reloading = asyncio.Lock()
         # systemd is told by the process that decides: not by a supervisor's worker
         self.notify = sdnotify.Notifier.from_environment(None if self.supervised else os.environ)
+        # health checks: run here when this process is the server (a supervised worker
+        # reads the board its generation's checker writes); forced states outlive reloads
+        self.checker: Checker | None = None
+        self.forced: dict[str, bool] = {}
 
     # -- configuration -------------------------------------------------------
     def reload(self, cause: str = "SIGHUP") -> bool:
@@ -216,7 +221,11 @@ class Server:
             first = exc.problems[0] if exc.problems else "rejected"
             self._notify_reloaded(f"reload failed ({cause}): {first}; {self._status()}")
             return False
+        checker, old_checker = self._start_checker(snapshot), self.checker
         self.state.swap(snapshot)
+        self.checker = checker
+        if old_checker is not None:
+            old_checker.stop()
         _settle_memory()
         self.reloads.ok += 1
         self.reloads.last_ok = time.time()
@@ -299,6 +308,7 @@ class Server:
             self._stop_observers()
             return 1
         del first
+        self.checker = self._start_checker(snapshot)
         self.state.swap(snapshot)
         self.running_settings = control.restart_settings(snapshot)
         del snapshot
@@ -311,6 +321,29 @@ class Server:
             return 1
         finally:
             self._stop_observers()
+            if self.checker is not None:
+                self.checker.stop()
+
+    def _start_checker(self, snapshot: Snapshot) -> Checker | None:
+        """The checks of ``snapshot``, probed once (its starting verdicts) and then kept
+        running; None without checks, or in a supervised worker."""
+        board = getattr(snapshot.policy, "health", None)
+        if board is None or self.supervised:
+            return None
+        checker = Checker(board, forced=self.forced)
+        checker.prime()
+        return checker.start()
+
+    def set_health(self, name: str, up: bool | None) -> dict:
+        """Force a check up or down, or (None) let its probes decide again."""
+        if self.checker is None or name not in self.checker.states:
+            known = ", ".join(self.checker.states) if self.checker is not None else "none"
+            raise KeyError(f"no check {name!r} (checks: {known})")
+        if up is None:
+            self.forced.pop(name, None)
+        else:
+            self.forced[name] = up
+        return self.checker.force(name, up)
 
     def readiness(self) -> tuple[bool, str]:
         """What ``/ready`` says: a good configuration loaded and every listener bound."""

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from dnspol import __version__, control, health, logs, metrics, notify, sdnotify, signals
+from dnspol.checker import Checker
 from dnspol.errors import ConfigError
 from dnspol.handover import Baton, Turn
 from dnspol.metrics import notify_totals
@@ -190,6 +191,14 @@ def fork_process(main: Callable[[Any], int], arg: Any, inherited: list) -> Child
         os._exit(code)
 
 
+FORCED_FILE = "health-forced.json"  # ``dnspol ctl set-health``: check name → "up" | "down"
+
+
+def checks_state_path(workdir: Path, number: int) -> Path:
+    """Where a generation's checker writes its checks' states (``dnspol ctl status``)."""
+    return Path(workdir) / f"checks-{number}.json"
+
+
 BAD_CONFIGURATION = 3  # a generation's exit status: its files did not load
 RELOAD_TIMEOUT = DEFAULTS.reload_timeout  # loading plus starting; server.reload_timeout
 
@@ -242,9 +251,12 @@ class Generation:
             log.debug("loaded %s", describe(snapshot))
         report.loaded(snapshot)
         signal.signal(signal.SIGTERM, self._on_stop)
+        checker = self._checker(snapshot)  # primed before the workers: they start informed
         gc.collect()
         gc.freeze()  # the loaded configuration: the collector would write to every object
         self.members = [self._start(slot, snapshot) for slot in range(self.host.count)]
+        if checker is not None:
+            checker.start()  # after the fork: the workers get no copy of its thread
         files = json.dumps(list(snapshot.files))
         # this generation tells secondaries of new serials (RFC 1996), once it answers
         notifier = notify.Notifier(record=self.host.workdir / "notified.json")
@@ -265,6 +277,9 @@ class Generation:
                 counted = dict(notifier.counts)
                 metrics.write_totals(self.host.files.path(self.notify_key), notify_totals(counted))
         self.ready_file.unlink(missing_ok=True)
+        if checker is not None:
+            checker.stop()
+            checks_state_path(self.host.workdir, self.number).unlink(missing_ok=True)
         _stop_all(self.members)
         for member in self.members:
             self.host.files.retire(member.key)
@@ -275,6 +290,23 @@ class Generation:
 
     def _on_stop(self, _signum, _frame) -> None:
         self.stopping = True
+
+    def _checker(self, snapshot: Snapshot) -> Checker | None:
+        """The configuration's health checks, run in this process for all its workers
+        (they read the board it writes: shared memory made when the files loaded)."""
+        board = getattr(snapshot.policy, "health", None)
+        if board is None:
+            return None
+        host = self.host
+        metrics_file = host.files.path(f"{self.number}.checks") if host.metrics_listen else None
+        checker = Checker(
+            board,
+            state_file=checks_state_path(host.workdir, self.number),
+            forced_file=host.workdir / FORCED_FILE,
+            metrics_file=metrics_file,
+        )
+        checker.prime()
+        return checker
 
     def _start(self, slot: int, snapshot: Snapshot) -> Member:
         host = self.host

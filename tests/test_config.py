@@ -28,6 +28,7 @@ EXAMPLES = [
     POLICIES / "split-horizon" / "dnspol.yaml",
     POLICIES / "failover" / "dnspol.yaml",
     POLICIES / "weighted" / "dnspol.yaml",
+    POLICIES / "health-failover" / "dnspol.yaml",
 ]
 ZONES = f"""\
 zones:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from dnslib import QTYPE
 
+from dnspol.checks import Check, RecordSet, unknown_check
 from dnspol.names import Name, from_text, is_subdomain, to_text
 from dnspol.policy import geoip
 from dnspol.policy.criteria import (
@@ -30,6 +31,7 @@ from dnspol.policy.criteria import (
     Any,
     Criterion,
     FamilyIs,
+    HealthyIs,
     Not,
     QnameIs,
     QtypeIs,
@@ -53,6 +55,7 @@ MATCH_KEYS = (
     "qtype",
     "time",
     *geoip.MATCH_KEYS,
+    "healthy",
     "any",
     "all",
     "not",
@@ -215,6 +218,8 @@ class RuleSource:
     default_tz: zoneinfo.ZoneInfo
     warnings: list[str] = field(default_factory=list)
     regions: Mapping[str, tuple[geoip.Term, ...]] = field(default_factory=dict)
+    checks: Mapping[str, Check] = field(default_factory=dict)  # ``checks:`` by name
+    record_sets: Mapping[str, RecordSet] = field(default_factory=dict)  # ``records:`` checks
 
 
 class RuleCompiler:
@@ -318,6 +323,10 @@ class RuleCompiler:
             enabled=enabled is not False,
             use_ecs=use_ecs,
             zones=action.zones,
+            failover=action.failover,
+            members=action.members,
+            weight_checks=action.weight_checks,
+            check_names=action.check_names,
         )
 
     def _rule_name(self, node: Node | None) -> str | None:
@@ -371,6 +380,10 @@ class RuleCompiler:
         if zone is False:
             return None
         if answer.kind == "map":
+            if "failover" in answer.value:  # type: ignore[operator]
+                return self._failover(answer, zone)
+            if "members" in answer.value:  # type: ignore[operator]
+                return self._members(answer, zone)
             return self._weighted(answer, zone)
         scope = reader.text(answer, "answer")
         if scope is None or not self._scopes_exist((scope,), answer, zone):
@@ -404,7 +417,10 @@ class RuleCompiler:
         if not table:
             reader.problem(weights_node, "weighted needs at least one scope: weight")
         weights: list[tuple[str, float]] = []
-        for scope, weight_node in table.items():
+        checked: list[tuple[tuple[int, ...], tuple[str, ...]]] = []
+        for scope, member_node in table.items():
+            weight_node, slots, names = self._member(scope, member_node)
+            checked.append((slots, names))
             weight = reader.number(weight_node, f"weight of {scope!r}")
             if weight is not None and not 0 < weight < math.inf:
                 reader.problem(weight_node, f"weight of {scope!r} must be above 0, not {weight:g}")
@@ -418,7 +434,135 @@ class RuleCompiler:
         if not zones:
             reader.problem(node, f"no zone has every scope named here ({', '.join(scopes)})")
             return None
-        return _CompiledAction(Action.ANSWER, weights[0][0], tuple(weights), True, zones)
+        if not any(slots for slots, _ in checked):
+            checked = []
+        return _CompiledAction(
+            Action.ANSWER,
+            weights[0][0],
+            tuple(weights),
+            True,
+            zones,
+            weight_checks=tuple(slots for slots, _ in checked),
+            check_names=tuple(names for _, names in checked),
+        )
+
+    def _member(self, scope: str, node: Node) -> tuple[Node, tuple[int, ...], tuple[str, ...]]:
+        """A weighted member: ``scope: 3`` or ``scope: {weight: 3, check: NAME}``."""
+        if node.kind != "map":
+            return node, (), ()
+        entries = self.reader.mapping(
+            node, f"weighted member {scope!r}", ("weight", "check"), required=("weight",)
+        )
+        if not entries or "weight" not in entries:
+            return node, (), ()
+        slots, names = self._checks_named(entries["check"]) if "check" in entries else ((), ())
+        return entries["weight"], slots, names
+
+    def _checks_named(self, node: Node) -> tuple[tuple[int, ...], tuple[str, ...]]:
+        """Check names (one or a list) → their board slots; unknown names are problems."""
+        slots: list[int] = []
+        names: list[str] = []
+        known = self.source.checks
+        for name, item in self.reader.texts(node, "check"):
+            if name not in known:
+                self.reader.problem(item, unknown_check(name, known))
+                continue
+            slots.append(known[name].slot)
+            names.append(name)
+        return tuple(slots), tuple(names)
+
+    def _members(self, node: Node, zone: Name | None) -> _CompiledAction | None:
+        """``answer: {members: CHECK, fallback: SCOPE}``: the record set the check watches,
+        cut down to its healthy addresses; none healthy: all of them, or the fallback."""
+        reader = self.reader
+        entries = reader.mapping(node, "answer", ("members", "fallback"), required=("members",))
+        if not entries or "members" not in entries:
+            return None
+        name = reader.text(entries["members"], "members")
+        if name is None:
+            return None
+        record_set = self.source.record_sets.get(name)
+        if record_set is None:
+            known = list(self.source.record_sets)
+            hint = (
+                did_you_mean(name, known) or f" (record-set checks: {', '.join(known) or 'none'})"
+            )
+            reader.problem(entries["members"], f"no check {name!r} with records:{hint}")
+            return None
+        if zone is not None and zone != record_set.zone:
+            reader.problem(
+                entries["members"],
+                f"check {name!r} watches {to_text(record_set.owner)}, which is not in zone "
+                f"{to_text(zone)}",
+            )
+            return None
+        fallback = "default"
+        if "fallback" in entries:
+            fallback = reader.text(entries["fallback"], "fallback") or "default"
+            if not self._scopes_exist((fallback,), entries["fallback"], record_set.zone):
+                return None
+        zones = frozenset({record_set.zone})
+        names = tuple(f"{name}@{address}" for _, address in record_set.members)
+        return _CompiledAction(
+            Action.ANSWER,
+            "default",
+            (),
+            True,
+            zones,
+            members=(record_set, fallback),
+            check_names=(names,),
+        )
+
+    def _failover(self, node: Node, zone: Name | None) -> _CompiledAction | None:
+        """``answer: {failover: [{primary: web1}, {secondary: [web2, db2]}, dr]}``; a bare
+        scope name is checked by the check of the same name (``[primary, secondary, dr]``
+        with checks ``primary`` and ``secondary``), or by none."""
+        reader = self.reader
+        entries = reader.mapping(node, "answer", ("failover",), required=("failover",))
+        if not entries:
+            return None
+        items = reader.sequence(entries["failover"], "failover", scalar_ok=False) or []
+        order: list[tuple[str, tuple[int, ...]]] = []
+        names: list[tuple[str, ...]] = []
+        before = len(reader.problems)
+        for item in items:
+            if item.kind == "map":
+                pairs = reader.mapping(item, "a failover item", None) or {}
+                if len(pairs) != 1:
+                    reader.problem(item, "a failover item is 'scope' or '{scope: check}'")
+                    continue
+                ((scope, checks_node),) = pairs.items()
+                slots, written = self._checks_named(checks_node)
+            else:  # a bare scope: the check of the same name, if there is one
+                scope = reader.text(item, "a failover item") or ""
+                check = self.source.checks.get(scope)
+                slots, written = ((check.slot,), (scope,)) if check else ((), ())
+            if scope and self._scopes_exist((scope,), item, zone):
+                order.append((scope, slots))
+                names.append(written)
+        if len(reader.problems) > before:
+            return None
+        if len(order) < 2 or not any(slots for _, slots in order):
+            reader.problem(
+                entries["failover"],
+                "failover needs two or more scopes, at least one with checks: "
+                "[{primary: CHECK}, secondary]",
+            )
+            return None
+        scopes = tuple(scope for scope, _ in order)
+        zones = self._zones_with(scopes, zone)
+        if not zones:
+            reader.problem(node, f"no zone has every scope named here ({', '.join(scopes)})")
+            return None
+        return _CompiledAction(
+            Action.ANSWER,
+            scopes[0],
+            (),
+            True,
+            zones,
+            failover=tuple(order),
+            check_names=tuple(names),
+        )
 
     def _scopes_exist(self, scopes: tuple[str, ...], node: Node, zone: Name | None) -> bool:
         known = self.source.scopes
@@ -483,6 +627,8 @@ class RuleCompiler:
             return self._time(node)
         if key in geoip.MATCH_KEYS:
             return geoip.compile_criterion(key, node, reader, self.source.regions)
+        if key == "healthy":
+            return self._healthy(node)
         if key == "not":
             inner = self.compile_match(node)
             return Not(inner) if inner is not None else None
@@ -500,6 +646,15 @@ class RuleCompiler:
             return None
         kind = All if key == "all" else Any
         return kind(tuple(children))  # type: ignore[arg-type]
+
+    def _healthy(self, node: Node) -> Criterion | None:
+        """``healthy: NAME`` (or a list: all of them up)."""
+        before = len(self.reader.problems)
+        slots, names = self._checks_named(node)
+        if not names or len(self.reader.problems) > before:
+            return None
+        leaves = tuple(HealthyIs(name, slot) for name, slot in zip(names, slots, strict=True))
+        return leaves[0] if len(leaves) == 1 else All(leaves)
 
     def _choices(self, node: Node, key: str, choices: tuple[str, ...]) -> list[str]:
         values = []
@@ -640,6 +795,10 @@ class _CompiledAction:
     weights: tuple[tuple[str, float], ...]
     use_ecs: bool  # the default for the rule: answers follow ECS, refuse/drop do not
     zones: frozenset[Name] | None
+    failover: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    members: tuple[RecordSet, str] | None = None  # a record-set check and the fallback scope
+    weight_checks: tuple[tuple[int, ...], ...] = ()
+    check_names: tuple[tuple[str, ...], ...] = ()
 
 
 ALL_DAYS: frozenset[int] = frozenset(range(7))

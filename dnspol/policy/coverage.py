@@ -17,6 +17,7 @@ from dnspol.policy.criteria import (
     Any,
     Criterion,
     FamilyIs,
+    HealthyIs,
     Not,
     QnameIs,
     QtypeIs,
@@ -108,6 +109,8 @@ def _leaf_covers(a: Criterion, b: Criterion, same_view: bool) -> bool:
         return set(a.windows) >= set(b.windows)
     if isinstance(a, QnameIs) and isinstance(b, QnameIs):
         return _qnames_cover(a, b)
+    if isinstance(a, HealthyIs):
+        return a == b  # the same check: its verdict is the same for both rules
     return False
 
 

@@ -9,10 +9,12 @@ be reused:
   (``PrefixSet.scope_length``); the largest such length becomes the ECS SCOPE;
 - a time test notes when its verdict next flips; the earliest such instant becomes
   ``valid_until`` and the TTL cap.
+- a health test (``healthy:``) notes that a check was read: the TTLs are then capped at
+  ``server.health_ttl``.
 
 ``All``/``Any`` test their children cheapest first (plain facts, then addresses, then
-clocks) and stop at the first verdict, so a criterion that was never needed adds nothing to
-the ECS scope or the TTL cap.
+clocks, then health checks) and stop at the first verdict, so a criterion that was never
+needed adds nothing to the ECS scope or the TTL cap.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dnspol.policy.model import QueryFacts
 from dnspol.policy.prefixes import PrefixSet, address_value
 from dnspol.policy.timewindow import HORIZON_DAYS, WEEKDAYS, TimeWindow
 
-PLAIN, ADDRESS, CLOCK = 0, 1, 2  # evaluation order classes
+PLAIN, ADDRESS, CLOCK, HEALTH = 0, 1, 2, 3  # evaluation order classes
 FAMILY_NAMES = {32: "ipv4", 128: "ipv6"}
 
 
@@ -45,6 +47,8 @@ class Context:
         "use_ecs",
         "scope_length",
         "next_change",
+        "health",
+        "health_seen",
     )
 
     def __init__(self, facts: QueryFacts, trusted_ecs: bool) -> None:
@@ -62,6 +66,8 @@ class Context:
         self.use_ecs = True  # set per rule
         self.scope_length = 0
         self.next_change = math.inf
+        self.health = None  # the policy's HealthBoard (dnspol.checks), when it has checks
+        self.health_seen = False  # a health verdict was read: the TTL cap applies
 
     @property
     def client(self) -> tuple[int, int]:
@@ -325,6 +331,30 @@ class TimeIn(Criterion):
 
     def describe(self) -> str:
         return f"time {self.describe_windows()}"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthyIs(Criterion):
+    """``healthy: NAME``: the check's verdict on the board (``dnspol.checks``) is up."""
+
+    check: str
+    slot: int
+
+    @property
+    def order(self) -> int:  # type: ignore[override]
+        return HEALTH
+
+    def test(self, ctx: Context) -> bool:
+        ctx.health_seen = True
+        return ctx.health is not None and ctx.health.up(self.slot)
+
+    def failures(self, ctx: Context) -> list[str]:
+        if self.test(ctx):
+            return []
+        return [f"check {self.check} is down"]
+
+    def describe(self) -> str:
+        return f"healthy {self.check}"
 
 
 # --- composition -----------------------------------------------------------------------------

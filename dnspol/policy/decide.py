@@ -26,6 +26,12 @@ decisions in front of it collapses on many clients. ``Decider`` is built once fr
   (``TimeIn.verdict``), computed at one instant and valid until the earliest flip; a query
   whose clock lies outside the epoch's [since, until) — later, or earlier after a clock step
   back — computes a new one;
+- with health checks (``HealthDecider``, so that a policy without them pays nothing),
+  ``healthy:`` tests are leaves too, read from the epoch: an epoch also ends when
+  the health board's version counter moves (``dnspol.checks``), so a query reads one int
+  and a change of verdict is seen by the next query of every worker; ``failover:``,
+  ``members:`` and checked weights pick their scope from the board, again once per
+  version; a path that read a check caps the TTLs at ``health_ttl``;
 - decisions without a clock or an ECS scope are built once; with an ECS scope, once per
   scope length.
 
@@ -51,6 +57,7 @@ from dnspol.policy.criteria import (
     Any,
     Criterion,
     FamilyIs,
+    HealthyIs,
     Not,
     QnameIs,
     QtypeIs,
@@ -243,19 +250,45 @@ class _Outcome:
     """One way a query can end (a rule's action and scope, or the default), with its
     decisions built once: without clock or ECS, and per ECS scope length."""
 
-    __slots__ = ("action", "scope", "rule", "weighted", "plain", "by_ecs_scope", "choice", "drawn")
+    __slots__ = (
+        "action",
+        "scope",
+        "rule",
+        "weighted",
+        "plain",
+        "by_ecs_scope",
+        "choice",
+        "drawn",
+        "failover",
+        "dynamic",
+        "health_cap",
+        "capped",
+    )
 
     def __init__(
-        self, action: Action, scope: str, rule: str | None, *, weighted: bool = False
+        self,
+        action: Action,
+        scope: str,
+        rule: str | None,
+        *,
+        weighted: bool = False,
+        health_cap: int | None = None,
     ) -> None:
         self.action = action
         self.scope = scope
         self.rule = rule
         self.weighted = weighted
-        self.plain = Decision(action=action, scope=scope, rule=rule, weighted=weighted)
+        # a health-dependent outcome: every TTL at most this (``server.health_ttl``)
+        self.health_cap = health_cap
+        self.plain = Decision(
+            action=action, scope=scope, rule=rule, weighted=weighted, ttl_cap=health_cap
+        )
         self.by_ecs_scope: list[Decision | None] = [None] * 129
         self.choice = None  # a weighted rule: its _WeightedChoice, and an outcome per scope
         self.drawn: dict[str, _Outcome] = {}
+        self.failover = None  # a failover rule: its engine.Failover
+        self.dynamic = False  # the scope is drawn or picked per query (choice or failover)
+        self.capped: _Outcome | None = None  # this outcome with the health cap
 
     def with_ecs_scope(self, ecs_scope: int) -> Decision:
         decision = self.by_ecs_scope[ecs_scope]
@@ -266,16 +299,20 @@ class _Outcome:
                 rule=self.rule,
                 ecs_scope=ecs_scope,
                 weighted=self.weighted,
+                ttl_cap=self.health_cap,
             )
         return decision
 
     def timed(self, now: float, next_change: float, ecs_scope: int | None) -> Decision:
         """``engine._decision`` when a time window was tested."""
+        ttl_cap = min(MAX_TTL_CAP, max(0, math.floor(next_change - now)))
+        if self.health_cap is not None and self.health_cap < ttl_cap:
+            ttl_cap = self.health_cap
         return Decision(
             action=self.action,
             scope=self.scope,
             rule=self.rule,
-            ttl_cap=min(MAX_TTL_CAP, max(0, math.floor(next_change - now))),
+            ttl_cap=ttl_cap,
             ecs_scope=ecs_scope,
             valid_until=next_change,
             weighted=self.weighted,
@@ -283,18 +320,43 @@ class _Outcome:
         )
 
     def draw(self, rng: random.Random) -> _Outcome:
-        """A weighted rule's outcome for one ``rng.random()``, as ``evaluate`` draws it."""
-        scope = self.choice.scope_at(rng.random())  # type: ignore[attr-defined]
+        """A weighted rule's outcome for one ``rng.random()``, as ``evaluate`` draws it;
+        a failover rule's for the board as it is."""
+        if self.failover is not None:
+            scope = self.failover.scope()
+        else:
+            scope = self.choice.scope_at(rng.random())  # type: ignore[attr-defined]
         drawn = self.drawn.get(scope)
         if drawn is None:
-            drawn = self.drawn[scope] = _Outcome(self.action, scope, self.rule, weighted=True)
+            drawn = self.drawn[scope] = _Outcome(
+                self.action,
+                scope,
+                self.rule,
+                weighted=self.failover is None,
+                health_cap=self.health_cap,
+            )
         return drawn
+
+    def with_health_cap(self, cap: int) -> _Outcome:
+        """This outcome reached after reading a check: its TTLs capped too."""
+        if self.health_cap is not None:
+            return self
+        capped = self.capped
+        if capped is None:
+            capped = self.capped = _Outcome(
+                self.action, self.scope, self.rule, weighted=self.weighted, health_cap=cap
+            )
+        return capped
 
 
 def _outcome_of(rule: Rule, policy: Policy) -> _Outcome:
-    outcome = _Outcome(rule.action, rule.scope, rule.name)
+    board = policy.health
+    cap = board.health_ttl if board is not None and rule.health_dependent else None
+    outcome = _Outcome(rule.action, rule.scope, rule.name, health_cap=cap)
     # evaluate draws whenever the policy holds weights under the rule's name
     outcome.choice = policy.weighted_choice(rule.name)
+    outcome.failover = policy.failover(rule.name)
+    outcome.dynamic = outcome.choice is not None or outcome.failover is not None
     return outcome
 
 
@@ -311,17 +373,26 @@ class Epoch:
     until: float
     flips: tuple[float, ...]
     open_bits: tuple[int, ...]
+    version: int = -1  # of the health board the up checks' bits were read at
 
 
 class _Clock:
     """The current epoch (the one mutable part of a ``Decider``, replaced whole), for the
-    segments with time windows."""
+    segments with time windows or health checks: an epoch also ends when the health
+    board's version moves (``dnspol.checks``)."""
 
-    __slots__ = ("epoch", "windows", "segments")
+    __slots__ = ("epoch", "windows", "segments", "board", "counter")
 
-    def __init__(self, windows: tuple[TimeIn, ...], segments: tuple[_Segment, ...]) -> None:
+    def __init__(
+        self,
+        windows: tuple[TimeIn, ...],
+        segments: tuple[_Segment, ...],
+        board=None,  # noqa: ANN001
+    ) -> None:
         self.windows = windows
         self.segments = segments
+        self.board = board
+        self.counter = board.counter if board is not None else None  # read per query
         self.epoch = Epoch(INF, -INF, (), ())  # empty: the first query computes one
 
     def at(self, now: float) -> Epoch:
@@ -331,13 +402,16 @@ class _Clock:
         return self.recompute(now)
 
     def recompute(self, now: float) -> Epoch:
+        board = self.board
+        version = board.version() if board is not None else -1
         verdicts = [window.verdict(now) for window in self.windows]
         flips = tuple(until for _, until in verdicts)
         open_bits = tuple(
             sum(bit for bit, index in segment.windows if verdicts[index][0])
+            + sum(bit for bit, slot in segment.healths if board.up(slot))
             for segment in self.segments
         )
-        self.epoch = Epoch(now, min(flips, default=INF), flips, open_bits)
+        self.epoch = Epoch(now, min(flips, default=INF), flips, open_bits, version)
         return self.epoch
 
 
@@ -351,6 +425,15 @@ class _Path(NamedTuple):
     scope_sets: tuple[tuple[AddressTable, AddressTable], ...]  # scope tables of the address
     # sets tested on the ECS address
     windows: tuple[int, ...]  # window criteria tested (indexes into the epoch)
+
+
+class _HealthPath(NamedTuple):
+    """A ``_Path`` of a policy with health checks (``HealthDecider``)."""
+
+    outcome: _Outcome | None
+    scope_sets: tuple[tuple[AddressTable, AddressTable], ...]
+    windows: tuple[int, ...]
+    health: bool  # a check's verdict was read: the answer's TTLs are capped
 
 
 class _Segment:
@@ -371,6 +454,8 @@ class _Segment:
         "qname",
         "windows",
         "window_bits",
+        "healths",
+        "health_aware",
         "leaf_sets",
         "scope_tables",
         "paths",
@@ -393,6 +478,8 @@ class _Segment:
         self.qname = leaves.qname_bits()
         self.windows = tuple(leaves.windows)  # (leaf bit, window index)
         self.window_bits = sum(bit for bit, _ in leaves.windows)
+        self.healths = tuple(leaves.healths)  # (leaf bit, board slot)
+        self.health_aware = builder.policy.health is not None  # paths for HealthDecider
         self.leaf_sets = leaves.sets  # leaf bit → its prefix set
         self.scope_tables = {  # leaf bit → the scope tables of its set, for ECS leaves
             bit: builder.scope_tables(prefixes)
@@ -428,7 +515,7 @@ class _Segment:
         kept = self.listeners[id(server)] = (server, lookup(self.server[bits == 128], value))
         return kept
 
-    def path(self, verdicts: int) -> _Path:
+    def path(self, verdicts: int) -> _Path | _HealthPath:
         path = self.paths.get(verdicts)
         if path is None:
             path = self._walk_rules(verdicts)
@@ -436,7 +523,7 @@ class _Segment:
                 self.paths[verdicts] = path
         return path
 
-    def _walk_rules(self, verdicts: int) -> _Path:
+    def _walk_rules(self, verdicts: int) -> _Path | _HealthPath:
         tested = 0
         matched = None
         for tree, outcome in zip(self.trees, self.outcomes, strict=True):
@@ -449,7 +536,10 @@ class _Segment:
             self.scope_tables[bit] for bit in self.leaf_sets if tested & self.ecs_bits & bit
         )
         windows = tuple(index for bit, index in self.windows if tested & bit)
-        return _Path(matched, scope_sets, windows)
+        if not self.health_aware:
+            return _Path(matched, scope_sets, windows)
+        health = any(tested & bit for bit, _ in self.healths)
+        return _HealthPath(matched, scope_sets, windows, health)
 
 
 def _walk(node: tuple, verdicts: int) -> tuple[bool, int]:
@@ -484,6 +574,7 @@ class _Leaves:
         self.qtypes: list[tuple[int, frozenset[int]]] = []
         self.qnames: list[tuple[int, QnameIs]] = []
         self.windows: list[tuple[int, int]] = []
+        self.healths: list[tuple[int, int]] = []
 
     def tree(self, criterion: Criterion, use_ecs: bool) -> tuple:
         if isinstance(criterion, All):
@@ -515,6 +606,8 @@ class _Leaves:
             self.qnames.append((bit, criterion))
         elif isinstance(criterion, TimeIn):
             self.windows.append((bit, self.builder.window_index(criterion)))
+        elif isinstance(criterion, HealthyIs):
+            self.healths.append((bit, criterion.slot))
         else:
             raise TypeError(f"the decider cannot compile {type(criterion).__name__}")
 
@@ -622,7 +715,7 @@ class _Builder:
         if segment is None:
             segment = self.segments[key] = _Segment(rules, self)
             slot = -1
-            if segment.window_bits:
+            if segment.window_bits or segment.healths:
                 slot = len(self.timed)
                 self.timed.append(segment)
             segment.seal(slot)
@@ -661,13 +754,14 @@ class Decider:
             chain = builder.chain(zone)
             if chain != default_chain:
                 chains[zone] = chain
-        return cls(
+        kind = HealthDecider if policy.health is not None else cls
+        return kind(
             policy=policy,
             chains=chains,
             default_chain=default_chain,
             trusted=_both_families([(1, policy.trusted_resolvers)]),
             default=_Outcome(Action.ANSWER, "default", None),
-            clock=_Clock(tuple(builder.windows), tuple(builder.timed)),
+            clock=_Clock(tuple(builder.windows), tuple(builder.timed), policy.health),
             reads_qname=any(
                 hot[6] is not None for chain in (default_chain, *chains.values()) for hot in chain
             ),
@@ -795,6 +889,141 @@ class Decider:
             outcome = self.default
         elif outcome.choice is not None:
             outcome = outcome.draw(rng)
+        if ecs_source:
+            ecs_scope = scope_length if scope_length < ecs_source else ecs_source
+            if next_change != INF:
+                return outcome.timed(now, next_change, ecs_scope)
+            decision = outcome.by_ecs_scope[ecs_scope]
+            return decision if decision is not None else outcome.with_ecs_scope(ecs_scope)
+        if next_change != INF:
+            return outcome.timed(now, next_change, None)
+        return outcome.plain
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class HealthDecider(Decider):
+    """The ``Decider`` of a policy with health checks (``Decider.build`` picks it): the same
+    walk, with the checks' verdicts folded into the epoch, ``failover:``/``members:`` picks,
+    and the TTL cap of a path that read a check. Kept apart so that a policy without checks
+    runs ``Decider.decide`` with none of it (each line there is paid per query)."""
+
+    def decide(
+        self,
+        client: str,
+        ecs: bytes | None,
+        server: IPAddress,
+        transport: str,
+        qname: Name,
+        qtype: int,
+        zone: Name | None,
+        now: float,
+        rng: random.Random,
+    ) -> Decision:
+        """``Decider.decide`` with health checks (see the class docstring)."""
+        # the source address as an int, inline (a third of the cost of a decision)
+        if ":" in client:
+            cut = client.find("%")
+            if cut >= 0:
+                client = client[:cut]
+            value = _from_bytes(_inet_pton(_AF_INET6, client), "big")
+            wide = True
+            if value >> 32 == MAPPED_HIGH:
+                value &= 0xFFFFFFFF
+                wide = False
+        else:
+            value = _from_bytes(_inet_pton(_AF_INET, client), "big")
+            wide = False
+        # ECS, when the option has a SOURCE and the source is a trusted resolver
+        ecs_source = 0
+        if ecs is not None and ecs[2]:
+            top, shift = self.trusted[wide]
+            trusted = top[value >> shift]
+            if trusted.__class__ is _Bucket:
+                trusted = trusted[1][bisect_right(trusted[0], value) - 1]
+            if trusted:
+                ecs_source = ecs[2]
+                ecs_wide = ecs[1] != 1
+                ecs_at = _from_bytes(ecs[4:].ljust(16 if ecs_wide else 4, b"\x00"), "big")
+        scope_length = 0
+        next_change = INF
+        outcome = None
+        epoch = None
+        health = False
+        for hot in self.chains.get(zone, self.default_chain):
+            (
+                address,
+                ecs_bits,
+                servers,
+                transports,
+                families,
+                qtypes,
+                qnames,
+                slot,
+                paths,
+                segment,
+            ) = hot
+            if address is None:
+                verdicts = families[wide]
+            else:
+                top, shift = address[wide]
+                verdicts = top[value >> shift]
+                if verdicts.__class__ is _Bucket:
+                    verdicts = verdicts[1][bisect_right(verdicts[0], value) - 1]
+                verdicts |= families[wide]
+                if ecs_bits and ecs_source:
+                    top, shift = address[ecs_wide]
+                    at = top[ecs_at >> shift]
+                    if at.__class__ is _Bucket:
+                        at = at[1][bisect_right(at[0], ecs_at) - 1]
+                    verdicts = (verdicts & ~ecs_bits) | (at & ecs_bits)
+            if servers is not None:
+                kept = servers.get(id(server))
+                if kept is None or kept[0] is not server:
+                    kept = segment.server_verdicts(server)
+                verdicts |= kept[1]
+            if transports is not None:
+                verdicts |= transports.get(transport, 0)
+            if qtypes is not None:
+                verdicts |= qtypes.get(qtype, 0)
+            if qnames is not None:
+                verdicts |= _qname_verdicts(qnames, qname)
+            if slot >= 0:
+                clock = self.clock
+                epoch = clock.epoch
+                if not epoch.since <= now < epoch.until or (
+                    clock.counter is not None and epoch.version != clock.counter[0]
+                ):
+                    epoch = clock.recompute(now)
+                verdicts |= epoch.open_bits[slot]
+            path = paths.get(verdicts)
+            if path is None:
+                path = segment.path(verdicts)
+            outcome, scope_sets, windows, tested_health = path
+            if scope_sets and ecs_source:
+                for tables in scope_sets:
+                    top, shift = tables[ecs_wide]
+                    length = top[ecs_at >> shift]
+                    if length.__class__ is _Bucket:
+                        length = length[1][bisect_right(length[0], ecs_at) - 1]
+                    if length.__class__ is not int:  # outside the set: how far from it
+                        length = _distance_length(length, ecs_at, 128 if ecs_wide else 32)
+                    if length > scope_length:
+                        scope_length = length
+            if windows:
+                flips = epoch.flips  # type: ignore[union-attr]
+                for index in windows:
+                    if flips[index] < next_change:
+                        next_change = flips[index]
+            if tested_health:
+                health = True
+            if outcome is not None:
+                break
+        if outcome is None:
+            outcome = self.default
+        elif outcome.dynamic:
+            outcome = outcome.draw(rng)
+        if health:
+            outcome = outcome.with_health_cap(self.policy.health.health_ttl)  # type: ignore[union-attr]
         if ecs_source:
             ecs_scope = scope_length if scope_length < ecs_source else ecs_source
             if next_change != INF:

@@ -4,8 +4,9 @@ Processing order: the server-wide rules (no ``zone:``), then the rules of the qu
 each list in written order; the first enabled rule that matches decides. No match: answer
 from the zone's default scope.
 
-Evaluation is pure: the facts, the rules and the caller's ``random.Random`` decide everything,
-so tests (and ``dnspol explain``) replay a decision exactly.
+Evaluation is pure: the facts, the rules, the caller's ``random.Random`` and the health
+checks' verdicts (the policy's ``HealthBoard``, ``dnspol.checks``) decide everything, so tests
+(and ``dnspol explain``) replay a decision exactly.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from dnspol.names import Name, to_text
 from dnspol.policy.criteria import (
@@ -26,6 +28,7 @@ from dnspol.policy.criteria import (
     Any,
     Context,
     Criterion,
+    HealthyIs,
     Not,
     QnameIs,
     QtypeIs,
@@ -40,6 +43,9 @@ from dnspol.policy.model import (
     RuleTrace,
 )
 from dnspol.policy.prefixes import PrefixSet, address_value, parse_prefix
+
+if TYPE_CHECKING:
+    from dnspol.checks import HealthBoard
 
 MAX_TTL_CAP = 2**31 - 1
 
@@ -63,9 +69,24 @@ class Rule:
     enabled: bool = True
     use_ecs: bool = True
     zones: frozenset[Name] | None = None
+    # ``failover:``: (scope, board slots of its checks) in order; the first whose checks
+    # are all up answers
+    failover: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # weighted members' checks (board slots), in the order of ``weights``; empty: none
+    weight_checks: tuple[tuple[int, ...], ...] = ()
+    check_names: tuple[tuple[str, ...], ...] = ()  # per failover item or weight: as written
+    # ``members:``: the record-set check (``dnspol.checks.RecordSet``) and the fallback scope
+    members: tuple[object, str] | None = None
+
+    @property
+    def health_dependent(self) -> bool:
+        """The scope answered depends on check verdicts (failover, checked weights)."""
+        return bool(self.failover) or self.members is not None or any(self.weight_checks)
 
     @property
     def scopes(self) -> tuple[str, ...]:
+        if self.failover:
+            return tuple(scope for scope, _ in self.failover)
         if self.weights:
             return tuple(scope for scope, _ in self.weights)
         return (self.scope,) if self.action is Action.ANSWER else ()
@@ -78,6 +99,17 @@ class Rule:
         return self.criteria.test(ctx)
 
     def describe_action(self) -> str:
+        if self.members is not None:
+            record_set, fallback = self.members
+            tail = "" if fallback == "default" else f", fallback {fallback}"
+            owner = to_text(record_set.owner)  # type: ignore[attr-defined]
+            return f"members: {record_set.name} (healthy addresses of {owner}{tail})"  # type: ignore[attr-defined]
+        if self.failover:
+            items = [
+                f"{scope} [{', '.join(names)}]" if names else scope
+                for (scope, _), names in zip(self.failover, self.check_names, strict=True)
+            ]
+            return "failover: " + ", ".join(items)
         if self.weights:
             return "weighted: " + ", ".join(f"{scope} {weight:g}" for scope, weight in self.weights)
         if self.action is Action.ANSWER:
@@ -104,10 +136,91 @@ class _WeightedChoice:
         return self.scopes[min(index, len(self.scopes) - 1)]
 
 
+class _HealthyWeightedChoice:
+    """A weighted choice among the members whose checks are all up (all of them when none
+    is): the same ``scope_at`` as ``_WeightedChoice``, rebuilt when the board changes."""
+
+    __slots__ = ("weights", "checks", "board", "_seen")
+
+    def __init__(self, weights, checks, board) -> None:  # noqa: ANN001 - see Rule
+        self.weights = weights
+        self.checks = checks
+        self.board = board
+        self._seen: tuple[int, _WeightedChoice] = (-1, _WeightedChoice(weights))
+
+    def current(self) -> _WeightedChoice:
+        version = self.board.counter[0]
+        seen = self._seen
+        if seen[0] != version:
+            healthy = tuple(
+                weight
+                for weight, slots in zip(self.weights, self.checks, strict=True)
+                if self.board.slots_up(slots)
+            )
+            seen = self._seen = (version, _WeightedChoice(healthy or self.weights))
+        return seen[1]
+
+    def pick(self, rng: random.Random) -> str:
+        return self.current().scope_at(rng.random())
+
+    def scope_at(self, draw: float) -> str:
+        return self.current().scope_at(draw)
+
+
+class Failover:
+    """``failover:``'s pick: the first scope whose checks are all up (a scope without
+    checks always passes); none passing: the last. Worked out again only when the board
+    changes."""
+
+    __slots__ = ("items", "board", "_seen")
+
+    def __init__(self, items: tuple[tuple[str, tuple[int, ...]], ...], board) -> None:  # noqa: ANN001
+        self.items = items
+        self.board = board
+        self._seen: tuple[int, str] = (-1, items[-1][0])
+
+    def scope(self) -> str:
+        version = self.board.counter[0]
+        seen = self._seen
+        if seen[0] != version:
+            pick = next(
+                (scope for scope, slots in self.items if self.board.slots_up(slots)),
+                self.items[-1][0],
+            )
+            seen = self._seen = (version, pick)
+        return seen[1]
+
+
+class MembersPick:
+    """``members:``'s pick: the scope holding the record set's healthy addresses (all of
+    them: the default scope; none: the fallback). Worked out again only when the board
+    changes."""
+
+    __slots__ = ("record_set", "fallback", "board", "_seen")
+
+    def __init__(self, record_set, fallback: str, board) -> None:  # noqa: ANN001
+        self.record_set = record_set
+        self.fallback = fallback
+        self.board = board
+        self._seen: tuple[int, str] = (-1, "default")
+
+    def scope(self) -> str:
+        version = self.board.counter[0]
+        seen = self._seen
+        if seen[0] != version:
+            up = self.board.up
+            mask = sum(1 << i for i, slot in enumerate(self.record_set.slots) if up(slot))
+            pick = self.record_set.scope(mask) if mask else self.fallback
+            seen = self._seen = (version, pick)
+        return seen[1]
+
+
 class Policy:
     """Every rule, compiled and ordered; immutable once built."""
 
     __slots__ = (
+        "health",
+        "_failovers",
         "rules",
         "_server_rules",
         "_zone_rules",
@@ -118,8 +231,14 @@ class Policy:
         "_sealed",
     )
 
-    def __init__(self, rules: Iterable[Rule] = (), trusted_resolvers: PrefixSet | None = None):
+    def __init__(
+        self,
+        rules: Iterable[Rule] = (),
+        trusted_resolvers: PrefixSet | None = None,
+        health: HealthBoard | None = None,
+    ):
         self.rules: tuple[Rule, ...] = tuple(rules)
+        self.health = health  # the check verdicts rules read; None: no checks
         active = [rule for rule in self.rules if rule.enabled]
         self._server_rules = tuple(rule for rule in active if rule.zone is None)
         by_zone: dict[Name, list[Rule]] = {}
@@ -130,7 +249,10 @@ class Policy:
             {zone: tuple(items) for zone, items in by_zone.items()}
         )
         self._choices = MappingProxyType(
-            {rule.name: _WeightedChoice(rule.weights) for rule in active if rule.weights}
+            {rule.name: self._choice(rule) for rule in active if rule.weights}
+        )
+        self._failovers = MappingProxyType(
+            {rule.name: self._pick(rule) for rule in active if rule.failover or rule.members}
         )
         self._trusted = trusted_resolvers if trusted_resolvers is not None else PrefixSet()
         self.has_rules: bool = bool(active)
@@ -143,6 +265,20 @@ class Policy:
         if getattr(self, "_sealed", False):
             raise AttributeError(f"Policy is immutable; cannot set {name!r}")
         object.__setattr__(self, name, value)
+
+    def _choice(self, rule: Rule) -> _WeightedChoice | _HealthyWeightedChoice:
+        if any(rule.weight_checks) and self.health is not None:
+            return _HealthyWeightedChoice(rule.weights, rule.weight_checks, self.health)
+        return _WeightedChoice(rule.weights)
+
+    def _pick(self, rule: Rule) -> Failover | MembersPick:
+        if rule.members is not None:
+            return MembersPick(rule.members[0], rule.members[1], self.health)
+        return Failover(rule.failover, self.health)
+
+    def failover(self, rule_name: str) -> Failover | MembersPick | None:
+        """The failover pick of a ``failover:`` rule (``Decider`` reads it too)."""
+        return self._failovers.get(rule_name)
 
     @property
     def rule_names(self) -> tuple[str, ...]:
@@ -157,7 +293,7 @@ class Policy:
         """May ECS from this (packet or PROXY) source address be used?"""
         return self._trusted.contains(*address_value(addr))
 
-    def weighted_choice(self, rule_name: str) -> _WeightedChoice | None:
+    def weighted_choice(self, rule_name: str) -> _WeightedChoice | _HealthyWeightedChoice | None:
         """The compiled weights of a weighted rule, so a server that cached the rest of a
         decision can draw the scope itself (one ``rng.random()``, as ``evaluate`` does)."""
         return self._choices.get(rule_name)
@@ -185,12 +321,19 @@ class Policy:
 
     def _context(self, facts: QueryFacts) -> Context:
         trusted = facts.ecs is not None and self.is_trusted_resolver(facts.client)
-        return Context(facts, trusted)
+        ctx = Context(facts, trusted)
+        ctx.health = self.health
+        return ctx
 
     def _decide(self, rule: Rule, ctx: Context, rng: random.Random) -> Decision:
+        health = rule.health_dependent
+        failover = self._failovers.get(rule.name)
+        if failover is not None:
+            return _decision(rule.action, failover.scope(), rule.name, ctx, health=health)
         choice = self._choices.get(rule.name)
         if choice is not None:
-            return _decision(rule.action, choice.pick(rng), rule.name, ctx, weighted=True)
+            scope = choice.pick(rng)
+            return _decision(rule.action, scope, rule.name, ctx, weighted=True, health=health)
         return _decision(rule.action, rule.scope, rule.name, ctx)
 
     # --- explanation ---------------------------------------------------------------------
@@ -228,12 +371,21 @@ class Policy:
 
 
 def _decision(
-    action: Action, scope: str, rule: str | None, ctx: Context, *, weighted: bool = False
+    action: Action,
+    scope: str,
+    rule: str | None,
+    ctx: Context,
+    *,
+    weighted: bool = False,
+    health: bool = False,
 ) -> Decision:
     now = ctx.facts.now
     ttl_cap = None
     if ctx.next_change != math.inf:
         ttl_cap = min(MAX_TTL_CAP, max(0, math.floor(ctx.next_change - now)))
+    if (health or ctx.health_seen) and ctx.health is not None:
+        # a health-dependent answer: resolvers come back soon after a change
+        ttl_cap = min(ttl_cap if ttl_cap is not None else MAX_TTL_CAP, ctx.health.health_ttl)
     ecs_scope = min(ctx.scope_length, ctx.ecs_length) if ctx.ecs is not None else None
     return Decision(
         action=action,
@@ -273,11 +425,32 @@ def _why_not_here(rule: Rule, zone: Name | None) -> str:
 
 def _match_notes(rule: Rule, ctx: Context) -> tuple[str, ...]:
     notes = [rule.describe_action()]
+    board = ctx.health
+    if board is not None and rule.members is not None:
+        record_set = rule.members[0]
+        verdicts = ", ".join(
+            f"{address} {'up' if board.up(slot) else 'down'}"
+            for (_, address), slot in zip(record_set.members, record_set.slots, strict=True)  # type: ignore[attr-defined]
+        )
+        notes.append(f"members: {verdicts}")
+    elif board is not None and rule.health_dependent:
+        groups = rule.failover or tuple(zip(rule.scopes, rule.weight_checks, strict=True))
+        for (scope, slots), names in zip(groups, rule.check_names, strict=True):
+            if names:
+                verdicts = ", ".join(
+                    f"{name} {'up' if board.up(slot) else 'down'}"
+                    for name, slot in zip(names, slots, strict=True)
+                )
+                notes.append(f"scope {scope}: {verdicts}")
     for criterion in _leaves(rule.criteria):
         if isinstance(criterion, AddressIn):
             label = criterion.matched_label(ctx)
             if label is not None:
                 notes.append(f"{criterion.subject} matched {label}")
+        elif isinstance(criterion, HealthyIs) and board is not None:
+            notes.append(
+                f"check {criterion.check} is {'up' if board.up(criterion.slot) else 'down'}"
+            )
     return tuple(notes)
 
 

@@ -66,6 +66,7 @@ _MATCH = {
         "qtype": _one_or_many({"type": ["string", "integer"]}),
         "time": _one_or_many({"$ref": "#/$defs/window"}),
         **_GEO,
+        "healthy": {**_one_or_many(_TEXT), "description": "checks (checks:) that must be up"},
         "any": {"type": "array", "items": {"$ref": "#/$defs/match"}, "minItems": 1},
         "all": {"type": "array", "items": {"$ref": "#/$defs/match"}, "minItems": 1},
         "not": {"$ref": "#/$defs/match"},
@@ -88,11 +89,56 @@ _RULE = {
                     "properties": {
                         "weighted": {
                             "type": "object",
-                            "additionalProperties": {"type": "number", "exclusiveMinimum": 0},
+                            "additionalProperties": {
+                                "oneOf": [
+                                    {"type": "number", "exclusiveMinimum": 0},
+                                    {
+                                        "type": "object",
+                                        "description": "a member skipped while a check is down",
+                                        "properties": {
+                                            "weight": {"type": "number", "exclusiveMinimum": 0},
+                                            "check": _one_or_many(_TEXT),
+                                        },
+                                        "required": ["weight"],
+                                        "additionalProperties": False,
+                                    },
+                                ]
+                            },
                             "minProperties": 1,
                         }
                     },
                     "required": ["weighted"],
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
+                    "description": "the record set a records: check watches, healthy "
+                    "addresses only; none healthy: all, or the fallback scope",
+                    "properties": {"members": _TEXT, "fallback": _TEXT},
+                    "required": ["members"],
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
+                    "description": "the first scope whose checks are all up; none: the last",
+                    "properties": {
+                        "failover": {
+                            "type": "array",
+                            "minItems": 2,
+                            "items": {
+                                "oneOf": [
+                                    _TEXT,
+                                    {
+                                        "type": "object",
+                                        "additionalProperties": _one_or_many(_TEXT),
+                                        "minProperties": 1,
+                                        "maxProperties": 1,
+                                    },
+                                ]
+                            },
+                        }
+                    },
+                    "required": ["failover"],
                     "additionalProperties": False,
                 },
             ]
@@ -215,6 +261,48 @@ _SUBNET = {
         },
     ]
 }
+_SECONDS = {"type": "number", "minimum": 0.01, "maximum": 86400}
+_COMMON_CHECK = {
+    "interval": {**_SECONDS, "description": "seconds between probes (default 5)"},
+    "timeout": {**_SECONDS, "description": "seconds a probe may take (default 2)"},
+    "rise": {"type": "integer", "minimum": 1, "maximum": 100, "description": "default 2"},
+    "fall": {"type": "integer", "minimum": 1, "maximum": 100, "description": "default 3"},
+    "source": {"type": "string", "description": "local address probes are sent from"},
+}
+_HTTP_CHECK = {
+    "url": _TEXT,
+    "status": {"type": "integer", "minimum": 100, "maximum": 599},
+    "body": {"type": "string"},
+    "host": _TEXT,
+}
+
+
+def _check_kind(kind: str, required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"kind": {"const": kind}, **_COMMON_CHECK, **properties},
+        "required": ["kind", *required],
+        "additionalProperties": False,
+    }
+
+
+_CHECK = {
+    "oneOf": [
+        _check_kind("tcp", ["target"], {"target": _TEXT}),
+        _check_kind(
+            "tcp",
+            ["records", "port"],
+            {"records": _TEXT, "port": {"type": "integer", "minimum": 1, "maximum": 65535}},
+        ),
+        _check_kind("http", ["url"], _HTTP_CHECK),
+        _check_kind("https", ["url"], {**_HTTP_CHECK, "verify": {"type": "boolean"}}),
+        _check_kind(
+            "dns",
+            ["server", "name"],
+            {"server": _TEXT, "name": _TEXT, "type": _TEXT, "rcode": _TEXT, "answer": _TEXT},
+        ),
+    ]
+}
 _LISTEN = {"type": "string", "pattern": r"^(\[[0-9A-Fa-f:.]+\]|[0-9.]+):\d{1,5}$"}
 # the keys with a shape of their own; the scalar settings come from dnspol.settings
 _SERVER = {
@@ -263,6 +351,11 @@ def json_schema() -> dict[str, Any]:
                 "additionalProperties": {"$ref": "#/$defs/zone"},
                 "minProperties": 1,
             },
+            "checks": {
+                "type": ["object", "null"],
+                "propertyNames": {"pattern": r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$"},
+                "additionalProperties": {"$ref": "#/$defs/check"},
+            },
             "rules": {"$ref": "#/$defs/rules"},
             "keys": {"type": "object", "additionalProperties": {"$ref": "#/$defs/key"}},
             "transfers": {"type": ["array", "null"], "items": {"$ref": "#/$defs/transfer"}},
@@ -293,6 +386,7 @@ def json_schema() -> dict[str, Any]:
                 "transfer": _TRANSFER,
                 "transfer_match": _TRANSFER_MATCH,
                 "key": _KEY,
+                "check": _CHECK,
             },
         }
     )

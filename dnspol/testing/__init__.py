@@ -29,7 +29,9 @@ The parts, each in its own module (this package re-exports their public names):
   (``exchange``);
 * ``plugin``: the pytest fixtures and failure reports (imported by pytest only,
   so the rest works without pytest installed);
-* ``errors``: ``TestingError`` and the errors under it.
+* ``errors``: ``TestingError`` and the errors under it;
+* ``targets``: ``HttpTarget`` and ``TcpTarget``, what health checks probe, to stop and
+  start (``Server.set_health`` forces a check without one).
 """
 
 from __future__ import annotations

@@ -490,7 +490,7 @@ class Server:
         """
         return exchange(self.host, self.port, wire, tcp=tcp, timeout=timeout, source=source)
 
-    def ctl(self, command: str, **arguments: float) -> dict:
+    def ctl(self, command: str, **arguments: float | str) -> dict:
         """One request on the server's control socket (what ``dnspol ctl`` sends), e.g.
         ``srv.ctl("status")``; returns the reply. Raises ``ControlError`` when the server
         cannot be reached or refuses."""
@@ -507,6 +507,18 @@ class Server:
         if not reply.get("ok") and not reply.get("problems"):
             raise ControlError(f"{command}: {reply.get('error', reply)}")
         return reply
+
+    # -- health checks ---------------------------------------------------------
+    def set_health(self, check: str, up: bool | None) -> dict:
+        """Force a health check (``checks:``) up (True) or down (False), or let its probes
+        decide again (None), as ``dnspol ctl set-health`` does: answers that depend on it
+        have switched when this returns. Returns the check's state."""
+        state = "auto" if up is None else ("up" if up else "down")
+        return self.ctl("set-health", check=check, state=state)["check"]
+
+    def checks(self) -> dict[str, dict]:
+        """Every health check's state as ``dnspol ctl status`` reports it, by name."""
+        return {item["name"]: item for item in self.ctl("status").get("checks", [])}
 
     # -- the clock -------------------------------------------------------------
     def now(self) -> datetime:

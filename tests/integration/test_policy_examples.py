@@ -1,14 +1,16 @@
-"""The three bundled policy examples, served for real and asked with dig.
+"""The bundled policy examples, served for real and asked with dig.
 
 Each case is what the example's README promises: split-horizon by client subnet,
 by ECS from a trusted resolver and by the address asked; failover across time
 windows on the server's fake clock, with TTLs that never outlive a window; weighted
-answers that follow their weights, repeatably with a seed, and the blocking rules.
+answers that follow their weights, repeatably with a seed, and the blocking rules;
+health-checked failover with checks forced through the control channel.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import socket
 from collections import Counter
 from pathlib import Path
@@ -167,3 +169,55 @@ def test_random_sources_never_crash_the_policy_path(split):
     for _ in range(5):
         source = f"127.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
         assert split.dig("www.example.com", source=source).rcode == "NOERROR"
+
+
+HEALTH = POLICIES / "health-failover"
+HEALTH_ROW = re.compile(
+    r"^\| (up|down) \| (up|down) \| \w{3} (\d{4}-\d\d-\d\d \d\d:\d\d) "
+    r"\|([^|]*)\|([^|]*)\|([^|]*)\|$"
+)
+
+
+def health_table() -> list[tuple[bool, bool, str, list[str], set[str], list[str]]]:
+    """The "Ask it" table of policies/health-failover/README.md: the checks as forced, the
+    Berlin time, and www's, api's (every address seen) and status's addresses."""
+    rows = []
+    for line in (HEALTH / "README.md").read_text().splitlines():
+        m = HEALTH_ROW.match(line)
+        if m:
+            www, api, status = (re.findall(r"`([\d.]+)`", cell) for cell in m.groups()[3:])
+            rows.append((m[1] == "up", m[2] == "up", m[3], www, set(api), status))
+    return rows
+
+
+def test_health_failover_table_is_what_the_server_answers():
+    """Each row: the checks forced through the control channel (``srv.set_health``), the
+    clock set; www and status answer exactly so, api draws only the listed addresses over
+    200 queries, and every TTL is capped at server.health_ttl (20)."""
+    rows = health_table()
+    assert len(rows) == 6
+    with Server(config=HEALTH / "dnspol.yaml", fake_time="2026-05-06T10:00:00+02:00") as srv:
+        for primary, secondary, when, www, api, status in rows:
+            srv.set_health("primary", primary)
+            srv.set_health("secondary", secondary)
+            srv.set_time(f"{when.replace(' ', 'T')}:00+02:00")
+            case = (primary, secondary, when)
+            for name, expected in (("www", www), ("status", status)):
+                result = srv.dig(f"{name}.example.net")
+                assert result.addresses == expected, (case, name)
+                assert all(record.ttl <= 20 for record in result.answer), (case, name)
+            seen = {srv.query("api.example.net").answer[0][0].address for _ in range(200)}
+            assert seen == api, case
+
+
+def test_health_failover_checks_start_from_their_probes():
+    """Nothing listens on the example's ports: both checks start down (the first probe
+    decides), so www answers from the DR site, and status says why."""
+    with Server(config=HEALTH / "dnspol.yaml") as srv:
+        checks = srv.checks()
+        assert {name: c["state"] for name, c in checks.items()} == {
+            "primary": "down",
+            "secondary": "down",
+        }
+        assert checks["secondary"]["last_error"] == "Connection refused"
+        assert srv.dig("www.example.net").addresses == ["203.0.113.10"]
