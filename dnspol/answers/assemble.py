@@ -26,10 +26,14 @@ class Found(NamedTuple):
 class AnswerTables:
     """Every served zone's compiled views, by lowered origin in wire form."""
 
-    __slots__ = ("zones", "plain", "plain_names")
+    __slots__ = ("zones", "plain", "plain_names", "signed")
 
     def __init__(self, zones: dict[bytes, ZoneTables], plain: tuple[dict, dict]) -> None:
         self.zones = zones
+        # a signed zone is served: DO=1 queries are answered from views of their own
+        self.signed = any(
+            view.secure is not None for tables in zones.values() for view in tables.views.values()
+        )
         # every default view's answers (question key -> Prepared) and names (name ->
         # Place): for queries no rule decides, found without searching for the zone
         self.plain, self.plain_names = plain
@@ -72,18 +76,18 @@ def find(view: View, name: bytes, qkey: bytes, qtype: int) -> Found | None:
     prepared = view.exact.get(qkey)
     if prepared is not None:
         return Found(prepared, prepared.tail)
-    return _from_longest_suffix(view.names, name, qtype, None)
+    return _from_longest_suffix(view.names, name, qtype, None, view.chain)
 
 
 def _from_longest_suffix(
-    names: dict, name: bytes, qtype: int, outside: Found | None
+    names: dict, name: bytes, qtype: int, outside: Found | None, chain=None
 ) -> Found | None:
     """The answer the place of the longest suffix of ``name`` in ``names`` gives: for
     another type at the name itself, or for a name below it. ``outside`` when no suffix
     is known (the root reached); None when the labels are not a name, or the place
     leaves the answer to the reference path."""
     end = len(name)
-    at = 0
+    at = before = 0
     while True:
         place = names.get(name[at:])
         if place is not None:
@@ -95,6 +99,7 @@ def _from_longest_suffix(
             return outside if at == end - 1 else None  # the root: ours or not a name
         if length > 63:
             return None  # not a name: the reference path says FORMERR
+        before = at
         at += length + 1
     if at == 0:
         prepared, offset = place.other, place.other_at
@@ -105,7 +110,24 @@ def _from_longest_suffix(
     if prepared is None:
         return None
     tail = prepared.tail_at(offset)
-    return None if tail is None else Found(prepared, tail)
+    if tail is None:
+        return None
+    if prepared.proof is not None:
+        return _proved(prepared, tail, chain, name, before)
+    return Found(prepared, tail)
+
+
+def _proved(prepared: Prepared, tail: bytes, chain, name: bytes, before: int) -> Found:
+    """A signed answer about a name below a known one: the template, the records its
+    encloser fixes, and the NSEC covering the name (RFC 4035 §3.1.3) or the NSEC3
+    covering its next closer name, which starts ``before`` (RFC 5155 §7.2.1)."""
+    fixed, records, count = prepared.proof
+    cover = chain.cover_wire(name[before:] if chain.hashed else name)
+    if cover not in fixed:
+        entry = chain.entries[cover]
+        records += entry.packed
+        count += entry.count
+    return Found(prepared.with_records(count, chain.max_ttl), tail + records)
 
 
 def opt_record(payload: int, do: bool, options: bytes = b"") -> bytes:

@@ -29,10 +29,12 @@ from dnslib import AAAA, RD, TXT, A
 from dnspol import answer
 from dnspol.answers.tables import Place, Prepared, View, ZoneTables
 from dnspol.codes import RRType
+from dnspol.dnssec import secure
+from dnspol.dnssec.serve import depends_on_name
 from dnspol.names import Name, is_subdomain, to_wire
 from dnspol.packer import POINTER_LIMIT, _rdata
 from dnspol.wire import Query
-from dnspol.zones.lookup import MAX_CHAIN, LookupResult, Outcome, lookup
+from dnspol.zones.lookup import MAX_CHAIN, Denial, LookupResult, Outcome, Proof, lookup
 from dnspol.zones.model import WILDCARD, Node, Zone, ZoneSet
 
 # Query types the tables leave to the reference path: ANY picks one RRset, zone
@@ -58,6 +60,9 @@ def compile_tables(zones: ZoneSet, variants: Mapping[tuple[Name, str], Zone]) ->
     out = {}
     for origin, scopes in by_origin.items():
         views = {scope: compile_view(zone, zones) for scope, zone in scopes.items()}
+        for scope, zone in scopes.items():
+            if zone.signatures is not None:  # DO=1 answers (RFC 4035 §3.1), a view apart
+                views[scope].secure = compile_view(zone, zones, signed=True)
         out[to_wire(origin)] = ZoneTables(views, scopes["default"].name, origin)
     return out
 
@@ -112,13 +117,17 @@ def _within(name: bytes, origin: bytes) -> bool:
     return len(name) - at == len(origin)
 
 
-def compile_view(zone: Zone, served: ZoneSet) -> View:
-    return _ViewCompiler(zone, served).run()
+def compile_view(zone: Zone, served: ZoneSet, signed: bool = False) -> View:
+    """A zone's answers; ``signed``: its DO=1 answers, with RRSIGs and denial proofs."""
+    return _ViewCompiler(zone, served, signed).run()
 
 
 class _ViewCompiler:
-    def __init__(self, zone: Zone, served: ZoneSet) -> None:
+    def __init__(self, zone: Zone, served: ZoneSet, signed: bool = False) -> None:
         self.zone = zone
+        self.signed = signed
+        self.chain = zone.signatures.chain if signed else None
+        self.nx_message: dict[Name, tuple[bytes, int, bool]] = {}
         self.label = zone.name  # what metrics call the zone
         self.served = served
         self.other_type = _unused_type(zone)  # stands for every type a node does not hold
@@ -142,7 +151,9 @@ class _ViewCompiler:
             wire = to_wire(name)
             if wire not in self.names and is_subdomain(name, zone.origin):
                 self.names[wire] = self._unowned(name)
-        return View(self.exact, self.names)
+        view = View(self.exact, self.names)
+        view.chain = self.chain
+        return view
 
     # --- the places of names -------------------------------------------------------
 
@@ -176,6 +187,8 @@ class _ViewCompiler:
 
     def _plain_place(self, name: Name, below: tuple) -> Place:
         """A name whose other types get NODATA, and whose children NXDOMAIN (shared)."""
+        if self.signed:
+            return self._signed_place(name, below)
         anchor, at = self._soa_anchor(name)
         nodata, nxdomain = self._negative(anchor)
         if below[1] == PLAIN:  # children: NXDOMAIN like any name
@@ -186,8 +199,36 @@ class _ViewCompiler:
             return place
         return Place(nodata, at, *below)
 
+    def _signed_place(self, name: Name, below: tuple) -> Place:
+        """The DO=1 place of an existing name: its own NODATA proof for other types
+        (RFC 4035 §3.1.3.1), and for children the NXDOMAIN proof whose records
+        covering the query name are found at run time (``Prepared.proof``)."""
+        nodata = self._at(name, self.other_type)
+        if below[1] != PLAIN:
+            return Place(nodata, 0, *below)
+        anchor, at = self._soa_anchor(name)
+        made = self.nx_message.get(anchor)
+        if made is None:
+            soa = self.zone.soa.records(ttl=self.zone.negative_ttl)  # RFC 2308 §5
+            result = secure(self.zone, LookupResult(Outcome.NXDOMAIN, authority=soa))
+            made = self.nx_message[anchor] = _pack(anchor, self.other_type, result)
+        nxdomain = _prepared(*made, 0, True, True, self.label)
+        if self.chain is None:
+            return Place(nodata, 0, None, 0)
+        nxdomain.proof = self._proof_spec(Proof(Denial.NXDOMAIN, (b"", *name), name))
+        return Place(nodata, 0, nxdomain, at)
+
+    def _proof_spec(self, proof: Proof) -> tuple[tuple[int, ...], bytes, int]:
+        """The records of a proof that depend on its encloser only, packed: the record
+        covering the query name (or its next closer) is added at run time."""
+        fixed = tuple(self.chain.fixed(proof))
+        entries = [self.chain.entries[i] for i in fixed]
+        return fixed, b"".join(e.packed for e in entries), sum(e.count for e in entries)
+
     def _unowned(self, name: Name) -> Place:
         """A name in record data that owns nothing: answered as its encloser says."""
+        if self.signed:
+            return Place(None, 0, None, 0)  # its closest encloser is elsewhere
         if self._cut_at_or_above(name) is not None:
             return self._referral_place(name)
         encloser = self._closest_encloser(name)
@@ -217,7 +258,7 @@ class _ViewCompiler:
 
     def _exact(self, name: Name, node: Node, rtype: int) -> Prepared:
         rrset = node.get(rtype)
-        if rrset is not None and name and _plain(rrset):
+        if rrset is not None and name and _plain(rrset) and not self.signed:
             return _direct(rrset, self.label)
         return self._at(name, rtype)
 
@@ -226,13 +267,30 @@ class _ViewCompiler:
         packed = self._reference(name, qtype)
         return _prepared(*packed, base=0, movable=False, shared=False, zone=self.label)
 
-    def _under(self, name: Name, qtype: int | None) -> Prepared:
-        """A movable template for names strictly below ``name``."""
+    def _under(self, name: Name, qtype: int | None) -> Prepared | None:
+        """A movable template for names strictly below ``name``. Signed, a proof about
+        the query name itself (a wildcard's, RFC 4035 §3.1.3.3) is left to run time;
+        None (the reference path) when it would have to go before additional records."""
         child = self._fresh_child(name)
-        packed = self._reference(child, self.other_type if qtype is None else qtype)
-        return _prepared(
-            *packed, base=len(child[0]) + 1, movable=True, shared=False, zone=self.label
+        qtype = self.other_type if qtype is None else qtype
+        result = lookup(self.zone, child, qtype, self.served)
+        spec = None
+        if self.signed:
+            varying = [p for p in result.proofs if depends_on_name(p) and p.name == child]
+            if varying and (len(varying) > 1 or result.additional or self.chain is None):
+                return None
+            result = secure(self.zone, result, varying[0] if varying else None)
+            if varying:
+                spec = self._proof_spec(varying[0])
+        prepared = _prepared(
+            *_pack(child, qtype, result),
+            base=len(child[0]) + 1,
+            movable=True,
+            shared=False,
+            zone=self.label,
         )
+        prepared.proof = spec
+        return prepared
 
     def _negative(self, anchor: Name) -> tuple[Prepared, Prepared]:
         """NODATA and NXDOMAIN for names ending in ``anchor`` (a name of the SOA)."""
@@ -250,7 +308,10 @@ class _ViewCompiler:
         return made
 
     def _reference(self, name: Name, qtype: int) -> tuple[bytes, int, bool]:
-        return _pack(name, qtype, lookup(self.zone, name, qtype, self.served))
+        result = lookup(self.zone, name, qtype, self.served)
+        if self.signed:
+            result = secure(self.zone, result)
+        return _pack(name, qtype, result)
 
     # --- what the zone holds -------------------------------------------------------
 

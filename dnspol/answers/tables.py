@@ -35,6 +35,8 @@ class Prepared:
         "end",
         "by_offset",
         "zone",
+        "proof",
+        "composed",
     )
 
     def __init__(
@@ -62,6 +64,26 @@ class Prepared:
         # tails by anchor offset, for templates shared by many names (at most 255 offsets)
         self.by_offset: dict[int, bytes] | None = {base: tail} if shared else None
         self.zone = zone  # the zone's name, for metrics labels
+        # signed (DO=1) answers about a name below a known one: the NSEC/NSEC3 records
+        # fixed by that name (indices into the view's chain, packed, count), to which
+        # the record covering the query name is added at run time; None: nothing to add
+        self.proof: tuple[tuple[int, ...], bytes, int] | None = None
+        self.composed: dict[int, Prepared] | None = None  # headers with the added records
+
+    def with_records(self, count: int, max_ttl: int) -> Prepared:
+        """This answer's header with ``count`` more authority records (no additional
+        records may follow them, so none may be dropped: TC if it does not fit)."""
+        composed = self.composed
+        if composed is None:
+            composed = self.composed = {}
+        found = composed.get(count)
+        if found is None:
+            an, ns, ar = self.counts
+            found = composed[count] = Prepared(
+                self.flags, (an, ns + count, ar), b"", -1, max(self.max_ttl, max_ttl),
+                0, None, False, self.zone,
+            )  # fmt: skip
+        return found
 
     def tail_at(self, offset: int) -> bytes | None:
         """The tail for a query whose anchor starts ``offset`` bytes into its name; None
@@ -143,11 +165,13 @@ class Place:
 class View:
     """One zone as one scope answers it."""
 
-    __slots__ = ("exact", "names")
+    __slots__ = ("exact", "names", "secure", "chain")
 
     def __init__(self, exact: dict[bytes, Prepared], names: dict[bytes, Place]) -> None:
         self.exact = exact  # lowered name + type + class -> answer
         self.names = names  # lowered name -> Place
+        self.secure: View | None = None  # a signed zone's DO=1 answers (RFC 4035 §3.1)
+        self.chain = None  # in a DO=1 view: the zone's NSEC/NSEC3 ``dnssec.Chain``
 
 
 class ZoneTables:
