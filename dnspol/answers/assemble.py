@@ -118,16 +118,22 @@ def _from_longest_suffix(
 
 
 def _proved(prepared: Prepared, tail: bytes, chain, name: bytes, before: int) -> Found:
-    """A signed answer about a name below a known one: the template, the records its
-    encloser fixes, and the NSEC covering the name (RFC 4035 §3.1.3) or the NSEC3
-    covering its next closer name, which starts ``before`` (RFC 5155 §7.2.1)."""
-    fixed, records, count = prepared.proof
+    """A signed answer about a name below a known one: the template, then the records
+    its encloser fixes and the NSEC covering the name (RFC 4035 §3.1.3) or the NSEC3
+    covering its next closer name, which starts ``before`` (RFC 5155 §7.2.1); owners
+    point at the zone's name in the question, as the reference path writes them."""
+    fixed, written = prepared.proof
     cover = chain.cover_wire(name[before:] if chain.hashed else name)
-    if cover not in fixed:
-        entry = chain.entries[cover]
-        records += entry.packed
-        count += entry.count
-    return Found(prepared.with_records(count, chain.max_ttl), tail + records)
+    pointer = (0xC000 | (12 + len(name) - chain.origin_length)).to_bytes(2, "big")
+    records = []
+    count = 0
+    entries = chain.entries
+    for index in fixed if cover in fixed else (*fixed, cover):
+        if index not in written:
+            entry = entries[index]
+            records.append(entry.wire(pointer))
+            count += len(entry.pieces)
+    return Found(prepared.with_records(count, chain.max_ttl), tail + b"".join(records))
 
 
 def opt_record(payload: int, do: bool, options: bytes = b"") -> bytes:

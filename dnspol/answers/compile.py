@@ -30,7 +30,7 @@ from dnspol import answer
 from dnspol.answers.tables import Place, Prepared, View, ZoneTables
 from dnspol.codes import RRType
 from dnspol.dnssec import secure
-from dnspol.dnssec.serve import depends_on_name
+from dnspol.dnssec.serve import depends_on_name, written_entries
 from dnspol.names import Name, is_subdomain, to_wire
 from dnspol.packer import POINTER_LIMIT, _rdata
 from dnspol.wire import Query
@@ -218,12 +218,13 @@ class _ViewCompiler:
         nxdomain.proof = self._proof_spec(Proof(Denial.NXDOMAIN, (b"", *name), name))
         return Place(nodata, 0, nxdomain, at)
 
-    def _proof_spec(self, proof: Proof) -> tuple[tuple[int, ...], bytes, int]:
-        """The records of a proof that depend on its encloser only, packed: the record
-        covering the query name (or its next closer) is added at run time."""
-        fixed = tuple(self.chain.fixed(proof))
-        entries = [self.chain.entries[i] for i in fixed]
-        return fixed, b"".join(e.packed for e in entries), sum(e.count for e in entries)
+    def _proof_spec(
+        self, proof: Proof, written: frozenset[int] = frozenset()
+    ) -> tuple[tuple[int, ...], frozenset[int]]:
+        """What run time adds for ``proof``: the chain entries fixed by its encloser (to
+        which the one covering the query name is added), less ``written``, those the
+        template holds already."""
+        return tuple(self.chain.fixed(proof)), written
 
     def _unowned(self, name: Name) -> Place:
         """A name in record data that owns nothing: answered as its encloser says."""
@@ -277,11 +278,15 @@ class _ViewCompiler:
         spec = None
         if self.signed:
             varying = [p for p in result.proofs if depends_on_name(p) and p.name == child]
-            if varying and (len(varying) > 1 or result.additional or self.chain is None):
+            if varying and (
+                varying != [result.proofs[0]] or result.additional or self.chain is None
+            ):
                 return None
-            result = secure(self.zone, result, varying[0] if varying else None)
-            if varying:
-                spec = self._proof_spec(varying[0])
+            leave_out = varying[0] if varying else None
+            if leave_out is not None:
+                written = written_entries(self.zone, result.proofs, leave_out)
+                spec = self._proof_spec(leave_out, written)
+            result = secure(self.zone, result, leave_out)
         prepared = _prepared(
             *_pack(child, qtype, result),
             base=len(child[0]) + 1,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from dnspol.codes import RRType
 from dnspol.names import Name, to_wire
 from dnspol.zones.lookup import Denial, Proof
-from dnspol.zones.model import WILDCARD, RRset
+from dnspol.zones.model import WILDCARD, PackedRec, RRset
 from dnspol.zones.rdata import pack_uncompressed
 
 if TYPE_CHECKING:
@@ -36,18 +36,24 @@ _VARYING = (Denial.NXDOMAIN, Denial.WILDCARD, Denial.WILDCARD_NODATA)
 
 
 class Entry(NamedTuple):
-    """One NSEC or NSEC3 RRset and its RRSIGs, and both packed for an answer."""
+    """One NSEC or NSEC3 RRset and its RRSIGs, as records packed in advance."""
 
     rrset: RRset
-    rrsig: RRset | None
-    packed: bytes  # the records, owners uncompressed: valid at any place in a message
-    count: int  # how many records ``packed`` holds
+    records: tuple[PackedRec, ...]
+    pieces: tuple[tuple[bytes, bytes], ...]  # each record's bytes before and after the zone
+
+    def wire(self, zone_pointer: bytes) -> bytes:
+        """The records' bytes, the zone's name in each owner written as ``zone_pointer``."""
+        return b"".join(head + zone_pointer + after for head, after in self.pieces)
 
 
 class Chain:
     """The NSEC (``hashed`` False) or NSEC3 chain of a zone, in order."""
 
-    __slots__ = ("hashed", "entries", "keys", "matches", "salt", "iterations", "opt_out", "max_ttl")
+    __slots__ = (
+        "hashed", "entries", "keys", "matches", "salt", "iterations", "opt_out", "max_ttl",
+        "origin_length",
+    )  # fmt: skip
 
     def __init__(self, hashed: bool, entries: list[Entry], keys: list, matches: dict) -> None:
         self.hashed = hashed
@@ -57,9 +63,8 @@ class Chain:
         self.salt = b""
         self.iterations = 0
         self.opt_out = False
-        self.max_ttl = max(
-            max(e.rrset.ttl, e.rrsig.ttl if e.rrsig is not None else 0) for e in entries
-        )
+        self.max_ttl = max(record.ttl for entry in entries for record in entry.records)
+        self.origin_length = 0  # of the zone's name in wire form
 
     # --- finding records ---------------------------------------------------------
 
@@ -200,18 +205,19 @@ def _split_rrsigs(name: Name, node, sigs: RRset, out: dict) -> None:
         out[(name, covered)] = RRset(name, RRType.RRSIG, ttl, tuple(rdatas))
 
 
-def _entry(rrset: RRset, rrsig: RRset | None) -> Entry:
-    packed = bytearray()
-    count = 0
+def _entry(origin: Name, rrset: RRset, rrsig: RRset | None) -> Entry:
+    records: list[PackedRec] = []
+    pieces: list[tuple[bytes, bytes]] = []
     for one in (rrset, rrsig):
         if one is None:
             continue
-        owner = to_wire(one.name)
+        head = to_wire(one.name[: len(one.name) - len(origin)])[:-1]  # the labels below
         for rdata in one.rdatas:
             data = pack_uncompressed(rdata)
-            packed += owner + _FIXED.pack(one.rtype, 1, one.ttl, len(data)) + data
-            count += 1
-    return Entry(rrset, rrsig, bytes(packed), count)
+            rest = len(data).to_bytes(2, "big") + data
+            records.append(PackedRec(head, origin, one.rtype, one.ttl, rest))
+            pieces.append((head, _FIXED.pack(one.rtype, 1, one.ttl, 0)[:8] + rest))
+    return Entry(rrset, tuple(records), tuple(pieces))
 
 
 def _nsec_chain(zone: Zone, rrsigs: dict) -> Chain | None:
@@ -221,9 +227,12 @@ def _nsec_chain(zone: Zone, rrsigs: dict) -> Chain | None:
     )
     if not owners:
         return None
-    entries = [_entry(zone.nodes[n][RRType.NSEC], rrsigs.get((n, RRType.NSEC))) for n in owners]
+    nodes, origin = zone.nodes, zone.origin
+    entries = [_entry(origin, nodes[n][RRType.NSEC], rrsigs.get((n, RRType.NSEC))) for n in owners]
     keys = [name[::-1] for name in owners]
-    return Chain(False, entries, keys, {name: i for i, name in enumerate(owners)})
+    chain = Chain(False, entries, keys, {name: i for i, name in enumerate(owners)})
+    chain.origin_length = len(to_wire(origin))
+    return chain
 
 
 def _nsec3_chain(zone: Zone, rrsigs: dict) -> Chain | None:
@@ -240,9 +249,11 @@ def _nsec3_chain(zone: Zone, rrsigs: dict) -> Chain | None:
     if not found:
         return None
     found.sort(key=lambda pair: pair[0])
-    entries = [_entry(rrset, rrsigs.get((rrset.name, RRType.NSEC3))) for _, rrset in found]
+    origin = zone.origin
+    entries = [_entry(origin, rrset, rrsigs.get((rrset.name, RRType.NSEC3))) for _, rrset in found]
     keys = [digest for digest, _ in found]
     chain = Chain(True, entries, keys, {digest: i for i, digest in enumerate(keys)})
+    chain.origin_length = len(to_wire(origin))
     params = pack_uncompressed(found[0][1].rdatas[0])  # alg, flags, iterations, salt
     chain.opt_out = bool(params[1] & 1)
     chain.iterations = int.from_bytes(params[2:4], "big")

@@ -26,9 +26,12 @@ def secure(zone: Zone, result: LookupResult, leave_out: Proof | None = None) -> 
     wild = dict(result.wildcards)
     answer = _signed(result.answer, signatures, wild)
     authority = _signed(result.authority, signatures, {})
-    for proof in result.proofs:
+    written: set[int] = set()
+    # the last proof first: the first, about the query name itself, is the one the
+    # compiled answers add at run time, after the others (``answers.compile``)
+    for proof in reversed(result.proofs):
         if proof != leave_out:
-            authority.extend(_denial(zone, signatures, proof, authority))
+            authority.extend(_denial(zone, signatures, proof, written))
     additional = _signed(result.additional, signatures, {})
     return LookupResult(
         result.outcome,
@@ -69,7 +72,8 @@ def _from_dname(records: list[Rec], at: int) -> bool:
     return at > 0 and records[at - 1].rtype == RRType.DNAME
 
 
-def _denial(zone: Zone, signatures: Signatures, proof: Proof, written: list[Rec]) -> list[Rec]:
+def _denial(zone: Zone, signatures: Signatures, proof: Proof, written: set[int]) -> list:
+    """The records of one proof; ``written``: the chain's entries already in the answer."""
     if proof.kind is Denial.REFERRAL:
         ds = zone.nodes[proof.name].get(RRType.DS)
         if ds is not None:  # a secure delegation: its DS, signed (RFC 4035 §3.1.4)
@@ -77,15 +81,22 @@ def _denial(zone: Zone, signatures: Signatures, proof: Proof, written: list[Rec]
     chain = signatures.chain
     if chain is None:
         return []
-    indices = chain.entries_for(proof)
-    seen = {(rec.owner, rec.rtype) for rec in written}
-    out: list[Rec] = []
-    for index in indices:
-        entry = chain.entries[index]
-        if (entry.rrset.name, entry.rrset.rtype) in seen:
-            continue
-        seen.add((entry.rrset.name, entry.rrset.rtype))
-        out.extend(entry.rrset.records())
-        if entry.rrsig is not None:
-            out.extend(entry.rrsig.records())
+    out: list = []
+    for index in chain.entries_for(proof):
+        if index not in written:
+            written.add(index)
+            out.extend(chain.entries[index].records)
     return out
+
+
+def written_entries(zone: Zone, proofs: tuple[Proof, ...], leave_out: Proof) -> frozenset[int]:
+    """The chain entries ``secure`` writes for ``proofs`` but ``leave_out``."""
+    chain = zone.signatures.chain
+    written: set[int] = set()
+    for proof in proofs:
+        if proof == leave_out or chain is None:
+            continue
+        if proof.kind is Denial.REFERRAL and RRType.DS in zone.nodes[proof.name]:
+            continue  # the DS is written, not a denial
+        written.update(chain.entries_for(proof))
+    return frozenset(written)

@@ -59,6 +59,19 @@ class Rec(NamedTuple):
     rdata: object  # a dnslib RD instance
 
 
+class PackedRec(NamedTuple):
+    """A record of an answer packed in advance (a signed zone's NSEC and NSEC3 records):
+    its owner's labels below ``zone`` as wire bytes, then ``zone`` (written as a pointer
+    to the zone's name in the question), the type and TTL, then RDLENGTH and RDATA. The
+    compiled answers append the same bytes, so both paths write the same message."""
+
+    head: bytes
+    zone: Name
+    rtype: int
+    ttl: int
+    rest: bytes  # RDLENGTH and RDATA
+
+
 @dataclass(frozen=True, slots=True)
 class RRset:
     """All records of one owner and type. One TTL per RRset (RFC 2181 §5.2)."""
