@@ -95,6 +95,7 @@ def signed(tmp_path_factory) -> dict:
             + [str(work / "zone")],
             check=True,
             capture_output=True,
+            cwd=work,  # where it writes the dsset- file
         )
         texts[kind] = out.read_text()
     dnskey = (work / f"{key}.key").read_text().split("DNSKEY")[1].split()
