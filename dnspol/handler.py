@@ -267,18 +267,21 @@ class Handler:
             return None
         if wire[2] & 0xF8 or qend < 17:  # QR and OPCODE must be 0
             return None
-        if do and snap.tables.signed:  # DO=1 answers of signed zones: their own views
-            return None
+        tables = snap.tables
+        if do and tables.signed:  # DO=1: signed zones' own answers (RFC 4035 §3.1)
+            exact, names = tables.secure_plain, tables.secure_plain_names
+        else:
+            exact, names = tables.plain, tables.plain_names
         name = wire[12 : qend - 4].lower()
         question = wire[qend - 4 : qend]
         qtype = (question[0] << 8) | question[1]
-        prepared = snap.tables.plain.get(name + question)
+        prepared = exact.get(name + question)
         if prepared is not None:
             tail = prepared.tail
         elif question[2:] != b"\x00\x01" or qtype in REFERENCE_TYPES:
             return None
         else:
-            found = find_plain(snap.tables, name, qtype)
+            found = find_plain(tables, name, qtype, names)
             if found is None:
                 return None
             if found is OUTSIDE:  # no zone of ours: REFUSED (RFC 8906 §3.1.4)

@@ -26,7 +26,7 @@ class Found(NamedTuple):
 class AnswerTables:
     """Every served zone's compiled views, by lowered origin in wire form."""
 
-    __slots__ = ("zones", "plain", "plain_names", "signed")
+    __slots__ = ("zones", "plain", "plain_names", "signed", "secure_plain", "secure_plain_names")
 
     def __init__(self, zones: dict[bytes, ZoneTables], plain: tuple[dict, dict]) -> None:
         self.zones = zones
@@ -37,6 +37,8 @@ class AnswerTables:
         # every default view's answers (question key -> Prepared) and names (name ->
         # Place): for queries no rule decides, found without searching for the zone
         self.plain, self.plain_names = plain
+        # the same for DO=1 queries: signed zones' secure views (``compile_tables``)
+        self.secure_plain, self.secure_plain_names = plain
 
     def sizes(self) -> tuple[int, int]:
         """(exact answers, names) over every zone and scope, for metrics."""
@@ -61,13 +63,16 @@ class AnswerTables:
 OUTSIDE = Found(None, b"")  # ``find_plain``: the name is in no served zone
 
 
-def find_plain(tables: AnswerTables, name: bytes, qtype: int) -> Found | None:
+def find_plain(
+    tables: AnswerTables, name: bytes, qtype: int, names: dict | None = None
+) -> Found | None:
     """The answer of the default views for a name their exact answers do not hold: the
     place of its longest known suffix says. ``OUTSIDE``: in no served zone; None: not
     compiled (or not a name), for the reference path."""
     if len(name) > 255:
         return None  # too long a name: the reference path says FORMERR
-    return _from_longest_suffix(tables.plain_names, name, qtype, OUTSIDE)
+    names = tables.plain_names if names is None else names
+    return _from_longest_suffix(names, name, qtype, OUTSIDE)
 
 
 def find(view: View, name: bytes, qkey: bytes, qtype: int) -> Found | None:
@@ -76,11 +81,11 @@ def find(view: View, name: bytes, qkey: bytes, qtype: int) -> Found | None:
     prepared = view.exact.get(qkey)
     if prepared is not None:
         return Found(prepared, prepared.tail)
-    return _from_longest_suffix(view.names, name, qtype, None, view.chain)
+    return _from_longest_suffix(view.names, name, qtype, None)
 
 
 def _from_longest_suffix(
-    names: dict, name: bytes, qtype: int, outside: Found | None, chain=None
+    names: dict, name: bytes, qtype: int, outside: Found | None
 ) -> Found | None:
     """The answer the place of the longest suffix of ``name`` in ``names`` gives: for
     another type at the name itself, or for a name below it. ``outside`` when no suffix
@@ -113,27 +118,24 @@ def _from_longest_suffix(
     if tail is None:
         return None
     if prepared.proof is not None:
-        return _proved(prepared, tail, chain, name, before)
+        return _proved(prepared, tail, name, before)
     return Found(prepared, tail)
 
 
-def _proved(prepared: Prepared, tail: bytes, chain, name: bytes, before: int) -> Found:
+def _proved(prepared: Prepared, tail: bytes, name: bytes, before: int) -> Found:
     """A signed answer about a name below a known one: the template, then the records
     its encloser fixes and the NSEC covering the name (RFC 4035 §3.1.3) or the NSEC3
     covering its next closer name, which starts ``before`` (RFC 5155 §7.2.1); owners
     point at the zone's name in the question, as the reference path writes them."""
-    fixed, written = prepared.proof
+    skip, chain, segments, count = prepared.proof
     cover = chain.cover_wire(name[before:] if chain.hashed else name)
     pointer = (0xC000 | (12 + len(name) - chain.origin_length)).to_bytes(2, "big")
-    records = []
-    count = 0
-    entries = chain.entries
-    for index in fixed if cover in fixed else (*fixed, cover):
-        if index not in written:
-            entry = entries[index]
-            records.append(entry.wire(pointer))
-            count += len(entry.pieces)
-    return Found(prepared.with_records(count, chain.max_ttl), tail + b"".join(records))
+    tail += pointer.join(segments)
+    if cover not in skip:
+        entry = chain.entries[cover]
+        tail += pointer.join(entry.segments)
+        count += len(entry.records)
+    return Found(prepared.with_records(count, chain.max_ttl), tail)
 
 
 def opt_record(payload: int, do: bool, options: bytes = b"") -> bytes:

@@ -30,6 +30,7 @@ from dnspol import answer
 from dnspol.answers.tables import Place, Prepared, View, ZoneTables
 from dnspol.codes import RRType
 from dnspol.dnssec import secure
+from dnspol.dnssec.denial import joined
 from dnspol.dnssec.serve import depends_on_name, written_entries
 from dnspol.names import Name, is_subdomain, to_wire
 from dnspol.packer import POINTER_LIMIT, _rdata
@@ -67,28 +68,33 @@ def compile_tables(zones: ZoneSet, variants: Mapping[tuple[Name, str], Zone]) ->
     return out
 
 
-def plain_answers(by_origin: dict[bytes, ZoneTables]) -> tuple[dict, dict]:
+def plain_answers(by_origin: dict[bytes, ZoneTables], signed: bool = False) -> tuple[dict, dict]:
     """Every default view's exact answers and names in one table each (question key ->
     ``Prepared``, name -> ``Place``): a query that needs no decision is answered without
     searching for its zone first. A name inside another served zone below (a child zone
     served here too) is that zone's to answer, as ``ZoneSet.find`` says: a parent's names
-    under a child's origin are left out. One zone: its own tables, not copied."""
+    under a child's origin are left out. One zone: its own tables, not copied.
+    ``signed``: the DO=1 answers (a signed zone's ``secure`` view, another's own)."""
+
+    def view_of(tables: ZoneTables) -> View:
+        return (tables.default.secure or tables.default) if signed else tables.default
+
     if len(by_origin) == 1:
         (tables,) = by_origin.values()
-        return tables.default.exact, tables.default.names
+        return view_of(tables).exact, view_of(tables).names
     exact: dict[bytes, Prepared] = {}
     names: dict[bytes, Place] = {}
     children = _served_below(by_origin)
     for origin, tables in by_origin.items():
         below = children.get(origin)
         if not below:
-            exact.update(tables.default.exact)
-            names.update(tables.default.names)
+            exact.update(view_of(tables).exact)
+            names.update(view_of(tables).names)
             continue
-        for key, prepared in tables.default.exact.items():
+        for key, prepared in view_of(tables).exact.items():
             if not any(_within(key[:-4], child) for child in below):
                 exact[key] = prepared
-        for name, place in tables.default.names.items():
+        for name, place in view_of(tables).names.items():
             if not any(_within(name, child) for child in below):
                 names[name] = place
     return exact, names
@@ -127,7 +133,7 @@ class _ViewCompiler:
         self.zone = zone
         self.signed = signed
         self.chain = zone.signatures.chain if signed else None
-        self.nx_message: dict[Name, tuple[bytes, int, bool]] = {}
+        self.nx_message: dict[Name, tuple] = {}  # SOA name -> signed NXDOMAIN, memo
         self.label = zone.name  # what metrics call the zone
         self.served = served
         self.other_type = _unused_type(zone)  # stands for every type a node does not hold
@@ -151,9 +157,7 @@ class _ViewCompiler:
             wire = to_wire(name)
             if wire not in self.names and is_subdomain(name, zone.origin):
                 self.names[wire] = self._unowned(name)
-        view = View(self.exact, self.names)
-        view.chain = self.chain
-        return view
+        return View(self.exact, self.names)
 
     # --- the places of names -------------------------------------------------------
 
@@ -211,20 +215,26 @@ class _ViewCompiler:
         if made is None:
             soa = self.zone.soa.records(ttl=self.zone.negative_ttl)  # RFC 2308 §5
             result = secure(self.zone, LookupResult(Outcome.NXDOMAIN, authority=soa))
-            made = self.nx_message[anchor] = _pack(anchor, self.other_type, result)
-        nxdomain = _prepared(*made, 0, True, True, self.label)
+            message = _pack(anchor, self.other_type, result)
+            made = self.nx_message[anchor] = (message, _prepared(*message, 0, True, True, ""))
+        message, shared = made
+        nxdomain = _prepared(*message, 0, True, True, self.label)
+        # one template per name (each proves its own encloser), one memo of moved tails
+        # for them all: traffic fills at most one per offset, as for unsigned zones
+        nxdomain.by_offset = shared.by_offset
         if self.chain is None:
             return Place(nodata, 0, None, 0)
         nxdomain.proof = self._proof_spec(Proof(Denial.NXDOMAIN, (b"", *name), name))
         return Place(nodata, 0, nxdomain, at)
 
-    def _proof_spec(
-        self, proof: Proof, written: frozenset[int] = frozenset()
-    ) -> tuple[tuple[int, ...], frozenset[int]]:
-        """What run time adds for ``proof``: the chain entries fixed by its encloser (to
-        which the one covering the query name is added), less ``written``, those the
-        template holds already."""
-        return tuple(self.chain.fixed(proof)), written
+    def _proof_spec(self, proof: Proof, written: frozenset[int] = frozenset()) -> tuple:
+        """What run time adds for ``proof`` (``assemble._proved``): the chain entries its
+        encloser fixes, less ``written`` (those the template holds already), packed, to
+        which the entry covering the query name is added unless it is one of them."""
+        chain = self.chain
+        fixed = chain.fixed(proof)
+        segments, count = joined([chain.entries[i] for i in fixed if i not in written])
+        return frozenset(fixed) | written, chain, segments, count
 
     def _unowned(self, name: Name) -> Place:
         """A name in record data that owns nothing: answered as its encloser says."""

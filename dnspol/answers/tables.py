@@ -66,8 +66,9 @@ class Prepared:
         self.zone = zone  # the zone's name, for metrics labels
         # signed (DO=1) answers about a name below a known one: the NSEC/NSEC3 records
         # fixed by that name (indices into the view's chain, packed, count), to which
-        # the record covering the query name is added at run time; None: nothing to add
-        self.proof: tuple[tuple[int, ...], bytes, int] | None = None
+        # the record covering the query name is added at run time: (those indices, those
+        # the template holds already, the ``dnssec.Chain``); None: nothing to add
+        self.proof: tuple | None = None
         self.composed: dict[int, Prepared] | None = None  # headers with the added records
 
     def with_records(self, count: int, max_ttl: int) -> Prepared:
@@ -165,13 +166,12 @@ class Place:
 class View:
     """One zone as one scope answers it."""
 
-    __slots__ = ("exact", "names", "secure", "chain")
+    __slots__ = ("exact", "names", "secure")
 
     def __init__(self, exact: dict[bytes, Prepared], names: dict[bytes, Place]) -> None:
         self.exact = exact  # lowered name + type + class -> answer
         self.names = names  # lowered name -> Place
         self.secure: View | None = None  # a signed zone's DO=1 answers (RFC 4035 §3.1)
-        self.chain = None  # in a DO=1 view: the zone's NSEC/NSEC3 ``dnssec.Chain``
 
 
 class ZoneTables:

@@ -40,11 +40,9 @@ class Entry(NamedTuple):
 
     rrset: RRset
     records: tuple[PackedRec, ...]
-    pieces: tuple[tuple[bytes, bytes], ...]  # each record's bytes before and after the zone
-
-    def wire(self, zone_pointer: bytes) -> bytes:
-        """The records' bytes, the zone's name in each owner written as ``zone_pointer``."""
-        return b"".join(head + zone_pointer + after for head, after in self.pieces)
+    # the records' bytes cut where each owner's zone name goes: ``pointer.join(segments)``
+    # writes them with that pointer (to the zone's name in the question)
+    segments: tuple[bytes, ...]
 
 
 class Chain:
@@ -159,6 +157,15 @@ class Chain:
         return []
 
 
+def joined(entries: list[Entry]) -> tuple[tuple[bytes, ...], int]:
+    """The segments of several entries as one (for ``pointer.join``), and their records."""
+    segments = [b""]
+    for entry in entries:
+        segments[-1] += entry.segments[0]
+        segments.extend(entry.segments[1:])
+    return tuple(segments), sum(len(entry.records) for entry in entries)
+
+
 def _unique(indices: list[int]) -> list[int]:
     out: list[int] = []
     for index in indices:
@@ -207,7 +214,7 @@ def _split_rrsigs(name: Name, node, sigs: RRset, out: dict) -> None:
 
 def _entry(origin: Name, rrset: RRset, rrsig: RRset | None) -> Entry:
     records: list[PackedRec] = []
-    pieces: list[tuple[bytes, bytes]] = []
+    segments = [b""]
     for one in (rrset, rrsig):
         if one is None:
             continue
@@ -216,8 +223,9 @@ def _entry(origin: Name, rrset: RRset, rrsig: RRset | None) -> Entry:
             data = pack_uncompressed(rdata)
             rest = len(data).to_bytes(2, "big") + data
             records.append(PackedRec(head, origin, one.rtype, one.ttl, rest))
-            pieces.append((head, _FIXED.pack(one.rtype, 1, one.ttl, 0)[:8] + rest))
-    return Entry(rrset, tuple(records), tuple(pieces))
+            segments[-1] += head
+            segments.append(_FIXED.pack(one.rtype, 1, one.ttl, 0)[:8] + rest)
+    return Entry(rrset, tuple(records), tuple(segments))
 
 
 def _nsec_chain(zone: Zone, rrsigs: dict) -> Chain | None:
