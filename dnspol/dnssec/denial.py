@@ -61,7 +61,7 @@ class Chain:
         self.salt = b""
         self.iterations = 0
         self.opt_out = False
-        self.max_ttl = max(record.ttl for entry in entries for record in entry.records)
+        self.max_ttl = max((r.ttl for entry in entries for r in entry.records), default=0)
         self.origin_length = 0  # of the zone's name in wire form
 
     # --- finding records ---------------------------------------------------------
@@ -177,14 +177,22 @@ def _unique(indices: list[int]) -> list[int]:
 class Signatures:
     """A signed zone's RRSIGs by (owner, covered type), and its denial chain."""
 
-    __slots__ = ("rrsigs", "chain")
+    __slots__ = ("rrsigs", "chain", "at_name")
 
     def __init__(self, rrsigs: dict[tuple[Name, int], RRset], chain: Chain | None) -> None:
         self.rrsigs = rrsigs
         self.chain = chain
+        at_name: dict[Name, list[RRset]] = {}
+        for (name, _), rrset in sorted(rrsigs.items(), key=lambda item: item[0][1]):
+            at_name.setdefault(name, []).append(rrset)
+        self.at_name = at_name  # owner -> its RRSIG RRsets, by covered type
 
     def of(self, name: Name, rtype: int) -> RRset | None:
         return self.rrsigs.get((name, rtype))
+
+    def records_at(self, name: Name, owner: Name) -> list:
+        """Every RRSIG at ``name`` (an RRSIG query), by covered type, under ``owner``."""
+        return [record for rrset in self.at_name.get(name, ()) for record in rrset.records(owner)]
 
 
 def index_signatures(zone: Zone) -> Signatures:

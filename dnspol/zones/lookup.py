@@ -118,7 +118,12 @@ def lookup(zone: Zone, qname: Name, qtype: int, served: ZoneSet | None = None) -
         if rrset is not None:
             if synthesized:
                 proofs.append(Proof(Denial.WILDCARD, name, encloser))
-            answer.extend(_records(rrset, name, synthesized))
+            if qtype == RRType.RRSIG and zone.signatures is not None:
+                # each covered type's RRSIGs with their own TTL, as BIND answers
+                source = (WILDCARD, *encloser) if synthesized else name
+                answer.extend(zone.signatures.records_at(source, name))
+            else:
+                answer.extend(_records(rrset, name, synthesized))
             result = LookupResult(Outcome.ANSWER, answer, additional=_additional(zone, rrset))
             return _proved(result, proofs, wild)
         cname = node.get(RRType.CNAME)
