@@ -3,8 +3,8 @@
 For every view (a zone as one scope serves it):
 
 * ``exact``: each owner and each type it answers with data, packed once. Plain RRsets of
-  types without names in their data (A, AAAA, TXT, ...) are written directly, as the
-  packer would write them; everything else is packed by the reference path.
+  types the packer compresses no name in (A, AAAA, TXT, DNSKEY, NSEC, ...) are written
+  directly, as it would write them; everything else is packed by the reference path.
 * ``names``: every name the zone knows (owners, empty non-terminals, names in record data,
   and their parents inside the zone), with a ``Place`` saying what a query for another
   type at the name gets, and what a query for a name below it gets. A query name is
@@ -14,6 +14,11 @@ For every view (a zone as one scope serves it):
   another by shifting its compression pointers.
 * NODATA and NXDOMAIN answers hold only the SOA: one template per view and per name of
   the SOA the query name ends with (usually just the apex) serves every name.
+* A signed zone (``dnspol.dnssec``) has a second view per scope, ``View.secure``, for
+  queries with DO (RFC 4035 §3.1): RRSIGs after each RRset, and NSEC/NSEC3 proofs. A
+  proof about a name below a known one is the template of that name's place plus the
+  records its encloser fixes (``Prepared.proof``) and the one record covering the query
+  name, found at run time by bisection in the chain sorted at load.
 
 What is not compiled is answered by the reference path: ANY, AXFR and IXFR queries,
 names under a DNAME, CNAME chains that leave the owners of the zone, answers over 16 KB.
@@ -24,10 +29,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 
-from dnslib import AAAA, RD, TXT, A
+from dnslib import AAAA, CNAME, MX, NS, PTR, SOA, A
 
 from dnspol import answer
-from dnspol.answers.tables import Place, Prepared, View, ZoneTables
+from dnspol.answers.tables import POINTER, Place, Prepared, View, ZoneTables
 from dnspol.codes import RRType
 from dnspol.dnssec import secure
 from dnspol.dnssec.denial import joined
@@ -44,7 +49,6 @@ REFERENCE_TYPES = frozenset({RRType.ANY, RRType.IXFR, RRType.AXFR})
 # Types whose RDATA holds a name the packer compresses (RFC 3597 §4), and the bytes
 # before the (first) name
 _NAMED_RDATA = {RRType.NS: 0, RRType.CNAME: 0, RRType.PTR: 0, RRType.MX: 2, RRType.SOA: 0}
-_RAW_RDATA = (A, AAAA, TXT, RD)  # packed without names: written directly
 _FIXED = struct.Struct("!HHIH")
 _ANSWER_FLAGS = 0x8400  # QR, AA, NOERROR
 _MOVABLE_LIMIT = POINTER_LIMIT - 512  # a moved answer must keep every pointer reachable
@@ -207,17 +211,11 @@ class _ViewCompiler:
         """The DO=1 place of an existing name: its own NODATA proof for other types
         (RFC 4035 §3.1.3.1), and for children the NXDOMAIN proof whose records
         covering the query name are found at run time (``Prepared.proof``)."""
-        nodata = self._at(name, self.other_type)
+        nodata = self._signed_nodata(name)
         if below[1] != PLAIN:
             return Place(nodata, 0, *below)
         anchor, at = self._soa_anchor(name)
-        made = self.nx_message.get(anchor)
-        if made is None:
-            soa = self.zone.soa.records(ttl=self.zone.negative_ttl)  # RFC 2308 §5
-            result = secure(self.zone, LookupResult(Outcome.NXDOMAIN, authority=soa))
-            message = _pack(anchor, self.other_type, result)
-            made = self.nx_message[anchor] = (message, _prepared(*message, 0, True, True, ""))
-        message, shared = made
+        message, shared, _ = self._signed_negatives(anchor)
         nxdomain = _prepared(*message, 0, True, True, self.label)
         # one template per name (each proves its own encloser), one memo of moved tails
         # for them all: traffic fills at most one per offset, as for unsigned zones
@@ -226,6 +224,43 @@ class _ViewCompiler:
             return Place(nodata, 0, None, 0)
         nxdomain.proof = self._proof_spec(Proof(Denial.NXDOMAIN, (b"", *name), name))
         return Place(nodata, 0, nxdomain, at)
+
+    def _signed_negatives(self, anchor: Name) -> tuple:
+        """For names ending in ``anchor`` (a name of the SOA): the signed NXDOMAIN's
+        message and a template of it, and a NODATA template (the SOA and its RRSIG)."""
+        made = self.nx_message.get(anchor)
+        if made is None:
+            soa = self.zone.soa.records(ttl=self.zone.negative_ttl)  # RFC 2308 §5
+            result = secure(self.zone, LookupResult(Outcome.NXDOMAIN, authority=soa))
+            message = _pack(anchor, self.other_type, result)
+            nodata, qend, glue = message
+            rcode = answer.rcode_for(Outcome.NODATA)
+            nodata = nodata[:3] + bytes(((nodata[3] & 0xF0) | rcode,)) + nodata[4:]
+            made = self.nx_message[anchor] = (
+                message,
+                _prepared(*message, 0, True, True, ""),
+                _prepared(nodata, qend, glue, 0, True, True, self.label),
+            )
+        return made
+
+    def _signed_nodata(self, name: Name) -> Prepared:
+        """NODATA at an existing name, signed: the SOA template and the NSEC or NSEC3
+        records that prove the name lacks the type (RFC 4035 §3.1.3.1, RFC 5155
+        §7.2.3), as the reference path writes them."""
+        anchor, at = self._soa_anchor(name)
+        template = self._signed_negatives(anchor)[2]
+        tail = template.tail_at(at)
+        chain = self.chain
+        if tail is None or chain is None:
+            return self._at(name, self.other_type)
+        entries = [chain.entries[i] for i in chain.entries_for(Proof(Denial.NODATA, name, name))]
+        pointer = (POINTER | (12 + len(to_wire(name)) - chain.origin_length)).to_bytes(2, "big")
+        tail += b"".join(pointer.join(entry.segments) for entry in entries)
+        records = [record for entry in entries for record in entry.records]
+        an, ns, ar = template.counts
+        max_ttl = max([template.max_ttl] + [record.ttl for record in records])
+        counts = (an, ns + len(records), ar)
+        return Prepared(template.flags, counts, tail, -1, max_ttl, 0, None, False, self.label)
 
     def _proof_spec(self, proof: Proof, written: frozenset[int] = frozenset()) -> tuple:
         """What run time adds for ``proof`` (``assemble._proved``): the chain entries its
@@ -269,8 +304,22 @@ class _ViewCompiler:
 
     def _exact(self, name: Name, node: Node, rtype: int) -> Prepared:
         rrset = node.get(rtype)
-        if rrset is not None and name and _plain(rrset) and not self.signed:
-            return _direct(rrset, self.label)
+        signatures = self.zone.signatures
+        if rtype == RRType.RRSIG and rrset is not None and name and signatures is not None:
+            # every RRSIG at the name, at its RRset's TTL (``lookup``)
+            records = [
+                record
+                for sigs in signatures.at_name.get(name, ())
+                for record in _direct_records(RRType.RRSIG, sigs.ttl, sigs.rdatas)
+            ]
+            tail = b"".join(records)
+            ttl = max((sigs.ttl for sigs in signatures.at_name.get(name, ())), default=0)
+            counts = (len(records), 0, 0)
+            return Prepared(_ANSWER_FLAGS, counts, tail, -1, ttl, 0, None, False, self.label)
+        if rrset is not None and name and _uncompressed(rrset):
+            # signed: the RRset and its RRSIGs (RFC 4035 §3.1.1)
+            rrsigs = signatures.of(name, rtype) if self.signed else None
+            return _direct(rrset, self.label, rrsigs)
         return self._at(name, rtype)
 
     def _at(self, name: Name, qtype: int) -> Prepared:
@@ -483,19 +532,32 @@ def _name_end(message: bytes, at: int, sites: list[int], moving: int) -> int:
 _WITH_ADDITIONAL = frozenset({RRType.NS, RRType.MX, RRType.SRV})
 
 
-def _plain(rrset) -> bool:
-    """Data without names and nothing for the additional section."""
+_COMPRESSED = (CNAME, NS, PTR, MX, SOA)  # names in their data are compressed (RFC 3597 §4)
+
+
+def _uncompressed(rrset) -> bool:
+    """Data the packer writes as it is, and nothing for the additional section."""
     if rrset.rtype in _WITH_ADDITIONAL:
         return False
-    return all(type(rd) in _RAW_RDATA for rd in rrset.rdatas)
+    return not any(type(rd) in _COMPRESSED for rd in rrset.rdatas)
 
 
-def _direct(rrset, zone: str) -> Prepared:
-    """A plain RRset at the query name, packed as the packer would pack it (the owner a
-    pointer to the question, the data as ``packer._rdata`` writes it)."""
-    fixed = b"\xc0\x0c" + _FIXED.pack(rrset.rtype, 1, rrset.ttl, 0)[:8]
+def _direct(rrset, zone: str, rrsigs=None) -> Prepared:
+    """A plain RRset at the query name, and its ``rrsigs`` if given, packed as the packer
+    would pack them (the owner a pointer to the question, the data as ``packer._rdata``
+    writes it; RRSIGs at the RRset's TTL, as ``dnssec.secure`` gives them)."""
+    records = _direct_records(rrset.rtype, rrset.ttl, rrset.rdatas)
+    if rrsigs is not None:
+        records += _direct_records(RRType.RRSIG, rrset.ttl, rrsigs.rdatas)
+    counts = (len(records), 0, 0)
+    tail = b"".join(records)
+    return Prepared(_ANSWER_FLAGS, counts, tail, -1, rrset.ttl, 0, None, False, zone)
+
+
+def _direct_records(rtype: int, ttl: int, rdatas) -> list[bytes]:
+    fixed = b"\xc0\x0c" + _FIXED.pack(rtype, 1, ttl, 0)[:8]
     records = []
-    for rd in rrset.rdatas:
+    for rd in rdatas:
         kind = type(rd)
         if kind is A or kind is AAAA:
             data = bytes(rd.data)
@@ -504,9 +566,7 @@ def _direct(rrset, zone: str) -> Prepared:
             _rdata(buffer, {}, rd)
             data = bytes(buffer)
         records.append(fixed + len(data).to_bytes(2, "big") + data)
-    counts = (len(records), 0, 0)
-    tail = b"".join(records)
-    return Prepared(_ANSWER_FLAGS, counts, tail, -1, rrset.ttl, 0, None, False, zone)
+    return records
 
 
 def _unused_type(zone: Zone) -> int:
