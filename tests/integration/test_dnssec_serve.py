@@ -1,7 +1,8 @@
 """Serving a zone signed by BIND's ``dnssec-signzone``: dnspol, BIND (named) and Knot
 (knotd) serve the same signed file and give the same DO=1 answers; BIND's validating
-lookup tool ``delv``, with the zone's key as trust anchor, validates every kind of
-answer dnspol gives, and fails on a tampered signature (docs/authoritative.md §16).
+lookup tool ``delv`` and the validating resolver unbound, with the zone's key as trust
+anchor, validate every kind of answer dnspol gives, and fail on a tampered signature
+(docs/authoritative.md §16).
 
 Three signings of one zone: NSEC, NSEC3 (no salt, no extra iterations, RFC 9276) and
 NSEC3 with opt-out (the insecure delegation then has no NSEC3 of its own).
@@ -221,19 +222,103 @@ def test_delv_validates_every_kind_of_answer(signed, trio) -> None:
         assert "fully validated" in out, f"{kind}: {what}: {out}"
 
 
-def test_delv_rejects_a_tampered_signature(signed, tmp_path) -> None:
-    """The test can fail: one RRSIG's signature changed, and delv no longer validates."""
-    text = signed["texts"]["nsec3"]
+def tampered(text: str) -> str:
+    """The zone with one character of ns1's RRSIG A changed."""
     lines = text.splitlines()
     owner = next(i for i, line in enumerate(lines) if line.startswith("ns1.example.test."))
     at = next(i for i in range(owner, len(lines)) if re.search(r"\sRRSIG\s+A\s", lines[i]))
-    # ns1's RRSIG A: its signature is on the lines after the first two; change a character
-    sig_line = at + 2
+    sig_line = at + 2  # the RRSIG's signature starts two lines below its type
     original = lines[sig_line].strip()
     changed = ("B" if original[0] != "B" else "C") + original[1:]
     lines[sig_line] = lines[sig_line].replace(original, changed)
-    with Server(zone_text="\n".join(lines) + "\n", origin=ORIGIN) as srv:
+    return "\n".join(lines) + "\n"
+
+
+def test_delv_rejects_a_tampered_signature(signed) -> None:
+    """The test can fail: one RRSIG's signature changed, and delv no longer validates."""
+    with Server(zone_text=tampered(signed["texts"]["nsec3"]), origin=ORIGIN) as srv:
         out = delv(srv.port, signed["anchor"], "ns1", "A")
         assert "fully validated" not in out and "resolution failed" in out, out
         good = delv(srv.port, signed["anchor"], "www", "A")
         assert "fully validated" in good, good
+
+
+def run_unbound(workdir: Path, upstream: int, anchor: str) -> tuple[Popen, int]:
+    """unbound validating with ``anchor`` (a DNSKEY record), asking dnspol for the zone."""
+    unbound = need("unbound", "unbound")
+    port = free_port()
+    (workdir / "unbound.conf").write_text(
+        f"""server:
+    interface: 127.0.0.1
+    port: {port}
+    do-ip6: no
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "{workdir}"
+    pidfile: "{workdir}/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    val-log-level: 2
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    module-config: "validator iterator"
+    trust-anchor: "{anchor}"
+    local-zone: "test." nodefault  # RFC 6761: unbound answers test. itself by default
+stub-zone:
+    name: "{ORIGIN}"
+    stub-addr: 127.0.0.1@{upstream}
+"""
+    )
+    with open(workdir / "unbound.log", "w") as log:
+        proc = Popen(
+            [unbound, "-d", "-c", str(workdir / "unbound.conf")],
+            stdout=log,
+            stderr=STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_answering(port, ORIGIN)
+    except AssertionError:
+        stop_process(proc)
+        raise AssertionError((workdir / "unbound.log").read_text()[-2000:]) from None
+    return proc, port
+
+
+def dnskey_record(signed: dict) -> str:
+    key = next(signed["work"].glob("K*.key")).read_text()
+    return next(line for line in key.splitlines() if "DNSKEY" in line and not line.startswith(";"))
+
+
+def test_unbound_in_front_validates_every_kind_of_answer_as_secure(signed, trio, tmp_path):
+    """A validating resolver sets AD on each answer (RFC 4035 §3.2.3): data, NXDOMAIN,
+    NODATA, wildcards, CNAME, DNAME, the DS of a secure delegation and its absence."""
+    kind, srv, _ = trio
+    proc, port = run_unbound(tmp_path, srv.port, dnskey_record(signed))
+    try:
+        for name, qtype, what in VALIDATED:
+            reply = query("127.0.0.1", port, fqdn(name), qtype, rd=True, do=True, timeout=5)
+            assert dns.rcode.to_text(reply.rcode()) in ("NOERROR", "NXDOMAIN"), what
+            if kind == "optout" and OPTED_OUT.search(what):
+                continue  # RFC 5155 §9.2: an opt-out NSEC3 covers the name: insecure
+            assert reply.flags & dns.flags.AD, f"{kind}: {what}: {reply}"
+    finally:
+        stop_process(proc)
+
+
+# answers that an opt-out NSEC3 covering a name proves: valid, but not secure
+OPTED_OUT = re.compile(r"NXDOMAIN|wildcard|does not exist|no DS")
+
+
+def test_unbound_answers_servfail_for_a_tampered_signature(signed, tmp_path):
+    text = tampered(signed["texts"]["nsec3"])
+    with Server(zone_text=text, origin=ORIGIN) as srv:
+        proc, port = run_unbound(tmp_path, srv.port, dnskey_record(signed))
+        try:
+            bad = query("127.0.0.1", port, fqdn("ns1"), "A", rd=True, do=True, timeout=5)
+            assert dns.rcode.to_text(bad.rcode()) == "SERVFAIL"
+            good = query("127.0.0.1", port, fqdn("www"), "A", rd=True, do=True, timeout=5)
+            assert good.flags & dns.flags.AD
+        finally:
+            stop_process(proc)
