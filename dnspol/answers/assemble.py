@@ -8,6 +8,8 @@ looked up, and the reply is the query's ID, a prepared header, the query's own q
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
+from hashlib import sha1 as _sha1
 from typing import NamedTuple
 
 from dnspol.answers.tables import Prepared, View, ZoneTables, head_for
@@ -128,14 +130,18 @@ def _proved(prepared: Prepared, tail: bytes, name: bytes, before: int) -> Found:
     covering its next closer name, which starts ``before`` (RFC 5155 §7.2.1); owners
     point at the zone's name in the question, as the reference path writes them."""
     skip, chain, segments, count = prepared.proof
-    cover = chain.cover_wire(name[before:] if chain.hashed else name)
-    pointer = (0xC000 | (12 + len(name) - chain.origin_length)).to_bytes(2, "big")
-    tail += pointer.join(segments)
-    if cover not in skip:
-        entry = chain.entries[cover]
-        tail += pointer.join(entry.segments)
-        count += len(entry.records)
-    return Found(prepared.with_records(count, chain.max_ttl), tail)
+    if chain.hashed and not chain.iterations:  # RFC 9276's NSEC3: one SHA-1, inline
+        digest = _sha1(name[before:] + chain.salt).digest()
+        cover = (bisect_right(chain.keys, digest) - 1) % len(chain.keys)
+    else:
+        cover = chain.cover_wire(name[before:] if chain.hashed else name)
+    at = 12 + len(name) - chain.origin_length
+    pointer = bytes((0xC0 | (at >> 8), at & 0xFF))
+    if cover in skip:
+        return Found(prepared.with_records(count, chain.max_ttl), tail + pointer.join(segments))
+    entry = chain.entries[cover]
+    tail = b"".join((tail, pointer.join(segments), pointer.join(entry.segments)))
+    return Found(prepared.with_records(count + len(entry.records), chain.max_ttl), tail)
 
 
 def opt_record(payload: int, do: bool, options: bytes = b"") -> bytes:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from dnspol.zones.model import Zone
 
 _FIXED = struct.Struct("!HHIH")
+_sha1 = hashlib.sha1
 _VARYING = (Denial.NXDOMAIN, Denial.WILDCARD, Denial.WILDCARD_NODATA)
 
 
@@ -89,7 +90,9 @@ class Chain:
     def cover_wire(self, wire: bytes) -> int:
         """``cover`` for a lowered uncompressed name in wire form (the query's bytes)."""
         if self.hashed:
-            key: object = self.hash(wire)
+            key: object = (
+                self.hash(wire) if self.iterations else _sha1(wire + self.salt).digest()
+            )  # RFC 9276: no extra iterations, the usual case
         else:
             labels = []
             at = 0
