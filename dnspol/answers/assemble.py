@@ -109,39 +109,53 @@ def _from_longest_suffix(
         before = at
         at += length + 1
     if at == 0:
-        prepared, offset = place.other, place.other_at
+        prepared, offset, proof = place.other, place.other_at, place.other_proof
     else:
         by_type = place.below_types
         prepared = place.below if by_type is None else by_type.get(qtype, place.below)
         offset = at + place.below_at
+        proof = place.below_proof
     if prepared is None:
         return None
     tail = prepared.tail_at(offset)
     if tail is None:
         return None
-    if prepared.proof is not None:
-        return _proved(prepared, tail, name, before)
-    return Found(prepared, tail)
+    if proof is None:
+        proof = prepared.proof
+        if proof is None:
+            return Found(prepared, tail)
+    return _proved(prepared, proof, tail, name, before)
 
 
-def _proved(prepared: Prepared, tail: bytes, name: bytes, before: int) -> Found:
-    """A signed answer about a name below a known one: the template, then the records
-    its encloser fixes and the NSEC covering the name (RFC 4035 §3.1.3) or the NSEC3
-    covering its next closer name, which starts ``before`` (RFC 5155 §7.2.1); owners
-    point at the zone's name in the question, as the reference path writes them."""
-    skip, chain, segments, count = prepared.proof
-    if chain.hashed and not chain.iterations:  # RFC 9276's NSEC3: one SHA-1, inline
-        digest = _sha1(name[before:] + chain.salt).digest()
-        cover = (bisect_right(chain.keys, digest) - 1) % len(chain.keys)
-    else:
-        cover = chain.cover_wire(name[before:] if chain.hashed else name)
-    at = 12 + len(name) - chain.origin_length
-    pointer = bytes((0xC0 | (at >> 8), at & 0xFF))
-    if cover in skip:
-        return Found(prepared.with_records(count, chain.max_ttl), tail + pointer.join(segments))
-    entry = chain.entries[cover]
-    tail = b"".join((tail, pointer.join(segments), pointer.join(entry.segments)))
-    return Found(prepared.with_records(count + len(entry.records), chain.max_ttl), tail)
+def _proved(prepared: Prepared, proof: tuple, tail: bytes, name: bytes, before: int) -> Found:
+    """A signed answer: the template, then the NSEC/NSEC3 records the place fixes and,
+    for a name below a known one, the NSEC covering the name (RFC 4035 §3.1.3) or the
+    NSEC3 covering its next closer name, which starts ``before`` (RFC 5155 §7.2.1);
+    owners point at the zone's name in the question, as the reference path writes them."""
+    skip, chain, added, count, cover = proof
+    join = _POINTERS[12 + len(name) - chain.origin_length].join
+    entries = chain.entries
+    for index in added:
+        tail += join(entries[index].segments)
+    if cover:
+        if chain.hashed and not chain.iterations:  # RFC 9276's NSEC3: one SHA-1, inline
+            digest = _sha1(name[before:] + chain.salt).digest()
+            index = (bisect_right(chain.keys, digest) - 1) % len(chain.keys)
+        else:
+            index = chain.cover_wire(name[before:] if chain.hashed else name)
+        if index not in skip:
+            entry = entries[index]
+            tail += join(entry.segments)
+            count += len(entry.records)
+    composed = prepared.composed
+    head = composed.get(count) if composed is not None else None
+    if head is None:
+        head = prepared.with_records(count, chain.max_ttl)
+    return Found(head, tail)
+
+
+# compression pointers to where a zone's name starts in the question (12 + at most 255)
+_POINTERS = [bytes((0xC0 | (at >> 8), at & 0xFF)) for at in range(12 + 256)]
 
 
 def opt_record(payload: int, do: bool, options: bytes = b"") -> bytes:

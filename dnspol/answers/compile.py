@@ -16,9 +16,10 @@ For every view (a zone as one scope serves it):
   the SOA the query name ends with (usually just the apex) serves every name.
 * A signed zone (``dnspol.dnssec``) has a second view per scope, ``View.secure``, for
   queries with DO (RFC 4035 §3.1): RRSIGs after each RRset, and NSEC/NSEC3 proofs. A
-  proof about a name below a known one is the template of that name's place plus the
-  records its encloser fixes (``Prepared.proof``) and the one record covering the query
-  name, found at run time by bisection in the chain sorted at load.
+  proof is a shared template plus the NSEC/NSEC3 records the name's place fixes
+  (``Place.other_proof``, ``Place.below_proof``, ``Prepared.proof`` for wildcards) and,
+  for a name below, the one covering the query name, found at run time by bisection in
+  the chain sorted at load.
 
 What is not compiled is answered by the reference path: ANY, AXFR and IXFR queries,
 names under a DNAME, CNAME chains that leave the owners of the zone, answers over 16 KB.
@@ -32,10 +33,9 @@ from collections.abc import Iterable, Mapping
 from dnslib import AAAA, CNAME, MX, NS, PTR, SOA, A
 
 from dnspol import answer
-from dnspol.answers.tables import POINTER, Place, Prepared, View, ZoneTables
+from dnspol.answers.tables import Place, Prepared, View, ZoneTables
 from dnspol.codes import RRType
 from dnspol.dnssec import secure
-from dnspol.dnssec.denial import joined
 from dnspol.dnssec.serve import depends_on_name, written_entries
 from dnspol.names import Name, is_subdomain, to_wire
 from dnspol.packer import POINTER_LIMIT, _rdata
@@ -208,26 +208,25 @@ class _ViewCompiler:
         return Place(nodata, at, *below)
 
     def _signed_place(self, name: Name, below: tuple) -> Place:
-        """The DO=1 place of an existing name: its own NODATA proof for other types
-        (RFC 4035 §3.1.3.1), and for children the NXDOMAIN proof whose records
-        covering the query name are found at run time (``Prepared.proof``)."""
-        nodata = self._signed_nodata(name)
-        if below[1] != PLAIN:
-            return Place(nodata, 0, *below)
+        """The DO=1 place of an existing name: for other types, the shared NODATA
+        template and the NSEC/NSEC3 records proving the name lacks them (RFC 4035
+        §3.1.3.1, RFC 5155 §7.2.3); for children, the shared NXDOMAIN template and the
+        records proving no name and no wildcard (RFC 4035 §3.1.3.2, RFC 5155 §7.2.2),
+        the one covering the query name found at run time (``Place.*_proof``)."""
+        chain = self.chain
+        if chain is None:
+            return Place(self._at(name, self.other_type), 0, None, 0)
         anchor, at = self._soa_anchor(name)
-        message, shared, _ = self._signed_negatives(anchor)
-        nxdomain = _prepared(*message, 0, True, True, self.label)
-        # one template per name (each proves its own encloser), one memo of moved tails
-        # for them all: traffic fills at most one per offset, as for unsigned zones
-        nxdomain.by_offset = shared.by_offset
-        if self.chain is None:
-            return Place(nodata, 0, None, 0)
-        nxdomain.proof = self._proof_spec(Proof(Denial.NXDOMAIN, (b"", *name), name))
-        return Place(nodata, 0, nxdomain, at)
+        _, nxdomain, nodata = self._signed_negatives(anchor)
+        nodata_proof = self._proof_spec(Proof(Denial.NODATA, name, name), cover=False)
+        if below[1] != PLAIN:
+            return Place(nodata, at, *below, other_proof=nodata_proof)
+        nx_proof = self._proof_spec(Proof(Denial.NXDOMAIN, (b"", *name), name))
+        return Place(nodata, at, nxdomain, at, other_proof=nodata_proof, below_proof=nx_proof)
 
     def _signed_negatives(self, anchor: Name) -> tuple:
         """For names ending in ``anchor`` (a name of the SOA): the signed NXDOMAIN's
-        message and a template of it, and a NODATA template (the SOA and its RRSIG)."""
+        message, NXDOMAIN and NODATA templates (the SOA and its RRSIG), shared by all."""
         made = self.nx_message.get(anchor)
         if made is None:
             soa = self.zone.soa.records(ttl=self.zone.negative_ttl)  # RFC 2308 §5
@@ -238,38 +237,23 @@ class _ViewCompiler:
             nodata = nodata[:3] + bytes(((nodata[3] & 0xF0) | rcode,)) + nodata[4:]
             made = self.nx_message[anchor] = (
                 message,
-                _prepared(*message, 0, True, True, ""),
+                _prepared(*message, 0, True, True, self.label),
                 _prepared(nodata, qend, glue, 0, True, True, self.label),
             )
         return made
 
-    def _signed_nodata(self, name: Name) -> Prepared:
-        """NODATA at an existing name, signed: the SOA template and the NSEC or NSEC3
-        records that prove the name lacks the type (RFC 4035 §3.1.3.1, RFC 5155
-        §7.2.3), as the reference path writes them."""
-        anchor, at = self._soa_anchor(name)
-        template = self._signed_negatives(anchor)[2]
-        tail = template.tail_at(at)
+    def _proof_spec(
+        self, proof: Proof, written: frozenset[int] = frozenset(), cover: bool = True
+    ) -> tuple:
+        """What run time adds for ``proof`` (``assemble._proved``): the chain entries
+        its encloser fixes (all of them, for NODATA), less ``written``, those the
+        template holds already; and whether the entry covering the query name (or its
+        next closer) follows, unless it is one of those."""
         chain = self.chain
-        if tail is None or chain is None:
-            return self._at(name, self.other_type)
-        entries = [chain.entries[i] for i in chain.entries_for(Proof(Denial.NODATA, name, name))]
-        pointer = (POINTER | (12 + len(to_wire(name)) - chain.origin_length)).to_bytes(2, "big")
-        tail += b"".join(pointer.join(entry.segments) for entry in entries)
-        records = [record for entry in entries for record in entry.records]
-        an, ns, ar = template.counts
-        max_ttl = max([template.max_ttl] + [record.ttl for record in records])
-        counts = (an, ns + len(records), ar)
-        return Prepared(template.flags, counts, tail, -1, max_ttl, 0, None, False, self.label)
-
-    def _proof_spec(self, proof: Proof, written: frozenset[int] = frozenset()) -> tuple:
-        """What run time adds for ``proof`` (``assemble._proved``): the chain entries its
-        encloser fixes, less ``written`` (those the template holds already), packed, to
-        which the entry covering the query name is added unless it is one of them."""
-        chain = self.chain
-        fixed = chain.fixed(proof)
-        segments, count = joined([chain.entries[i] for i in fixed if i not in written])
-        return frozenset(fixed) | written, chain, segments, count
+        fixed = chain.entries_for(proof) if not cover else chain.fixed(proof)
+        added = tuple(i for i in fixed if i not in written)
+        count = sum(len(chain.entries[i].records) for i in added)
+        return tuple(set(fixed) | written), chain, added, count, cover
 
     def _unowned(self, name: Name) -> Place:
         """A name in record data that owns nothing: answered as its encloser says."""

@@ -64,10 +64,9 @@ class Prepared:
         # tails by anchor offset, for templates shared by many names (at most 255 offsets)
         self.by_offset: dict[int, bytes] | None = {base: tail} if shared else None
         self.zone = zone  # the zone's name, for metrics labels
-        # signed (DO=1) answers about a name below a known one: the NSEC/NSEC3 records
-        # fixed by that name (indices into the view's chain, packed, count), to which
-        # the record covering the query name is added at run time: (those indices, those
-        # the template holds already, the ``dnssec.Chain``); None: nothing to add
+        # signed (DO=1) answers: the NSEC/NSEC3 records added at run time: (indices
+        # into the chain not to add again, the ``dnssec.Chain``, indices of the records
+        # to add, their count, whether the one covering the query name follows)
         self.proof: tuple | None = None
         self.composed: dict[int, Prepared] | None = None  # headers with the added records
 
@@ -147,6 +146,7 @@ class Place:
     answers are left to the reference path (DNAME, names outside the compiled cases)."""
 
     __slots__ = ("other", "other_at", "below", "below_at", "below_types")
+    __slots__ += ("other_proof", "below_proof")
 
     def __init__(
         self,
@@ -155,12 +155,18 @@ class Place:
         below: Prepared | None,
         below_at: int,
         below_types: dict[int, Prepared] | None = None,
+        other_proof: tuple | None = None,
+        below_proof: tuple | None = None,
     ) -> None:
         self.other = other
         self.other_at = other_at
         self.below = below
         self.below_at = below_at
         self.below_types = below_types
+        # signed (DO=1) views: the NSEC/NSEC3 records added to a shared template, as
+        # ``Prepared.proof`` says (``assemble._proved``); None: nothing to add
+        self.other_proof = other_proof
+        self.below_proof = below_proof
 
 
 class View:

@@ -160,15 +160,6 @@ class Chain:
         return []
 
 
-def joined(entries: list[Entry]) -> tuple[tuple[bytes, ...], int]:
-    """The segments of several entries as one (for ``pointer.join``), and their records."""
-    segments = [b""]
-    for entry in entries:
-        segments[-1] += entry.segments[0]
-        segments.extend(entry.segments[1:])
-    return tuple(segments), sum(len(entry.records) for entry in entries)
-
-
 def _unique(indices: list[int]) -> list[int]:
     out: list[int] = []
     for index in indices:
