@@ -61,15 +61,10 @@ def _signed(records: list[Rec], signatures: Signatures, wild: dict[Name, Name]) 
         out.extend(records[at:end])
         owner, rtype = first.owner, first.rtype
         sigs = signatures.of(wild.get(owner, owner), rtype)
-        if sigs is not None and not (rtype == RRType.CNAME and _from_dname(records, at)):
+        if sigs is not None:  # none for a DNAME's CNAME: no name below a DNAME has data
             out.extend(sigs.records(owner, first.ttl))  # e.g. a negative answer's SOA
         at = end
     return out
-
-
-def _from_dname(records: list[Rec], at: int) -> bool:
-    """A CNAME right after a DNAME is the synthesized one (``lookup`` writes them so)."""
-    return at > 0 and records[at - 1].rtype == RRType.DNAME
 
 
 def _denial(zone: Zone, signatures: Signatures, proof: Proof, written: set[int]) -> list:

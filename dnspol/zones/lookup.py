@@ -85,33 +85,33 @@ def lookup(zone: Zone, qname: Name, qtype: int, served: ZoneSet | None = None) -
         cut = _find_cut(zone, name, qtype)
         if cut is not None:
             if answer:  # a CNAME led below a cut: stop with what we have
-                return _proved(LookupResult(Outcome.ANSWER, answer), proofs, wild)
+                return _with_proofs(LookupResult(Outcome.ANSWER, answer), proofs, wild)
             proofs.append(Proof(Denial.REFERRAL, cut, cut))
-            return _proved(_referral(zone, cut), proofs, wild)
+            return _with_proofs(_referral(zone, cut), proofs, wild)
         node = zone.nodes.get(name)
         synthesized = False
         if node is None:
             if name in zone.existing:  # empty non-terminal: blocks wildcards
                 proofs.append(Proof(Denial.NODATA, name, name))
-                return _proved(_negative(zone, Outcome.NODATA, answer), proofs, wild)
+                return _with_proofs(_negative(zone, Outcome.NODATA, answer), proofs, wild)
             encloser = _closest_encloser(zone, name)
             dname = zone.nodes.get(encloser, {}).get(RRType.DNAME)
             if dname is not None:  # RFC 6672 §3.2: substitute, then go on as a CNAME
                 target = _substitute(name, encloser, dname)
                 if target is None:
                     result = LookupResult(Outcome.YXDOMAIN, answer + dname.records())
-                    return _proved(result, proofs, wild)
+                    return _with_proofs(result, proofs, wild)
                 answer.extend(dname.records())
                 answer.append(Rec(name, RRType.CNAME, 1, dname.ttl, CNAME(to_label(target))))
                 if not _same_zone(zone, target, served) or target in seen:
-                    return _proved(LookupResult(Outcome.ANSWER, answer), proofs, wild)
+                    return _with_proofs(LookupResult(Outcome.ANSWER, answer), proofs, wild)
                 seen.add(target)
                 name = target
                 continue
             node = zone.nodes.get((WILDCARD, *encloser))
             if node is None:
                 proofs.append(Proof(Denial.NXDOMAIN, name, encloser))
-                return _proved(_negative(zone, Outcome.NXDOMAIN, answer), proofs, wild)
+                return _with_proofs(_negative(zone, Outcome.NXDOMAIN, answer), proofs, wild)
             synthesized = True
             wild.append((name, (WILDCARD, *encloser)))
         rrset = _select(node, qtype)
@@ -125,26 +125,26 @@ def lookup(zone: Zone, qname: Name, qtype: int, served: ZoneSet | None = None) -
             else:
                 answer.extend(_records(rrset, name, synthesized))
             result = LookupResult(Outcome.ANSWER, answer, additional=_additional(zone, rrset))
-            return _proved(result, proofs, wild)
+            return _with_proofs(result, proofs, wild)
         cname = node.get(RRType.CNAME)
         if cname is None:
             if synthesized:
                 proofs.append(Proof(Denial.WILDCARD_NODATA, name, encloser))
             else:
                 proofs.append(Proof(Denial.NODATA, name, name))
-            return _proved(_negative(zone, Outcome.NODATA, answer), proofs, wild)
+            return _with_proofs(_negative(zone, Outcome.NODATA, answer), proofs, wild)
         if synthesized:
             proofs.append(Proof(Denial.WILDCARD, name, encloser))
         answer.extend(_records(cname, name, synthesized))
         target = _target_name(cname)
         if target in seen or not _same_zone(zone, target, served):
-            return _proved(LookupResult(Outcome.ANSWER, answer), proofs, wild)
+            return _with_proofs(LookupResult(Outcome.ANSWER, answer), proofs, wild)
         seen.add(target)
         name = target
-    return _proved(LookupResult(Outcome.ANSWER, answer), proofs, wild)
+    return _with_proofs(LookupResult(Outcome.ANSWER, answer), proofs, wild)
 
 
-def _proved(result: LookupResult, proofs: list[Proof], wild: list) -> LookupResult:
+def _with_proofs(result: LookupResult, proofs: list[Proof], wild: list) -> LookupResult:
     if proofs:
         result.proofs = tuple(proofs)
     if wild:
