@@ -5,7 +5,8 @@ anchor, validate every kind of answer dnspol gives, and fail on a tampered signa
 (docs/authoritative.md §16).
 
 Three signings of one zone: NSEC, NSEC3 (no salt, no extra iterations, RFC 9276) and
-NSEC3 with opt-out (the insecure delegation then has no NSEC3 of its own).
+NSEC3 with opt-out (the insecure delegation then has no NSEC3 of its own). The unit
+tests are tests/test_dnssec_serve.py (pytest needs the two basenames apart).
 """
 
 from __future__ import annotations
