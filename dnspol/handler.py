@@ -36,6 +36,7 @@ from dnspol.answers import (
     reply,
 )
 from dnspol.codes import Rcode, RRType
+from dnspol.dnssec import secure
 from dnspol.names import Name, from_wire
 from dnspol.policy.model import Action, Decision, QueryFacts
 from dnspol.ratelimit import Limiter, RateLimit
@@ -278,16 +279,21 @@ class Handler:
             return None
         if wire[2] & 0xF8 or qend < 17:  # QR and OPCODE must be 0
             return None
+        tables = snap.tables
+        if do and tables.signed:  # DO=1: signed zones' own answers (RFC 4035 §3.1)
+            exact, names = tables.secure_plain, tables.secure_plain_names
+        else:
+            exact, names = tables.plain, tables.plain_names
         name = wire[12 : qend - 4].lower()
         question = wire[qend - 4 : qend]
         qtype = (question[0] << 8) | question[1]
-        prepared = snap.tables.plain.get(name + question)
+        prepared = exact.get(name + question)
         if prepared is not None:
             tail = prepared.tail
         elif question[2:] != b"\x00\x01" or qtype in REFERENCE_TYPES:
             return None
         else:
-            found = find_plain(snap.tables, name, qtype)
+            found = find_plain(tables, name, qtype, names)
             if found is None:
                 return None
             if found is OUTSIDE:  # no zone of ours: REFUSED (RFC 8906 §3.1.4)
@@ -351,6 +357,8 @@ class Handler:
             opt = self._opt(snap, do, ecs, decision, cookie)
             out = refused_reply(wire, qend, opt)
             return self._counted(len(wire), out, "", qtype, decision, ecs, listener, report)
+        if do and view.secure is not None:  # DO=1 to a signed zone (RFC 4035 §3.1)
+            view = view.secure
         answer_found = find(view, name, qkey, qtype)
         if answer_found is None:
             return decision or NOT_DECIDED
@@ -566,6 +574,8 @@ class Handler:
         if decision is not None:
             zone = snap.variants.get((zone.origin, decision.scope), zone)
         result = lookup(zone, query.qname, query.qtype, snap.zones)
+        if query.edns is not None and query.edns.do:  # RFC 4035 §3.1: DO asks for DNSSEC
+            result = secure(zone, result)
         rcode = answer.rcode_for(result.outcome)
         out = answer.build(
             query,

@@ -25,6 +25,7 @@ from dnslib import AAAA, CNAME, MX, NS, PTR, RD, SOA, TXT, A, DNSBuffer
 
 from dnspol.codes import RRType
 from dnspol.names import Name
+from dnspol.zones.model import PackedRec
 
 POINTER_LIMIT = 0x4000  # compression pointers have 14 bits
 _HEADER = struct.Struct("!HHHHHH")
@@ -45,7 +46,7 @@ def pack_message(
     """The whole message. ``question`` is the question's bytes as the client spelled it;
     ``qname`` its lowercased labels, which names later in the message compress against
     (so owners come out in the client's letter case). Records are ``zones.model.Rec``
-    tuples; ``opt`` is the OPT record (a dnslib ``RR`` of type OPT) or None."""
+    tuples (or ``PackedRec``); ``opt`` is the OPT record (a dnslib ``RR`` of type OPT) or None."""
     answer, authority, additional = list(answer), list(authority), list(additional)
     extra = len(additional) + (opt is not None)
     out = bytearray(_HEADER.pack(ident, flags, 1, len(answer), len(authority), extra))
@@ -79,6 +80,11 @@ def write_record(out: bytearray, names: dict, rr) -> None:
 
 
 def _record(out: bytearray, names: dict, rr) -> None:
+    if type(rr) is PackedRec:  # packed in advance: the same bytes as compiled answers
+        out += rr.head
+        _name(out, names, rr.zone)
+        out += _RR_FIXED.pack(rr.rtype, 1, rr.ttl, 0)[:8] + rr.rest
+        return
     _name(out, names, rr.owner)
     at = len(out)
     out += _RR_FIXED.pack(rr.rtype, rr.rclass, rr.ttl, 0)

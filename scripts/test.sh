@@ -6,7 +6,7 @@
 # constraints/floor.txt), so a declared minimum is one that passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --test bind9-dnsutils:dig bind9:named knot:knotd nsd:nsd dnsdist:dnsdist prometheus:prometheus docker-compose:docker-compose dnstap-ldns:dnstap-ldns fstrm-bin:fstrm_capture kubernetes-client:kubectl systemd:systemd-analyze strace:strace openssl:openssl
+bash scripts/setup.sh --test bind9-dnsutils:dig bind9:named bind9-utils:dnssec-signzone knot:knotd nsd:nsd unbound:unbound dnsdist:dnsdist prometheus:prometheus docker-compose:docker-compose dnstap-ldns:dnstap-ldns fstrm-bin:fstrm_capture kubernetes-client:kubectl systemd:systemd-analyze strace:strace openssl:openssl
 bash scripts/setup.sh --floor --test
 .venv/bin/ruff check .
 .venv-floor/bin/ruff check .

@@ -33,7 +33,10 @@ def compile_tables(zones, variants) -> AnswerTables:  # noqa: ANN001 - ZoneSet, 
     """The answer tables of a snapshot's zones and their scopes."""
     with collector_paused():  # every object made here lives as long as the tables
         by_origin = _compile_zones(zones, variants)
-        return AnswerTables(by_origin, plain_answers(by_origin))
+        tables = AnswerTables(by_origin, plain_answers(by_origin))
+        if tables.signed:
+            tables.secure_plain, tables.secure_plain_names = plain_answers(by_origin, True)
+        return tables
 
 
 __all__ = [

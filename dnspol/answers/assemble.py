@@ -8,6 +8,8 @@ looked up, and the reply is the query's ID, a prepared header, the query's own q
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
+from hashlib import sha1 as _sha1
 from typing import NamedTuple
 
 from dnspol.answers.tables import Prepared, View, ZoneTables, head_for
@@ -26,13 +28,19 @@ class Found(NamedTuple):
 class AnswerTables:
     """Every served zone's compiled views, by lowered origin in wire form."""
 
-    __slots__ = ("zones", "plain", "plain_names")
+    __slots__ = ("zones", "plain", "plain_names", "signed", "secure_plain", "secure_plain_names")
 
     def __init__(self, zones: dict[bytes, ZoneTables], plain: tuple[dict, dict]) -> None:
         self.zones = zones
+        # a signed zone is served: DO=1 queries are answered from views of their own
+        self.signed = any(
+            view.secure is not None for tables in zones.values() for view in tables.views.values()
+        )
         # every default view's answers (question key -> Prepared) and names (name ->
         # Place): for queries no rule decides, found without searching for the zone
         self.plain, self.plain_names = plain
+        # the same for DO=1 queries: signed zones' secure views (``compile_tables``)
+        self.secure_plain, self.secure_plain_names = plain
 
     def sizes(self) -> tuple[int, int]:
         """(exact answers, names) over every zone and scope, for metrics."""
@@ -57,13 +65,16 @@ class AnswerTables:
 OUTSIDE = Found(None, b"")  # ``find_plain``: the name is in no served zone
 
 
-def find_plain(tables: AnswerTables, name: bytes, qtype: int) -> Found | None:
+def find_plain(
+    tables: AnswerTables, name: bytes, qtype: int, names: dict | None = None
+) -> Found | None:
     """The answer of the default views for a name their exact answers do not hold: the
     place of its longest known suffix says. ``OUTSIDE``: in no served zone; None: not
     compiled (or not a name), for the reference path."""
     if len(name) > 255:
         return None  # too long a name: the reference path says FORMERR
-    return _from_longest_suffix(tables.plain_names, name, qtype, OUTSIDE)
+    names = tables.plain_names if names is None else names
+    return _from_longest_suffix(names, name, qtype, OUTSIDE)
 
 
 def find(view: View, name: bytes, qkey: bytes, qtype: int) -> Found | None:
@@ -83,7 +94,7 @@ def _from_longest_suffix(
     is known (the root reached); None when the labels are not a name, or the place
     leaves the answer to the reference path."""
     end = len(name)
-    at = 0
+    at = before = 0
     while True:
         place = names.get(name[at:])
         if place is not None:
@@ -95,17 +106,56 @@ def _from_longest_suffix(
             return outside if at == end - 1 else None  # the root: ours or not a name
         if length > 63:
             return None  # not a name: the reference path says FORMERR
+        before = at
         at += length + 1
     if at == 0:
-        prepared, offset = place.other, place.other_at
+        prepared, offset, proof = place.other, place.other_at, place.other_proof
     else:
         by_type = place.below_types
         prepared = place.below if by_type is None else by_type.get(qtype, place.below)
         offset = at + place.below_at
+        proof = place.below_proof
     if prepared is None:
         return None
     tail = prepared.tail_at(offset)
-    return None if tail is None else Found(prepared, tail)
+    if tail is None:
+        return None
+    if proof is None:
+        proof = prepared.proof
+        if proof is None:
+            return Found(prepared, tail)
+    return _proved(prepared, proof, tail, name, before)
+
+
+def _proved(prepared: Prepared, proof: tuple, tail: bytes, name: bytes, before: int) -> Found:
+    """A signed answer: the template, then the NSEC/NSEC3 records the place fixes and,
+    for a name below a known one, the NSEC covering the name (RFC 4035 §3.1.3) or the
+    NSEC3 covering its next closer name, which starts ``before`` (RFC 5155 §7.2.1);
+    owners point at the zone's name in the question, as the reference path writes them."""
+    skip, chain, added, count, cover = proof
+    join = _POINTERS[12 + len(name) - chain.origin_length].join
+    entries = chain.entries
+    for index in added:
+        tail += join(entries[index].segments)
+    if cover:
+        if chain.hashed and not chain.iterations:  # RFC 9276's NSEC3: one SHA-1, inline
+            digest = _sha1(name[before:] + chain.salt).digest()
+            index = (bisect_right(chain.keys, digest) - 1) % len(chain.keys)
+        else:
+            index = chain.cover_wire(name[before:] if chain.hashed else name)
+        if index not in skip:
+            entry = entries[index]
+            tail += join(entry.segments)
+            count += len(entry.records)
+    composed = prepared.composed
+    head = composed.get(count) if composed is not None else None
+    if head is None:
+        head = prepared.with_records(count, chain.max_ttl)
+    return Found(head, tail)
+
+
+# compression pointers to where a zone's name starts in the question (12 + at most 255)
+_POINTERS = [bytes((0xC0 | (at >> 8), at & 0xFF)) for at in range(12 + 256)]
 
 
 def opt_record(payload: int, do: bool, options: bytes = b"") -> bytes:

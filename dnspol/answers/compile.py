@@ -3,8 +3,8 @@
 For every view (a zone as one scope serves it):
 
 * ``exact``: each owner and each type it answers with data, packed once. Plain RRsets of
-  types without names in their data (A, AAAA, TXT, ...) are written directly, as the
-  packer would write them; everything else is packed by the reference path.
+  types the packer compresses no name in (A, AAAA, TXT, DNSKEY, NSEC, ...) are written
+  directly, as it would write them; everything else is packed by the reference path.
 * ``names``: every name the zone knows (owners, empty non-terminals, names in record data,
   and their parents inside the zone), with a ``Place`` saying what a query for another
   type at the name gets, and what a query for a name below it gets. A query name is
@@ -14,6 +14,12 @@ For every view (a zone as one scope serves it):
   another by shifting its compression pointers.
 * NODATA and NXDOMAIN answers hold only the SOA: one template per view and per name of
   the SOA the query name ends with (usually just the apex) serves every name.
+* A signed zone (``dnspol.dnssec``) has a second view per scope, ``View.secure``, for
+  queries with DO (RFC 4035 §3.1): RRSIGs after each RRset, and NSEC/NSEC3 proofs. A
+  proof is a shared template plus the NSEC/NSEC3 records the name's place fixes
+  (``Place.other_proof``, ``Place.below_proof``, ``Prepared.proof`` for wildcards) and,
+  for a name below, the one covering the query name, found at run time by bisection in
+  the chain sorted at load.
 
 What is not compiled is answered by the reference path: ANY, AXFR and IXFR queries,
 names under a DNAME, CNAME chains that leave the owners of the zone, answers over 16 KB.
@@ -24,15 +30,17 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 
-from dnslib import AAAA, RD, TXT, A
+from dnslib import AAAA, CNAME, MX, NS, PTR, SOA, A
 
 from dnspol import answer
 from dnspol.answers.tables import Place, Prepared, View, ZoneTables
 from dnspol.codes import RRType
+from dnspol.dnssec import secure
+from dnspol.dnssec.serve import depends_on_name, written_entries
 from dnspol.names import Name, is_subdomain, to_wire
 from dnspol.packer import POINTER_LIMIT, _rdata
 from dnspol.wire import Query
-from dnspol.zones.lookup import MAX_CHAIN, LookupResult, Outcome, lookup
+from dnspol.zones.lookup import MAX_CHAIN, Denial, LookupResult, Outcome, Proof, lookup
 from dnspol.zones.model import WILDCARD, Node, Zone, ZoneSet
 
 # Query types the tables leave to the reference path: ANY picks one RRset, zone
@@ -41,7 +49,6 @@ REFERENCE_TYPES = frozenset({RRType.ANY, RRType.IXFR, RRType.AXFR})
 # Types whose RDATA holds a name the packer compresses (RFC 3597 §4), and the bytes
 # before the (first) name
 _NAMED_RDATA = {RRType.NS: 0, RRType.CNAME: 0, RRType.PTR: 0, RRType.MX: 2, RRType.SOA: 0}
-_RAW_RDATA = (A, AAAA, TXT, RD)  # packed without names: written directly
 _FIXED = struct.Struct("!HHIH")
 _ANSWER_FLAGS = 0x8400  # QR, AA, NOERROR
 _MOVABLE_LIMIT = POINTER_LIMIT - 512  # a moved answer must keep every pointer reachable
@@ -58,32 +65,40 @@ def compile_tables(zones: ZoneSet, variants: Mapping[tuple[Name, str], Zone]) ->
     out = {}
     for origin, scopes in by_origin.items():
         views = {scope: compile_view(zone, zones) for scope, zone in scopes.items()}
+        for scope, zone in scopes.items():
+            if zone.signatures is not None:  # DO=1 answers (RFC 4035 §3.1), a view apart
+                views[scope].secure = compile_view(zone, zones, signed=True)
         out[to_wire(origin)] = ZoneTables(views, scopes["default"].name, origin)
     return out
 
 
-def plain_answers(by_origin: dict[bytes, ZoneTables]) -> tuple[dict, dict]:
+def plain_answers(by_origin: dict[bytes, ZoneTables], signed: bool = False) -> tuple[dict, dict]:
     """Every default view's exact answers and names in one table each (question key ->
     ``Prepared``, name -> ``Place``): a query that needs no decision is answered without
     searching for its zone first. A name inside another served zone below (a child zone
     served here too) is that zone's to answer, as ``ZoneSet.find`` says: a parent's names
-    under a child's origin are left out. One zone: its own tables, not copied."""
+    under a child's origin are left out. One zone: its own tables, not copied.
+    ``signed``: the DO=1 answers (a signed zone's ``secure`` view, another's own)."""
+
+    def view_of(tables: ZoneTables) -> View:
+        return (tables.default.secure or tables.default) if signed else tables.default
+
     if len(by_origin) == 1:
         (tables,) = by_origin.values()
-        return tables.default.exact, tables.default.names
+        return view_of(tables).exact, view_of(tables).names
     exact: dict[bytes, Prepared] = {}
     names: dict[bytes, Place] = {}
     children = _served_below(by_origin)
     for origin, tables in by_origin.items():
         below = children.get(origin)
         if not below:
-            exact.update(tables.default.exact)
-            names.update(tables.default.names)
+            exact.update(view_of(tables).exact)
+            names.update(view_of(tables).names)
             continue
-        for key, prepared in tables.default.exact.items():
+        for key, prepared in view_of(tables).exact.items():
             if not any(_within(key[:-4], child) for child in below):
                 exact[key] = prepared
-        for name, place in tables.default.names.items():
+        for name, place in view_of(tables).names.items():
             if not any(_within(name, child) for child in below):
                 names[name] = place
     return exact, names
@@ -112,13 +127,17 @@ def _within(name: bytes, origin: bytes) -> bool:
     return len(name) - at == len(origin)
 
 
-def compile_view(zone: Zone, served: ZoneSet) -> View:
-    return _ViewCompiler(zone, served).run()
+def compile_view(zone: Zone, served: ZoneSet, signed: bool = False) -> View:
+    """A zone's answers; ``signed``: its DO=1 answers, with RRSIGs and denial proofs."""
+    return _ViewCompiler(zone, served, signed).run()
 
 
 class _ViewCompiler:
-    def __init__(self, zone: Zone, served: ZoneSet) -> None:
+    def __init__(self, zone: Zone, served: ZoneSet, signed: bool = False) -> None:
         self.zone = zone
+        self.signed = signed
+        self.chain = zone.signatures.chain if signed else None
+        self.nx_message: dict[Name, tuple] = {}  # SOA name -> signed NXDOMAIN, memo
         self.label = zone.name  # what metrics call the zone
         self.served = served
         self.other_type = _unused_type(zone)  # stands for every type a node does not hold
@@ -176,6 +195,8 @@ class _ViewCompiler:
 
     def _plain_place(self, name: Name, below: tuple) -> Place:
         """A name whose other types get NODATA, and whose children NXDOMAIN (shared)."""
+        if self.signed:
+            return self._signed_place(name, below)
         anchor, at = self._soa_anchor(name)
         nodata, nxdomain = self._negative(anchor)
         if below[1] == PLAIN:  # children: NXDOMAIN like any name
@@ -186,8 +207,58 @@ class _ViewCompiler:
             return place
         return Place(nodata, at, *below)
 
+    def _signed_place(self, name: Name, below: tuple) -> Place:
+        """The DO=1 place of an existing name: for other types, the shared NODATA
+        template and the NSEC/NSEC3 records proving the name lacks them (RFC 4035
+        §3.1.3.1, RFC 5155 §7.2.3); for children, the shared NXDOMAIN template and the
+        records proving no name and no wildcard (RFC 4035 §3.1.3.2, RFC 5155 §7.2.2),
+        the one covering the query name found at run time (``Place.*_proof``)."""
+        chain = self.chain
+        if chain is None:
+            return Place(self._at(name, self.other_type), 0, None, 0)
+        anchor, at = self._soa_anchor(name)
+        _, nxdomain, nodata = self._signed_negatives(anchor)
+        nodata_proof = self._proof_spec(Proof(Denial.NODATA, name, name), cover=False)
+        if below[1] != PLAIN:
+            return Place(nodata, at, *below, other_proof=nodata_proof)
+        nx_proof = self._proof_spec(Proof(Denial.NXDOMAIN, (b"", *name), name))
+        return Place(nodata, at, nxdomain, at, other_proof=nodata_proof, below_proof=nx_proof)
+
+    def _signed_negatives(self, anchor: Name) -> tuple:
+        """For names ending in ``anchor`` (a name of the SOA): the signed NXDOMAIN's
+        message, NXDOMAIN and NODATA templates (the SOA and its RRSIG), shared by all."""
+        made = self.nx_message.get(anchor)
+        if made is None:
+            soa = self.zone.soa.records(ttl=self.zone.negative_ttl)  # RFC 2308 §5
+            result = secure(self.zone, LookupResult(Outcome.NXDOMAIN, authority=soa))
+            message = _pack(anchor, self.other_type, result)
+            nodata, qend, glue = message
+            rcode = answer.rcode_for(Outcome.NODATA)
+            nodata = nodata[:3] + bytes(((nodata[3] & 0xF0) | rcode,)) + nodata[4:]
+            made = self.nx_message[anchor] = (
+                message,
+                _prepared(*message, 0, True, True, self.label),
+                _prepared(nodata, qend, glue, 0, True, True, self.label),
+            )
+        return made
+
+    def _proof_spec(
+        self, proof: Proof, written: frozenset[int] = frozenset(), cover: bool = True
+    ) -> tuple:
+        """What run time adds for ``proof`` (``assemble._proved``): the chain entries
+        its encloser fixes (all of them, for NODATA), less ``written``, those the
+        template holds already; and whether the entry covering the query name (or its
+        next closer) follows, unless it is one of those."""
+        chain = self.chain
+        fixed = chain.entries_for(proof) if not cover else chain.fixed(proof)
+        added = tuple(i for i in fixed if i not in written)
+        count = sum(len(chain.entries[i].records) for i in added)
+        return tuple(set(fixed) | written), chain, added, count, cover
+
     def _unowned(self, name: Name) -> Place:
         """A name in record data that owns nothing: answered as its encloser says."""
+        if self.signed:
+            return Place(None, 0, None, 0)  # its closest encloser is elsewhere
         if self._cut_at_or_above(name) is not None:
             return self._referral_place(name)
         encloser = self._closest_encloser(name)
@@ -217,8 +288,22 @@ class _ViewCompiler:
 
     def _exact(self, name: Name, node: Node, rtype: int) -> Prepared:
         rrset = node.get(rtype)
-        if rrset is not None and name and _plain(rrset):
-            return _direct(rrset, self.label)
+        signatures = self.zone.signatures
+        if rtype == RRType.RRSIG and rrset is not None and name and signatures is not None:
+            # every RRSIG at the name, at its RRset's TTL (``lookup``)
+            records = [
+                record
+                for sigs in signatures.at_name.get(name, ())
+                for record in _direct_records(RRType.RRSIG, sigs.ttl, sigs.rdatas)
+            ]
+            tail = b"".join(records)
+            ttl = max((sigs.ttl for sigs in signatures.at_name.get(name, ())), default=0)
+            counts = (len(records), 0, 0)
+            return Prepared(_ANSWER_FLAGS, counts, tail, -1, ttl, 0, None, False, self.label)
+        if rrset is not None and name and _uncompressed(rrset):
+            # signed: the RRset and its RRSIGs (RFC 4035 §3.1.1)
+            rrsigs = signatures.of(name, rtype) if self.signed else None
+            return _direct(rrset, self.label, rrsigs)
         return self._at(name, rtype)
 
     def _at(self, name: Name, qtype: int) -> Prepared:
@@ -226,13 +311,34 @@ class _ViewCompiler:
         packed = self._reference(name, qtype)
         return _prepared(*packed, base=0, movable=False, shared=False, zone=self.label)
 
-    def _under(self, name: Name, qtype: int | None) -> Prepared:
-        """A movable template for names strictly below ``name``."""
+    def _under(self, name: Name, qtype: int | None) -> Prepared | None:
+        """A movable template for names strictly below ``name``. Signed, a proof about
+        the query name itself (a wildcard's, RFC 4035 §3.1.3.3) is left to run time;
+        None (the reference path) when it would have to go before additional records."""
         child = self._fresh_child(name)
-        packed = self._reference(child, self.other_type if qtype is None else qtype)
-        return _prepared(
-            *packed, base=len(child[0]) + 1, movable=True, shared=False, zone=self.label
+        qtype = self.other_type if qtype is None else qtype
+        result = lookup(self.zone, child, qtype, self.served)
+        spec = None
+        if self.signed:
+            varying = [p for p in result.proofs if depends_on_name(p) and p.name == child]
+            if varying and (
+                varying != [result.proofs[0]] or result.additional or self.chain is None
+            ):
+                return None
+            leave_out = varying[0] if varying else None
+            if leave_out is not None:
+                written = written_entries(self.zone, result.proofs, leave_out)
+                spec = self._proof_spec(leave_out, written)
+            result = secure(self.zone, result, leave_out)
+        prepared = _prepared(
+            *_pack(child, qtype, result),
+            base=len(child[0]) + 1,
+            movable=True,
+            shared=False,
+            zone=self.label,
         )
+        prepared.proof = spec
+        return prepared
 
     def _negative(self, anchor: Name) -> tuple[Prepared, Prepared]:
         """NODATA and NXDOMAIN for names ending in ``anchor`` (a name of the SOA)."""
@@ -250,7 +356,10 @@ class _ViewCompiler:
         return made
 
     def _reference(self, name: Name, qtype: int) -> tuple[bytes, int, bool]:
-        return _pack(name, qtype, lookup(self.zone, name, qtype, self.served))
+        result = lookup(self.zone, name, qtype, self.served)
+        if self.signed:
+            result = secure(self.zone, result)
+        return _pack(name, qtype, result)
 
     # --- what the zone holds -------------------------------------------------------
 
@@ -407,19 +516,32 @@ def _name_end(message: bytes, at: int, sites: list[int], moving: int) -> int:
 _WITH_ADDITIONAL = frozenset({RRType.NS, RRType.MX, RRType.SRV})
 
 
-def _plain(rrset) -> bool:
-    """Data without names and nothing for the additional section."""
+_COMPRESSED = (CNAME, NS, PTR, MX, SOA)  # names in their data are compressed (RFC 3597 §4)
+
+
+def _uncompressed(rrset) -> bool:
+    """Data the packer writes as it is, and nothing for the additional section."""
     if rrset.rtype in _WITH_ADDITIONAL:
         return False
-    return all(type(rd) in _RAW_RDATA for rd in rrset.rdatas)
+    return not any(type(rd) in _COMPRESSED for rd in rrset.rdatas)
 
 
-def _direct(rrset, zone: str) -> Prepared:
-    """A plain RRset at the query name, packed as the packer would pack it (the owner a
-    pointer to the question, the data as ``packer._rdata`` writes it)."""
-    fixed = b"\xc0\x0c" + _FIXED.pack(rrset.rtype, 1, rrset.ttl, 0)[:8]
+def _direct(rrset, zone: str, rrsigs=None) -> Prepared:
+    """A plain RRset at the query name, and its ``rrsigs`` if given, packed as the packer
+    would pack them (the owner a pointer to the question, the data as ``packer._rdata``
+    writes it; RRSIGs at the RRset's TTL, as ``dnssec.secure`` gives them)."""
+    records = _direct_records(rrset.rtype, rrset.ttl, rrset.rdatas)
+    if rrsigs is not None:
+        records += _direct_records(RRType.RRSIG, rrset.ttl, rrsigs.rdatas)
+    counts = (len(records), 0, 0)
+    tail = b"".join(records)
+    return Prepared(_ANSWER_FLAGS, counts, tail, -1, rrset.ttl, 0, None, False, zone)
+
+
+def _direct_records(rtype: int, ttl: int, rdatas) -> list[bytes]:
+    fixed = b"\xc0\x0c" + _FIXED.pack(rtype, 1, ttl, 0)[:8]
     records = []
-    for rd in rrset.rdatas:
+    for rd in rdatas:
         kind = type(rd)
         if kind is A or kind is AAAA:
             data = bytes(rd.data)
@@ -428,9 +550,7 @@ def _direct(rrset, zone: str) -> Prepared:
             _rdata(buffer, {}, rd)
             data = bytes(buffer)
         records.append(fixed + len(data).to_bytes(2, "big") + data)
-    counts = (len(records), 0, 0)
-    tail = b"".join(records)
-    return Prepared(_ANSWER_FLAGS, counts, tail, -1, rrset.ttl, 0, None, False, zone)
+    return records
 
 
 def _unused_type(zone: Zone) -> int:

@@ -35,6 +35,8 @@ class Prepared:
         "end",
         "by_offset",
         "zone",
+        "proof",
+        "composed",
     )
 
     def __init__(
@@ -62,6 +64,26 @@ class Prepared:
         # tails by anchor offset, for templates shared by many names (at most 255 offsets)
         self.by_offset: dict[int, bytes] | None = {base: tail} if shared else None
         self.zone = zone  # the zone's name, for metrics labels
+        # signed (DO=1) answers: the NSEC/NSEC3 records added at run time: (indices
+        # into the chain not to add again, the ``dnssec.Chain``, indices of the records
+        # to add, their count, whether the one covering the query name follows)
+        self.proof: tuple | None = None
+        self.composed: dict[int, Prepared] | None = None  # headers with the added records
+
+    def with_records(self, count: int, max_ttl: int) -> Prepared:
+        """This answer's header with ``count`` more authority records (no additional
+        records may follow them, so none may be dropped: TC if it does not fit)."""
+        composed = self.composed
+        if composed is None:
+            composed = self.composed = {}
+        found = composed.get(count)
+        if found is None:
+            an, ns, ar = self.counts
+            found = composed[count] = Prepared(
+                self.flags, (an, ns + count, ar), b"", -1, max(self.max_ttl, max_ttl),
+                0, None, False, self.zone,
+            )  # fmt: skip
+        return found
 
     def tail_at(self, offset: int) -> bytes | None:
         """The tail for a query whose anchor starts ``offset`` bytes into its name; None
@@ -124,6 +146,7 @@ class Place:
     answers are left to the reference path (DNAME, names outside the compiled cases)."""
 
     __slots__ = ("other", "other_at", "below", "below_at", "below_types")
+    __slots__ += ("other_proof", "below_proof")
 
     def __init__(
         self,
@@ -132,22 +155,29 @@ class Place:
         below: Prepared | None,
         below_at: int,
         below_types: dict[int, Prepared] | None = None,
+        other_proof: tuple | None = None,
+        below_proof: tuple | None = None,
     ) -> None:
         self.other = other
         self.other_at = other_at
         self.below = below
         self.below_at = below_at
         self.below_types = below_types
+        # signed (DO=1) views: the NSEC/NSEC3 records added to a shared template, as
+        # ``Prepared.proof`` says (``assemble._proved``); None: nothing to add
+        self.other_proof = other_proof
+        self.below_proof = below_proof
 
 
 class View:
     """One zone as one scope answers it."""
 
-    __slots__ = ("exact", "names")
+    __slots__ = ("exact", "names", "secure")
 
     def __init__(self, exact: dict[bytes, Prepared], names: dict[bytes, Place]) -> None:
         self.exact = exact  # lowered name + type + class -> answer
         self.names = names  # lowered name -> Place
+        self.secure: View | None = None  # a signed zone's DO=1 answers (RFC 4035 §3.1)
 
 
 class ZoneTables:

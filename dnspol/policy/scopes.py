@@ -62,9 +62,4 @@ def merge_overlay(default: list[Record], overlay: list[Record]) -> list[Record]:
 
 def records_of(zone: Zone) -> list[Record]:
     """A zone's records again, one per rdata (where: the zone's file)."""
-    return [
-        Record(rrset.name, rrset.rtype, rrset.ttl, rdata, zone.source or "?")
-        for node in zone.nodes.values()
-        for rrset in node.values()
-        for rdata in rrset.rdatas
-    ]
+    return zone.records()

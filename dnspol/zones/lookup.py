@@ -3,12 +3,18 @@
 ``lookup`` walks a zone for one name and type and returns what the answer is
 made of: an ``Outcome`` and the records for each section. It never decides an
 rcode or touches the wire; ``answer`` maps outcomes to messages.
+
+It also says what a signed answer must prove (``Proof``: which name does not exist,
+has no such type, was synthesized from a wildcard, or is a delegation) and which
+owners were synthesized from which wildcard; ``dnspol.dnssec`` adds the RRSIGs and
+the NSEC/NSEC3 records from that (RFC 4035 §3.1).
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from dnslib import CNAME, DNSBuffer
 
@@ -23,6 +29,22 @@ from dnspol.zones.model import (
 )
 
 MAX_CHAIN = 16  # CNAME links followed before giving up (never spin, never SERVFAIL)
+
+
+class Denial(enum.Enum):
+    """What a signed answer must prove (RFC 4035 §3.1.3, RFC 5155 §7.2)."""
+
+    NXDOMAIN = "nxdomain"  # ``name`` does not exist, ``encloser`` is its closest encloser
+    NODATA = "nodata"  # ``name`` exists without the type
+    WILDCARD = "wildcard"  # ``name`` was synthesized from ``*.<encloser>``
+    WILDCARD_NODATA = "wildcard_nodata"  # ... and the wildcard lacks the type
+    REFERRAL = "referral"  # ``name`` is a zone cut: its DS, or the proof there is none
+
+
+class Proof(NamedTuple):
+    kind: Denial
+    name: Name
+    encloser: Name
 
 
 class Outcome(enum.Enum):
@@ -40,6 +62,8 @@ class LookupResult:
     authority: list[Rec] = field(default_factory=list)
     additional: list[Rec] = field(default_factory=list)
     glue_required: bool = False  # additional records that must fit (RFC 9471)
+    proofs: tuple[Proof, ...] = ()  # what a signed answer proves (``dnspol.dnssec``)
+    wildcards: tuple[tuple[Name, Name], ...] = ()  # (owner written, wildcard it came from)
 
     @property
     def authoritative(self) -> bool:
@@ -55,48 +79,77 @@ def lookup(zone: Zone, qname: Name, qtype: int, served: ZoneSet | None = None) -
     answer: list[Rec] = []
     seen = {qname}
     name = qname
+    proofs: list[Proof] = []
+    wild: list[tuple[Name, Name]] = []
     for _ in range(MAX_CHAIN):
         cut = _find_cut(zone, name, qtype)
         if cut is not None:
             if answer:  # a CNAME led below a cut: stop with what we have
-                return LookupResult(Outcome.ANSWER, answer)
-            return _referral(zone, cut)
+                return _with_proofs(LookupResult(Outcome.ANSWER, answer), proofs, wild)
+            proofs.append(Proof(Denial.REFERRAL, cut, cut))
+            return _with_proofs(_referral(zone, cut), proofs, wild)
         node = zone.nodes.get(name)
         synthesized = False
         if node is None:
             if name in zone.existing:  # empty non-terminal: blocks wildcards
-                return _negative(zone, Outcome.NODATA, answer)
+                proofs.append(Proof(Denial.NODATA, name, name))
+                return _with_proofs(_negative(zone, Outcome.NODATA, answer), proofs, wild)
             encloser = _closest_encloser(zone, name)
             dname = zone.nodes.get(encloser, {}).get(RRType.DNAME)
             if dname is not None:  # RFC 6672 §3.2: substitute, then go on as a CNAME
                 target = _substitute(name, encloser, dname)
                 if target is None:
-                    return LookupResult(Outcome.YXDOMAIN, answer + dname.records())
+                    result = LookupResult(Outcome.YXDOMAIN, answer + dname.records())
+                    return _with_proofs(result, proofs, wild)
                 answer.extend(dname.records())
                 answer.append(Rec(name, RRType.CNAME, 1, dname.ttl, CNAME(to_label(target))))
                 if not _same_zone(zone, target, served) or target in seen:
-                    return LookupResult(Outcome.ANSWER, answer)
+                    return _with_proofs(LookupResult(Outcome.ANSWER, answer), proofs, wild)
                 seen.add(target)
                 name = target
                 continue
             node = zone.nodes.get((WILDCARD, *encloser))
             if node is None:
-                return _negative(zone, Outcome.NXDOMAIN, answer)
+                proofs.append(Proof(Denial.NXDOMAIN, name, encloser))
+                return _with_proofs(_negative(zone, Outcome.NXDOMAIN, answer), proofs, wild)
             synthesized = True
+            wild.append((name, (WILDCARD, *encloser)))
         rrset = _select(node, qtype)
         if rrset is not None:
-            answer.extend(_records(rrset, name, synthesized))
-            return LookupResult(Outcome.ANSWER, answer, additional=_additional(zone, rrset))
+            if synthesized:
+                proofs.append(Proof(Denial.WILDCARD, name, encloser))
+            if qtype == RRType.RRSIG and zone.signatures is not None:
+                # each covered type's RRSIGs with their own TTL, as BIND answers
+                source = (WILDCARD, *encloser) if synthesized else name
+                answer.extend(zone.signatures.records_at(source, name))
+            else:
+                answer.extend(_records(rrset, name, synthesized))
+            result = LookupResult(Outcome.ANSWER, answer, additional=_additional(zone, rrset))
+            return _with_proofs(result, proofs, wild)
         cname = node.get(RRType.CNAME)
         if cname is None:
-            return _negative(zone, Outcome.NODATA, answer)
+            if synthesized:
+                proofs.append(Proof(Denial.WILDCARD_NODATA, name, encloser))
+            else:
+                proofs.append(Proof(Denial.NODATA, name, name))
+            return _with_proofs(_negative(zone, Outcome.NODATA, answer), proofs, wild)
+        if synthesized:
+            proofs.append(Proof(Denial.WILDCARD, name, encloser))
         answer.extend(_records(cname, name, synthesized))
         target = _target_name(cname)
         if target in seen or not _same_zone(zone, target, served):
-            return LookupResult(Outcome.ANSWER, answer)
+            return _with_proofs(LookupResult(Outcome.ANSWER, answer), proofs, wild)
         seen.add(target)
         name = target
-    return LookupResult(Outcome.ANSWER, answer)
+    return _with_proofs(LookupResult(Outcome.ANSWER, answer), proofs, wild)
+
+
+def _with_proofs(result: LookupResult, proofs: list[Proof], wild: list) -> LookupResult:
+    if proofs:
+        result.proofs = tuple(proofs)
+    if wild:
+        result.wildcards = tuple(wild)
+    return result
 
 
 def _select(node, qtype: int) -> RRset | None:
@@ -202,4 +255,4 @@ def _rdata_target(rtype: int, rdata) -> Name:
     return tuple(part.lower() for part in label.label)
 
 
-__all__ = ["LookupResult", "Outcome", "lookup"]
+__all__ = ["Denial", "LookupResult", "Outcome", "Proof", "lookup"]

@@ -4,6 +4,12 @@ A ``Zone`` is built from a flat list of ``Record`` values (what the loader read,
 or a scope overlaid on a default zone) and answers the questions the lookup asks:
 which node holds a name, does a name exist (empty non-terminals included),
 where are the zone cuts.
+
+A signed zone's NSEC3 records (and their RRSIGs) are held apart, in ``nsec3``: their
+hashed owners are not names of the zone (RFC 5155 §7.2.8: a query for one is answered
+as for any name that does not exist). ``signatures`` is the zone's DNSSEC index
+(``dnspol.dnssec``) when the apex is signed, else None: RRSIGs by owner and covered
+type, and the NSEC or NSEC3 chain in order.
 """
 
 from __future__ import annotations
@@ -51,6 +57,19 @@ class Rec(NamedTuple):
     rclass: int
     ttl: int
     rdata: object  # a dnslib RD instance
+
+
+class PackedRec(NamedTuple):
+    """A record of an answer packed in advance (a signed zone's NSEC and NSEC3 records):
+    its owner's labels below ``zone`` as wire bytes, then ``zone`` (written as a pointer
+    to the zone's name in the question), the type and TTL, then RDLENGTH and RDATA. The
+    compiled answers append the same bytes, so both paths write the same message."""
+
+    head: bytes
+    zone: Name
+    rtype: int
+    ttl: int
+    rest: bytes  # RDLENGTH and RDATA
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +164,8 @@ class Zone:
     source: str = ""
     scope: str = "default"
     extras: Mapping[str, object] = field(default_factory=dict)
+    nsec3: Mapping[Name, Node] = field(default_factory=dict)  # hashed owner -> NSEC3, RRSIG
+    signatures: Any = field(default=None, compare=False)  # ``dnssec.Signatures`` or None
     name: str = field(init=False, compare=False)  # the origin as text, e.g. ``example.com.``
 
     def __post_init__(self) -> None:
@@ -173,6 +194,7 @@ class Zone:
         """Index records by owner and type. Validation is the loader's job."""
         # owner -> its one record, or the list of them; becomes owner -> node in place
         grouped: dict[Name, Any] = {}
+        records, hashed = _split_nsec3(records)
         for rec in records:
             found = grouped.get(rec.name)
             if found is None:
@@ -185,14 +207,51 @@ class Zone:
             grouped[name] = _node(name, found if type(found) is list else [found])
         nodes: dict[Name, Node] = grouped
         cuts = frozenset(n for n, node in nodes.items() if n != origin and RRType.NS in node)
-        return cls(
+        zone = cls(
             origin=origin,
             nodes=MappingProxyType(nodes),
             existing=Existing(nodes, _empty_non_terminals(origin, nodes)),
             cuts=cuts,
             source=source,
             scope=scope,
+            nsec3=MappingProxyType(_nodes_of(hashed)),
         )
+        apex = nodes.get(origin)
+        if apex is not None and RRType.RRSIG in apex and RRType.DNSKEY in apex:
+            from dnspol.dnssec import index_signatures  # the zone model is below dnssec
+
+            object.__setattr__(zone, "signatures", index_signatures(zone))
+        return zone
+
+    def records(self) -> list[Record]:
+        """The zone's records again, one per rdata (where: the zone's source)."""
+        where = self.source or "?"
+        return [
+            Record(rrset.name, rrset.rtype, rrset.ttl, rdata, where)
+            for nodes in (self.nodes, self.nsec3)
+            for node in nodes.values()
+            for rrset in node.values()
+            for rdata in rrset.rdatas
+        ]
+
+
+def _split_nsec3(records: Iterable[Record]) -> tuple[Iterable[Record], list[Record]]:
+    """The records of the zone's names, and its NSEC3 records with their RRSIGs (by
+    owner: an owner that holds an NSEC3 holds nothing else of the zone's)."""
+    records = records if isinstance(records, list) else list(records)
+    owners = {rec.name for rec in records if rec.rtype == RRType.NSEC3}
+    if not owners:
+        return records, []
+    kept = [rec for rec in records if rec.name not in owners]
+    hashed = [rec for rec in records if rec.name in owners]
+    return kept, hashed
+
+
+def _nodes_of(records: list[Record]) -> dict[Name, Node]:
+    by_owner: dict[Name, list[Record]] = {}
+    for rec in records:
+        by_owner.setdefault(rec.name, []).append(rec)
+    return {name: _node(name, recs) for name, recs in by_owner.items()}
 
 
 def _node(name: Name, recs: list[Record]) -> Node:
