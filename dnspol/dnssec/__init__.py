@@ -1,0 +1,1 @@
+"""DNSSEC: signing zones at load (``sign``, ``keys``, ``policy``)."""
