@@ -24,6 +24,9 @@ from types import MappingProxyType
 
 from dnspol import cookies, dnstap, ratelimit
 from dnspol.cookies import CookieConfig
+from dnspol.dnssec import policy as dnssec_policy
+from dnspol.dnssec.keys import key_paths
+from dnspol.dnssec.policy import SigningPolicy
 from dnspol.dnstap import DnstapConfig
 from dnspol.errors import ConfigError, ZoneError
 from dnspol.names import Name, from_text, to_text
@@ -64,7 +67,7 @@ SHAPED_SERVER_KEYS = (
     "dnstap",
 )
 SERVER_KEYS = SHAPED_SERVER_KEYS + tuple(setting.key for setting in SETTINGS) + tuple(RETIRED)
-ZONE_KEYS = ("file", "scopes")
+ZONE_KEYS = ("file", "scopes", "dnssec")
 SCOPE_KEYS = ("file", "overlay")
 MAX_NSID = 128  # RFC 5001 sets no limit; an identity is a short name
 SCOPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
@@ -105,6 +108,8 @@ class Config(ServerSettings):
     control: str | None = None  # the control socket (``dnspol ctl``); "none": off; None: default
     dnstap: DnstapConfig | None = None  # dnstap output (``dnspol.dnstap``); None: off
     warnings: tuple[str, ...] = ()  # "warning: file:line: …", e.g. shadowed rules
+    # zones signed at load (``dnspol.dnssec``), by origin; the zones above are unsigned
+    dnssec: Mapping[Name, SigningPolicy] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def proxy_trusted(self) -> tuple[str, ...]:
@@ -206,6 +211,7 @@ class _ConfigBuilder:
         self.files: list[str] = [path]
         self.reader = Reader(self.problems)
         self.zone_limits = ZoneLimits()
+        self.dnssec: dict[Name, SigningPolicy] = {}
 
     def build(self) -> tuple[list[str], list[str], Config | None]:
         root, _ = read_yaml_file(self.path, self.problems)
@@ -226,7 +232,14 @@ class _ConfigBuilder:
         if self.problems:
             return self.problems, self.warnings, None
         config = _assemble(
-            self.path, server, zones, variants, policy, self.files, tuple(self.warnings)
+            self.path,
+            server,
+            zones,
+            variants,
+            policy,
+            self.files,
+            tuple(self.warnings),
+            self.dnssec,
         )
         return self.problems, self.warnings, config
 
@@ -365,6 +378,8 @@ class _ConfigBuilder:
             else:
                 declared.append((scope, value))
         names = frozenset({"default"} | {scope for scope, _ in declared})
+        if "dnssec" in entries:
+            self._dnssec(origin, entries["dnssec"])
         if "file" not in entries:
             return names
         limits = self.zone_limits
@@ -379,6 +394,14 @@ class _ConfigBuilder:
             if zone is not None:
                 variants[(origin, scope)] = zone
         return names
+
+    def _dnssec(self, origin: Name, node: Node) -> None:
+        """``zones.<zone>.dnssec``: the keys are read now, so a bad one fails the load."""
+        policy = dnssec_policy.read_config(node, self.reader, self.base_dir, origin)
+        if policy is not None:
+            self.dnssec[origin] = policy
+            for key in policy.keys:  # watched: a replaced key file reloads
+                self.files.extend(key_paths(key.path))
 
     def _scope(self, origin: Name, scope: str, node: Node, default: Zone | None) -> Zone | None:
         what = f"scope {scope!r}"
@@ -538,6 +561,7 @@ def _assemble(
     policy: Policy,
     files: list[str],
     warnings: tuple[str, ...],
+    dnssec: Mapping[Name, SigningPolicy] | None = None,
 ) -> Config:
     all_variants = {(origin, "default"): zone for origin, zone in zones.items()}
     all_variants.update(variants)
@@ -561,6 +585,7 @@ def _assemble(
         control=server.control,
         dnstap=server.dnstap,
         warnings=warnings,
+        dnssec=MappingProxyType(dict(dnssec or {})),
     )
 
 

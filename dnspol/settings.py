@@ -101,6 +101,9 @@ SETTINGS: tuple[Setting, ...] = (
             "before a record is made", runtime=False),
     Setting("rule_file_max_bytes", int, MAX_FILE_BYTES, 1, 2**40, "bytes",
             "largest included rule file", runtime=False),
+    Setting("sign_workers", int, 1, 1, 256, "",
+            "processes that sign a big zone (dnssec:) at load; 1: in the server process",
+            runtime=False),
     Setting("reload_timeout", float, 600.0, 1, 86_400, "s",
             "seconds a reload (with 2 or more workers) may take to load and start; then it is "
             "abandoned, logged as `reload abandoned after N s`, and the running configuration "

@@ -53,6 +53,7 @@ from dnspol import control, health, metrics, signals
 from dnspol.errors import ConfigError
 from dnspol.handover import Baton, Turn
 from dnspol.server import (
+    RESIGN_RETRY_SECONDS,
     STARTED_NS,
     WATCH_INTERVAL,
     FileWatch,
@@ -230,6 +231,8 @@ class Generation:
                 return BAD_CONFIGURATION
             log.info("loaded %s", describe(snapshot))
         report.loaded(snapshot)
+        if snapshot.resign_at is not None:  # for the supervisor's re-signing timer
+            write_atomically(self.ready_file.with_suffix(".resign"), str(snapshot.resign_at))
         signal.signal(signal.SIGTERM, self._on_stop)
         gc.collect()
         gc.freeze()  # the loaded configuration: the collector would write to every object
@@ -316,6 +319,7 @@ class Supervisor:
         self.leaving: list[Head] = []
         self.stopping = False
         self.reload_wanted = False
+        self.resign_at: float | None = None  # when the signatures need a new generation
         self.files_in_use: tuple[str, ...] = ()
         self.workdir = Path(tempfile.mkdtemp(prefix="dnspol-workers-"))
         self.files = metrics.WorkerFiles(self.workdir)
@@ -353,6 +357,7 @@ class Supervisor:
                 self._clean_up()
                 return 1
         self.files_in_use = first[0].files
+        self.resign_at = first[0].resign_at  # the current generation's signatures' refresh
         self.reload_timeout = getattr(first[0], "reload_timeout", RELOAD_TIMEOUT)
         self.current = self._fork_generation(first.pop())
         self.baton.hand_to(self.current.number)  # nobody answered before: no one to wait for
@@ -387,6 +392,12 @@ class Supervisor:
                     log.info("a configuration file changed; reloading")
                     self.reload_wanted = True
                     self.reload_cause = "a changed file"
+            if self.resign_at is not None and time.time() >= self.resign_at:
+                # the next generation says when, once serving; until then, try again
+                self.resign_at = time.time() + RESIGN_RETRY_SECONDS
+                log.info("signatures reach their refresh point; signing again")
+                self.reload_wanted = True
+                self.reload_cause = "signatures due for refresh"
             if self.reload_wanted and self.pending is None:
                 self.reload_wanted = False
                 log.info("reloading")
@@ -448,6 +459,7 @@ class Supervisor:
             old.deadline = time.monotonic() + LEAVE_TIMEOUT
             self.leaving.append(old)
         self.files_in_use = tuple(json.loads(head.ready_file.read_text()))
+        self.resign_at = _resign_at(head.ready_file.with_suffix(".resign"))
         self.reloads.ok += 1
         self.reloads.last_ok = time.time()
         self.control.finished(head, ok=True)
@@ -602,3 +614,11 @@ def _announce(first: tuple[str, int], ready_file: str | None) -> None:
     if ready_file:
         write_atomically(ready_file, f"{host} {port}\n")
     print(f"READY {host} {port}", flush=True)
+
+
+def _resign_at(path: Path) -> float | None:
+    """When a generation's signatures need a new load (its ``.resign`` file); None: never."""
+    try:
+        return float(path.read_text())
+    except (OSError, ValueError):
+        return None
