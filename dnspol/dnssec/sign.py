@@ -91,13 +91,12 @@ def sign_all(
     resign_at: float | None = None
     for origin, policy in policies.items():
         scopes = [key for key in variants if key[0] == origin] or [(origin, "default")]
-        # one load's signatures, shared by the scopes (only worth keeping when there are some)
-        cache: dict[bytes, list[object]] | None = {} if len(scopes) > 1 else None
+        run = SigningRun(share=len(scopes) > 1)  # what the scopes of this zone share
         for key in scopes:
             zone = variants.get(key) or zones.get(origin)
             if zone is None:
                 continue
-            signed[key] = sign_zone(zone, policy, now, cache=cache, workers=workers)
+            signed[key] = sign_zone(zone, policy, now, run=run, workers=workers)
         due = policy.resign_after(now)
         resign_at = due if resign_at is None else min(resign_at, due)
     new_variants = {key: signed.get(key, zone) for key, zone in variants.items()}
@@ -114,10 +113,11 @@ def sign_zone(
     zone: Zone,
     policy: SigningPolicy,
     now: int,
-    cache: dict[bytes, list[object]] | None = None,
+    run: SigningRun | None = None,
     workers: int = 1,
 ) -> Zone:
     """``zone`` with its keys, denial chain and signatures (a new ``Zone``)."""
+    run = run if run is not None else SigningRun(share=False)
     origin = zone.origin
     data = _authoritative_data(zone, policy)
     occluded = _occluded(zone)
@@ -128,9 +128,9 @@ def sign_zone(
     if policy.denial == "nsec3":
         ents = [n for n in zone.existing.empty_non_terminals if n not in occluded]
         apex[NSEC3PARAM_TYPE] = RRset(origin, NSEC3PARAM_TYPE, 0, (RD(_NSEC3_HEADER),))
-        chain = _nsec3_chain(origin, names, ents, data, zone.cuts, negative_ttl)
+        chain = _nsec3_chain(origin, names, ents, data, zone.cuts, negative_ttl, run)
     else:
-        chain = _nsec_chain(origin, names, data, zone.cuts, negative_ttl)
+        chain = _nsec_chain(origin, names, data, zone.cuts, negative_ttl, run)
     for name, rrset in chain:
         data.setdefault(name, {})[rrset.rtype] = rrset
     if policy.denial == "nsec3":
@@ -142,10 +142,49 @@ def sign_zone(
         if name not in zone.cuts or rrset.rtype in (DS_TYPE, NSEC_TYPE)
     ]
     signer = _Signer(origin, policy, now)
-    signatures = signer.sign_rrsets(to_sign, cache, workers)
+    signatures = signer.sign_rrsets(to_sign, run, workers)
     for name, rrsigs in signatures.items():
         data[name][RRSIG_TYPE] = rrsigs
     return _rebuilt(zone, data)
+
+
+class SigningRun:
+    """What one load's signing of a zone keeps between its scopes: the signatures of each
+    RRset (an RRset the scopes share is signed once), the denial records (so a scope's NSEC
+    that matches the default's is the same object), and each rdata's canonical wire form.
+
+    Keys are object identities: every object they name lives as long as the run (the zones
+    being signed hold them), so an id is not reused while the run is.
+    """
+
+    def __init__(self, share: bool) -> None:
+        self.share = share  # False: one scope; keep no signatures (memory)
+        self.signatures: dict[tuple, list[object]] = {}
+        self.denials: dict[tuple, object] = {}
+        self.wires: dict[int, bytes] = {}  # id(rdata) -> canonical RDATA
+
+    def denial(self, key: tuple, make) -> object:  # noqa: ANN001 - a small factory
+        """The denial rdata for ``key`` (made once per run), its wire form remembered."""
+        found = self.denials.get(key)
+        if found is None:
+            found, wire = make()
+            self.wires[id(found)] = wire
+            if self.share:
+                self.denials[key] = found
+        return found
+
+    def canonical_rdata(self, rtype: int, rd: object) -> bytes:
+        wire = self.wires.get(id(rd))
+        if wire is None:
+            wire = _canonical_rdata(rtype, rd)
+            if self.share:
+                self.wires[id(rd)] = wire
+        return wire
+
+
+def _identity(rrset: RRset) -> tuple:
+    """The same owner, type, TTL and rdata objects: the same signatures."""
+    return (rrset.name, rrset.rtype, rrset.ttl, *map(id, rrset.rdatas))
 
 
 def _canonical(name: Name) -> Name:
@@ -231,17 +270,26 @@ def _nsec_chain(
     data: Mapping[Name, Mapping[int, RRset]],
     cuts: frozenset[Name],
     ttl: int,
+    run: SigningRun,
 ) -> list[tuple[Name, RRset]]:
     """One NSEC per authoritative name (in canonical order), the last pointing to the apex."""
-    rrlists: dict[frozenset[int], list[str]] = {}  # nodes share a few type sets: share them
+    # nodes share a few type sets: their type lists and bitmaps are shared too
+    shapes: dict[frozenset[int], tuple[list[str], bytes]] = {}
     chain = []
     for at, name in enumerate(names):
         following = names[at + 1] if at + 1 < len(names) else origin
         types = frozenset(_types_at(name, data[name], cuts)) | {RRSIG_TYPE, NSEC_TYPE}
-        rrlist = rrlists.get(types)
-        if rrlist is None:
-            rrlist = rrlists[types] = [_type_name(t) for t in sorted(types)]
-        chain.append((name, RRset(name, NSEC_TYPE, ttl, (NSEC(to_label(following), rrlist),))))
+        shape = shapes.get(types)
+        if shape is None:
+            ordered = sorted(types)
+            shape = shapes[types] = ([_type_name(t) for t in ordered], type_bitmap(ordered))
+        rrlist, bitmap = shape
+
+        def make(following=following, rrlist=rrlist, bitmap=bitmap):  # noqa: ANN001, ANN202
+            return NSEC(to_label(following), rrlist), to_wire(following) + bitmap
+
+        rd = run.denial((name, following, types), make)
+        chain.append((name, RRset(name, NSEC_TYPE, ttl, (rd,))))
     return chain
 
 
@@ -261,6 +309,7 @@ def _nsec3_chain(
     data: Mapping[Name, Mapping[int, RRset]],
     cuts: frozenset[Name],
     ttl: int,
+    run: SigningRun,
 ) -> list[tuple[Name, RRset]]:
     """One NSEC3 per authoritative name and empty non-terminal, in hash order."""
     hashed: dict[bytes, bytes] = {}  # hash -> type bitmap
@@ -281,7 +330,8 @@ def _nsec3_chain(
         following = order[(at + 1) % len(order)]
         owner = (base64.b32hexencode(digest).lower(),) + origin
         rdata = _NSEC3_HEADER + bytes((20,)) + following + hashed[digest]
-        chain.append((owner, RRset(owner, NSEC3_TYPE, ttl, (RD(rdata),))))
+        rd = run.denial((owner, rdata), lambda rdata=rdata: (RD(rdata), rdata))
+        chain.append((owner, RRset(owner, NSEC3_TYPE, ttl, (rd,))))
     return chain
 
 
@@ -307,30 +357,22 @@ class _Signer:
             return self.key_signers
         return self.zone_signers
 
-    def sign_rrsets(
-        self, rrsets: list[RRset], cache: dict[bytes, list[object]] | None, workers: int
-    ) -> dict[Name, RRset]:
+    def sign_rrsets(self, rrsets: list[RRset], run: SigningRun, workers: int) -> dict[Name, RRset]:
         """Owner -> its RRSIG RRset, for every RRset given."""
         by_owner: dict[Name, list[object]] = {}
         ttls: dict[Name, int] = {}
         todo: list[RRset] = []
-        keys: list[bytes] = []
         for rrset in rrsets:
-            if cache is None:
-                todo.append(rrset)
-                continue
-            key = _cache_key(rrset)
-            found = cache.get(key)
+            found = run.signatures.get(_identity(rrset)) if run.share else None
             if found is not None:
                 self._add(by_owner, ttls, rrset, found)
             else:
                 todo.append(rrset)
-                keys.append(key)
-        made = _sign_many(self, todo, workers)
-        for at, (rrset, signed) in enumerate(zip(todo, made, strict=True)):
+        made = _sign_many(self, todo, run, workers)
+        for rrset, signed in zip(todo, made, strict=True):
             rrsigs = [self._rrsig(rrset, *one) for one in signed]
-            if cache is not None:
-                cache[keys[at]] = rrsigs
+            if run.share:
+                run.signatures[_identity(rrset)] = rrsigs
             self._add(by_owner, ttls, rrset, rrsigs)
         return {
             name: RRset(name, RRSIG_TYPE, ttls[name], tuple(rrsigs))
@@ -358,11 +400,13 @@ class _Signer:
             signature,
         )
 
-    def signatures(self, rrset: RRset, rng: random.Random) -> list[tuple[int, int, bytes]]:
+    def signatures(
+        self, rrset: RRset, run: SigningRun, rng: random.Random
+    ) -> list[tuple[int, int, bytes]]:
         """(key index, expiration, signature) for each key that signs ``rrset``."""
         owner = to_wire(rrset.name)
         fixed = _RR_FIXED.pack(rrset.rtype, 1, rrset.ttl, 0)[:-2]
-        rdatas = sorted({_canonical_rdata(rrset.rtype, rd) for rd in rrset.rdatas})
+        rdatas = sorted({run.canonical_rdata(rrset.rtype, rd) for rd in rrset.rdatas})
         rrs = b"".join(owner + fixed + struct.pack("!H", len(rd)) + rd for rd in rdatas)
         labels = _labels(rrset.name)
         out = []
@@ -412,29 +456,22 @@ def _canonical_rdata(rtype: int, rd: object) -> bytes:
     return wire
 
 
-def _cache_key(rrset: RRset) -> bytes:
-    """The same owner, type, TTL and data: the same signatures (shared by the scopes)."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(to_wire(rrset.name) + struct.pack("!HI", rrset.rtype, rrset.ttl))
-    for wire in sorted(pack_uncompressed(rd) for rd in rrset.rdatas):
-        digest.update(struct.pack("!H", len(wire)) + wire)
-    return digest.digest()
-
-
 # --- in parallel ------------------------------------------------------------------------
 
-_WORK: tuple[_Signer, list[RRset]] | None = None  # what forked workers sign from
+_WORK: tuple[_Signer, list[RRset], SigningRun] | None = None  # what forked workers sign from
 
 
-def _sign_many(signer: _Signer, rrsets: list[RRset], workers: int) -> list[list[tuple]]:
+def _sign_many(
+    signer: _Signer, rrsets: list[RRset], run: SigningRun, workers: int
+) -> list[list[tuple]]:
     """The signatures of every RRset, on up to ``workers`` processes for a big zone."""
     workers = min(workers, os.cpu_count() or 1)
     forkable = "fork" in multiprocessing.get_all_start_methods()
     if workers <= 1 or len(rrsets) < PARALLEL_FROM or not forkable:
         rng = random.Random()
-        return [signer.signatures(rrset, rng) for rrset in rrsets]
+        return [signer.signatures(rrset, run, rng) for rrset in rrsets]
     global _WORK
-    _WORK = (signer, rrsets)  # a forked child sees it without pickling the zone
+    _WORK = (signer, rrsets, run)  # a forked child sees it without pickling the zone
     try:
         step = -(-len(rrsets) // (workers * 4))
         ranges = [(start, min(start + step, len(rrsets))) for start in range(0, len(rrsets), step)]
@@ -447,9 +484,9 @@ def _sign_many(signer: _Signer, rrsets: list[RRset], workers: int) -> list[list[
 
 def _sign_range(bounds: tuple[int, int]) -> list[list[tuple]]:
     assert _WORK is not None
-    signer, rrsets = _WORK
+    signer, rrsets, run = _WORK
     rng = random.Random()
-    return [signer.signatures(rrset, rng) for rrset in rrsets[bounds[0] : bounds[1]]]
+    return [signer.signatures(rrset, run, rng) for rrset in rrsets[bounds[0] : bounds[1]]]
 
 
 # --- the signed zone as a new Zone, and as a master file ------------------------------------
