@@ -33,7 +33,7 @@ import random
 import struct
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import IO, Any
 
@@ -43,6 +43,7 @@ import dns.rdatatype
 from dnslib import DNSKEY, NSEC, RD, RRSIG
 from dnslib.dns import QTYPE
 
+from dnspol import dnssec as dnssec_package
 from dnspol.codes import RRType
 from dnspol.dnssec.keys import SigningKey
 from dnspol.dnssec.policy import SigningPolicy
@@ -145,7 +146,8 @@ def sign_zone(
     signatures = signer.sign_rrsets(to_sign, run, workers)
     for name, rrsigs in signatures.items():
         data[name][RRSIG_TYPE] = rrsigs
-    return _rebuilt(zone, data)
+    hashed_owners = [name for name, _ in chain] if policy.denial == "nsec3" else []
+    return _rebuilt(zone, data, hashed_owners)
 
 
 class SigningRun:
@@ -492,12 +494,30 @@ def _sign_range(bounds: tuple[int, int]) -> list[list[tuple]]:
 # --- the signed zone as a new Zone, and as a master file ------------------------------------
 
 
-def _rebuilt(zone: Zone, data: Mapping[Name, Mapping[int, RRset]]) -> Zone:
+# The zone model's optional DNSSEC fields: a model that keeps NSEC3 owners apart from the
+# zone's names (``Zone.nsec3``) and an index of the signatures the serving code builds
+# when a signed zone is made (``Zone.signatures``, ``dnspol.dnssec.index_signatures``). A
+# signed zone made here gets both, as ``Zone.from_records`` gives a zone signed elsewhere.
+_ZONE_FIELDS = frozenset(f.name for f in fields(Zone))
+
+
+def _rebuilt(
+    zone: Zone, data: Mapping[Name, Mapping[int, RRset]], hashed_owners: Iterable[Name]
+) -> Zone:
     """A ``Zone`` over ``data``; glue and the zone cuts are the old zone's."""
     nodes: dict[Name, Node] = {name: MappingProxyType(by_type) for name, by_type in data.items()}
+    apart: dict[str, object] = {}
+    if "nsec3" in _ZONE_FIELDS:
+        apart["nsec3"] = MappingProxyType({name: nodes.pop(name) for name in hashed_owners})
+    if "signatures" in _ZONE_FIELDS:
+        apart["signatures"] = None
     # NSEC3 owners sit right below the apex: the empty non-terminals stay the same
     existing = Existing(nodes, zone.existing.empty_non_terminals)
-    return replace(zone, nodes=MappingProxyType(nodes), existing=existing)
+    signed = replace(zone, nodes=MappingProxyType(nodes), existing=existing, **apart)
+    index = getattr(dnssec_package, "index_signatures", None)
+    if index is not None and "signatures" in _ZONE_FIELDS:
+        object.__setattr__(signed, "signatures", index(signed))
+    return signed
 
 
 def write_zone(zone: Zone, out: IO[str]) -> int:
@@ -505,10 +525,10 @@ def write_zone(zone: Zone, out: IO[str]) -> int:
     records written. Each RRSIG gets the TTL of the RRset it covers (its Original TTL)."""
     written = 0
     out.write(f"$ORIGIN .\n; zone {zone.name} scope {zone.scope}\n")
-    names = sorted(zone.nodes, key=_canonical)
-    for name in names:
+    every = {**zone.nodes, **getattr(zone, "nsec3", {})}  # NSEC3 owners, if held apart
+    for name in sorted(every, key=_canonical):
         owner = to_text(name)
-        node = zone.nodes[name]
+        node = every[name]
         order = sorted(node, key=lambda rtype: (rtype != RRType.SOA, rtype))
         for rtype in order:
             rrset = node[rtype]
