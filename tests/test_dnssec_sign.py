@@ -386,3 +386,27 @@ def test_config_problems_name_the_line(tmp_path: Path, dnssec: str, message: str
         problem.startswith(f"{config}:4: ") and message in problem
         for problem in caught.value.problems
     ), caught.value.problems
+
+
+def test_signing_on_worker_processes_gives_the_same_valid_zone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``server.sign_workers``: forked processes sign shares of the RRsets."""
+    import dnspol.dnssec.sign as sign
+
+    monkeypatch.setattr(sign, "PARALLEL_FROM", 1)  # the test zone is small
+    monkeypatch.setattr(sign.os, "cpu_count", lambda: 2)
+    forked = []
+    real_pool = sign.multiprocessing.get_context("fork").Pool
+
+    class CountingContext:
+        def Pool(self, workers: int):  # noqa: N802 - multiprocessing's name
+            forked.append(workers)
+            return real_pool(workers)
+
+    monkeypatch.setattr(sign.multiprocessing, "get_context", lambda method: CountingContext())
+    _, default, internal = signed_scopes(tmp_path, [KSK, ZSK], extra="server: {sign_workers: 2}\n")
+    assert forked == [2, 2]  # each scope's RRsets (the internal one's few changed ones too)
+    for scope in (default, internal):
+        zone = as_dnspython(scope)
+        assert validate_every_rrset(zone, NOW) == authoritative_types(zone)
