@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dns.dnssec
 import dns.name
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
@@ -294,33 +295,39 @@ def test_wildcard_rrsig_labels_leave_out_the_asterisk(tmp_path: Path) -> None:
     assert {rd.labels for rd in sigs} == {3}
 
 
+def rrsigs_at(zone: Zone, owner: str, covered: int) -> list[object]:
+    """The RRSIG rdata objects (the model's) over one type at one owner."""
+    node = zone.nodes[from_text(owner)]
+    return [rd for rd in node[46].rdatas if parsed(rd).type_covered == covered]
+
+
+def parsed(rd: object):  # noqa: ANN201 - dnspython's RRSIG
+    """An RRSIG of the model as dnspython reads its wire form."""
+    from dnspol.zones.rdata import pack_uncompressed
+
+    wire = pack_uncompressed(rd)
+    return dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RRSIG, wire, 0, len(wire))
+
+
 def test_rrsets_shared_by_scopes_are_signed_once(tmp_path: Path) -> None:
     _, default, internal = signed_scopes(tmp_path, [KSK, ZSK])
-    aaaa_default = [
-        r for r in default.nodes[from_text("www.example.com.")][46].rdatas if r.covered == 28
-    ]
-    aaaa_internal = [
-        r for r in internal.nodes[from_text("www.example.com.")][46].rdatas if r.covered == 28
-    ]
+    aaaa_default = rrsigs_at(default, "www.example.com.", 28)
+    aaaa_internal = rrsigs_at(internal, "www.example.com.", 28)
     assert aaaa_default and all(a is b for a, b in zip(aaaa_default, aaaa_internal, strict=True))
-    a_default = [
-        r for r in default.nodes[from_text("www.example.com.")][46].rdatas if r.covered == 1
-    ]
-    a_internal = [
-        r for r in internal.nodes[from_text("www.example.com.")][46].rdatas if r.covered == 1
-    ]
-    assert a_default[0].sig != a_internal[0].sig  # different data: its own signature
+    (a_default,) = rrsigs_at(default, "www.example.com.", 1)
+    (a_internal,) = rrsigs_at(internal, "www.example.com.", 1)
+    assert parsed(a_default).signature != parsed(a_internal).signature  # its own data
 
 
 def test_validity_inception_jitter_and_the_refresh_point(tmp_path: Path) -> None:
     extra = "      validity: 10d\n      refresh: 2d\n      jitter: 1d\n      inception: 2h\n"
     snap, default, _ = signed_scopes(tmp_path, [KSK, ZSK], extra=extra)
-    rrsigs = [rd for node in default.nodes.values() if 46 in node for rd in node[46].rdatas]
-    inceptions = {rd.sig_inc for rd in rrsigs}
+    rrsigs = [parsed(rd) for node in default.nodes.values() if 46 in node for rd in node[46].rdatas]
+    inceptions = {rd.inception for rd in rrsigs}
     assert len(inceptions) == 1
     (inception,) = inceptions
     now = inception + 7200
-    expirations = [rd.sig_exp for rd in rrsigs]
+    expirations = [rd.expiration for rd in rrsigs]
     assert all(now + 9 * 86400 <= e <= now + 10 * 86400 for e in expirations)
     assert len(set(expirations)) > 1  # spread by the jitter
     assert snap.resign_at == pytest.approx(now + (10 - 1 - 2) * 86400, abs=5)
@@ -355,7 +362,7 @@ def test_rrsig_wire_has_the_signer_uncompressed_and_original_ttl(tmp_path: Path)
 
     _, _, internal = signed_scopes(tmp_path, [KSK, ZSK])
     www = internal.nodes[from_text("www.example.com.")]
-    by_type = {rd.covered: rd for rd in www[46].rdatas}
+    by_type = {parsed(rd).type_covered: rd for rd in www[46].rdatas}
     wire = pack_uncompressed(by_type[1])
     assert struct.unpack_from("!I", wire, 4)[0] == 60  # the overlay's TTL
     assert struct.unpack_from("!I", pack_uncompressed(by_type[28]), 4)[0] == 300
