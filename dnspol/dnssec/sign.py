@@ -34,7 +34,7 @@ import os
 import random
 import struct
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import IO, Any
@@ -458,23 +458,28 @@ _WORK: tuple[_Signer, list[RRset], SigningRun] | None = None  # what forked work
 
 def _sign_many(
     signer: _Signer, rrsets: list[RRset], run: SigningRun, workers: int
-) -> list[list[tuple]]:
-    """The signatures of every RRset, on up to ``workers`` processes for a big zone."""
+) -> Iterator[list[tuple]]:
+    """The signatures of each RRset in turn, on up to ``workers`` processes for a big zone.
+
+    Yielded as they come (in order), so the caller turns them into records at once and
+    the whole zone's signatures are never held twice."""
     workers = min(workers, os.cpu_count() or 1)
     forkable = "fork" in multiprocessing.get_all_start_methods()
     if workers <= 1 or len(rrsets) < PARALLEL_FROM or not forkable:
         rng = random.Random()
-        return [signer.signatures(rrset, run, rng) for rrset in rrsets]
+        for rrset in rrsets:
+            yield signer.signatures(rrset, run, rng)
+        return
     global _WORK
     _WORK = (signer, rrsets, run)  # a forked child sees it without pickling the zone
     try:
-        step = -(-len(rrsets) // (workers * 4))
+        step = max(1000, -(-len(rrsets) // (workers * 16)))
         ranges = [(start, min(start + step, len(rrsets))) for start in range(0, len(rrsets), step)]
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_sign_range, ranges)
+            for part in pool.imap(_sign_range, ranges):
+                yield from part
     finally:
         _WORK = None
-    return [signed for part in parts for signed in part]
 
 
 def _sign_range(bounds: tuple[int, int]) -> list[list[tuple]]:
