@@ -417,3 +417,17 @@ def test_signing_on_worker_processes_gives_the_same_valid_zone(
     for scope in (default, internal):
         zone = as_dnspython(scope)
         assert validate_every_rrset(zone, NOW) == authoritative_types(zone)
+
+
+def test_the_schema_describes_dnssec(tmp_path: Path) -> None:
+    import jsonschema
+    import yaml
+
+    from dnspol.config import json_schema
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    extra = "      validity: 14d\n      refresh: 4d\n      cds: true\n      dnskey_ttl: 3600\n"
+    document = yaml.safe_load(write_config(tmp_path, [KSK, ZSK], "nsec3", extra).read_text())
+    assert list(validator.iter_errors(document)) == []
+    document["zones"]["example.com"]["dnssec"]["denial"] = "nsec5"
+    assert list(validator.iter_errors(document))
