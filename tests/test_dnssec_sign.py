@@ -431,3 +431,27 @@ def test_the_schema_describes_dnssec(tmp_path: Path) -> None:
     assert list(validator.iter_errors(document)) == []
     document["zones"]["example.com"]["dnssec"]["denial"] = "nsec5"
     assert list(validator.iter_errors(document))
+
+
+def test_serial_unixtime_makes_each_signing_a_new_version(tmp_path: Path) -> None:
+    """For secondaries: the SOA serial becomes the signing time, in every scope alike."""
+    _, default, internal = signed_scopes(tmp_path, [KSK, ZSK], extra="      serial: unixtime\n")
+    assert default.serial == internal.serial
+    assert abs(default.serial - time.time()) < 60
+    assert validate_every_rrset(as_dnspython(internal), NOW) == authoritative_types(
+        as_dnspython(internal)
+    )
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    _, unchanged, _ = signed_scopes(kept, [KSK, ZSK])
+    assert unchanged.serial == 1  # the default: the file's serial
+
+
+def test_serial_unixtime_never_goes_back(tmp_path: Path) -> None:
+    write_config(tmp_path, [KSK, ZSK])
+    zone_file = tmp_path / "example.com.zone"
+    zone_file.write_text(zone_file.read_text().replace("hostmaster 1 ", "hostmaster 2026112701 "))
+    config = tmp_path / "dnspol.yaml"
+    config.write_text(config.read_text() + "      serial: unixtime\n")
+    snap = snapshot_from_config(load_config(config))
+    assert snap.variants[(ORIGIN, "default")].serial == 2026112701  # ahead of the clock

@@ -16,8 +16,19 @@ from dnspol.policy.yamlnodes import Node, Reader
 __all__ = ["KEYS", "SigningPolicy", "json_schema", "parse_duration", "read_config"]
 
 DAY = 86_400
-KEYS = ("keys", "denial", "validity", "refresh", "inception", "jitter", "cds", "dnskey_ttl")
+KEYS = (
+    "keys",
+    "denial",
+    "validity",
+    "refresh",
+    "inception",
+    "jitter",
+    "cds",
+    "dnskey_ttl",
+    "serial",
+)
 DENIALS = ("nsec", "nsec3")
+SERIALS = ("keep", "unixtime")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": DAY, "w": 7 * DAY}
 
@@ -40,6 +51,9 @@ class SigningPolicy:
     jitter: int = 12 * 3600
     cds: bool = False  # publish CDS and CDNSKEY for the KSKs (RFC 7344, 8078)
     dnskey_ttl: int | None = None  # None: the SOA's TTL
+    # "unixtime": the SOA serial becomes the signing time (when that is newer, RFC 1982),
+    # so a secondary sees each signing as a new version, as Knot's serial-policy does
+    serial: str = "keep"
 
     def resign_after(self, now: int) -> int:
         """When signatures made at ``now`` reach their refresh point."""
@@ -67,6 +81,8 @@ def read_config(node: Node, reader: Reader, base_dir: str, origin: Name) -> Sign
     for key in ("validity", "refresh", "inception", "jitter", "dnskey_ttl"):
         if key in entries:
             values[key] = reader.convert(entries[key], f"dnssec.{key}", parse_duration)
+    if "serial" in entries:
+        values["serial"] = reader.choice(entries["serial"], "dnssec.serial", SERIALS)
     if "cds" in entries:
         values["cds"] = reader.boolean(entries["cds"], "dnssec.cds")
     if len(reader.problems) > before:
@@ -127,6 +143,7 @@ def json_schema() -> dict:
             "inception": duration,
             "jitter": duration,
             "cds": {"type": "boolean"},
+            "serial": {"enum": list(SERIALS)},
             "dnskey_ttl": duration,
         },
         "required": ["keys"],

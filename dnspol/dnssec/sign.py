@@ -42,7 +42,7 @@ from typing import IO, Any
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-from dnslib import DNSKEY, RD
+from dnslib import DNSKEY, RD, SOA
 
 from dnspol import dnssec as dnssec_package
 from dnspol.codes import RRType
@@ -125,6 +125,8 @@ def sign_zone(
     occluded = _occluded(zone)
     apex = data[origin]
     apex.update(_key_rrsets(zone, policy))
+    if policy.serial == "unixtime":
+        apex[RRType.SOA] = _soa_with_serial(zone.soa, now)
     negative_ttl = zone.negative_ttl
     names = sorted((n for n in data if n not in occluded), key=_canonical)
     if policy.denial == "nsec3":
@@ -240,6 +242,17 @@ def _key_rrsets(zone: Zone, policy: SigningPolicy) -> dict[int, RRset]:
 
 
 # --- denial of existence ----------------------------------------------------------------
+
+
+def _soa_with_serial(soa: RRset, now: int) -> RRset:
+    """The SOA with the signing time as its serial, when that is newer (RFC 1982 §3.2);
+    else as it is (a date serial such as 2026112701 is ahead of the clock until 2034)."""
+    old = soa.rdatas[0]
+    serial = now & 0xFFFFFFFF
+    if not 0 < (serial - old.times[0]) % 2**32 < 2**31:
+        return soa
+    new = SOA(old.mname, old.rname, (serial, *old.times[1:]))
+    return RRset(soa.name, soa.rtype, soa.ttl, (new,))
 
 
 def _sha256(data: bytes) -> bytes:
