@@ -6,7 +6,7 @@
 # constraints/floor.txt), so a declared minimum is one that passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --test bind9-dnsutils:dig bind9:named bind9-utils:dnssec-verify dnsdist:dnsdist prometheus:prometheus docker-compose:docker-compose dnstap-ldns:dnstap-ldns fstrm-bin:fstrm_capture kubernetes-client:kubectl
+bash scripts/setup.sh --test bind9-dnsutils:dig bind9:named bind9-utils:dnssec-verify knot:keymgr dnsdist:dnsdist prometheus:prometheus docker-compose:docker-compose dnstap-ldns:dnstap-ldns fstrm-bin:fstrm_capture kubernetes-client:kubectl
 bash scripts/setup.sh --floor --test
 .venv/bin/ruff check .
 .venv-floor/bin/ruff check .

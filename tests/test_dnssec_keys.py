@@ -171,3 +171,31 @@ def test_a_bad_key_fails_the_config_with_the_key_files_line(tmp_path: Path) -> N
     )
     problems = check_config(config)
     assert len(problems) == 1 and problems[0].startswith(f"{base}.private:3: "), problems
+
+
+def test_a_key_made_by_knots_keymgr_is_read(tmp_path: Path) -> None:
+    """Knot keeps a key as keys/<id>.pem in its KASP directory; ``keymgr ZONE dnskey TAG``
+    prints the DNSKEY: the two are the .private and .key dnspol reads."""
+    keymgr = shutil.which("keymgr")
+    assert keymgr, "keymgr (knot) is needed: scripts/test.sh installs it"
+    kasp = tmp_path / "kasp"
+    kasp.mkdir()
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [keymgr, "-D", str(kasp), "example.com.", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    key_id = run("generate", "algorithm=ecdsap256sha256", "ksk=yes").strip()
+    tag = int(run("list").split(key_id, 1)[1].split()[0])
+    base = tmp_path / f"Kexample.com.+013+{tag:05d}"
+    Path(f"{base}.key").write_text(run("dnskey", str(tag)))
+    shutil.copy(kasp / "keys" / f"{key_id}.pem", f"{base}.private")
+    key = read_key(str(base), ORIGIN)
+    assert (key.key_tag, key.flags, key.algorithm) == (tag, 257, 13)
+    signs_and_validates(key)
