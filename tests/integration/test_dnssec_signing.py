@@ -17,6 +17,7 @@ from dnspol.testing import Server
 
 KEYS = Path(__file__).parents[1] / "data" / "dnssec"
 KSK, ZSK = "Kexample.com.+013+34096", "Kexample.com.+013+14727"
+CSK = "Kexample.com.+015+23388"  # ED25519, flags 257, alone
 ROOT = Path(__file__).parents[2]
 
 ZONE = """\
@@ -44,8 +45,10 @@ intra   A     10.0.0.80
 """
 
 
-def signed_config(tmp_path: Path, denial: str = "nsec", extra: str = "") -> Path:
-    for name in (KSK, ZSK):
+def signed_config(
+    tmp_path: Path, denial: str = "nsec", extra: str = "", keys: tuple[str, ...] = (KSK, ZSK)
+) -> Path:
+    for name in keys:
         for suffix in (".key", ".private"):
             shutil.copy(KEYS / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
     (tmp_path / "example.com.zone").write_text(ZONE)
@@ -59,7 +62,7 @@ zones:
     scopes:
       internal: {{overlay: internal.zone}}
     dnssec:
-      keys: [{KSK}, {ZSK}]
+      keys: [{", ".join(keys)}]
       denial: {denial}
 {extra}"""
     )
@@ -76,11 +79,14 @@ def dump(config: Path, scope: str) -> str:
     return done.stdout
 
 
-def dnssec_verify(path: Path) -> subprocess.CompletedProcess[str]:
+def dnssec_verify(path: Path, *options: str) -> subprocess.CompletedProcess[str]:
     verify = shutil.which("dnssec-verify")
     assert verify, "dnssec-verify (bind9-utils) is needed: scripts/test.sh installs it"
     return subprocess.run(
-        [verify, "-o", "example.com.", str(path)], capture_output=True, text=True, timeout=30
+        [verify, *options, "-o", "example.com.", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -95,6 +101,16 @@ def test_dnssec_verify_accepts_each_scope_as_dumped(
     checked = dnssec_verify(path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "Zone fully signed" in checked.stdout + checked.stderr
+
+
+def test_dnssec_verify_accepts_a_csk_signed_scope(tmp_path: Path) -> None:
+    """One ED25519 key with flags 257 signs everything; dnssec-verify wants -z for that
+    (it would otherwise look for a ZSK), as for a zone dnssec-signzone signs with a CSK."""
+    config = signed_config(tmp_path, "nsec3", keys=(CSK,))
+    path = tmp_path / "internal.signed"
+    path.write_text(dump(config, "internal"))
+    checked = dnssec_verify(path, "-z")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_dnssec_verify_refuses_a_changed_record(tmp_path: Path) -> None:
