@@ -123,6 +123,17 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("qtype", nargs="?", default="A")
     explain.set_defaults(func=_cmd_explain)
 
+    dump = sub.add_parser(
+        "dump",
+        help="write a zone as served (signed, with dnssec:) as a master file",
+        description="Write one zone of one scope, as the server answers from it (with its "
+        "DNSKEY, RRSIG and NSEC/NSEC3 records when the zone has dnssec:), to stdout.",
+    )
+    _add_source_args(dump)
+    dump.add_argument("origin", metavar="ZONE", help="the zone's name, e.g. example.com")
+    dump.add_argument("--scope", default="default", help="the scope (default: default)")
+    dump.set_defaults(func=_cmd_dump)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of the configuration files")
     schema.set_defaults(func=_cmd_schema)
 
@@ -392,6 +403,27 @@ def _health_args(items: list[str]) -> dict[str, bool]:
             raise ValueError(f"--health {item!r}: write CHECK=up or CHECK=down")
         out[name] = state == "up"
     return out
+
+
+def _cmd_dump(args) -> int:
+    from dnspol.dnssec.sign import write_zone
+    from dnspol.names import from_text
+
+    try:
+        snap = _loader(args)()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    origin = from_text(args.origin if args.origin.endswith(".") else args.origin + ".")
+    zone = snap.variants.get((origin, args.scope))
+    if zone is None and args.scope == "default":
+        zone = snap.zones.get(origin)
+    if zone is None:
+        print(f"dnspol dump: no zone {args.origin} with scope {args.scope!r}", file=sys.stderr)
+        return 1
+    write_zone(zone, sys.stdout)
+    return 0
 
 
 def _cmd_schema(args) -> int:

@@ -27,6 +27,9 @@ from dnspol import cookies, dnstap, ratelimit, tsig
 from dnspol.checks import Check, HealthBoard, RecordSet, compile_checks
 from dnspol.codes import RRType
 from dnspol.cookies import CookieConfig
+from dnspol.dnssec import policy as dnssec_policy
+from dnspol.dnssec.keys import key_paths
+from dnspol.dnssec.policy import SigningPolicy
 from dnspol.dnstap import DnstapConfig
 from dnspol.errors import ConfigError, ZoneError
 from dnspol.journal import Journal
@@ -73,7 +76,7 @@ SHAPED_SERVER_KEYS = (
     "geoip",
 )
 SERVER_KEYS = SHAPED_SERVER_KEYS + tuple(setting.key for setting in SETTINGS) + tuple(RETIRED)
-ZONE_KEYS = ("file", "scopes", "notify")
+ZONE_KEYS = ("file", "scopes", "notify", "dnssec")
 NOTIFY_KEYS = ("address", "key")
 SCOPE_KEYS = ("file", "overlay")
 KEY_KEYS = ("algorithm", "secret_file", "scope")
@@ -120,6 +123,8 @@ class Config(ServerSettings):
     transfers: TransferPolicy = field(default_factory=TransferPolicy)  # none: refuse all
     notify: Mapping[Name, tuple[NotifyTarget, ...]] = field(default_factory=dict)  # RFC 1996
     journal: str | None = None  # the IXFR journal's directory (``dnspol.journal``); None: off
+    # zones signed at load (``dnspol.dnssec``), by origin; the zones above are unsigned
+    dnssec: Mapping[Name, SigningPolicy] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def proxy_trusted(self) -> tuple[str, ...]:
@@ -223,6 +228,7 @@ class _ConfigBuilder:
         self.files: list[str] = [path]
         self.reader = Reader(self.problems)
         self.zone_limits = ZoneLimits()
+        self.dnssec: dict[Name, SigningPolicy] = {}
 
     def build(self) -> tuple[list[str], list[str], Config | None]:
         root, _ = read_yaml_file(self.path, self.problems)
@@ -255,7 +261,14 @@ class _ConfigBuilder:
         if self.problems:
             return self.problems, self.warnings, None
         config = _assemble(
-            self.path, server, zones, variants, policy, self.files, tuple(self.warnings)
+            self.path,
+            server,
+            zones,
+            variants,
+            policy,
+            self.files,
+            tuple(self.warnings),
+            self.dnssec,
         )
         config = dataclasses.replace(
             config,
@@ -408,6 +421,8 @@ class _ConfigBuilder:
             else:
                 declared.append((scope, value))
         names = frozenset({"default"} | {scope for scope, _ in declared})
+        if "dnssec" in entries:
+            self._dnssec(origin, entries["dnssec"])
         if "file" not in entries:
             return names
         limits = self.zone_limits
@@ -422,6 +437,14 @@ class _ConfigBuilder:
             if zone is not None:
                 variants[(origin, scope)] = zone
         return names
+
+    def _dnssec(self, origin: Name, node: Node) -> None:
+        """``zones.<zone>.dnssec``: the keys are read now, so a bad one fails the load."""
+        policy = dnssec_policy.read_config(node, self.reader, self.base_dir, origin)
+        if policy is not None:
+            self.dnssec[origin] = policy
+            for key in policy.keys:  # watched: a replaced key file reloads
+                self.files.extend(key_paths(key.path))
 
     def _scope(self, origin: Name, scope: str, node: Node, default: Zone | None) -> Zone | None:
         what = f"scope {scope!r}"
@@ -771,6 +794,7 @@ def _assemble(
     policy: Policy,
     files: list[str],
     warnings: tuple[str, ...],
+    dnssec: Mapping[Name, SigningPolicy] | None = None,
 ) -> Config:
     all_variants = {(origin, "default"): zone for origin, zone in zones.items()}
     all_variants.update(variants)
@@ -794,6 +818,7 @@ def _assemble(
         control=server.control,
         dnstap=server.dnstap,
         warnings=warnings,
+        dnssec=MappingProxyType(dict(dnssec or {})),
     )
 
 

@@ -66,6 +66,7 @@ WATCH_INTERVAL = 1.0
 # a file changed later may have been read before or after the change (see FileWatch).
 STARTED_NS = time.time_ns()
 TURN_POLL_SECONDS = 0.005  # a supervised worker notices a newer generation this soon
+RESIGN_RETRY_SECONDS = 60.0  # a re-signing load that failed is tried again this often
 
 
 @dataclass
@@ -423,6 +424,7 @@ class Server:
             tasks.append(asyncio.create_task(self._reload_on_request()))
             notifies = notify.run_forever(self.state, self.handler.stats.notifies)  # RFC 1996
             tasks.append(asyncio.create_task(notifies))
+            tasks.append(asyncio.create_task(self._sign_again_when_due()))
         await self._stop.wait()
         self.ready = False
         self.notify.stopping()
@@ -582,6 +584,20 @@ class Server:
             snap = self.state.snapshot
             if watch.changed(snap.files if snap else ()):
                 await self.reload_off_loop(cause="a changed file")
+
+    async def _sign_again_when_due(self) -> None:
+        """A signed zone's signatures reach their refresh point: load (and so sign) again,
+        in the background, and switch at once, as a reload does (``dnspol.dnssec``)."""
+        retry_at = 0.0
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            snap = self.state.snapshot
+            due = snap.resign_at if snap is not None else None
+            if due is None or time.time() < max(due, retry_at):
+                continue
+            log.info("signatures reach their refresh point; signing again")
+            if not await self.reload_off_loop(cause="signatures due for refresh"):
+                retry_at = time.time() + RESIGN_RETRY_SECONDS
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + DRAIN_SECONDS

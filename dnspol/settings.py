@@ -104,6 +104,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("health_ttl", int, 30, 0, 86_400, "s",
             "most seconds a TTL may be in an answer that depends on a health check "
             "(`healthy:`, `failover:`, weighted members with checks)", runtime=False),
+    Setting("sign_workers", int, 1, 1, 256, "",
+            "processes that sign a big zone (dnssec:) at load; 1: in the server process",
+            runtime=False),
     Setting("reload_timeout", float, 600.0, 1, 86_400, "s",
             "seconds a reload (with 2 or more workers) may take to load and start; then it is "
             "abandoned, logged as `reload abandoned after N s`, and the running configuration "

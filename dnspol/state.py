@@ -15,6 +15,7 @@ from types import MappingProxyType
 from dnspol.answers import AnswerTables, compile_tables
 from dnspol.collector import collector_paused
 from dnspol.cookies import CookieConfig
+from dnspol.dnssec.sign import sign_all
 from dnspol.dnstap import DnstapConfig
 from dnspol.names import Name
 from dnspol.policy.decide import Decider
@@ -48,6 +49,7 @@ class Snapshot(RuntimeSettings):
     dnstap: DnstapConfig | None = None  # read when the server starts (``dnspol.dnstap``)
     # TSIG keys, transfer rules, NOTIFY targets, the journal; compiled zones added below
     transfer: TransferSetup = field(default_factory=TransferSetup)
+    resign_at: float | None = None  # epoch seconds the signatures need a new load; None: unsigned
 
     has_rules: bool = field(init=False)  # False: no policy to evaluate, ever
     proxied: bool = field(init=False)  # True: some peers may send PROXY v2 headers
@@ -103,10 +105,14 @@ def _load_config(path: str):
 
 
 def snapshot_from_config(cfg) -> Snapshot:
+    # every scope of each signed zone gets its keys, denial chain and RRSIGs before the
+    # answers are compiled from it (``dnspol.dnssec.sign``)
+    signed = sign_all(cfg.zones, cfg.variants, cfg.dnssec, workers=cfg.sign_workers)
     return Snapshot(
         **settings_of(cfg, RUNTIME),
-        zones=cfg.zones,
-        variants=cfg.variants,
+        zones=signed.zones,
+        variants=signed.variants,
+        resign_at=signed.resign_at,
         policy=cfg.policy,
         chaos=cfg.chaos,
         digest=cfg.digest,

@@ -58,6 +58,7 @@ from dnspol.errors import ConfigError
 from dnspol.handover import Baton, Turn
 from dnspol.metrics import notify_totals
 from dnspol.server import (
+    RESIGN_RETRY_SECONDS,
     STARTED_NS,
     WATCH_INTERVAL,
     FileWatch,
@@ -250,6 +251,8 @@ class Generation:
                 return BAD_CONFIGURATION
             log.debug("loaded %s", describe(snapshot))
         report.loaded(snapshot)
+        if snapshot.resign_at is not None:  # for the supervisor's re-signing timer
+            write_atomically(self.ready_file.with_suffix(".resign"), str(snapshot.resign_at))
         signal.signal(signal.SIGTERM, self._on_stop)
         checker = self._checker(snapshot)  # primed before the workers: they start informed
         gc.collect()
@@ -373,6 +376,7 @@ class Supervisor:
         self.leaving: list[Head] = []
         self.stopping = False
         self.reload_wanted = False
+        self.resign_at: float | None = None  # when the signatures need a new generation
         self.files_in_use: tuple[str, ...] = ()
         self.workdir = Path(tempfile.mkdtemp(prefix="dnspol-workers-"))
         self.pid = os.getpid()  # a generation whose parent is no longer this was orphaned
@@ -415,6 +419,7 @@ class Supervisor:
                 self._clean_up()
                 return 1
         self.files_in_use = first[0].files
+        self.resign_at = first[0].resign_at  # the current generation's signatures' refresh
         self.reload_timeout = getattr(first[0], "reload_timeout", RELOAD_TIMEOUT)
         self.current = self._fork_generation(first.pop())
         self.baton.hand_to(self.current.number)  # nobody answered before: no one to wait for
@@ -484,6 +489,12 @@ class Supervisor:
                 if watch.changed(self.files_in_use):
                     self.reload_wanted = True
                     self.reload_cause = "a changed file"
+            if self.resign_at is not None and time.time() >= self.resign_at:
+                # the next generation says when, once serving; until then, try again
+                self.resign_at = time.time() + RESIGN_RETRY_SECONDS
+                log.info("signatures reach their refresh point; signing again")
+                self.reload_wanted = True
+                self.reload_cause = "signatures due for refresh"
             if self.reload_wanted and self.pending is None:
                 self.reload_wanted = False
                 cause = self.reload_cause or "SIGHUP"
@@ -555,6 +566,7 @@ class Supervisor:
             old.deadline = time.monotonic() + LEAVE_TIMEOUT
             self.leaving.append(old)
         self.files_in_use = tuple(json.loads(head.ready_file.read_text()))
+        self.resign_at = _resign_at(head.ready_file.with_suffix(".resign"))
         self.reloads.ok += 1
         self.reloads.last_ok = time.time()
         logs.reload_finished(
@@ -734,3 +746,11 @@ def _announce(first: tuple[str, int], ready_file: str | None) -> None:
     if ready_file:
         write_atomically(ready_file, f"{host} {port}\n")
     print(f"READY {host} {port}", flush=True)
+
+
+def _resign_at(path: Path) -> float | None:
+    """When a generation's signatures need a new load (its ``.resign`` file); None: never."""
+    try:
+        return float(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -334,12 +334,15 @@ def json_schema() -> dict[str, Any]:
     import copy
 
     from dnspol import cookies, dnstap, ratelimit, settings  # each declares its own settings
+    from dnspol.dnssec import policy as dnssec_policy
 
     server = copy.deepcopy(_SERVER)
     server["properties"].update(settings.json_schema_properties())
     server["properties"]["rate_limit"] = ratelimit.json_schema()
     server["properties"]["cookies"] = {"oneOf": [{"type": "boolean"}, cookies.json_schema()]}
     server["properties"]["dnstap"] = {"oneOf": [dnstap.json_schema(), {"type": "null"}]}
+    zone = copy.deepcopy(_ZONE)
+    zone["oneOf"][1]["properties"]["dnssec"] = dnssec_policy.json_schema()
     config_file = {
         "type": "object",
         "properties": {
@@ -381,7 +384,7 @@ def json_schema() -> dict[str, Any]:
                 "rule": _RULE,
                 "rules": _RULES,
                 "scope": _SCOPE,
-                "zone": _ZONE,
+                "zone": zone,
                 "subnet": _SUBNET,
                 "transfer": _TRANSFER,
                 "transfer_match": _TRANSFER_MATCH,
