@@ -146,3 +146,80 @@ def test_the_server_signs_again_at_the_refresh_point(tmp_path: Path, workers: st
             time.sleep(0.2)
         assert rrsig_inception(srv) > first
         assert "signatures reach their refresh point; signing again" in srv.log
+
+
+# --- end to end: dnspol signs, dnspol serves (DO=1), delv validates ---------------------
+
+CASES = [  # (name, type, client, what the answer must hold)
+    ("www.example.com.", "A", "127.0.0.1", "192.0.2.10"),
+    ("www.example.com.", "A", "127.0.0.2", "10.0.0.10"),  # the internal scope's own data
+    ("intra.example.com.", "A", "127.0.0.2", "10.0.0.80"),  # a name only internal has
+    ("alias.example.com.", "A", "127.0.0.1", "192.0.2.10"),  # CNAME, then its target
+    ("alias.example.com.", "A", "127.0.0.2", "10.0.0.11"),  # the overlay's A replaces it
+    ("x.wild.example.com.", "TXT", "127.0.0.1", "anything"),  # a wildcard answer
+    ("www.example.com.", "MX", "127.0.0.2", "NODATA"),
+    ("intra.example.com.", "A", "127.0.0.1", "NXDOMAIN"),  # denied where the scope lacks it
+    ("nothere.example.com.", "A", "127.0.0.2", "NXDOMAIN"),
+    ("b.example.com.", "TXT", "127.0.0.1", "NODATA"),  # an empty non-terminal
+]
+RULES = """\
+rules:
+  - name: internal
+    zone: example.com
+    match: {client: 127.0.0.2/32}
+    answer: internal
+"""
+
+
+def anchor_file(tmp_path: Path) -> Path:
+    flags, protocol, algorithm, *material = (
+        (KEYS / f"{KSK}.key").read_text().split("DNSKEY")[1].split()
+    )
+    anchor = tmp_path / "anchor.conf"
+    anchor.write_text(
+        f'trust-anchors {{ example.com. static-key {flags} {protocol} {algorithm} "'
+        + "".join(material)
+        + '"; };\n'
+    )
+    return anchor
+
+
+def delv(port: int, anchor: Path, name: str, qtype: str, client: str) -> str:
+    tool = shutil.which("delv")
+    assert tool, "delv (bind9-dnsutils) is needed: scripts/test.sh installs it"
+    done = subprocess.run(
+        [tool, "@127.0.0.1", "-p", str(port), "-b", client, "-a", str(anchor)]
+        + ["+root=example.com.", name, qtype],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
+def test_delv_validates_what_dnspol_signed_in_every_scope(tmp_path: Path, denial: str) -> None:
+    config = signed_config(tmp_path, denial)
+    config.write_text(config.read_text() + RULES)
+    anchor = anchor_file(tmp_path)
+    with Server(config=config, extra_args=["--workers", "1"]) as srv:
+        for name, qtype, client, want in CASES:
+            out = delv(srv.port, anchor, name, qtype, client)
+            assert "fully validated" in out, f"{name} {qtype} from {client}: {out}"
+            if want == "NXDOMAIN":
+                assert "ncache nxdomain" in out or "NXDOMAIN" in out.upper(), out
+            elif want == "NODATA":
+                assert "ncache nxrrset" in out or "NXRRSET" in out.upper(), out
+            else:
+                assert want in out, out
+
+
+def test_delv_refuses_a_scope_signed_with_another_key(tmp_path: Path) -> None:
+    """The check above can fail: anchored to a key that did not sign the zone."""
+    config = signed_config(tmp_path)
+    anchor = anchor_file(tmp_path)
+    text = anchor.read_text()
+    anchor.write_text(text.replace(text.split('"')[1][:8], "AAAAAAAA"))
+    with Server(config=config, extra_args=["--workers", "1"]) as srv:
+        out = delv(srv.port, anchor, "www.example.com.", "A", "127.0.0.1")
+    assert "fully validated" not in out, out
