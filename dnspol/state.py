@@ -15,7 +15,6 @@ from types import MappingProxyType
 from dnspol.answers import AnswerTables, compile_tables
 from dnspol.collector import collector_paused
 from dnspol.cookies import CookieConfig
-from dnspol.dnssec.sign import sign_all
 from dnspol.dnstap import DnstapConfig
 from dnspol.names import Name
 from dnspol.policy.decide import Decider
@@ -106,13 +105,19 @@ def _load_config(path: str):
 
 def snapshot_from_config(cfg) -> Snapshot:
     # every scope of each signed zone gets its keys, denial chain and RRSIGs before the
-    # answers are compiled from it (``dnspol.dnssec.sign``)
-    signed = sign_all(cfg.zones, cfg.variants, cfg.dnssec, workers=cfg.sign_workers)
+    # answers are compiled from it (``dnspol.dnssec.sign``, imported only then: it
+    # brings dnspython and cryptography, which a server without dnssec: never loads)
+    zones, variants, resign_at = cfg.zones, cfg.variants, None
+    if cfg.dnssec:
+        from dnspol.dnssec.sign import sign_all
+
+        signed = sign_all(cfg.zones, cfg.variants, cfg.dnssec, workers=cfg.sign_workers)
+        zones, variants, resign_at = signed.zones, signed.variants, signed.resign_at
     return Snapshot(
         **settings_of(cfg, RUNTIME),
-        zones=signed.zones,
-        variants=signed.variants,
-        resign_at=signed.resign_at,
+        zones=zones,
+        variants=variants,
+        resign_at=resign_at,
         policy=cfg.policy,
         chaos=cfg.chaos,
         digest=cfg.digest,

@@ -9,15 +9,16 @@ which is how two records' data are compared.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dns.name
-import dns.rdata
-import dns.rdatatype
 from dnslib import QTYPE, RD, DNSBuffer
 from dnslib.dns import RDMAP
 
 from dnspol.names import Name
+
+if TYPE_CHECKING:  # dnspython is imported by the functions that read it: the server
+    import dns.name  # packs with this module and starts without dnspython (0.1 s)
+    import dns.rdata
 
 __all__ = ["Unrepresentable", "pack_uncompressed", "to_dns_name", "to_dnslib", "to_name"]
 
@@ -46,6 +47,8 @@ def to_dnslib(rdata: dns.rdata.Rdata) -> object:
     if rd is not None:
         return rd
     if rtype in _FIELDS_NEEDED:
+        import dns.rdatatype
+
         type_name = dns.rdatatype.to_text(rdata.rdtype)
         raise Unrepresentable(f"{type_name} {rdata.to_text()}: cannot be encoded: {why_not}")
     return RD(wire)
@@ -77,4 +80,6 @@ def to_name(name: dns.name.Name) -> Name:
 
 
 def to_dns_name(name: Name) -> dns.name.Name:
+    import dns.name
+
     return dns.name.Name([*name, b""])
