@@ -10,6 +10,7 @@ resolver anchored to another key must not (the test can fail).
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 from subprocess import STDOUT, Popen
 
@@ -200,3 +201,28 @@ def test_a_resolver_anchored_to_another_key_finds_nothing_secure(signed_server, 
     finally:
         stop_process(proc)
     assert reply.rcode() == dns.rcode.SERVFAIL or not reply.flags & dns.flags.AD, reply
+
+
+def test_expired_signatures_are_servfail_at_a_validating_resolver(tmp_path) -> None:
+    """A zone whose signatures expired (signed by dnssec-signzone for January 2020) is
+    served as it is; unbound, anchored to its KSK, answers SERVFAIL (RFC 4035 §5.3.1)."""
+    signzone = need("dnssec-signzone", "bind9-utils")
+    for name in (KSK, ZSK):
+        for suffix in (".key", ".private"):
+            shutil.copy(KEYS / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+    (tmp_path / "zone").write_text(ZONE)
+    signed = tmp_path / "zone.signed"
+    subprocess.run(  # -P: its own check after signing would refuse expired signatures
+        [signzone, "-q", "-P", "-K", str(tmp_path), "-S", "-s", "20200101000000"]
+        + ["-e", "20200201000000", "-o", "example.com.", "-f", str(signed), "zone"],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
+    with Server(zone_text=signed.read_text(), origin="example.com.") as srv:
+        proc, port = run_unbound(tmp_path / "u", srv.port, anchor(), "127.0.0.1", False)
+        try:
+            reply = ask(port, "www.example.com.")
+        finally:
+            stop_process(proc)
+    assert reply.rcode() == dns.rcode.SERVFAIL, reply
