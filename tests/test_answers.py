@@ -9,9 +9,11 @@ query on the reference path must send the same bytes.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import random
+import shutil
 import struct
 import subprocess
 import tempfile
@@ -237,6 +239,7 @@ SIGNINGS = ([], ["-3", "-", "-H", "0"], ["-3", "-", "-H", "0", "-A"])  # NSEC, N
 def signing_key() -> str:
     """A key directory with one ECDSA key, made once (BIND's dnssec-keygen)."""
     folder = tempfile.mkdtemp(prefix="dnspol-test-keys-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # made once for the run
     subprocess.run(
         ["dnssec-keygen", "-q", "-a", "ECDSAP256SHA256", "-f", "KSK", "-K", folder, ORIGIN],
         check=True,

@@ -4,10 +4,12 @@ answers' rules that a comparison with BIND and Knot does not show on its own (RF
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import os
 import random
+import shutil
 import subprocess
 import tempfile
 
@@ -55,6 +57,7 @@ NSEC3 = ("-3", "-", "-H", "0")
 @functools.cache
 def key_folder() -> str:
     folder = tempfile.mkdtemp(prefix="dnspol-test-keys-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # made once for the run
     subprocess.run(
         ["dnssec-keygen", "-q", "-a", "ECDSAP256SHA256", "-f", "KSK", "-K", folder, "example."],
         check=True,
