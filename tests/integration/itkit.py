@@ -219,3 +219,64 @@ def serve_deployed(workdir: Path, *args: str, timeout: float = 60.0) -> tuple[Po
         time.sleep(0.02)
     host, port = ready.read_text().split()
     return proc, host, int(port)
+
+
+def run_unbound(
+    workdir: Path,
+    upstream: int,
+    zone: str,
+    trust: str,
+    outgoing: str = "127.0.0.1",
+    ecs: bool = False,
+) -> tuple[Popen, int]:
+    """unbound on a free 127.0.0.1 port, validating with ``trust`` (a DNSKEY record) and
+    asking dnspol (``upstream``) for ``zone`` from ``outgoing``; with ``ecs`` its subnet
+    module forwards a client's ECS option (RFC 7871). Logs to ``workdir/unbound.log``."""
+    unbound = need("unbound", "unbound")
+    port = free_port()
+    workdir.mkdir(exist_ok=True)
+    modules = "subnetcache validator iterator" if ecs else "validator iterator"
+    subnet = (
+        "    send-client-subnet: 127.0.0.1\n    client-subnet-always-forward: yes\n"
+        "    max-client-subnet-ipv4: 24\n"
+        if ecs
+        else ""
+    )
+    (workdir / "unbound.conf").write_text(
+        f"""server:
+    interface: 127.0.0.1
+    port: {port}
+    outgoing-interface: {outgoing}
+    do-ip6: no
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "{workdir}"
+    pidfile: "{workdir}/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    val-log-level: 2
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    module-config: "{modules}"
+{subnet}    trust-anchor: "{trust}"
+    local-zone: "test." nodefault  # RFC 6761: unbound answers test. itself by default
+stub-zone:
+    name: "{zone}"
+    stub-addr: 127.0.0.1@{upstream}
+"""
+    )
+    with open(workdir / "unbound.log", "w") as log:
+        proc = Popen(
+            [unbound, "-d", "-c", str(workdir / "unbound.conf")],
+            stdout=log,
+            stderr=STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_answering(port, zone)
+    except AssertionError:
+        stop_process(proc)
+        raise AssertionError((workdir / "unbound.log").read_text()[-2000:]) from None
+    return proc, port

@@ -12,18 +12,18 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from subprocess import STDOUT, Popen
 
 import dns.flags
 import dns.rcode
 import pytest
-from itkit import free_port, need, stop_process, wait_answering
+from itkit import need, run_unbound, stop_process
 
 from dnspol.testing import Server
 from dnspol.testing.client import query
 
 KEYS = Path(__file__).parents[1] / "data" / "dnssec"
 KSK, ZSK = "Kexample.com.+013+34096", "Kexample.com.+013+14727"
+ORIGIN = "example.com."
 
 ZONE = """\
 $ORIGIN example.com.
@@ -84,58 +84,6 @@ def anchor(key: str = KSK) -> str:
     return next(line for line in text.splitlines() if "DNSKEY" in line and line[0] != ";")
 
 
-def run_unbound(workdir: Path, upstream: int, trust: str, outgoing: str, ecs: bool) -> tuple:
-    """unbound validating with ``trust``, asking dnspol from ``outgoing``; with ``ecs``
-    its subnet module forwards the client's ECS option (RFC 7871) to dnspol."""
-    unbound = need("unbound", "unbound")
-    port = free_port()
-    workdir.mkdir()
-    modules = "subnetcache validator iterator" if ecs else "validator iterator"
-    subnet = (
-        "    send-client-subnet: 127.0.0.1\n    client-subnet-always-forward: yes\n"
-        "    max-client-subnet-ipv4: 24\n"
-        if ecs
-        else ""
-    )
-    (workdir / "unbound.conf").write_text(
-        f"""server:
-    interface: 127.0.0.1
-    port: {port}
-    outgoing-interface: {outgoing}
-    do-ip6: no
-    do-daemonize: no
-    username: ""
-    chroot: ""
-    directory: "{workdir}"
-    pidfile: "{workdir}/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    val-log-level: 2
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    module-config: "{modules}"
-{subnet}    trust-anchor: "{trust}"
-stub-zone:
-    name: "example.com."
-    stub-addr: 127.0.0.1@{upstream}
-"""
-    )
-    with open(workdir / "unbound.log", "w") as log:
-        proc = Popen(
-            [unbound, "-d", "-c", str(workdir / "unbound.conf")],
-            stdout=log,
-            stderr=STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_answering(port, "example.com.")
-    except AssertionError:
-        stop_process(proc)
-        raise AssertionError((workdir / "unbound.log").read_text()[-2000:]) from None
-    return proc, port
-
-
 def ask(port: int, name: str, ecs: str | None = None):
     return query("127.0.0.1", port, name, "A", rd=True, do=True, ecs=ecs, timeout=5)
 
@@ -168,7 +116,9 @@ def test_every_scope_a_rule_picks_validates_as_secure(signed_server, tmp_path) -
         ("127.0.0.3", True, "www.example.com.", "10.1.2.0/24", {"10.0.0.10"}),  # by ECS
     ]
     for n, (outgoing, ecs, name, client_ecs, wanted) in enumerate(cases):
-        proc, port = run_unbound(tmp_path / f"u{n}", srv.port, anchor(), outgoing, ecs)
+        proc, port = run_unbound(
+            tmp_path / f"u{n}", srv.port, "example.com.", anchor(), outgoing, ecs
+        )
         try:
             reply = ask(port, name, client_ecs)
         finally:
@@ -181,7 +131,7 @@ def test_every_scope_a_rule_picks_validates_as_secure(signed_server, tmp_path) -
 
 def test_weighted_answers_and_denials_in_each_scope_validate(signed_server, tmp_path) -> None:
     srv = signed_server
-    proc, port = run_unbound(tmp_path / "u", srv.port, anchor(), "127.0.0.1", False)
+    proc, port = run_unbound(tmp_path / "u", srv.port, ORIGIN, anchor())
     try:
         balanced = ask(port, "lb.example.com.")
         denied = ask(port, "intra.example.com.")  # only the internal scope has it
@@ -195,7 +145,7 @@ def test_weighted_answers_and_denials_in_each_scope_validate(signed_server, tmp_
 def test_a_resolver_anchored_to_another_key_finds_nothing_secure(signed_server, tmp_path):
     srv = signed_server
     wrong = anchor().replace(anchor().split()[-1][:8], "AAAAAAAA")
-    proc, port = run_unbound(tmp_path / "u", srv.port, wrong, "127.0.0.1", False)
+    proc, port = run_unbound(tmp_path / "u", srv.port, ORIGIN, wrong)
     try:
         reply = ask(port, "www.example.com.")
     finally:
@@ -220,7 +170,9 @@ def test_expired_signatures_are_servfail_at_a_validating_resolver(tmp_path) -> N
         cwd=tmp_path,
     )
     with Server(zone_text=signed.read_text(), origin="example.com.") as srv:
-        proc, port = run_unbound(tmp_path / "u", srv.port, anchor(), "127.0.0.1", False)
+        proc, port = run_unbound(
+            tmp_path / "u", srv.port, "example.com.", anchor(), "127.0.0.1", False
+        )
         try:
             reply = ask(port, "www.example.com.")
         finally:

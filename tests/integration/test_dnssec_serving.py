@@ -21,7 +21,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
-from itkit import free_port, need, run_named, stop_process, wait_answering
+from itkit import free_port, need, run_named, run_unbound, stop_process, wait_answering
 
 from dnspol.testing import Server
 from dnspol.testing.client import query
@@ -244,49 +244,6 @@ def test_delv_rejects_a_tampered_signature(signed) -> None:
         assert "fully validated" in good, good
 
 
-def run_unbound(workdir: Path, upstream: int, anchor: str) -> tuple[Popen, int]:
-    """unbound validating with ``anchor`` (a DNSKEY record), asking dnspol for the zone."""
-    unbound = need("unbound", "unbound")
-    port = free_port()
-    (workdir / "unbound.conf").write_text(
-        f"""server:
-    interface: 127.0.0.1
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    username: ""
-    chroot: ""
-    directory: "{workdir}"
-    pidfile: "{workdir}/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    val-log-level: 2
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    module-config: "validator iterator"
-    trust-anchor: "{anchor}"
-    local-zone: "test." nodefault  # RFC 6761: unbound answers test. itself by default
-stub-zone:
-    name: "{ORIGIN}"
-    stub-addr: 127.0.0.1@{upstream}
-"""
-    )
-    with open(workdir / "unbound.log", "w") as log:
-        proc = Popen(
-            [unbound, "-d", "-c", str(workdir / "unbound.conf")],
-            stdout=log,
-            stderr=STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_answering(port, ORIGIN)
-    except AssertionError:
-        stop_process(proc)
-        raise AssertionError((workdir / "unbound.log").read_text()[-2000:]) from None
-    return proc, port
-
-
 def dnskey_record(signed: dict) -> str:
     key = next(signed["work"].glob("K*.key")).read_text()
     return next(line for line in key.splitlines() if "DNSKEY" in line and not line.startswith(";"))
@@ -296,7 +253,7 @@ def test_unbound_in_front_validates_every_kind_of_answer_as_secure(signed, trio,
     """A validating resolver sets AD on each answer (RFC 4035 §3.2.3): data, NXDOMAIN,
     NODATA, wildcards, CNAME, DNAME, the DS of a secure delegation and its absence."""
     kind, srv, _ = trio
-    proc, port = run_unbound(tmp_path, srv.port, dnskey_record(signed))
+    proc, port = run_unbound(tmp_path, srv.port, ORIGIN, dnskey_record(signed))
     try:
         for name, qtype, what in VALIDATED:
             reply = query("127.0.0.1", port, fqdn(name), qtype, rd=True, do=True, timeout=5)
@@ -315,7 +272,7 @@ OPTED_OUT = re.compile(r"NXDOMAIN|wildcard|does not exist|no DS")
 def test_unbound_answers_servfail_for_a_tampered_signature(signed, tmp_path):
     text = tampered(signed["texts"]["nsec3"])
     with Server(zone_text=text, origin=ORIGIN) as srv:
-        proc, port = run_unbound(tmp_path, srv.port, dnskey_record(signed))
+        proc, port = run_unbound(tmp_path, srv.port, ORIGIN, dnskey_record(signed))
         try:
             bad = query("127.0.0.1", port, fqdn("ns1"), "A", rd=True, do=True, timeout=5)
             assert dns.rcode.to_text(bad.rcode()) == "SERVFAIL"

