@@ -3,6 +3,8 @@ private keys as Knot keeps them, and each wrong file named with its line."""
 
 from __future__ import annotations
 
+import base64
+import os
 import shutil
 import subprocess
 import time
@@ -15,7 +17,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from dnspol.dnssec.keys import KeyFileError, SigningKey, read_key
 from dnspol.dnssec.policy import SigningPolicy
@@ -87,6 +89,37 @@ def test_a_pem_private_key_as_knot_keeps_them(tmp_path: Path) -> None:
         serialization.NoEncryption(),
     )
     Path(f"{base}.private").write_bytes(pem)
+    key = read_key(str(base), ORIGIN)
+    assert key.key_tag == dns.dnssec.key_id(dnskey)
+    signs_and_validates(key)
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    head = bytes([size]) if size < 128 else bytes([0x81, size])
+    return bytes([tag]) + head + content
+
+
+def test_an_ec_key_whose_private_value_is_written_short_is_read(tmp_path: Path) -> None:
+    """Knot's keymgr writes the EC private value as the integer's bytes, so about one key
+    in 256 (a leading zero byte) has 31 bytes for P-256; cryptography refuses that
+    ("private key value is too short"), and a test with a fresh keymgr key failed at
+    random. The value is read as the integer it is."""
+    value = int.from_bytes(os.urandom(31), "big") | (1 << 240)  # its first byte is zero
+    private = ec.derive_private_key(value, ec.SECP256R1())
+    dnskey = dns.dnssec.make_dnskey(private.public_key(), "ECDSAP256SHA256", flags=257)
+    base = tmp_path / f"Kexample.com.+013+{dns.dnssec.key_id(dnskey):05d}"
+    Path(f"{base}.key").write_text(f"example.com. 3600 IN DNSKEY {dnskey.to_text()}\n")
+    ec_key = _der(0x30, _der(0x02, b"\x01") + _der(0x04, value.to_bytes(31, "big")))
+    algorithm = _der(
+        0x30, bytes.fromhex("06072a8648ce3d0201") + bytes.fromhex("06082a8648ce3d030107")
+    )
+    der = _der(0x30, _der(0x02, b"\x00") + algorithm + _der(0x04, ec_key))
+    body = base64.encodebytes(der).decode()
+    pem = f"-----BEGIN PRIVATE KEY-----\n{body}-----END PRIVATE KEY-----\n"
+    with pytest.raises(ValueError, match="too short"):  # what cryptography says of it
+        serialization.load_pem_private_key(pem.encode(), password=None)
+    Path(f"{base}.private").write_text(pem)
     key = read_key(str(base), ORIGIN)
     assert key.key_tag == dns.dnssec.key_id(dnskey)
     signs_and_validates(key)

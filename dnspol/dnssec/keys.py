@@ -250,7 +250,53 @@ def _load_pem(data: bytes, path: str):  # noqa: ANN202
     try:
         return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        short = _ec_key_written_short(data)  # Knot writes about one key in 256 so
+        if short is not None:
+            return short
         raise KeyFileError([f"{path}:1: not a usable PEM private key: {exc}"]) from None
+
+
+# the named curves of DNSSEC's ECDSA algorithms, by their DER-encoded object identifiers
+_CURVES = {
+    bytes.fromhex("2a8648ce3d030107"): ec.SECP256R1(),  # prime256v1: algorithm 13
+    bytes.fromhex("2b81040022"): ec.SECP384R1(),  # secp384r1: algorithm 14
+}
+
+
+def _ec_key_written_short(pem: bytes):  # noqa: ANN202 - an EC private key, or None
+    """A PKCS#8 EC key whose private value has fewer bytes than its curve (a leading zero
+    left out, as Knot's keymgr writes it), read as the integer it is; cryptography
+    refuses such a key ("private key value is too short"). None for anything else."""
+    try:
+        der = base64.b64decode(b"".join(pem.strip().splitlines()[1:-1]))
+        info = _der_items(_der_item(der, 0)[1])  # version, algorithm, private key
+        identifiers = _der_items(info[1][1])  # id-ecPublicKey, the curve
+        curve = _CURVES.get(identifiers[1][1])
+        ec_key = _der_items(_der_item(info[2][1], 0)[1])  # version, private value, ...
+        value = int.from_bytes(ec_key[1][1], "big")
+        return ec.derive_private_key(value, curve) if curve is not None else None
+    except (ValueError, IndexError, TypeError, binascii.Error):
+        return None
+
+
+def _der_item(data: bytes, at: int) -> tuple[int, bytes, int]:
+    """The DER item at ``at``: its tag, its content, where the next one starts."""
+    tag, size, at = data[at], data[at + 1], at + 2
+    if size & 0x80:
+        width = size & 0x7F
+        size, at = int.from_bytes(data[at : at + width], "big"), at + width
+    if at + size > len(data):
+        raise ValueError("a DER item runs past its end")
+    return tag, data[at : at + size], at + size
+
+
+def _der_items(data: bytes) -> list[tuple[int, bytes]]:
+    """The items of a DER sequence's content, as (tag, content)."""
+    items, at = [], 0
+    while at < len(data):
+        tag, content, at = _der_item(data, at)
+        items.append((tag, content))
+    return items
 
 
 def _field(fields: dict[str, tuple[int, str]], name: str, path: str) -> tuple[int, str]:
