@@ -52,7 +52,6 @@ from dnspol.zones.model import Rec, Zone
 log = logging.getLogger("dnspol.transfer")
 
 TRANSFER_TYPES = frozenset({RRType.AXFR, RRType.IXFR})
-WHOLE_ZONE: Iterator[Rec] = iter(())  # ``Transfers._records``: the zone's compiled messages
 # A message is ended once it passes this size: the most a compression pointer reaches
 # (0x3FFF) is about as much as compression can use, and Knot and BIND write 16-64 KB.
 MESSAGE_TARGET = 16 * 1024
@@ -384,16 +383,16 @@ class Transfers:
         records = self._records(query, wire, scoped, scope, snap, listener.tcp, outcome)
         opt = b"" if query.edns is None else opt_record(server_max, query.edns.do)
         if not listener.tcp:  # RFC 1995 §2: over UDP our SOA alone (up to date, or use TCP)
-            assert records is not WHOLE_ZONE
+            assert records is not None
             message = next(_messages(query, records, opt, None, outcome))
             self.report(outcome)
             return message, Rcode.NOERROR  # the caller signs it
         signer = tsig.Signer(signed) if signed is not None else None
         compiled = snap.transfer.compiled.get((zone.origin, scope))
-        if records is WHOLE_ZONE and compiled and compiled.question_size == len(query.question):
+        if records is None and compiled and compiled.question_size == len(query.question):
             messages = compiled_messages(query, compiled, opt, outcome)
         else:
-            if records is WHOLE_ZONE:
+            if records is None:
                 records = zone_records(scoped)
             messages = _messages(query, records, opt, signer, outcome)
         return Transfer(messages, outcome, self.report, signer), Rcode.NOERROR
@@ -401,12 +400,13 @@ class Transfers:
     @staticmethod
     def _records(
         query: Query, wire: bytes, zone: Zone, scope: str, snap, tcp: bool, outcome: Outcome
-    ) -> Iterator[Rec | bytes]:
-        """What the transfer carries: the whole zone; for an IXFR our SOA alone when the
-        client is up to date (and always over UDP), else the journal's steps from its
-        serial when the journal reaches back to it, else the whole zone."""
+    ) -> Iterator[Rec | bytes] | None:
+        """What the transfer carries: None for the whole zone (sent from its compiled
+        messages); for an IXFR our SOA alone when the client is up to date (and always
+        over UDP), else the journal's steps from its serial when the journal reaches back
+        to it, else the whole zone."""
         if query.qtype != RRType.IXFR:
-            return WHOLE_ZONE
+            return None
         theirs = client_serial(wire)
         if theirs is not None and serial_at_least(theirs, zone.serial):
             outcome.result = "up_to_date"
@@ -417,7 +417,7 @@ class Transfers:
         journal = snap.transfer.journal
         steps = Journal(journal).differences(zone, scope, theirs) if journal else None
         if steps is None:
-            return WHOLE_ZONE  # RFC 1995 §4: the whole zone, as AXFR sends it
+            return None  # RFC 1995 §4: the whole zone, as AXFR sends it
         outcome.result = "incremental"
         return ixfr_records(zone, steps)
 

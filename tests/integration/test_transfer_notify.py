@@ -41,7 +41,9 @@ def notifies(sock: socket.socket, seconds: float, wanted: int = 0) -> list[dns.m
     return got
 
 
-def test_workers_notify_once_per_new_serial(tmp_path):
+def serve_with_a_secondary(tmp_path, server: str = "") -> tuple:
+    """A secondary's socket, and dnspol with 2 workers telling it of example.com's serials
+    (``server``: more ``server:`` lines)."""
     secondary = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     secondary.bind(("127.0.0.1", 0))
     port = secondary.getsockname()[1]
@@ -49,11 +51,16 @@ def test_workers_notify_once_per_new_serial(tmp_path):
     (tmp_path / "dnspol.yaml").write_text(
         "zones:\n  example.com:\n    file: example.com.zone\n"
         f"    notify: ['127.0.0.1:{port}']\n"
-        "server:\n  control: none\n"
+        f"server:\n  control: none\n{server}"
     )
     proc, _, _ = serve_deployed(
         tmp_path, "--config", str(tmp_path / "dnspol.yaml"), "--workers", "2", "--no-watch"
     )
+    return secondary, proc
+
+
+def test_workers_notify_once_per_new_serial(tmp_path):
+    secondary, proc = serve_with_a_secondary(tmp_path)
     try:
         first = notifies(secondary, 15, wanted=1)
         assert [m.answer[0][0].serial for m in first] == [1]  # one, not one per worker
@@ -73,18 +80,7 @@ def test_workers_count_notifies_in_the_metrics(tmp_path):
     /metrics like the workers' (they were only logged)."""
     import urllib.request
 
-    secondary = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    secondary.bind(("127.0.0.1", 0))
-    port = secondary.getsockname()[1]
-    (tmp_path / "example.com.zone").write_text(ZONE.format(serial=1))
-    (tmp_path / "dnspol.yaml").write_text(
-        "zones:\n  example.com:\n    file: example.com.zone\n"
-        f"    notify: ['127.0.0.1:{port}']\n"
-        "server:\n  control: none\n  metrics: 127.0.0.1:0\n"
-    )
-    proc, _, _ = serve_deployed(
-        tmp_path, "--config", str(tmp_path / "dnspol.yaml"), "--workers", "2", "--no-watch"
-    )
+    secondary, proc = serve_with_a_secondary(tmp_path, "  metrics: 127.0.0.1:0\n")
     try:
         assert len(notifies(secondary, 15, wanted=1)) == 1
         log = (tmp_path / "log").read_text()
